@@ -1,0 +1,52 @@
+"""``data-select``: score a pool, select subsets, register them with LLaMA-Factory, report."""
+
+from __future__ import annotations
+
+from data_selection.command_line import Command, run_cli
+
+COMMANDS = {
+    "make-demo-data": Command(
+        "data_selection.demo_data:DemoDataConfig:cli_make_demo_data",
+        "Write the procedural AceReason-format demo pool and its held-out eval set.",
+    ),
+    "prepare-model": Command(
+        "data_selection.embedded:PrepareModelOptions:cli_prepare_model",
+        "Convert the embedded SmolLM2-135M-Instruct GGUF into a Hugging Face checkpoint (cached, idempotent).",
+    ),
+    "score": Command(
+        "data_selection.scoring.runner:ScoreOptions:cli_score",
+        "Score a pool with the base model's response-only cross-entropy (resumable, multi-GPU).",
+    ),
+    "merge": Command(
+        "data_selection.scoring.merge:MergeOptions:cli_merge",
+        "Merge the per-rank score shards of a run into scores.parquet.",
+    ),
+    "select": Command(
+        "data_selection.select:SelectOptions:cli_select",
+        "Select a subset (zpd | random) from scores, write it and register it in dataset_info.json.",
+    ),
+    "register": Command(
+        "data_selection.registry:RegisterOptions:cli_register",
+        "Add or update a subset's entry in dataset_info.json (atomic, locked).",
+    ),
+    "check": Command(
+        "data_selection.registry:CheckOptions:cli_check",
+        "Validate every entry of a dataset_info.json with LLaMA-Factory's own loader.",
+    ),
+    "report": Command(
+        "data_selection.report:ReportOptions:cli_report",
+        "Plots and a markdown summary of one or more selections.",
+    ),
+    "push": Command(
+        "data_selection.push:PushOptions:cli_push",
+        "Push a selected subset (with its card and manifest) to the Hugging Face Hub.",
+    ),
+}
+
+
+def main(argv=None) -> int:
+    return run_cli("data-select", COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,28 @@
+"""``llamafactory-ext``: LLaMA-Factory training with our extensions, lighteval evaluation, comparison."""
+
+from __future__ import annotations
+
+from data_selection.command_line import Command, run_cli
+
+COMMANDS = {
+    "train": Command(
+        "llamafactory_ext.train:main",
+        "Train a YAML recipe (RECIPE.yaml [key=value ...]) with our losses/callbacks; launches torchrun when needed.",
+    ),
+    "eval": Command(
+        "llamafactory_ext.evaluation:EvalOptions:cli_eval",
+        "Evaluate a model with lighteval on a suite (reasoning | general | all | local:FILE).",
+    ),
+    "compare": Command(
+        "llamafactory_ext.compare:CompareOptions:cli_compare",
+        "Build the base vs random vs selected table (markdown, CSV) and bar chart from lighteval results.",
+    ),
+}
+
+
+def main(argv=None) -> int:
+    return run_cli("llamafactory-ext", COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
