@@ -1,0 +1,110 @@
+"""Merge a scoring run's shards into ``scores.parquet`` and ``rejects.jsonl`` (idempotent, locked, atomic).
+
+``scores.parquet`` holds one row per scored input row, sorted by source row, and never a NaN or inf: a row whose
+losses are not finite (or that the template could not render) goes to ``rejects.jsonl`` with its reason,
+together with the rows rejected while reading the pool.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_selection.command_line import UserError
+
+SCORE_COLUMNS = ["id", "row", "n_prompt_tokens", "n_response_tokens", "n_tokens_full", "loss_sum", "loss_mean",
+                 "loss_first_100", "loss_first_1000", "truncated"]
+
+
+@dataclass
+class MergeOptions:
+    scores: str = field(metadata={"help": "A scoring output folder (holding meta.json and shards/)."})
+
+
+def merge_shards(out: str | os.PathLike) -> dict[str, Any]:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from filelock import FileLock
+
+    from data_selection.scoring.runner import CONVERSION_REJECTS, META, _write_json_atomic, shard_path
+
+    out = Path(out)
+    meta_path = out / META
+    if not meta_path.exists():
+        raise UserError(f"{out}: no {META}; is this a `data-select score` output folder?")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    n = int(meta["num_shards"])
+    missing = [k for k in range(n) if not shard_path(out, k).exists()]
+    if missing:
+        raise UserError(f"{out}: {len(missing)} of {n} shards are not finished yet (first: shard {missing[0]}); "
+                        "re-run the same `data-select score` command to finish them")
+    with FileLock(str(out / ".merge.lock")):
+        frames = [pq.read_table(shard_path(out, k)).to_pandas() for k in range(n)]
+        df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCORE_COLUMNS + ["reject_reason"])
+        if "reject_reason" not in df:
+            df["reject_reason"] = ""
+        df["reject_reason"] = df["reject_reason"].fillna("")
+        loss_cols = ["loss_sum", "loss_mean", "loss_first_100", "loss_first_1000"]
+        for c in loss_cols:
+            if c not in df:
+                df[c] = float("nan")
+        bad = (df["reject_reason"] == "") & ~df[loss_cols].apply(lambda s: s.map(_finite)).all(axis=1)
+        df.loc[bad, "reject_reason"] = "non-finite loss"
+        ok = df[df["reject_reason"] == ""].sort_values("row", kind="stable")
+        rej = df[df["reject_reason"] != ""]
+        cols = SCORE_COLUMNS + [c for c in meta.get("meta_columns", []) if c in ok] + (
+            ["token_losses"] if "token_losses" in ok else [])
+        scores = ok[cols].reset_index(drop=True)
+        for c in ("row", "n_prompt_tokens", "n_response_tokens", "n_tokens_full"):
+            scores[c] = scores[c].astype("int64")
+        scores["truncated"] = scores["truncated"].astype(bool)
+        tmp = out / ".scores.parquet.tmp"
+        pq.write_table(pa.Table.from_pandas(scores, preserve_index=False), tmp)
+        os.replace(tmp, out / "scores.parquet")
+
+        rejects = []
+        conv = out / CONVERSION_REJECTS
+        if conv.exists():
+            rejects += [json.loads(line) for line in conv.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rejects += [{"row": int(r.row), "id": r.id, "reason": r.reject_reason} for r in rej.itertuples()]
+        rejects.sort(key=lambda r: r["row"])
+        tmp = out / ".rejects.jsonl.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            for r in rejects:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        os.replace(tmp, out / "rejects.jsonl")
+
+        counts = {
+            "rows": int(meta["pool"]["num_rows"]),
+            "scored": int(len(scores)),
+            "rejected": len(rejects),
+            "truncated": int(scores["truncated"].sum()),
+            "response_tokens": int(scores["n_response_tokens"].sum()),
+        }
+        prog = out / "progress.jsonl"
+        if prog.exists():
+            lines = [json.loads(x) for x in prog.read_text(encoding="utf-8").splitlines() if x.strip()]
+            secs = sum(x["seconds"] for x in lines)
+            toks = sum(x["tokens"] for x in lines)
+            counts["gpu_seconds"] = round(secs, 2)
+            counts["tokens_per_s_per_rank"] = round(toks / secs, 1) if secs else None
+        meta["counts"] = counts
+        _write_json_atomic(meta_path, meta)
+    return {"counts": counts}
+
+
+def _finite(x) -> bool:
+    try:
+        return x is not None and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def cli_merge(opts: MergeOptions) -> int:
+    print(json.dumps(merge_shards(opts.scores), indent=2))
+    return 0
