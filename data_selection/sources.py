@@ -140,13 +140,63 @@ def _load_raw(attr, spec: PoolSpec):
         types = {FILE_TYPES.get(Path(f).suffix.lstrip(".")) for f in files}
         if len(types) != 1 or None in types:
             raise UserError(f"{local}: files must share one of the types {sorted(FILE_TYPES)}")
+        kind = types.pop()
         try:
-            return load_dataset(types.pop(), data_files=files, split=attr.split)
+            return load_dataset(kind, data_files=files, split=attr.split)
         except Exception as err:  # datasets raises many kinds; name the file
+            if kind == "json":  # mixed types or a broken line: read row by row, reject only the bad rows
+                return _load_json_tolerant(files)
             raise UserError(f"{local}: could not be read as a dataset ({type(err).__name__}: {err})") from err
     if attr.load_from == "hf_hub":
         return load_dataset(attr.dataset_name, name=attr.subset, data_dir=attr.folder, split=attr.split)
     raise UserError(f"dataset {spec.dataset!r}: load_from={attr.load_from} is not supported by the scorer")
+
+
+def _load_json_tolerant(files: list[str]):
+    """Read JSON Lines row by row when Arrow refuses the file (a number where text is expected, a broken line,
+    invalid UTF-8). Bad values become null and the row carries ``_load_error``, so it is rejected with a reason
+    naming the file, line and field instead of stopping the run."""
+    from datasets import Dataset
+
+    records: list[dict[str, Any]] = []
+    for path in files:
+        with open(path, "rb") as f:
+            data = f.read()
+        text = data.decode("utf-8", errors="replace")
+        stripped = text.lstrip()
+        if stripped.startswith("["):
+            try:
+                items = [(i + 1, item, "") for i, item in enumerate(json.loads(stripped))]
+            except json.JSONDecodeError as err:
+                raise UserError(f"{path}: not valid JSON ({err})") from err
+        else:
+            items = []
+            for lineno, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    items.append((lineno, json.loads(line), ""))
+                except json.JSONDecodeError as err:
+                    items.append((lineno, {}, f"{path} line {lineno}: invalid JSON ({err.msg})"))
+        for lineno, item, err in items:
+            if not isinstance(item, dict):
+                item, err = {}, err or f"{path} line {lineno}: not a JSON object"
+            records.append({"_lineno": lineno, "_load_error": err, **item})
+    keys = [k for k in dict.fromkeys(k for r in records for k in r) if k not in ("_lineno", "_load_error")]
+    for k in keys:
+        kinds = {type(r[k]).__name__ for r in records if r.get(k) is not None}
+        if len(kinds) <= 1:
+            continue
+        major = "str" if "str" in kinds else sorted(kinds)[0]
+        for r in records:
+            v = r.get(k)
+            if v is not None and type(v).__name__ != major:
+                r["_load_error"] = r["_load_error"] or (
+                    f"{Path(files[0]).name} line {r['_lineno']}: field {k!r} is {type(v).__name__}, not a string"
+                    if major == "str" else f"line {r['_lineno']}: field {k!r} has type {type(v).__name__}")
+                r[k] = None
+    rows = [{k: r.get(k) for k in keys} | {"_load_error": r["_load_error"]} for r in records]
+    return Dataset.from_list(rows)
 
 
 def row_id(row: int, prompt: list, response: list, system: str) -> str:
@@ -187,7 +237,7 @@ def _converter(attr):
 
 def convert_example(example: dict[str, Any], row: int, attr, converter) -> dict[str, Any]:
     """LLaMA-Factory's conversion of one raw row, plus ``_row``, ``id``, ``n_chars`` and ``reject_reason``."""
-    reason = _check_row(example, attr)
+    reason = example.get("_load_error") or _check_row(example, attr)
     out: dict[str, Any] = {"_row": row, "reject_reason": reason}
     conv = {"_prompt": [], "_response": [], "_system": "", "_tools": ""}
     if not reason:

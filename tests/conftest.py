@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from data_selection.tiny_model import build_tiny_qwen  # noqa: F401  (tests import it from here)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -29,31 +31,6 @@ def qwen_tokenizer_dir() -> Path:
     from data_selection.embedded import qwen_tokenizer_dir as find
 
     return find()
-
-
-def build_tiny_qwen(out: Path, tokenizer_dir: Path, seed: int = 0, layers: int = 2, hidden: int = 32) -> Path:
-    import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = Qwen2Config(
-        vocab_size=151936,  # Qwen2.5's embedding size (the tokenizer has 151,669 entries)
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=32768,
-        tie_word_embeddings=True,
-        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=None,
-    )
-    torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,227 @@
+"""Our scorer vs the method of LLaMA-Factory's ``scripts/stat_utils/cal_ppl.py``, measured in one run.
+
+The upstream script crashes on 0.9.5 (``get_train_args`` now returns 6 values, and the wheel ships no scripts/),
+so :func:`cal_ppl_method` re-implements it faithfully against 0.9.5's APIs: LF's SFT preprocessing
+(``get_dataset``), ``load_model``, a DataLoader in dataset order with ``MultiModalDataCollatorForSeq2Seq``
+(padding to the longest), ``model(**batch)`` with labels (so HF also computes its own fp32 loss), full-vocabulary
+logits shifted and made contiguous, ``CrossEntropyLoss(reduction="none")``, mean over label tokens.
+
+Each variant runs in its own subprocess so its peak RSS is its own. Printed:
+* throughput (response-scoring tokens/s, median of repeats after one warm-up) on a long-tail length mix, and the ratio;
+* max |Δ loss_mean| between the two on the same rows (fp32);
+* peak RSS for one 16K-token example with our scorer, and the baseline's peak RSS at growing lengths (it does not
+  fit a 24 GiB machine at 16K: the figure there is a linear fit of the measured points, marked as such).
+
+Usage: python bench/score_vs_cal_ppl.py [--quick] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+WORDS = ("the sum of", "we need", "therefore", "so", "x =", "wait", "check", "step", "equals", "+", "-", "*",
+         "12", "7", "345", "then", "because", "\\frac{1}{2}", "let", "answer")
+
+
+def make_rows(target_tokens: list[int], seed: int = 0) -> list[dict]:
+    """Rows whose responses are about ``target_tokens`` Qwen tokens long (one word ~ 1.3 tokens)."""
+    rng = random.Random(seed)
+    rows = []
+    for i, n in enumerate(target_tokens):
+        words = [rng.choice(WORDS) for _ in range(int(n / 1.6))]
+        rows.append({"instruction": f"Problem {i}: compute {rng.randint(1, 999)} + {rng.randint(1, 999)}.",
+                     "input": "", "output": "<think>\n" + " ".join(words) + "\n</think>\n\\boxed{1}",
+                     "system": SYSTEM})
+    return rows
+
+
+def long_tail_lengths(n: int, lo: int, hi: int, seed: int = 0) -> list[int]:
+    """Mostly short, a few long: log-length ~ u^2 between lo and hi, the longest pinned to hi."""
+    rng = random.Random(seed)
+    out = [int(lo * (hi / lo) ** (rng.random() ** 2)) for _ in range(n - 1)] + [hi]
+    rng.shuffle(out)
+    return out
+
+
+def write_pool(rows: list[dict], d: Path) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / "pool.jsonl", "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    (d / "dataset_info.json").write_text(json.dumps({"pool": {"file_name": "pool.jsonl", "columns": {
+        "prompt": "instruction", "query": "input", "response": "output", "system": "system"}}}))
+
+
+# ---------------------------------------------------------------- the two methods (run inside a child process)
+
+
+def cal_ppl_method(model_dir: str, data_dir: str, cutoff: int, batch_size: int, repeats: int) -> dict:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from llamafactory.data import MultiModalDataCollatorForSeq2Seq, get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.extras.constants import IGNORE_INDEX
+    from llamafactory.hparams import get_train_args
+    from llamafactory.model import load_model, load_tokenizer
+
+    # 0.9.5 returns 5 values (upstream cal_ppl.py unpacks 6 and crashes)
+    model_args, data_args, training_args, finetuning_args, *_ = get_train_args(dict(
+        stage="sft", model_name_or_path=model_dir, dataset="pool", dataset_dir=data_dir, template="qwen",
+        cutoff_len=cutoff, train_on_prompt=False, output_dir=tempfile.mkdtemp(), overwrite_cache=True,
+        do_train=True, use_cpu=True, report_to="none"))
+    tokenizer_module = load_tokenizer(model_args)
+    tokenizer = tokenizer_module["tokenizer"]
+    template = get_template_and_fix_tokenizer(tokenizer, data_args)
+    trainset = get_dataset(template, model_args, data_args, training_args, "sft", **tokenizer_module)["train_dataset"]
+    model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False).float()
+    collator = MultiModalDataCollatorForSeq2Seq(template=template, tokenizer=tokenizer, label_pad_token_id=IGNORE_INDEX)
+    criterion = torch.nn.CrossEntropyLoss(reduction="none")
+    times, losses, tokens = [], [], 0
+    for rep in range(repeats + 1):
+        loader = DataLoader(trainset, batch_size, shuffle=False, collate_fn=collator)
+        t0 = time.perf_counter()
+        rep_losses, rep_tokens = [], 0
+        with torch.no_grad():
+            for batch in loader:
+                batch = batch.to(model.device)
+                outputs = model(**batch)
+                shift_logits = outputs["logits"][..., :-1, :]
+                shift_labels = batch["labels"][..., 1:]
+                loss_mask = shift_labels != IGNORE_INDEX
+                flat_logits = shift_logits.contiguous().view(shift_labels.size(0) * shift_labels.size(1), -1)
+                token_logps = criterion(flat_logits, shift_labels.contiguous().view(-1))
+                token_logps = token_logps.contiguous().view(shift_logits.size(0), -1)
+                sentence = (token_logps * loss_mask).sum(-1) / loss_mask.sum(-1)
+                rep_losses.extend(sentence.tolist())
+                rep_tokens += int(batch["attention_mask"].sum())
+                del outputs, shift_logits, flat_logits, token_logps
+        if rep:  # the first pass warms up
+            times.append(time.perf_counter() - t0)
+        losses, tokens = rep_losses, rep_tokens
+    return {"seconds": times, "tokens": tokens, "loss_mean": losses}
+
+
+def our_method(model_dir: str, data_dir: str, cutoff: int, batch_tokens: int, repeats: int) -> dict:
+    import shutil
+
+    from data_selection.scoring.runner import ScoreOptions, run_score
+
+    times, summary = [], {}
+    for rep in range(repeats + 1):
+        out = Path(tempfile.mkdtemp())
+        s = run_score(ScoreOptions(model=model_dir, dataset="pool", dataset_dir=data_dir, out=str(out / "s"),
+                                   template="qwen", cutoff_len=cutoff, batch_tokens=batch_tokens, verify=False,
+                                   shard_rows=10**6, num_proc=1))
+        import pandas as pd
+
+        df = pd.read_parquet(out / "s" / "scores.parquet").sort_values("row")
+        prog = [json.loads(x) for x in (out / "s" / "progress.jsonl").read_text().splitlines()]
+        if rep:
+            times.append(sum(p["seconds"] for p in prog))
+        summary = {"tokens": sum(p["tokens"] for p in prog), "loss_mean": df["loss_mean"].tolist(),
+                   "padding_waste": s["padding_waste"]}
+        shutil.rmtree(out)
+    return {"seconds": times, **summary}
+
+
+def child(args) -> None:
+    fn = our_method if args.method == "ours" else cal_ppl_method
+    res = fn(args.model, args.data, args.cutoff, args.batch, args.repeats)
+    res["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print("RESULT " + json.dumps(res))
+
+
+def run_child(method: str, model: str, data: Path, cutoff: int, batch: int, repeats: int) -> dict | None:
+    cmd = [sys.executable, __file__, "--child", method, "--model", model, "--data", str(data),
+           "--cutoff", str(cutoff), "--batch", str(batch), "--repeats", str(repeats)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    for line in p.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    sys.stderr.write(f"[{method}] failed (rc={p.returncode}): {p.stderr[-1500:]}\n")
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--child", choices=["ours", "baseline"])
+    ap.add_argument("--model"), ap.add_argument("--data"), ap.add_argument("--cutoff", type=int, default=16384)
+    ap.add_argument("--batch", type=int, default=4), ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="smaller mix, 1 repeat (a smoke run)")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    if args.child:
+        args.method = args.child
+        return child(args)
+
+    from data_selection.tiny_model import build_tiny_qwen
+
+    work = Path(tempfile.mkdtemp(prefix="bench_score_"))
+    model = str(build_tiny_qwen(work / "tiny_qwen", hidden=64))
+    repeats = 1 if args.quick else 3
+    # 1) throughput + exactness on a long-tail mix. The baseline runs at batch 1: cal_ppl's batch 4 padded to
+    #    the longest row would need 4 x L x 151,936 x 4 B (x3 copies) and does not fit in 24 GiB beyond ~1.5K tokens.
+    hi = 4096 if args.quick else 8192
+    mix = long_tail_lengths(12 if args.quick else 32, 200, hi, seed=1)
+    write_pool(make_rows(mix, seed=1), work / "mix")
+    ours = run_child("ours", model, work / "mix", 16384, 32768, repeats)
+    base = run_child("baseline", model, work / "mix", 16384, 1, repeats)
+    results: dict = {"mix_target_tokens": {"n": len(mix), "min": min(mix), "max": max(mix),
+                                           "median": statistics.median(mix)}}
+    if ours and base:
+        t_ours, t_base = statistics.median(ours["seconds"]), statistics.median(base["seconds"])
+        results.update(
+            ours_tokens_per_s=ours["tokens"] / t_ours, baseline_tokens_per_s=base["tokens"] / t_base,
+            throughput_ratio=(ours["tokens"] / t_ours) / (base["tokens"] / t_base),
+            max_abs_delta_loss_mean=max(abs(a - b) for a, b in zip(ours["loss_mean"], base["loss_mean"])),
+            mix_peak_rss_gb={"ours": ours["peak_rss_gb"], "baseline": base["peak_rss_gb"]},
+            padding_waste=ours["padding_waste"])
+    # 2) memory at 16K: ours for real; the baseline at lengths that fit, then a linear fit.
+    write_pool(make_rows([16000], seed=2), work / "long16k")
+    o16 = run_child("ours", model, work / "long16k", 16384, 32768, 0)
+    results["ours_16k_peak_rss_gb"] = o16 and o16["peak_rss_gb"]
+    pts = []
+    for n in ([1000, 2000] if args.quick else [1000, 2000, 4000]):
+        write_pool(make_rows([n], seed=3), work / f"len{n}")
+        b = run_child("baseline", model, work / f"len{n}", 16384, 1, 0)
+        o = run_child("ours", model, work / f"len{n}", 16384, 32768, 0)
+        if b and o:
+            pts.append({"target_tokens": n, "baseline_gb": b["peak_rss_gb"], "ours_gb": o["peak_rss_gb"]})
+    results["rss_by_length"] = pts
+    if len(pts) >= 2:
+        (x0, y0), (x1, y1) = (pts[0]["target_tokens"], pts[0]["baseline_gb"]), (pts[-1]["target_tokens"],
+                                                                                pts[-1]["baseline_gb"])
+        slope = (y1 - y0) / (x1 - x0)
+        results["baseline_16k_peak_rss_gb_extrapolated"] = y1 + slope * (16000 - x1)
+        if results.get("ours_16k_peak_rss_gb"):
+            results["peak_rss_ratio_16k_baseline_over_ours"] = (
+                results["baseline_16k_peak_rss_gb_extrapolated"] / results["ours_16k_peak_rss_gb"])
+    print(json.dumps(results, indent=2))
+    if "throughput_ratio" in results:
+        print(f"\nthroughput ratio (ours / cal_ppl method): {results['throughput_ratio']:.2f}x  "
+              f"(target >= 3x); max |Δ loss_mean| = {results['max_abs_delta_loss_mean']:.2e} (target <= 1e-4)")
+    if results.get("ours_16k_peak_rss_gb"):
+        print(f"16K-token example: ours {results['ours_16k_peak_rss_gb']:.2f} GB peak RSS (target < 3 GB); "
+              f"baseline ≈ {results.get('baseline_16k_peak_rss_gb_extrapolated', math.nan):.1f} GB (extrapolated)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

