@@ -278,7 +278,7 @@ class Pool:
             **self.spec.to_dict(),
             "load_from": self.attr.load_from,
             "resolved_name": self.attr.dataset_name,
-            "formatting": self.attr.formatting,
+            "resolved_formatting": self.attr.formatting,
             "column_mapping": {
                 k: getattr(self.attr, k)
                 for k in ("prompt", "query", "response", "history", "messages", "system", "tools")

@@ -1,0 +1,375 @@
+"""Read, modify and check LLaMA-Factory's ``dataset_info.json``.
+
+Registration (``data-select register``, also run by ``select``) adds or updates one entry and keeps every
+other entry and their order. The write is atomic (temporary file + rename) and happens under a lock
+(``filelock`` on ``.dataset_info.json.lock`` beside the file), so concurrent ``select`` runs lose nothing.
+
+**Ownership marker.** Entries made by this tool carry ``"created_by": "data-select"`` (and ``"manifest"``,
+``"recipe"`` when known). LLaMA-Factory's parser (``DatasetAttr.join``) reads only the keys it knows and
+ignores the rest, and the web UI only reads ``ranking``, so the marker is invisible to training. An entry
+without the marker was written by someone else: ``register`` refuses to replace it unless ``--force``.
+
+**Check** (``data-select check``) validates every entry and reports all problems at once, by entry name:
+the source is declared, the formatting and column keys are ones LLaMA-Factory knows, the file exists, the
+declared columns are in it, a ``system`` column present in the file is mapped (otherwise LLaMA-Factory
+silently uses the template's default system prompt), and LLaMA-Factory's own ``_load_single_dataset``
+loads and aligns the first rows. Hub entries are checked structurally only when offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_selection.command_line import UserError
+from data_selection.subset import write_json_atomic
+
+MARKER_KEY = "created_by"
+MARKER = "data-select"
+FORMATTINGS = ("alpaca", "sharegpt", "openai")
+SOURCE_KEYS = ("file_name", "hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
+ENTRY_KEYS = SOURCE_KEYS + ("formatting", "ranking", "subset", "split", "folder", "num_samples", "columns", "tags")
+OUR_KEYS = (MARKER_KEY, "manifest", "recipe", "description")
+COLUMN_KEYS = ("prompt", "query", "response", "history", "messages", "system", "tools", "images", "videos",
+               "audios", "chosen", "rejected", "kto_tag")
+TAG_KEYS = ("role_tag", "content_tag", "user_tag", "assistant_tag", "observation_tag", "function_tag", "system_tag")
+FILE_TYPES = ("arrow", "csv", "json", "jsonl", "parquet", "txt")
+
+
+# -- reading and writing -----------------------------------------------------------------------------------------
+
+
+def read_dataset_info(path: str | Path, missing_ok: bool = True) -> dict[str, Any]:
+    """The entries of ``path`` in file order; ``{}`` for a missing file when ``missing_ok``."""
+    path = Path(path)
+    if not path.exists():
+        if missing_ok:
+            return {}
+        raise UserError(f"{path}: no such file (a dataset_info.json is created by `data-select register`)")
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        return {}
+    try:
+        info = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); fix or "
+                        "restore the file, nothing was changed") from err
+    if not isinstance(info, dict):
+        raise UserError(f"{path}: must hold a JSON object of dataset entries, found {type(info).__name__}")
+    bad = [k for k, v in info.items() if not isinstance(v, dict)]
+    if bad:
+        raise UserError(f"{path}: entries must be JSON objects; not so for {bad}")
+    return info
+
+
+def lock_for(path: str | Path):
+    from filelock import FileLock
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path.parent / f".{path.name}.lock"), timeout=120)
+
+
+def is_ours(entry: dict[str, Any]) -> bool:
+    return entry.get(MARKER_KEY) == MARKER
+
+
+def subset_entry(file_name: str, formatting: str, columns: dict[str, str], manifest: str = "",
+                 recipe: str = "") -> dict[str, Any]:
+    """A file entry as LLaMA-Factory reads it, plus our ownership marker."""
+    entry: dict[str, Any] = {"file_name": file_name, "formatting": formatting, "columns": dict(columns),
+                             MARKER_KEY: MARKER}
+    if manifest:
+        entry["manifest"] = manifest
+    if recipe:
+        entry["recipe"] = recipe
+    return entry
+
+
+def register_entry(dataset_info: str | Path, name: str, entry: dict[str, Any], force: bool = False) -> str:
+    """Add or update ``name`` (locked read-modify-write, atomic). Returns "added", "updated" or "unchanged"."""
+    path = Path(dataset_info)
+    if not name or not name.strip():
+        raise UserError("an entry needs a non-empty name")
+    entry = {**entry, MARKER_KEY: MARKER}
+    with lock_for(path):
+        info = read_dataset_info(path)
+        old = info.get(name)
+        if old is not None and not is_ours(old) and not force:
+            raise UserError(
+                f"{path}: entry {name!r} was not created by data-select (no \"{MARKER_KEY}\": \"{MARKER}\"); "
+                "pick another --name or pass --force to replace it"
+            )
+        if old == entry:
+            return "unchanged"
+        info[name] = entry  # an existing key keeps its position
+        write_json_atomic(path, info)
+        return "added" if old is None else "updated"
+
+
+def columns_from_file(path: Path) -> tuple[str, dict[str, str]]:
+    """Formatting and LLaMA-Factory column mapping for a subset file, from its columns."""
+    from data_selection.sources import _detect_columns
+
+    return _detect_columns(file_columns(path), str(path))
+
+
+def file_columns(path: Path) -> list[str]:
+    """Column names of a data file (first row of json/jsonl, schema of parquet/arrow, header of csv)."""
+    suffix = path.suffix.lstrip(".")
+    if suffix == "jsonl" or (suffix == "json" and _first_char(path) != "["):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    row = json.loads(line)
+                    return list(row) if isinstance(row, dict) else []
+        return []
+    if suffix == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(path).names
+    from datasets import load_dataset
+
+    kind = {"json": "json", "csv": "csv", "arrow": "arrow", "txt": "text"}[suffix]
+    return load_dataset(kind, data_files=[str(path)], split="train").column_names
+
+
+def _first_char(path: Path) -> str:
+    with open(path, encoding="utf-8") as f:
+        while True:
+            c = f.read(1)
+            if not c or not c.isspace():
+                return c
+
+
+# -- check ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EntryCheck:
+    name: str
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or os.environ.get(
+        "HF_DATASETS_OFFLINE", "0"
+    ).lower() in ("1", "true", "yes")
+
+
+def _structure(name: str, entry: dict[str, Any], res: EntryCheck) -> None:
+    sources = [k for k in SOURCE_KEYS if k in entry]
+    if not sources:
+        res.problems.append(f"no data source: needs one of {', '.join(SOURCE_KEYS)}")
+    unknown = [k for k in entry if k not in ENTRY_KEYS + OUR_KEYS]
+    if unknown:
+        res.problems.append(f"unknown key(s) {unknown}: LLaMA-Factory ignores them (typo?); known: "
+                            f"{', '.join(ENTRY_KEYS)}")
+    formatting = entry.get("formatting", "alpaca")
+    if formatting not in FORMATTINGS:
+        res.problems.append(f"formatting {formatting!r} is not one LLaMA-Factory knows ({', '.join(FORMATTINGS)})")
+    columns = entry.get("columns", {})
+    if not isinstance(columns, dict):
+        res.problems.append(f"columns must be an object, found {type(columns).__name__}")
+    else:
+        bad = [k for k in columns if k not in COLUMN_KEYS]
+        if bad:
+            res.problems.append(f"columns key(s) {bad} are not ones LLaMA-Factory reads (known: "
+                                f"{', '.join(COLUMN_KEYS)}); they would be silently ignored")
+        nonstr = [k for k, v in columns.items() if not isinstance(v, str)]
+        if nonstr:
+            res.problems.append(f"columns {nonstr} must map to column names (strings)")
+    tags = entry.get("tags", {})
+    if not isinstance(tags, dict) or [k for k in tags if k not in TAG_KEYS]:
+        res.problems.append(f"tags must be an object with keys among {', '.join(TAG_KEYS)}")
+    if "hf_hub_url" in entry and (not isinstance(entry["hf_hub_url"], str) or entry["hf_hub_url"].count("/") != 1):
+        res.problems.append(f"hf_hub_url {entry['hf_hub_url']!r} is not a hub id of the form owner/name")
+
+
+def _declared_columns(attr) -> dict[str, str]:
+    if attr.formatting == "sharegpt":
+        keys = ("messages", "system", "tools")
+    elif attr.formatting == "alpaca":
+        keys = ("prompt", "query", "response", "history", "system", "tools")
+    else:
+        keys = ("messages", "system", "tools")
+    return {k: getattr(attr, k) for k in keys if getattr(attr, k, None)}
+
+
+def _load_with_llamafactory(attr, dataset_dir: str, rows: int):
+    """LLaMA-Factory's own loader + aligner on the first ``rows`` rows."""
+    from llamafactory.data.loader import _load_single_dataset
+    from llamafactory.hparams import DataArguments, ModelArguments
+    from transformers import Seq2SeqTrainingArguments
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data_args = DataArguments(dataset_dir=dataset_dir, max_samples=rows)
+        training_args = Seq2SeqTrainingArguments(output_dir=tmp, report_to="none")
+        return _load_single_dataset(attr, ModelArguments(model_name_or_path="unused"), data_args, training_args)
+
+
+def _check_file_entry(name: str, info: dict[str, Any], dataset_dir: str, rows: int, res: EntryCheck) -> None:
+    from llamafactory.data.parser import get_dataset_list
+
+    (attr,) = get_dataset_list([name], info)
+    local = Path(os.path.join(dataset_dir, attr.dataset_name))  # the join LLaMA-Factory's loader does
+    if not local.exists():
+        recipe = info[name].get("recipe")
+        hint = f" (not created yet: {recipe})" if recipe else ""
+        res.problems.append(f"file {local} not found{hint}")
+        return
+    files = sorted(p for p in local.iterdir()) if local.is_dir() else [local]
+    if not files:
+        res.problems.append(f"folder {local} is empty")
+        return
+    kinds = {p.suffix.lstrip(".") for p in files}
+    if len(kinds) != 1 or not kinds <= set(FILE_TYPES):
+        res.problems.append(f"{local}: file type(s) {sorted(kinds)}; LLaMA-Factory needs one of {FILE_TYPES}")
+        return
+    try:
+        columns = file_columns(files[0])
+    except Exception as err:  # noqa: BLE001 - unreadable data: report it, go on with the other entries
+        res.problems.append(f"{files[0]}: cannot be read ({type(err).__name__}: {err})")
+        return
+    if not columns:
+        res.problems.append(f"{files[0]}: no rows")
+        return
+    declared = _declared_columns(attr)
+    missing = {k: v for k, v in declared.items() if v not in columns}
+    if missing:
+        res.problems.append(f"declared column(s) {missing} not in {files[0]} (columns: {columns})")
+        return
+    if attr.formatting == "alpaca" and "system" in columns and not attr.system:
+        res.problems.append("the file has a 'system' column but columns does not map it: LLaMA-Factory would "
+                            "silently use the template's default system prompt (add \"system\": \"system\")")
+    try:
+        aligned = _load_with_llamafactory(attr, dataset_dir, rows)
+    except Exception as err:  # noqa: BLE001 - whatever LLaMA-Factory raises is the finding
+        res.problems.append(f"LLaMA-Factory's loader fails: {type(err).__name__}: {err}")
+        return
+    # SupervisedDatasetProcessor drops rows whose turn structure is off; empty messages it trains on as they are
+    dropped = [i for i, ex in enumerate(aligned) if len(ex["_prompt"]) % 2 != 1 or len(ex["_response"]) != 1]
+    if dropped:
+        res.problems.append(f"row(s) {dropped} of the first {len(aligned)}: invalid turn structure, "
+                            "LLaMA-Factory's SFT preprocessing drops them")
+    empty = [i for i, ex in enumerate(aligned) if i not in dropped
+             and any(not (m.get("content") or "").strip() for m in ex["_prompt"] + ex["_response"])]
+    if empty:
+        res.problems.append(f"row(s) {empty} of the first {len(aligned)} have an empty prompt or response message")
+    res.notes.append(f"{attr.formatting}, columns {declared}; LLaMA-Factory loaded {len(aligned)} row(s)")
+
+
+def check_dataset_info(dataset_info: str | Path, names: list[str] | None = None, rows: int = 5) -> list[EntryCheck]:
+    """Check entries (all, or ``names``) of a dataset_info.json; never stops at the first problem."""
+    path = Path(dataset_info)
+    info = read_dataset_info(path, missing_ok=False)
+    dataset_dir = str(path.parent)
+    results = []
+    for name in names or list(info):
+        res = EntryCheck(name)
+        results.append(res)
+        if name not in info:
+            res.problems.append(f"no such entry in {path}")
+            continue
+        entry = info[name]
+        _structure(name, entry, res)
+        if res.problems:
+            continue
+        if "file_name" in entry and not any(k in entry for k in SOURCE_KEYS if k != "file_name"):
+            _check_file_entry(name, info, dataset_dir, rows, res)
+        elif "hf_hub_url" in entry:
+            if _offline():
+                res.notes.append(f"hub dataset {entry['hf_hub_url']}: checked structurally only (offline)")
+            else:
+                _check_hub_entry(entry["hf_hub_url"], res)
+        else:
+            res.notes.append("checked structurally only (ms/om hub, script or cloud entries are not loaded)")
+    return results
+
+
+def _check_hub_entry(repo: str, res: EntryCheck) -> None:
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().dataset_info(repo)
+        res.notes.append(f"hub dataset {repo} exists (columns not checked without downloading it)")
+    except Exception as err:  # noqa: BLE001 - not found, gated, network: all are findings
+        res.problems.append(f"hub dataset {repo}: {type(err).__name__}: {err}")
+
+
+# -- CLI ------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RegisterOptions:
+    name: str = field(metadata={"help": "Entry name (what recipes put in `dataset:`)."})
+    file: str = field(
+        default="", metadata={"help": "Data file, relative to the dataset_info.json folder (default data/NAME.jsonl)."}
+    )
+    formatting: str = field(default="", metadata={"help": "alpaca | sharegpt (default: detected from the file)."})
+    columns: str = field(
+        default="",
+        metadata={"help": 'Column mapping as JSON, e.g. \'{"prompt": "instruction", "query": "input", '
+                  '"response": "output", "system": "system"}\' (default: detected from the file).'},
+    )
+    dataset_info: str = field(default="dataset_info.json", metadata={"help": "The dataset_info.json to modify."})
+    force: bool = field(default=False, metadata={"help": "Replace an entry that data-select did not create."})
+
+
+def cli_register(opts: RegisterOptions) -> int:
+    info_path = Path(opts.dataset_info)
+    file_name = opts.file or f"data/{opts.name}.jsonl"
+    local = info_path.parent / file_name
+    if not local.exists():
+        raise UserError(f"{local}: no such file (file names are relative to {info_path.parent or '.'})")
+    if opts.columns:
+        try:
+            columns = json.loads(opts.columns)
+        except json.JSONDecodeError as err:
+            raise UserError(f"--columns is not valid JSON: {err}") from err
+        if not isinstance(columns, dict):
+            raise UserError("--columns must be a JSON object")
+        formatting = opts.formatting or "alpaca"
+    else:
+        formatting, columns = columns_from_file(local)
+        formatting = opts.formatting or formatting
+    manifest = Path(file_name).with_suffix(".manifest.json")
+    entry = subset_entry(file_name, formatting, columns,
+                         manifest=str(manifest) if (info_path.parent / manifest).exists() else "")
+    action = register_entry(info_path, opts.name, entry, force=opts.force)
+    print(f"{info_path}: {action} entry {opts.name!r} -> {file_name} ({formatting}, columns {columns})")
+    return 0
+
+
+@dataclass
+class CheckOptions:
+    names: list[str] = field(default_factory=list, metadata={"help": "Entries to check (default: all)."})
+    dataset_info: str = field(default="dataset_info.json", metadata={"help": "The dataset_info.json to check."})
+    rows: int = field(default=5, metadata={"help": "Rows LLaMA-Factory's loader reads per file entry."})
+
+    POSITIONAL = "names"
+
+
+def cli_check(opts: CheckOptions) -> int:
+    results = check_dataset_info(opts.dataset_info, opts.names or None, opts.rows)
+    bad = [r for r in results if not r.ok]
+    for r in results:
+        if r.ok:
+            print(f"ok       {r.name}: {'; '.join(r.notes)}")
+        else:
+            for p in r.problems:
+                print(f"PROBLEM  {r.name}: {p}")
+    print(f"{opts.dataset_info}: {len(results)} entr{'y' if len(results) == 1 else 'ies'} checked, "
+          f"{len(bad)} with problems" + (f" ({', '.join(r.name for r in bad)})" if bad else ""))
+    sys.stdout.flush()
+    return 1 if bad else 0

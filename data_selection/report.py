@@ -1,0 +1,290 @@
+"""``data-select report NAME…``: plots and a markdown summary of one or more selections.
+
+For the first NAME's scores (its manifest records the folder, key and eligibility) the report draws:
+
+* ``key_histogram.png``: the ranking key over the eligible pool, the band edges, and the distribution of
+  every selection given, plus a random reference of the same size and seed when no random selection is;
+* ``loss_vs_length.png``: mean loss against response length (log scale), pool vs selected rows, with the OLS
+  trend on log length (the length confound the length-aware keys address);
+* ``funnel.png``: pool → rejected → over-length → band → selected, one bar group per selection;
+* ``report.md`` (tables: parameters, thresholds, funnel, composition) and ``funnel.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_selection.command_line import UserError
+
+COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+FUNNEL_STAGES = ["pool", "rejected", "scored", "over_length_dropped", "non_finite_key", "eligible", "dropped_low",
+                 "dropped_high", "band", "selected"]
+
+
+@dataclass
+class ReportOptions:
+    names: list[str] = field(default_factory=list, metadata={"help": "Selected subsets (dataset_info.json names)."})
+    out: str = field(default="", metadata={"help": "Output folder (default reports/NAME or reports/A_vs_B)."})
+    dataset_info: str = field(default="dataset_info.json", metadata={"help": "dataset_info.json beside data/."})
+    scores: str = field(default="", metadata={"help": "Scores folder (default: the one the first manifest names)."})
+    random_reference: bool = field(
+        default=True, metadata={"help": "Overlay a random draw of the same size and seed when no NAME is random."}
+    )
+
+    POSITIONAL = "names"
+
+
+@dataclass
+class Loaded:
+    name: str
+    manifest: dict[str, Any]
+    ids: set[str]
+
+
+def load_selection(dataset_dir: Path, name: str) -> Loaded:
+    from data_selection.subset import subset_paths
+
+    paths = subset_paths(dataset_dir, name)
+    if not paths["manifest"].exists():
+        raise UserError(f"{paths['manifest']} not found: {name!r} is not a subset made by `data-select select` "
+                        f"in {dataset_dir}")
+    manifest = json.loads(paths["manifest"].read_text(encoding="utf-8"))
+    data = dataset_dir / manifest["file_name"]
+    if not data.exists():
+        raise UserError(f"{data} not found (named by {paths['manifest']})")
+    ids = set()
+    with open(data, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                ids.add(json.loads(line)["id"])
+    return Loaded(name, manifest, ids)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"figure.dpi": 110, "font.size": 10, "axes.titlesize": 12, "axes.spines.top": False,
+                         "axes.spines.right": False})
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    """PNG without a creation timestamp, written through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", bbox_inches="tight", metadata={"Software": None})
+    tmp.replace(path)
+
+
+def plot_key_histogram(path: Path, key_name: str, pool_key: np.ndarray, series: list[tuple[str, np.ndarray]],
+                       edges: list[tuple[str, float]]) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    lo, hi = np.quantile(pool_key, [0.002, 0.998]) if len(pool_key) else (0, 1)
+    span = hi - lo or 1.0
+    bins = np.linspace(lo - 0.02 * span, hi + 0.02 * span, 60)
+    ax.hist(np.clip(pool_key, bins[0], bins[-1]), bins=bins, density=True, color="#bbbbbb",
+            label=f"eligible pool (n={len(pool_key):,})")
+    for i, (label, values) in enumerate(series):
+        ax.hist(np.clip(values, bins[0], bins[-1]), bins=bins, density=True, histtype="step", linewidth=2,
+                color=COLORS[i % len(COLORS)], label=f"{label} (n={len(values):,})")
+    for label, x in edges:
+        ax.axvline(x, color="black", linestyle="--", linewidth=1)
+        ax.annotate(f"{label}\n{x:.3f}", xy=(x, 1), xycoords=("data", "axes fraction"), ha="center", va="bottom",
+                    fontsize=9)
+    ax.set_xlabel(key_name)
+    ax.set_ylabel("density")
+    ax.set_title(f"Distribution of {key_name}: pool, band edges and selections", pad=28)
+    ax.legend(loc="upper right", frameon=False)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_loss_vs_length(path: Path, pool, series: list[tuple[str, Any]], band: tuple[float, float] | None,
+                        seed: int = 0) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    from data_selection.selectors.common import fit_length_trend
+
+    plt = _plt()
+    rng = np.random.default_rng(seed)
+    fig, ax = plt.subplots(figsize=(9, 5.2))
+    x, y = pool["n_response_tokens"].to_numpy(np.float64), pool["loss_mean"].to_numpy(np.float64)
+    show = rng.choice(len(x), size=min(len(x), 20_000), replace=False) if len(x) else np.array([], int)
+    ax.scatter(x[show], y[show], s=4, color="#bbbbbb", alpha=0.5, linewidths=0, label=f"eligible pool (n={len(x):,})")
+    for i, (label, t) in enumerate(series):  # the first selection is drawn on top
+        sx, sy = t["n_response_tokens"].to_numpy(np.float64), t["loss_mean"].to_numpy(np.float64)
+        pick = rng.choice(len(sx), size=min(len(sx), 5_000), replace=False) if len(sx) else np.array([], int)
+        ax.scatter(sx[pick], sy[pick], s=7, color=COLORS[i % len(COLORS)], alpha=0.7, linewidths=0,
+                   label=f"{label} (n={len(sx):,})", zorder=3 + len(series) - i)
+    ok = (x > 0) & np.isfinite(y)
+    if ok.sum() >= 2:
+        a, b = fit_length_trend(y[ok], x[ok])
+        grid = np.geomspace(x[ok].min(), x[ok].max(), 100)
+        ax.plot(grid, a + b * np.log(grid), color="black", linewidth=1.5, zorder=10,
+                label=f"OLS: loss = {a:.3f} {'+' if b >= 0 else '-'} {abs(b):.3f}·ln(tokens)")
+    if band is not None:
+        for v in band:
+            ax.axhline(v, color="black", linestyle="--", linewidth=1)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("response tokens (log scale)")
+    ax.set_ylabel("mean response loss (nats/token)")
+    ax.set_title("Mean loss vs response length" + (" (dashed: loss_mean band)" if band else ""))
+    ax.legend(loc="best", frameon=False, markerscale=3)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_funnel(path: Path, funnels: list[tuple[str, dict[str, int]]]) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    plt = _plt()
+    stages = [s for s in FUNNEL_STAGES if any(s in f for _, f in funnels)]
+    k = len(funnels)
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(stages) * max(1, k * 0.7) + 1.2))
+    height = 0.8 / k
+    ypos = np.arange(len(stages))
+    top = max((v for _, f in funnels for v in f.values()), default=1) or 1
+    for i, (label, f) in enumerate(funnels):
+        vals = [f.get(s, 0) for s in stages]
+        pos = ypos + (i - (k - 1) / 2) * height
+        ax.barh(pos, vals, height=height * 0.95, color=COLORS[i % len(COLORS)], label=label)
+        for p, v in zip(pos, vals):
+            ax.text(v + top * 0.01, p, f"{v:,}", va="center", fontsize=9)
+    ax.set_yticks(ypos, [s.replace("_", " ") for s in stages])
+    ax.invert_yaxis()
+    ax.set_xlim(0, top * 1.15)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_xlabel("rows")
+    ax.set_title("Selection funnel")
+    if k > 1:
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=k, frameon=False)
+        ax.set_title("Selection funnel", pad=24)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _shares(counts: dict[str, int]) -> dict[str, float]:
+    total = sum(counts.values()) or 1
+    return {k: v / total for k, v in counts.items()}
+
+
+def render_markdown(selections: list[Loaded], images: list[str], reference: str) -> str:
+    lines = [f"# Selection report: {', '.join(s.name for s in selections)}", ""]
+    lines += ["| | " + " | ".join(s.name for s in selections) + " |", "|---|" + "---|" * len(selections)]
+
+    def row(label, fn):
+        lines.append(f"| {label} | " + " | ".join(str(fn(s.manifest)) for s in selections) + " |")
+
+    row("strategy", lambda m: m["strategy"])
+    row("key", lambda m: m["parameters"].get("key"))
+    row("n / seed", lambda m: f"{m['parameters']['n']:,} / {m['parameters']['seed']}")
+    row("band (quantiles)", lambda m: f"{m['parameters']['low']}–{m['parameters']['high']}"
+        if "low" in m["parameters"] else "—")
+    row("band (key values)", lambda m: f"[{m['thresholds']['low_value']:.4f}, {m['thresholds']['high_value']:.4f}]"
+        if "low_value" in m["thresholds"] else ("per stratum" if "per_stratum" in m["thresholds"] else "—"))
+    row("stratify", lambda m: m["parameters"].get("stratify") or "—")
+    row("over-length rows (policy)", lambda m: f"{m.get('over_length_rows', 0):,} ({m['parameters'].get('over_length')})")
+    row("pool", lambda m: f"{m['source'].get('resolved_name') or m['source'].get('dataset')} "
+        f"(`{m['source'].get('fingerprint')}`)")
+    row("mean key (selected)", lambda m: f"{m['stats']['key']['selected'].get('mean', float('nan')):.4f}")
+    row("mean key (eligible)", lambda m: f"{m['stats']['key']['eligible'].get('mean', float('nan')):.4f}")
+    row("median response tokens (selected)",
+        lambda m: f"{m['stats']['n_response_tokens']['selected'].get('median', float('nan')):,.0f}")
+    row("median response tokens (eligible)",
+        lambda m: f"{m['stats']['n_response_tokens']['eligible'].get('median', float('nan')):,.0f}")
+    lines += ["", "## Funnel", "", "| stage | " + " | ".join(s.name for s in selections) + " |",
+              "|---|" + "---|" * len(selections)]
+    for stage in FUNNEL_STAGES:
+        if any(stage in s.manifest["funnel"] for s in selections):
+            lines.append(f"| {stage.replace('_', ' ')} | "
+                         + " | ".join(f"{s.manifest['funnel'].get(stage, 0):,}" for s in selections) + " |")
+    for s in selections:
+        for col, stages in s.manifest.get("composition", {}).items():
+            lines += ["", f"## Composition of {s.name} by {col} (share of rows)", "",
+                      f"| {col} | " + " | ".join(stages) + " |", "|---|" + "---|" * len(stages)]
+            shares = {st: _shares(c) for st, c in stages.items()}
+            for value in sorted({v for c in stages.values() for v in c}):
+                lines.append(f"| {value} | " + " | ".join(
+                    f"{100 * shares[st].get(value, 0):.1f}% ({stages[st].get(value, 0):,})" for st in stages) + " |")
+    lines += ["", "## Plots", ""]
+    if reference:
+        lines += [reference, ""]
+    lines += [f"![{img}]({img})" for img in images]
+    return "\n".join(lines) + "\n"
+
+
+def run_report(opts: ReportOptions) -> dict[str, Any]:
+    from data_selection.select import load_scores, run_strategy
+    from data_selection.selectors.common import eligible_rows, normalized
+    from data_selection.subset import write_text_atomic
+
+    if not opts.names:
+        raise UserError("name at least one selected subset: data-select report NAME [NAME…]")
+    dataset_dir = Path(opts.dataset_info).parent
+    selections = [load_selection(dataset_dir, n) for n in opts.names]
+    first = selections[0].manifest
+    scores_dir = opts.scores or first["scores"]["dir"]
+    table, _, _ = load_scores(scores_dir)
+    params = first["parameters"]
+    key, over_length = params.get("key", "loss_mean"), params.get("over_length", "drop")
+    elig = eligible_rows(normalized(table), key, over_length)
+    pool = elig.table
+    series, tables = [], []
+    for s in selections:
+        mask = pool["id"].isin(s.ids).to_numpy()
+        if mask.sum() < len(s.ids):
+            missing = len(s.ids) - int(mask.sum())
+            print(f"warning: {missing} row(s) of {s.name} are not among the eligible rows of {scores_dir} "
+                  f"({key}, over-length {over_length}); they are left out of the plots")
+        series.append((s.name, elig.key[mask]))
+        tables.append((s.name, pool.loc[mask]))
+    reference = ""
+    if opts.random_reference and all(s.manifest["strategy"] != "random" for s in selections):
+        n = min(params["n"], len(pool))
+        ref = run_strategy(table, "random", n=n, seed=params["seed"], key=key, low=0, high=1, stratify="",
+                           over_length=over_length)
+        mask = pool["row"].isin(ref.rows).to_numpy()
+        series.append((f"random reference (seed {params['seed']})", elig.key[mask]))
+        tables.append((f"random reference (seed {params['seed']})", pool.loc[mask]))
+        reference = (f"The random reference is a uniform draw of {n:,} eligible rows with seed {params['seed']} "
+                     "(the random baseline's protocol), computed for this report.")
+    th = first.get("thresholds", {})
+    edges = []
+    if "low_value" in th:
+        edges = [(f"q{th['low_quantile']:g}", th["low_value"]), (f"q{th['high_quantile']:g}", th["high_value"])]
+    out = Path(opts.out or Path("reports") / "_vs_".join(opts.names))
+    out.mkdir(parents=True, exist_ok=True)
+    plot_key_histogram(out / "key_histogram.png", key, elig.key, series, edges)
+    band = (th["low_value"], th["high_value"]) if "low_value" in th and key == "loss_mean" else None
+    plot_loss_vs_length(out / "loss_vs_length.png", pool, tables, band, seed=params["seed"])
+    plot_funnel(out / "funnel.png", [(s.name, s.manifest["funnel"]) for s in selections])
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["stage", *opts.names])
+    for stage in FUNNEL_STAGES:
+        if any(stage in s.manifest["funnel"] for s in selections):
+            writer.writerow([stage, *(s.manifest["funnel"].get(stage, 0) for s in selections)])
+    write_text_atomic(out / "funnel.csv", buf.getvalue())
+    images = ["key_histogram.png", "loss_vs_length.png", "funnel.png"]
+    write_text_atomic(out / "report.md", render_markdown(selections, images, reference))
+    return {"out": str(out), "files": [*images, "funnel.csv", "report.md"]}
+
+
+def cli_report(opts: ReportOptions) -> int:
+    res = run_report(opts)
+    print(f"report: {Path(res['out']) / 'report.md'} (+ {', '.join(res['files'][:-1])})")
+    return 0

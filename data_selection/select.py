@@ -1,0 +1,212 @@
+"""``data-select select``: scores → a selected subset that LLaMA-Factory can train on by name.
+
+Steps: read ``scores/NAME`` (``scores.parquet``, ``meta.json``, ``rejects.jsonl``); run the strategy
+(:mod:`data_selection.selectors`, a pure function of the table, parameters and seed); reload the pool the
+scorer recorded in ``meta.json`` and check every selected row still has the id (content hash) it was scored
+with; write ``data/NAME.jsonl`` (+ ``.manifest.json`` + ``.README.md`` card, :mod:`data_selection.subset`)
+beside the ``dataset_info.json``; register the entry (:mod:`data_selection.registry`).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_selection.command_line import UserError
+
+SCORE_READ_COLUMNS = ("id", "row", "n_prompt_tokens", "n_response_tokens", "loss_sum", "loss_mean",
+                      "loss_first_100", "loss_first_1000", "truncated", "category", "source")
+
+
+@dataclass
+class SelectOptions:
+    scores: str = field(metadata={"help": "Scores folder written by `data-select score` (scores/NAME)."})
+    name: str = field(metadata={"help": "Subset name: data/NAME.jsonl and the dataset_info.json entry."})
+    strategy: str = field(default="zpd", metadata={"help": "zpd (loss band, then uniform) | random (uniform)."})
+    n: int = field(default=15000, metadata={"help": "Rows to select."})
+    seed: int = field(default=42, metadata={"help": "Seed of the draw (numpy default_rng)."})
+    low: float = field(default=0.25, metadata={"help": "zpd: share of the eligible pool dropped as too easy."})
+    high: float = field(default=0.75, metadata={"help": "zpd: upper edge of the band (1 - high is dropped as too hard)."})
+    key: str = field(
+        default="loss_mean",
+        metadata={"help": "Ranking key: loss_mean (method default) | loss_first_100 | loss_first_1000 | "
+                  "loss_length_adjusted (loss_mean residualised on log length, our extension)."},
+    )
+    stratify: str = field(
+        default="", metadata={"help": "Keep the pool's proportions of this column: category | source (default none)."}
+    )
+    over_length: str = field(
+        default="drop",
+        metadata={"help": "Rows LLaMA-Factory would truncate at cutoff_len (losing the final answer): drop | keep."},
+    )
+    dataset_info: str = field(
+        default="dataset_info.json",
+        metadata={"help": "dataset_info.json to register in; the subset goes to data/ beside it."},
+    )
+    register: bool = field(default=True, metadata={"help": "Add/update the dataset_info.json entry."})
+    force: bool = field(default=False, metadata={"help": "Replace a dataset_info.json entry data-select did not create."})
+
+
+def load_scores(scores_dir: str | Path, columns: tuple[str, ...] = SCORE_READ_COLUMNS):
+    """(scores DataFrame without per-token losses, meta dict, rejects list) of a scoring output folder."""
+    import pyarrow.parquet as pq
+
+    d = Path(scores_dir)
+    if not d.is_dir():
+        raise UserError(f"scores folder {d} not found (run `data-select score ... --out {d}` first)")
+    parquet, meta_path = d / "scores.parquet", d / "meta.json"
+    for p in (meta_path, parquet):
+        if not p.exists():
+            raise UserError(f"{p} not found: is {d} a finished `data-select score` output? "
+                            f"(unfinished runs: re-run the score command or `data-select merge --scores {d}`)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{meta_path}: not valid JSON ({err})") from err
+    try:
+        names = pq.read_schema(parquet).names
+        table = pq.read_table(parquet, columns=[c for c in columns if c in names]).to_pandas()
+    except Exception as err:
+        raise UserError(f"{parquet}: cannot be read as parquet ({type(err).__name__}: {err})") from err
+    rejects_path = d / "rejects.jsonl"
+    rejects = []
+    if rejects_path.exists():
+        rejects = [json.loads(line) for line in rejects_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return table, meta, rejects
+
+
+def run_strategy(table, strategy: str, *, n: int, seed: int, key: str, low: float, high: float, stratify: str,
+                 over_length: str):
+    from data_selection.selectors import STRATEGIES
+
+    if strategy not in STRATEGIES:
+        raise UserError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    kwargs: dict[str, Any] = {"n": n, "seed": seed, "key": key, "stratify": stratify, "over_length": over_length}
+    if strategy == "zpd":
+        kwargs.update(low=low, high=high)
+    return STRATEGIES[strategy](table, **kwargs)
+
+
+def _recipe(opts: SelectOptions) -> str:
+    parts = ["data-select", "select", "--scores", opts.scores, "--strategy", opts.strategy, "--n", str(opts.n),
+             "--seed", str(opts.seed), "--name", opts.name]
+    if opts.strategy == "zpd":
+        parts += ["--low", str(opts.low), "--high", str(opts.high)]
+    if opts.key != "loss_mean":
+        parts += ["--key", opts.key]
+    if opts.stratify:
+        parts += ["--stratify", opts.stratify]
+    if opts.over_length != "drop":
+        parts += ["--over-length", opts.over_length]
+    return shlex.join(parts)
+
+
+def load_scored_pool(meta: dict[str, Any], scores_dir: str | Path):
+    """The pool the scorer read, loaded again the same way (spec recorded in meta.json)."""
+    from data_selection.sources import PoolSpec, default_num_proc, load_pool
+
+    if "pool" not in meta:
+        raise UserError(f"{Path(scores_dir) / 'meta.json'}: no 'pool' record; cannot find the rows' text")
+    record = dict(meta["pool"])
+    if not record.get("columns"):
+        # Pool.describe() reports the *resolved* formatting under the spec's "formatting" key; a spec that
+        # gave no columns had its formatting detected, so it must be detected again.
+        record["formatting"] = ""
+    spec = PoolSpec.from_dict(record)
+    try:
+        return load_pool(spec, num_proc=default_num_proc())
+    except UserError as err:
+        raise UserError(f"cannot reload the scored pool ({spec.dataset!r}, dataset_dir {spec.dataset_dir!r}, as "
+                        f"recorded in {Path(scores_dir) / 'meta.json'}): {err}") from err
+
+
+def build_manifest(opts: SelectOptions, selection, meta: dict[str, Any], rejects: list, pool_desc: dict[str, Any],
+                   file_name: str, formatting: str, columns: dict[str, str], sha256: str,
+                   fingerprint_now: str) -> dict[str, Any]:
+    counts = meta.get("counts", {})
+    facts = selection.facts
+    funnel = {"pool": int(counts.get("rows", pool_desc.get("num_rows", 0))),
+              "rejected": int(counts.get("rejected", len(rejects))), **facts["funnel"]}
+    return {
+        "name": opts.name,
+        "created_by": "data-select",
+        "file_name": file_name,
+        "formatting": formatting,
+        "columns": columns,
+        "num_rows": len(selection.ids),
+        "sha256": sha256,
+        "source": {**pool_desc, "fingerprint_at_selection": fingerprint_now},
+        "scores": {"dir": str(opts.scores), "counts": counts},
+        "scorer": meta,
+        "strategy": facts["strategy"],
+        "parameters": facts["parameters"],
+        "key": facts["key"],
+        "thresholds": facts["thresholds"],
+        "funnel": funnel,
+        "over_length_rows": facts["over_length_rows"],
+        "composition": facts["composition"],
+        "stats": facts["stats"],
+        "recipe": _recipe(opts),
+    }
+
+
+def run_select(opts: SelectOptions) -> dict[str, Any]:
+    from data_selection.registry import is_ours, read_dataset_info, register_entry, subset_entry
+    from data_selection.subset import (
+        render_card,
+        selected_examples,
+        subset_paths,
+        write_json_atomic,
+        write_subset,
+        write_text_atomic,
+    )
+
+    if not opts.name or "/" in opts.name or opts.name.startswith("."):
+        raise UserError(f"--name {opts.name!r} must be a plain name (it becomes data/NAME.jsonl)")
+    info_path = Path(opts.dataset_info)
+    if opts.register:  # fail before the slow part: corrupted file or an entry we may not replace
+        existing = read_dataset_info(info_path).get(opts.name)
+        if existing is not None and not is_ours(existing) and not opts.force:
+            raise UserError(f"{info_path}: entry {opts.name!r} was not created by data-select; pick another "
+                            "--name or pass --force to replace it")
+    table, meta, rejects = load_scores(opts.scores)
+    selection = run_strategy(table, opts.strategy, n=opts.n, seed=opts.seed, key=opts.key, low=opts.low,
+                             high=opts.high, stratify=opts.stratify, over_length=opts.over_length)
+    pool = load_scored_pool(meta, opts.scores)
+    recorded = meta["pool"].get("fingerprint")
+    if recorded and recorded != pool.fingerprint:
+        print(f"warning: pool fingerprint {pool.fingerprint} differs from the scored one {recorded}; the selected "
+              "rows are checked one by one", file=sys.stderr)
+    examples = selected_examples(pool, selection.rows, selection.ids)
+    paths = subset_paths(info_path.parent, opts.name)
+    formatting, columns, sha = write_subset(paths["data"], examples, pool.meta_columns)
+    file_name = paths["data"].relative_to(info_path.parent).as_posix()
+    manifest = build_manifest(opts, selection, meta, rejects, meta["pool"], file_name, formatting, columns, sha,
+                              pool.fingerprint)
+    write_json_atomic(paths["manifest"], manifest)
+    write_text_atomic(paths["card"], render_card(manifest))
+    action = "not registered"
+    if opts.register:
+        entry = subset_entry(file_name, formatting, columns,
+                             manifest=paths["manifest"].relative_to(info_path.parent).as_posix(),
+                             recipe=manifest["recipe"])
+        action = register_entry(info_path, opts.name, entry, force=opts.force)
+    return {"manifest": manifest, "paths": {k: str(v) for k, v in paths.items()}, "registered": action}
+
+
+def cli_select(opts: SelectOptions) -> int:
+    out = run_select(opts)
+    m = out["manifest"]
+    f = m["funnel"]
+    print(" → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in f.items()))
+    th = m["thresholds"]
+    if "low_value" in th:
+        print(f"band of {m['parameters']['key']}: [{th['low_value']:.4f}, {th['high_value']:.4f}]")
+    print(f"subset: {out['paths']['data']} ({m['num_rows']:,} rows, {m['formatting']})\n"
+          f"manifest: {out['paths']['manifest']}\ncard: {out['paths']['card']}\n"
+          f"{opts.dataset_info}: {out['registered']} entry {opts.name!r}")
+    return 0

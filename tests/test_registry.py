@@ -1,0 +1,169 @@
+"""dataset_info.json registration (atomic, locked, ownership-aware) and `data-select check`."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT, make_alpaca_rows, write_jsonl
+
+from data_selection.cli import main
+from data_selection.command_line import UserError
+from data_selection.registry import (
+    MARKER,
+    check_dataset_info,
+    read_dataset_info,
+    register_entry,
+    subset_entry,
+)
+from data_selection.subset import ALPACA_COLUMNS
+
+HAND_ENTRY = {"file_name": "mine.json", "columns": {"prompt": "q", "response": "a"}}
+
+
+def _info(tmp_path: Path, entries: dict) -> Path:
+    path = tmp_path / "dataset_info.json"
+    path.write_text(json.dumps(entries, indent=2), encoding="utf-8")
+    return path
+
+
+def test_register_adds_and_updates_in_place_keeping_other_entries(tmp_path):
+    path = _info(tmp_path, {"hand_a": HAND_ENTRY, "hand_b": {"hf_hub_url": "x/y"}})
+    entry = subset_entry("data/s.jsonl", "alpaca", ALPACA_COLUMNS)
+    assert register_entry(path, "sub", entry) == "added"
+    assert register_entry(path, "sub", entry) == "unchanged"
+    info = read_dataset_info(path)
+    assert list(info) == ["hand_a", "hand_b", "sub"]
+    assert info["hand_a"] == HAND_ENTRY and info["sub"]["created_by"] == MARKER
+    # move it to the middle by hand; an update keeps its position and the hand entries untouched
+    path.write_text(json.dumps({"hand_a": HAND_ENTRY, "sub": info["sub"], "hand_b": info["hand_b"]}), "utf-8")
+    assert register_entry(path, "sub", subset_entry("data/s2.jsonl", "alpaca", ALPACA_COLUMNS)) == "updated"
+    info = read_dataset_info(path)
+    assert list(info) == ["hand_a", "sub", "hand_b"]
+    assert info["sub"]["file_name"] == "data/s2.jsonl"
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".dataset_info.json.*.tmp"))
+
+
+def test_register_refuses_an_entry_it_did_not_create_unless_forced(tmp_path):
+    path = _info(tmp_path, {"hand_a": HAND_ENTRY})
+    before = path.read_bytes()
+    with pytest.raises(UserError, match=r"entry 'hand_a' was not created by data-select.*--force"):
+        register_entry(path, "hand_a", subset_entry("data/s.jsonl", "alpaca", ALPACA_COLUMNS))
+    assert path.read_bytes() == before
+    assert register_entry(path, "hand_a", subset_entry("data/s.jsonl", "alpaca", ALPACA_COLUMNS), force=True) == "updated"
+    assert read_dataset_info(path)["hand_a"]["created_by"] == MARKER
+
+
+@pytest.mark.parametrize("text", ['{"a": {"file_name": "x.json"', "[1, 2]", '{"a": 3}'])
+def test_corrupted_dataset_info_is_a_clear_error_naming_the_file(tmp_path, text, capsys):
+    path = tmp_path / "dataset_info.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(UserError, match=str(path)):
+        register_entry(path, "sub", subset_entry("data/s.jsonl", "alpaca", ALPACA_COLUMNS))
+    with pytest.raises(UserError, match=str(path)):
+        check_dataset_info(path)
+    assert path.read_text(encoding="utf-8") == text  # nothing overwritten
+    assert main(["check", "--dataset_info", str(path)]) == 1
+    assert str(path) in capsys.readouterr().err
+
+
+def _register_many(path: str, worker: int, count: int, barrier) -> None:
+    barrier.wait(60)  # start together, so the read-modify-write cycles overlap
+    for i in range(count):
+        register_entry(path, f"w{worker}_{i}", subset_entry(f"data/w{worker}_{i}.jsonl", "alpaca", ALPACA_COLUMNS))
+
+
+def test_concurrent_registrations_lose_nothing(tmp_path):
+    path = _info(tmp_path, {"hand_a": HAND_ENTRY})
+    ctx = mp.get_context("spawn")
+    workers, count = 6, 20
+    barrier = ctx.Barrier(workers)
+    procs = [ctx.Process(target=_register_many, args=(str(path), w, count, barrier)) for w in range(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    info = read_dataset_info(path)
+    assert info["hand_a"] == HAND_ENTRY and next(iter(info)) == "hand_a"
+    assert {f"w{w}_{i}" for w in range(workers) for i in range(count)} <= set(info)
+    assert len(info) == 1 + workers * count
+
+
+def _file_entry(file_name, **extra):
+    return {"file_name": file_name, "formatting": "alpaca", "columns": dict(ALPACA_COLUMNS), **extra}
+
+
+def test_check_reports_every_problem_by_entry_name(tmp_path, capsys):
+    write_jsonl(make_alpaca_rows(6), tmp_path / "data" / "good.jsonl")
+    write_jsonl([{k: v for k, v in r.items() if k != "system"} for r in make_alpaca_rows(4)],
+                tmp_path / "data" / "nosys.jsonl")
+    write_jsonl(make_alpaca_rows(4), tmp_path / "data" / "unmapped.jsonl")
+    write_jsonl([{"instruction": "", "input": "", "output": "x", "system": ""}], tmp_path / "data" / "empty.jsonl")
+    path = _info(tmp_path, {
+        "good": _file_entry("data/good.jsonl"),
+        "missing_file": _file_entry("data/nope.jsonl", recipe="data-select select --name missing_file"),
+        "missing_column": _file_entry("data/nosys.jsonl"),
+        "bad_format": {**_file_entry("data/good.jsonl"), "formatting": "chatml"},
+        "typo_column": {"file_name": "data/good.jsonl", "columns": {"instruction": "instruction"}},
+        "unmapped_system": {"file_name": "data/unmapped.jsonl",
+                            "columns": {"prompt": "instruction", "query": "input", "response": "output"}},
+        "no_source": {"formatting": "alpaca"},
+        "empty_prompt": _file_entry("data/empty.jsonl"),
+        "hub": {"hf_hub_url": "redsgnaoh/acereason11_100k", "columns": dict(ALPACA_COLUMNS)},
+    })
+    results = {r.name: r for r in check_dataset_info(path)}
+    assert results["good"].ok and "loaded 5 row(s)" in results["good"].notes[0]
+    assert results["hub"].ok and "structurally only (offline)" in results["hub"].notes[0]
+    expect = {
+        "missing_file": "not found (not created yet: data-select select --name missing_file)",
+        "missing_column": "declared column(s) {'system': 'system'} not in",
+        "bad_format": "formatting 'chatml' is not one LLaMA-Factory knows",
+        "typo_column": "columns key(s) ['instruction'] are not ones LLaMA-Factory reads",
+        "unmapped_system": "silently use the template's default system prompt",
+        "no_source": "no data source",
+        "empty_prompt": "have an empty prompt or response message",
+    }
+    for name, text in expect.items():
+        assert not results[name].ok, name
+        assert any(text in p for p in results[name].problems), (name, results[name].problems)
+    assert main(["check", "--dataset_info", str(path)]) == 1
+    out = capsys.readouterr().out
+    for name in expect:
+        assert f"PROBLEM  {name}:" in out
+    assert "9 entries checked, 7 with problems" in out
+    assert main(["check", "good", "hub", "--dataset_info", str(path)]) == 0
+
+
+def test_cli_register_detects_columns_from_the_file(tmp_path, capsys):
+    write_jsonl(make_alpaca_rows(3), tmp_path / "data" / "mine.jsonl")
+    path = tmp_path / "dataset_info.json"
+    assert main(["register", "--name", "mine", "--dataset_info", str(path)]) == 0
+    entry = read_dataset_info(path)["mine"]
+    assert entry["file_name"] == "data/mine.jsonl" and entry["formatting"] == "alpaca"
+    assert entry["columns"] == {"prompt": "instruction", "response": "output", "query": "input", "system": "system"}
+    assert main(["check", "--dataset_info", str(path)]) == 0
+    assert main(["register", "--name", "other", "--dataset_info", str(path)]) == 1
+    assert "data/other.jsonl: no such file" in capsys.readouterr().err
+
+
+def test_root_dataset_info_declares_the_shared_entries():
+    from llamafactory.data.parser import get_dataset_list
+
+    path = REPO_ROOT / "dataset_info.json"
+    info = read_dataset_info(path, missing_ok=False)
+    ours = ["acereason_zpd_15k", "acereason_random_15k", "acereason_temp_15k", "demo_zpd", "demo_random"]
+    assert set(ours) | {"acereason11_100k"} <= set(info)
+    attrs = {a.dataset_name: a for a in get_dataset_list(list(info), str(REPO_ROOT))}
+    pool = attrs["redsgnaoh/acereason11_100k"]
+    assert (pool.load_from, pool.prompt, pool.query, pool.response, pool.system) == (
+        "hf_hub", "instruction", "input", "output", "system")
+    assert "created_by" not in info["acereason11_100k"]  # the pool entry is protected from `select --name`
+    for name in ours:
+        assert info[name]["created_by"] == MARKER
+        attr = attrs[f"data/{name}.jsonl"]
+        assert (attr.load_from, attr.formatting, attr.system) == ("file", "alpaca", "system")
+    results = {r.name: r for r in check_dataset_info(path)}
+    assert results["acereason11_100k"].ok
