@@ -1,0 +1,197 @@
+"""The recipe keys that ``llamafactory-ext train`` adds to LLaMA-Factory's, and how a recipe is split.
+
+Our keys sit in the same YAML as LLaMA-Factory's (one file per experiment, as users already write them). They
+are removed before LLaMA-Factory's strict parser sees the rest, so ``ALLOW_EXTRA_ARGS`` is never needed and a
+typo in *either* set is still an error: a key that neither LLaMA-Factory 0.9.5 nor this dataclass knows stops
+the run before anything is loaded, with a "did you mean" hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from data_selection.command_line import UserError
+
+
+@dataclass
+class ExtensionArguments:
+    dft_lean: bool = field(
+        default=False,
+        metadata={
+            "help": "Dynamic Fine-Tuning loss (the same loss as LLaMA-Factory's use_dft_loss) computed in "
+            "chunks of label positions, so fp32 logits over the whole vocabulary are never held for a whole "
+            "sequence. Do not combine with use_dft_loss."
+        },
+    )
+    iw_sft: bool = field(
+        default=False,
+        metadata={
+            "help": "Importance-weighted SFT: per-sequence weight "
+            "clamp(exp(mean log p_current - mean log p_ref), 0, iw_sft_clip), no gradient through the "
+            "weight; the reference log-probs come from iw_sft_scores (no reference model is loaded). Needs "
+            "local training files whose rows carry an `id` column matching the scores (or the scored pool "
+            "itself, matched by row index)."
+        },
+    )
+    iw_sft_scores: str | None = field(
+        default=None,
+        metadata={
+            "help": "scores.parquet of the pool the training rows come from, or its folder "
+            "(data-select score --out); reference mean log-prob of a row = -loss_mean."
+        },
+    )
+    iw_sft_clip: float = field(default=16.0, metadata={"help": "Upper clip of the iw-SFT sequence weight."})
+    loss_chunk_tokens: int = field(
+        default=1024,
+        metadata={
+            "help": "Label positions per chunk for dft_lean / iw_sft: peak extra memory is about "
+            "3 x chunk x vocabulary x 4 bytes (1024 x 151,936 -> ~1.9 GB), independent of sequence length."
+        },
+    )
+    callbacks: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Extra trainer callbacks by name; available: metrics_jsonl."},
+    )
+    metrics_jsonl: str | None = field(
+        default=None,
+        metadata={
+            "help": "Path of the metrics_jsonl callback's file (default <output_dir>/metrics.jsonl); "
+            "setting it switches the callback on."
+        },
+    )
+
+    @property
+    def uses_custom_loss(self) -> bool:
+        return self.dft_lean or self.iw_sft
+
+
+def extension_keys() -> list[str]:
+    return [f.name for f in fields(ExtensionArguments)]
+
+
+def llamafactory_keys() -> set[str]:
+    """Every key LLaMA-Factory 0.9.5's ``train`` parser accepts (its five argument dataclasses)."""
+    from llamafactory.hparams import (
+        DataArguments,
+        FinetuningArguments,
+        GeneratingArguments,
+        ModelArguments,
+        TrainingArguments,
+    )
+
+    classes = (ModelArguments, DataArguments, TrainingArguments, FinetuningArguments, GeneratingArguments)
+    return {f.name for cls in classes for f in fields(cls) if f.init}
+
+
+def extension_help() -> str:
+    lines = []
+    for f in fields(ExtensionArguments):
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        lines.append(f"  {f.name} (default {default!r})\n      {f.metadata['help']}")
+    return "\n".join(lines)
+
+
+def _check_type(name: str, value: Any, source: str) -> Any:
+    f = next(f for f in fields(ExtensionArguments) if f.name == name)
+    default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+    if name in ("iw_sft_scores", "metrics_jsonl"):
+        if value is not None and not isinstance(value, str):
+            raise UserError(f"{source}: {name} must be a path string, got {value!r}")
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            raise UserError(f"{source}: {name} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, list):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise UserError(f"{source}: {name} must be a list of names, got {value!r}")
+        return list(value)
+    try:
+        return type(default)(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{source}: {name} must be a {type(default).__name__}, got {value!r}") from None
+
+
+def split_recipe_args(
+    args: dict[str, Any], source: str = "recipe"
+) -> tuple[dict[str, Any], ExtensionArguments]:
+    """Split a recipe into (LLaMA-Factory's keys, our ExtensionArguments); unknown keys are an error."""
+    ours = set(extension_keys())
+    known = llamafactory_keys()
+    overlap = ours & known
+    if overlap:  # would silently shadow an upstream option after an upgrade
+        raise RuntimeError(f"llamafactory-ext keys clash with LLaMA-Factory's: {sorted(overlap)}")
+    unknown = [k for k in args if k not in ours and k not in known]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, sorted(ours | known), n=1, cutoff=0.75)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise UserError(
+            f"{source}: unknown key(s) {', '.join(hints)}: neither LLaMA-Factory "
+            "nor llamafactory-ext has such an option (see `llamafactory-ext train --help`)"
+        )
+    ext_values = {k: _check_type(k, v, source) for k, v in args.items() if k in ours}
+    lf_args = {k: v for k, v in args.items() if k not in ours}
+    ext = ExtensionArguments(**ext_values)
+    if ext.metrics_jsonl and "metrics_jsonl" not in ext.callbacks:
+        ext.callbacks.append("metrics_jsonl")
+    validate(ext, lf_args, source)
+    return lf_args, ext
+
+
+def _resolve_scores(path: str, source: str) -> str:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "scores.parquet"
+    if not p.is_file():
+        raise UserError(
+            f"{source}: iw_sft_scores {path!r}: no such scores.parquet (run `data-select score` first)"
+        )
+    return str(p)
+
+
+def validate(ext: ExtensionArguments, lf_args: dict[str, Any], source: str = "recipe") -> None:
+    """Refuse combinations that would silently train something else than the recipe says."""
+    from llamafactory_ext.callbacks import CALLBACKS
+
+    bad = [c for c in ext.callbacks if c not in CALLBACKS]
+    if bad:
+        raise UserError(f"{source}: unknown callback(s) {bad}; available: {sorted(CALLBACKS)}")
+    if ext.loss_chunk_tokens <= 0:
+        raise UserError(f"{source}: loss_chunk_tokens must be positive, got {ext.loss_chunk_tokens}")
+    if ext.iw_sft_clip <= 0:
+        raise UserError(f"{source}: iw_sft_clip must be positive, got {ext.iw_sft_clip}")
+    if ext.dft_lean and ext.iw_sft:
+        raise UserError(f"{source}: dft_lean and iw_sft are two different losses; enable one of them")
+    if not ext.uses_custom_loss:
+        return
+    which = "dft_lean" if ext.dft_lean else "iw_sft"
+    if lf_args.get("stage", "sft") != "sft":
+        raise UserError(f"{source}: {which} needs stage: sft (got stage: {lf_args.get('stage')})")
+    for key in ("use_dft_loss", "use_eaft_loss", "use_asft_loss", "use_mca", "use_hyper_parallel"):
+        if _truthy(lf_args.get(key)):
+            raise UserError(f"{source}: {which} replaces the trainer's loss; remove `{key}: true`")
+    if _truthy(os.environ.get("USE_MCA")):
+        raise UserError(f"{source}: {which} does not work with USE_MCA=1 (Megatron path)")
+    if ext.iw_sft:
+        if not ext.iw_sft_scores:
+            raise UserError(f"{source}: iw_sft needs iw_sft_scores (scores.parquet or its folder)")
+        ext.iw_sft_scores = _resolve_scores(ext.iw_sft_scores, source)
+        for key in ("packing", "neat_packing", "streaming"):
+            if _truthy(lf_args.get(key)):
+                raise UserError(f"{source}: iw_sft weights whole sequences; it cannot run with `{key}: true`")
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.lower() in ("true", "1", "y", "yes")
+    return bool(value)
