@@ -1,0 +1,317 @@
+"""``llamafactory-ext compare``: the base vs random vs selected table, as markdown, CSV and a bar chart.
+
+Rows are benchmarks, columns the evaluated models (score ± stderr, in %), then the deltas in percentage
+points of every model against the baseline and against the reference (the random-subset model: the
+"ZPD vs random" column of seed 000). Each run's headline metric is picked per benchmark from whatever
+lighteval version wrote it (lighteval_results.py); a benchmark a run lacks shows as "—", and the notes under
+the table say when runs used different metrics or only part of a benchmark (``--max_samples``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data_selection.command_line import UserError
+from llamafactory_ext.lighteval_results import (
+    RunResults,
+    Score,
+    display_name,
+    metric_kind,
+    primary_metric,
+    read_run,
+)
+from llamafactory_ext.presets import SUITES
+
+DASH = "—"
+
+
+@dataclass
+class CompareOptions:
+    POSITIONAL = "runs"
+
+    runs: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Evaluation folders of llamafactory-ext eval (or lighteval results_*.json files)."},
+    )
+    out: str = field(default="reports/compare", metadata={"help": "Output folder for report.md/.csv/.png."})
+    names: str | None = field(
+        default=None, metadata={"help": "Comma-separated column names, one per run (default: folder names)."}
+    )
+    baseline: str | None = field(
+        default=None, metadata={"help": "Run the deltas are taken against (default: the first run)."}
+    )
+    reference: str | None = field(
+        default=None,
+        metadata={
+            "help": "Second comparison column, e.g. random (default: a run named 'random'; '' for none)."
+        },
+    )
+    metric: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Force a benchmark's metric, e.g. --metric aime24=avg@n:n=8 (space-separated list)."
+        },
+    )
+    title: str | None = field(default=None, metadata={"help": "Chart title."})
+
+
+@dataclass
+class Cell:
+    metric: str | None
+    score: Score | None
+
+    @property
+    def value(self) -> float | None:
+        return None if self.score is None or math.isnan(self.score.value) else 100 * self.score.value
+
+    @property
+    def stderr(self) -> float | None:
+        return None if self.score is None or self.score.stderr is None else 100 * self.score.stderr
+
+
+@dataclass
+class Table:
+    names: list[str]
+    runs: list[RunResults]
+    benchmarks: list[str]
+    cells: dict[str, dict[str, Cell]]  # benchmark -> run name -> cell
+    deltas: list[tuple[str, str]]  # (run, against)
+    notes: list[str]
+
+
+def _order(benchmarks: set[str], runs: list[RunResults]) -> list[str]:
+    known = [b for b in SUITES["all"] if b in benchmarks]
+    seen = []
+    for run in runs:
+        seen += [b for b in run.scores if b not in known and b not in seen]
+    return known + seen
+
+
+def _metric_overrides(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        bench, sep, metric = item.partition("=")
+        if not sep or not bench or not metric:
+            raise UserError(f"--metric {item!r}: expected BENCHMARK=METRIC, e.g. aime24=avg@n:n=8")
+        out[bench] = metric
+    return out
+
+
+def build_table(
+    sources: list[str], names: list[str] | None, baseline: str | None, reference: str | None, overrides: dict
+) -> Table:
+    if not sources:
+        raise UserError(
+            "give the evaluation folders to compare, e.g. compare evals/base evals/random evals/zpd"
+        )
+    names = names or [Path(s).name if Path(s).is_dir() else Path(s).stem for s in sources]
+    if len(names) != len(sources):
+        raise UserError(f"--names has {len(names)} names for {len(sources)} runs")
+    if len(set(names)) != len(names):
+        raise UserError(f"run names must differ: {names}; pass --names")
+    runs = [read_run(Path(s)) for s in sources]
+    baseline = baseline or names[0]
+    if baseline not in names:
+        raise UserError(f"--baseline {baseline!r} is not one of the runs {names}")
+    if reference is None:
+        reference = "random" if "random" in names and baseline != "random" else ""
+    if reference and reference not in names:
+        raise UserError(f"--reference {reference!r} is not one of the runs {names}")
+
+    benchmarks = _order({b for r in runs for b in r.scores}, runs)
+    cells: dict[str, dict[str, Cell]] = {}
+    notes: list[str] = []
+    for bench in benchmarks:
+        row = {}
+        for name, run in zip(names, runs):
+            metrics = run.scores.get(bench)
+            if metrics is None:
+                row[name] = Cell(None, None)
+                continue
+            metric = overrides.get(bench) or primary_metric(bench, metrics)
+            row[name] = Cell(metric, metrics.get(metric))
+            if metric not in metrics:
+                notes.append(
+                    f"{name} has no metric {metric!r} for {display_name(bench)} (it has {sorted(metrics)})"
+                )
+        cells[bench] = row
+        kinds = sorted({metric_kind(c.metric) for c in row.values() if c.metric})
+        if len(kinds) > 1:
+            notes.append(
+                f"{display_name(bench)}: runs measure different things ({', '.join(kinds)}); deltas compare "
+                "different protocols"
+            )
+        missing = [n for n, c in row.items() if c.metric is None]
+        if missing:
+            notes.append(f"{display_name(bench)}: not evaluated in {', '.join(missing)}")
+    for name, run in zip(names, runs):
+        if run.max_samples:
+            notes.append(
+                f"{name}: partial evaluation, {run.max_samples} problems per task "
+                "(--max_samples; lighteval's seed-42 shuffle)"
+            )
+    deltas = [(n, baseline) for n in names if n != baseline]
+    if reference:
+        deltas += [(n, reference) for n in names if n not in (baseline, reference)]
+    return Table(names, runs, benchmarks, cells, deltas, notes)
+
+
+def _delta(table: Table, bench: str, run: str, against: str) -> float | None:
+    a, b = table.cells[bench][run].value, table.cells[bench][against].value
+    return None if a is None or b is None else a - b
+
+
+def _fmt_score(cell: Cell) -> str:
+    if cell.value is None:
+        return DASH
+    return f"{cell.value:.2f}" + (f" ± {cell.stderr:.2f}" if cell.stderr is not None else "")
+
+
+def _fmt_delta(d: float | None) -> str:
+    if d is None:
+        return DASH
+    if abs(d) < 5e-3:
+        return "0.00"
+    return f"+{d:.2f} ↑" if d > 0 else f"−{abs(d):.2f} ↓"
+
+
+def _metric_label(table: Table, bench: str) -> str:
+    used = []
+    for c in table.cells[bench].values():
+        if c.metric and c.metric not in used:
+            used.append(c.metric)
+    return " / ".join(f"`{m}`" for m in used) or DASH
+
+
+def to_markdown(table: Table) -> str:
+    header = ["Benchmark", "Metric", *table.names, *[f"Δ {r} vs {a}" for r, a in table.deltas]]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---", "---"] + ["---:"] * (len(header) - 2)) + "|",
+    ]
+    for bench in table.benchmarks:
+        row = [display_name(bench), _metric_label(table, bench)]
+        row += [_fmt_score(table.cells[bench][n]) for n in table.names]
+        row += [_fmt_delta(_delta(table, bench, r, a)) for r, a in table.deltas]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "Scores in %, ± lighteval's standard error; deltas in percentage points. — : not evaluated.",
+    ]
+    lines += ["", "Runs:"]
+    for name, run in zip(table.names, table.runs):
+        model = f", model `{run.model}`" if run.model else ""
+        lines.append(f"- **{name}**: `{run.source}` ({len(run.files)} results file(s){model})")
+    if table.notes:
+        lines += ["", "Notes:"] + [f"- {n}" for n in table.notes]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    header = ["benchmark", "name", "metric"]
+    for n in table.names:
+        header += [n, f"{n}_stderr"]
+    header += [f"delta_{r}_vs_{a}" for r, a in table.deltas]
+    writer.writerow(header)
+
+    def num(x):
+        return "" if x is None else f"{x:.4f}"
+
+    for bench in table.benchmarks:
+        row = [
+            bench,
+            display_name(bench),
+            " / ".join(m.strip("`") for m in _metric_label(table, bench).split(" / ")),
+        ]
+        for n in table.names:
+            row += [num(table.cells[bench][n].value), num(table.cells[bench][n].stderr)]
+        row += [num(_delta(table, bench, r, a)) for r, a in table.deltas]
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def plot(table: Table, path: Path, title: str | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    n_b, n_r = len(table.benchmarks), len(table.names)
+    width = 0.8 / n_r
+    x = np.arange(n_b)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 + n_b * (0.5 + 0.45 * n_r)), 4.8))
+    colors = plt.get_cmap("tab10").colors
+    top = 0.0
+    for i, name in enumerate(table.names):
+        offs = x - 0.4 + width * (i + 0.5)
+        for j, bench in enumerate(table.benchmarks):
+            cell = table.cells[bench][name]
+            if cell.value is None:
+                ax.text(offs[j], 0.5, "n/a", ha="center", va="bottom", fontsize=7, color="grey")
+                continue
+            err = cell.stderr or 0.0
+            ax.bar(
+                offs[j],
+                cell.value,
+                width * 0.92,
+                color=colors[i % 10],
+                label=name if j == 0 else None,
+                yerr=err if cell.stderr is not None else None,
+                capsize=3,
+                ecolor="#333333",
+                linewidth=0,
+            )
+            ax.text(
+                offs[j], cell.value + err + 0.6, f"{cell.value:.1f}", ha="center", va="bottom", fontsize=7
+            )
+            top = max(top, cell.value + err)
+    # one legend entry per run even when its first benchmark is missing
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[i % 10]) for i in range(n_r)]
+    ax.legend(handles, table.names, ncols=min(n_r, 4), loc="upper right", frameon=False)
+    ax.set_xticks(
+        x,
+        [display_name(b) for b in table.benchmarks],
+        rotation=20 if n_b > 6 else 0,
+        ha="right" if n_b > 6 else "center",
+    )
+    ax.set_ylabel("score (%) ± stderr")
+    ax.set_ylim(0, max(10.0, top * 1.25 + 2))
+    ax.set_xlim(-0.6, n_b - 0.4)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.set_title(title or " vs ".join(table.names))
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=150)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def cli_compare(opts: CompareOptions) -> int:
+    names = [n.strip() for n in opts.names.split(",")] if opts.names else None
+    table = build_table(opts.runs, names, opts.baseline, opts.reference, _metric_overrides(opts.metric))
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    markdown = to_markdown(table)
+    _write(out / "report.md", markdown)
+    _write(out / "report.csv", to_csv(table))
+    plot(table, out / "report.png", opts.title)
+    print(markdown)
+    print(f"[compare] wrote {out / 'report.md'}, {out / 'report.csv'}, {out / 'report.png'}", file=sys.stderr)
+    return 0
