@@ -73,12 +73,15 @@ def write_pool(rows: list[dict], d: Path) -> None:
 
 def cal_ppl_method(model_dir: str, data_dir: str, cutoff: int, batch_size: int, repeats: int) -> dict:
     import torch
-    from torch.utils.data import DataLoader
-
-    from llamafactory.data import MultiModalDataCollatorForSeq2Seq, get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.data import (
+        MultiModalDataCollatorForSeq2Seq,
+        get_dataset,
+        get_template_and_fix_tokenizer,
+    )
     from llamafactory.extras.constants import IGNORE_INDEX
     from llamafactory.hparams import get_train_args
     from llamafactory.model import load_model, load_tokenizer
+    from torch.utils.data import DataLoader
 
     # 0.9.5 returns 5 values (upstream cal_ppl.py unpacks 6 and crashes)
     model_args, data_args, training_args, finetuning_args, *_ = get_train_args(dict(

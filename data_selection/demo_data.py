@@ -168,7 +168,7 @@ def generate(cfg: DemoDataConfig) -> tuple[list[dict], list[dict]]:
         p = fresh(sources[i % len(sources)])
         evals.append({"id": f"eval-{i:05d}", "problem": p.question, "answer": str(p.answer), "source": p.source})
     pool = []
-    for i in range(cfg.pool_size):
+    for _ in range(cfg.pool_size):
         p = fresh(rng.choice(sources))
         corrupted = rng.random() < cfg.noise_rate
         output = _corrupt(rng, p) if corrupted else p.trace(rng, verify=rng.random() < cfg.verify_rate)

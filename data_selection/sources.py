@@ -49,7 +49,7 @@ class PoolSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PoolSpec":
+    def from_dict(cls, d: dict[str, Any]) -> PoolSpec:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 

@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 
 OUT=${DEMO_OUT:-outputs/demo}
 POOL_SIZE=${DEMO_POOL_SIZE:-400}
-EVAL_SIZE=${DEMO_EVAL_SIZE:-40}
-N_SELECT=${DEMO_N_SELECT:-100}
+EVAL_SIZE=${DEMO_EVAL_SIZE:-30}
+N_SELECT=${DEMO_N_SELECT:-80}
 SYSTEM="Please reason step by step, and put your final answer within \\boxed{}."
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 start=$(date +%s)

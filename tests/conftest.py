@@ -92,3 +92,13 @@ def alpaca_rows() -> list[dict]:
 @pytest.fixture
 def acereason_rows() -> list[dict]:
     return make_acereason_rows()
+
+
+@pytest.fixture(autouse=True)
+def _grad_enabled():
+    """lighteval's transformers_model module calls ``torch.set_grad_enabled(False)`` at import time, which would
+    leak from an evaluation test into every later test in the same process; each test starts with grad on."""
+    import torch
+
+    torch.set_grad_enabled(True)
+    yield

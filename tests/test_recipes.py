@@ -294,6 +294,6 @@ def test_zero3_recipe_trains_on_cpu_and_saves_a_normal_checkpoint(tiny_qwen_dir,
                           capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     log = [json.loads(line) for line in (out / "trainer_log.jsonl").read_text().splitlines()]
-    assert log[-1]["current_steps"] == 3 and all(l["loss"] > 0 for l in log if "loss" in l)
+    assert log[-1]["current_steps"] == 3 and all(entry["loss"] > 0 for entry in log if "loss" in entry)
     model = AutoModelForCausalLM.from_pretrained(out)  # gathered 16-bit weights: a normal HF checkpoint
     assert model.get_input_embeddings().weight.shape == (151936, 32)

@@ -8,13 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from conftest import REPO_ROOT, SYSTEM, make_acereason_rows, make_alpaca_rows, write_jsonl
 
-from conftest import REPO_ROOT, SYSTEM, build_tiny_qwen, make_acereason_rows, make_alpaca_rows, write_jsonl
 from data_selection.command_line import UserError
 from data_selection.scoring.runner import ScoreOptions, assign_shards, run_score
 

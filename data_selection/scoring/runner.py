@@ -281,7 +281,6 @@ def shard_path(out: Path, k: int) -> Path:
 
 
 def load_model(opts: ScoreOptions, device: str):
-    import torch
     from transformers import AutoModelForCausalLM
 
     dtype = resolve_dtype(opts.dtype, device)
@@ -290,7 +289,7 @@ def load_model(opts: ScoreOptions, device: str):
         opts.model, dtype=dtype, attn_implementation=attn, trust_remote_code=opts.trust_remote_code
     )
     model.to(device).eval()
-    torch.set_grad_enabled(False)
+    model.requires_grad_(False)  # not torch.set_grad_enabled(False): a global switch leaks into the caller
     return model, dtype, attn
 
 
