@@ -1,0 +1,98 @@
+"""The chunked, in-place response log-probs equal a plain full-logits cross-entropy, whatever the chunking."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from data_selection.scoring.logprobs import IGNORE_INDEX, response_token_losses
+
+
+def _batch(vocab: int, lengths: list[int], prompt: int, seed: int = 0):
+    """Right-padded batch: the first ``prompt`` positions of each row are not labels, padding is masked."""
+    g = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    ids = torch.zeros((len(lengths), width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    for i, n in enumerate(lengths):
+        ids[i, :n] = torch.randint(0, vocab, (n,), generator=g)
+        mask[i, :n] = 1
+        labels[i, prompt:n] = ids[i, prompt:n]
+    return ids, mask, labels
+
+
+def _reference(model, ids, mask, labels) -> list[torch.Tensor]:
+    out = []
+    with torch.no_grad():
+        for i in range(ids.shape[0]):
+            n = int(mask[i].sum())
+            logits = model(input_ids=ids[i : i + 1, :n]).logits.float()[0, :-1]
+            tgt = labels[i, 1:n]
+            keep = tgt != IGNORE_INDEX
+            out.append(torch.nn.functional.cross_entropy(logits[keep], tgt[keep], reduction="none"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_qwen_dir):
+    return AutoModelForCausalLM.from_pretrained(tiny_qwen_dir, dtype=torch.float32).eval()
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 10_000])
+def test_any_chunking_equals_full_cross_entropy(tiny, chunk):
+    vocab = tiny.config.vocab_size
+    ids, mask, labels = _batch(vocab, [40, 23, 31], prompt=5)
+    ours = response_token_losses(tiny, ids, mask, labels, chunk)
+    ref = _reference(tiny, ids, mask, labels)
+    assert [len(x) for x in ours] == [35, 18, 26]
+    for a, b in zip(ours, ref):
+        assert torch.allclose(a, b, atol=1e-5), float((a - b).abs().max())
+
+
+def test_softcap_and_scaling_applied_like_the_model(tiny):
+    """Granite-style logit scaling and Gemma-style soft-capping are applied before the log-sum-exp."""
+    vocab = tiny.config.vocab_size
+    ids, mask, labels = _batch(vocab, [20], prompt=3, seed=1)
+    plain = response_token_losses(tiny, ids, mask, labels, 8)[0]
+    tiny.config.logits_scaling, tiny.config.final_logit_softcapping = 4.0, 2.0
+    try:
+        capped = response_token_losses(tiny, ids, mask, labels, 8)[0]
+        with torch.no_grad():
+            logits = tiny(input_ids=ids).logits.float()[0, :-1] / 4.0
+            logits = torch.tanh(logits / 2.0) * 2.0
+        tgt = labels[0, 1:]
+        keep = tgt != IGNORE_INDEX
+        ref = torch.nn.functional.cross_entropy(logits[keep], tgt[keep], reduction="none")
+    finally:
+        tiny.config.logits_scaling = tiny.config.final_logit_softcapping = None
+    assert torch.allclose(capped, ref, atol=1e-5)
+    assert not torch.allclose(capped, plain, atol=1e-3)  # the transform did change the result
+
+
+def test_bf16_head_and_biased_head(tiny_qwen_dir):
+    """Non-fp32 heads go through the upcast path; a head with a bias goes through addmm."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen_dir, dtype=torch.float32).eval()
+    vocab = model.config.vocab_size
+    ids, mask, labels = _batch(vocab, [24, 12], prompt=4, seed=2)
+    head = model.get_output_embeddings()
+    biased = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+    with torch.no_grad():
+        biased.weight.copy_(head.weight)
+        biased.bias.uniform_(-2, 2)
+    model.set_output_embeddings(biased)
+    ours = response_token_losses(model, ids, mask, labels, 5)
+    for a, b in zip(ours, _reference(model, ids, mask, labels)):
+        assert torch.allclose(a, b, atol=1e-5)
+
+    model = model.to(torch.bfloat16)
+    ours = response_token_losses(model, ids, mask, labels, 5)
+    for a, b in zip(ours, _reference(model, ids, mask, labels)):
+        assert a.dtype == torch.float32
+        assert torch.allclose(a, b, atol=1e-2)  # same bf16 logits upcast, summation order aside
+
+
+def test_rows_without_labels_give_empty_losses(tiny):
+    ids, mask, labels = _batch(tiny.config.vocab_size, [10, 10], prompt=10)
+    assert [len(x) for x in response_token_losses(tiny, ids, mask, labels, 4)] == [0, 0]
