@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed-$(PROFILE)
 # No machine here reaches the model hub; tests and the demo must never try.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: install demo test test-fast lint bench clean-demo
+.PHONY: bench-gpu install demo test test-fast lint bench clean-demo
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ lint: install
 bench: install
 	$(OFFLINE) $(BIN)/python bench/score_vs_cal_ppl.py
 	$(OFFLINE) $(BIN)/python bench/dft_memory.py
+	$(OFFLINE) $(BIN)/python bench/select_speed.py
+
+bench-gpu: install  # PROFILE=gpu on a GPU machine: scorer MFU on a Qwen2.5-3B-shaped model, vs cal_ppl in bf16
+	$(OFFLINE) $(BIN)/python bench/score_mfu.py
 
 clean-demo:
 	rm -rf outputs/demo data/demo

@@ -71,7 +71,8 @@ def write_pool(rows: list[dict], d: Path) -> None:
 # ---------------------------------------------------------------- the two methods (run inside a child process)
 
 
-def cal_ppl_method(model_dir: str, data_dir: str, cutoff: int, batch_size: int, repeats: int) -> dict:
+def cal_ppl_method(model_dir: str, data_dir: str, cutoff: int, batch_size: int, repeats: int,
+                   device: str = "cpu", dtype: str = "fp32") -> dict:
     import torch
     from llamafactory.data import (
         MultiModalDataCollatorForSeq2Seq,
@@ -87,12 +88,15 @@ def cal_ppl_method(model_dir: str, data_dir: str, cutoff: int, batch_size: int, 
     model_args, data_args, training_args, finetuning_args, *_ = get_train_args(dict(
         stage="sft", model_name_or_path=model_dir, dataset="pool", dataset_dir=data_dir, template="qwen",
         cutoff_len=cutoff, train_on_prompt=False, output_dir=tempfile.mkdtemp(), overwrite_cache=True,
-        do_train=True, use_cpu=True, report_to="none"))
+        do_train=True, use_cpu=device == "cpu", bf16=dtype == "bf16", report_to="none"))
     tokenizer_module = load_tokenizer(model_args)
     tokenizer = tokenizer_module["tokenizer"]
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
     trainset = get_dataset(template, model_args, data_args, training_args, "sft", **tokenizer_module)["train_dataset"]
-    model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False).float()
+    model = load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
+    model = model.float() if dtype == "fp32" else model
+    if device != "cpu":
+        model = model.to(device)
     collator = MultiModalDataCollatorForSeq2Seq(template=template, tokenizer=tokenizer, label_pad_token_id=IGNORE_INDEX)
     criterion = torch.nn.CrossEntropyLoss(reduction="none")
     times, losses, tokens, positions = [], [], 0, 0
@@ -121,7 +125,8 @@ def cal_ppl_method(model_dir: str, data_dir: str, cutoff: int, batch_size: int, 
     return {"seconds": times, "tokens": tokens, "loss_mean": losses, "padding_waste": 1 - tokens / positions}
 
 
-def our_method(model_dir: str, data_dir: str, cutoff: int, batch_tokens: int, repeats: int) -> dict:
+def our_method(model_dir: str, data_dir: str, cutoff: int, batch_tokens: int, repeats: int,
+               device: str = "cpu", dtype: str = "fp32") -> dict:
     import shutil
 
     from data_selection.scoring.runner import ScoreOptions, run_score
@@ -131,7 +136,7 @@ def our_method(model_dir: str, data_dir: str, cutoff: int, batch_tokens: int, re
         out = Path(tempfile.mkdtemp())
         s = run_score(ScoreOptions(model=model_dir, dataset="pool", dataset_dir=data_dir, out=str(out / "s"),
                                    template="qwen", cutoff_len=cutoff, batch_tokens=batch_tokens, verify=False,
-                                   shard_rows=10**6, num_proc=1))
+                                   shard_rows=10**6, num_proc=1, device=device, dtype=dtype))
         import pandas as pd
 
         df = pd.read_parquet(out / "s" / "scores.parquet").sort_values("row")
@@ -139,21 +144,29 @@ def our_method(model_dir: str, data_dir: str, cutoff: int, batch_tokens: int, re
         if rep:
             times.append(sum(p["seconds"] for p in prog))
         summary = {"tokens": sum(p["tokens"] for p in prog), "loss_mean": df["loss_mean"].tolist(),
-                   "padding_waste": s["padding_waste"]}
+                   "padding_waste": s["padding_waste"], "attn": s.get("attn"),
+                   "seq_tokens": (df["n_prompt_tokens"] + df["n_response_tokens"]).tolist(),
+                   "response_tokens": df["n_response_tokens"].tolist()}
         shutil.rmtree(out)
     return {"seconds": times, **summary}
 
 
 def child(args) -> None:
     fn = our_method if args.method == "ours" else cal_ppl_method
-    res = fn(args.model, args.data, args.cutoff, args.batch, args.repeats)
+    res = fn(args.model, args.data, args.cutoff, args.batch, args.repeats, args.device, args.dtype)
     res["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    if args.device != "cpu":
+        import torch
+
+        res["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2**30
     print("RESULT " + json.dumps(res))
 
 
-def run_child(method: str, model: str, data: Path, cutoff: int, batch: int, repeats: int) -> dict | None:
+def run_child(method: str, model: str, data: Path, cutoff: int, batch: int, repeats: int, device: str = "cpu",
+              dtype: str = "fp32") -> dict | None:
     cmd = [sys.executable, __file__, "--child", method, "--model", model, "--data", str(data),
-           "--cutoff", str(cutoff), "--batch", str(batch), "--repeats", str(repeats)]
+           "--cutoff", str(cutoff), "--batch", str(batch), "--repeats", str(repeats), "--device", device,
+           "--dtype", dtype]
     p = subprocess.run(cmd, capture_output=True, text=True)
     for line in p.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -186,6 +199,8 @@ def main() -> None:
     ap.add_argument("--model"), ap.add_argument("--data"), ap.add_argument("--cutoff", type=int, default=16384)
     ap.add_argument("--batch", type=int, default=4), ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="smaller mix, 1 repeat (a smoke run)")
+    ap.add_argument("--device", default="cpu", help=argparse.SUPPRESS)  # children only (bench/score_mfu.py: cuda)
+    ap.add_argument("--dtype", default="fp32", help=argparse.SUPPRESS)
     ap.add_argument("--baseline-batch", type=int, default=4, help="the baseline's batch size (cal_ppl.py's default)")
     ap.add_argument("--faithful-max", type=int, default=2048,
                     help="longest row of the as-shipped mix (a batch of 4 padded to it must fit in memory)")

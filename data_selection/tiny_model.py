@@ -11,8 +11,14 @@ from pathlib import Path
 QWEN_VOCAB = 151936  # Qwen2.5's embedding rows
 
 
+# Qwen2.5-3B-Instruct's shape (config.json), for GPU benchmarks with random weights
+QWEN25_3B_SHAPE = dict(layers=36, hidden=2048, intermediate=11008, heads=16, kv_heads=2)
+
+
 def build_tiny_qwen(out: str | Path, tokenizer_dir: str | Path | None = None, seed: int = 0, layers: int = 2,
-                    hidden: int = 32, heads: int = 4, kv_heads: int = 2) -> Path:
+                    hidden: int = 32, heads: int = 4, kv_heads: int = 2, intermediate: int | None = None,
+                    dtype: str = "float32", device: str = "cpu") -> Path:
+    """Save a random Qwen2 of the given shape (tiny by default) with the real tokenizer to ``out``."""
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
@@ -23,7 +29,7 @@ def build_tiny_qwen(out: str | Path, tokenizer_dir: str | Path | None = None, se
     config = Qwen2Config(
         vocab_size=QWEN_VOCAB,
         hidden_size=hidden,
-        intermediate_size=2 * hidden,
+        intermediate_size=intermediate or 2 * hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,
@@ -34,6 +40,8 @@ def build_tiny_qwen(out: str | Path, tokenizer_dir: str | Path | None = None, se
         bos_token_id=None,
     )
     torch.manual_seed(seed)
-    Qwen2ForCausalLM(config).save_pretrained(out)
+    with torch.device(device):  # a 3B-shaped model initialises in seconds on a GPU, minutes on CPU
+        model = Qwen2ForCausalLM(config).to(getattr(torch, dtype))
+    model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
