@@ -113,7 +113,11 @@ class EvalOptions:
     )
     tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM tensor parallel size."})
     data_parallel_size: int = field(default=1, metadata={"help": "vLLM data parallel size."})
-    seed: int = field(default=1234, metadata={"help": "Sampling seed (vLLM)."})
+    seed: int = field(
+        default=1234,
+        metadata={"help": "Sampling seed: vLLM's, and torch's for the accelerate backend (the same run gives the "
+                          "same scores)."},
+    )
     task_name: str | None = field(
         default=None,
         metadata={"help": "Task name for a local:FILE suite (default: derived from the file name)."},
@@ -398,6 +402,19 @@ def find_lighteval(backend: str, explicit: str | None) -> str:
     raise UserError("no lighteval executable found: install the eval extra (pip install -e '.[eval]')")
 
 
+def seeded_launcher(lighteval_bin: str, out: Path, seed: int) -> list[str]:
+    """The command prefix that runs lighteval with torch seeded (see ``seeded_lighteval.py``).
+
+    Uses the interpreter next to the ``lighteval`` executable, so the vLLM venv's lighteval runs in that venv.
+    A lighteval without a ``python`` beside it (a system install) is run as is, unseeded.
+    """
+    python = Path(lighteval_bin).with_name("python")
+    if not python.is_file():
+        return [lighteval_bin]
+    shutil.copyfile(Path(__file__).with_name("seeded_lighteval.py"), out / "seeded_lighteval.py")
+    return [str(python), "seeded_lighteval.py", "--seed", str(seed)]
+
+
 def plan_eval(opts: EvalOptions) -> tuple[EvalPlan, dict]:
     preset, proto = resolve_protocol(opts)
     suite = opts.suite or ",".join(preset.tasks)
@@ -485,7 +502,7 @@ def prepare(opts: EvalOptions) -> EvalPlan:
     write_atomic(out / "model_config.yaml", yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
 
     command = [
-        find_lighteval(plan.backend, opts.lighteval_bin),
+        *seeded_launcher(find_lighteval(plan.backend, opts.lighteval_bin), out, opts.seed),
         plan.backend,
         "model_config.yaml",
         ",".join(plan.tasks),

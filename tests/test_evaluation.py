@@ -95,7 +95,10 @@ def test_prepare_stages_the_model_without_touching_it(tiny_qwen_dir, problems_fi
         Path(__file__).parents[1] / "llamafactory_ext" / "lighteval_tasks.py"
     ).read_text()
     cmd = plan.command
-    assert cmd[1:4] == ["accelerate", "model_config.yaml", "demo_eval|0"]
+    # lighteval's CLI through the launcher that seeds torch, with the interpreter of lighteval's own environment
+    assert Path(cmd[0]).name.startswith("python") and cmd[1:4] == ["seeded_lighteval.py", "--seed", "1234"]
+    assert (out / "seeded_lighteval.py").is_file()
+    assert cmd[4:7] == ["accelerate", "model_config.yaml", "demo_eval|0"]
     assert (
         cmd[cmd.index("--custom-tasks") + 1] == "custom_tasks.py"
         and cmd[cmd.index("--max-samples") + 1] == "3"
@@ -151,7 +154,7 @@ def test_presets_and_vllm_command(tiny_qwen_dir, tmp_path):
         "lcb:codegeneration|0",
         "mmlu_redux_2|0",
     ]
-    assert plan.command[1] == "vllm" and "--custom-tasks" not in plan.command
+    assert plan.command[4] == "vllm" and "--custom-tasks" not in plan.command
     params = yaml.safe_load((out / "model_config.yaml").read_text())["model_parameters"]
     assert params["max_model_length"] == 32768 and params["dtype"] == "bfloat16"
     assert params["gpu_memory_utilization"] == 0.95
@@ -325,3 +328,18 @@ def test_failed_lighteval_run_is_a_clear_error(tiny_qwen_dir, problems_file, tmp
     err = capsys.readouterr().err
     assert rc == 1 and "lighteval exited with status 3" in err and "Cannot find task demo_eval" in err
     assert str(out / "lighteval.log") in err
+
+
+def test_sampling_is_reproducible_by_seed(tiny_qwen_dir, problems_file, tmp_path):
+    """Temperature 0.6 on the accelerate backend: the same --seed gives the same generations, another seed not."""
+
+    def tokens(name: str, seed: str) -> list:
+        out = tmp_path / name
+        summary = _run_eval(tiny_qwen_dir, problems_file, out, "--max_samples", "2", "--max_new_tokens", "6",
+                            "--seed", seed)
+        rows = _check_outputs(out, summary, 2, 1)
+        return [[list(map(int, seq)) for seq in r["model_response"]["output_tokens"]] for r in rows]
+
+    first = tokens("a", "7")
+    assert tokens("b", "7") == first
+    assert tokens("c", "8") != first
