@@ -63,7 +63,7 @@ def worker(variant: str, tokens: int, chunk: int) -> dict:
         outputs = model(input_ids=input_ids)
         loss = dft_loss_func(outputs, labels)
     else:
-        from llamafactory_ext.losses import dft_loss, label_token_cross_entropy
+        from llamafactory_ext.train.losses import dft_loss, label_token_cross_entropy
 
         outputs = model(input_ids=input_ids, output_hidden_states=True, logits_to_keep=1)
         loss = dft_loss(label_token_cross_entropy(outputs.hidden_states[-1], labels, model.lm_head, chunk))

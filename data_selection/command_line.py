@@ -10,6 +10,7 @@ A command spec without an options class gets the raw argument list (``llamafacto
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
@@ -37,9 +38,43 @@ def _usage(prog: str, commands: dict[str, Command]) -> str:
     return "\n".join(lines)
 
 
-def parse_options(options_cls: type, argv: Sequence[str], prog: str, description: str):
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Field help texts as written, plus the default only where there is one worth reading.
+
+    No "(default: None)" on required options or "(default: )" on empty strings; a boolean that is on by
+    default says how to turn it off.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if action.required or "%(default)" in text or default is argparse.SUPPRESS:
+            return text
+        if isinstance(default, bool):
+            return text + (f" On by default; --no_{action.dest} turns it off." if default else "")
+        if default in (None, "", [], ()):
+            return text
+        return f"{text} (default: {default})"
+
+
+def build_parser(options_cls: type, prog: str, description: str):
+    """transformers' ``HfArgumentParser`` (LLaMA-Factory's own parser) with our help formatting.
+
+    The ``--no_X`` switch it adds for each boolean that defaults to true keeps working but is not listed
+    twice: the option's own help says it exists.
+    """
     from transformers import HfArgumentParser
 
+    parser = HfArgumentParser(options_cls, prog=prog, description=description, formatter_class=HelpFormatter)
+    for action in parser._actions:
+        if any(o.startswith("--no_") or o.startswith("--no-") for o in action.option_strings) and isinstance(
+            action, argparse._StoreFalseAction
+        ):
+            action.help = argparse.SUPPRESS
+    return parser
+
+
+def parse_options(options_cls: type, argv: Sequence[str], prog: str, description: str):
     argv = list(argv)
     positional = getattr(options_cls, "POSITIONAL", None)
     if positional:
@@ -48,7 +83,7 @@ def parse_options(options_cls: type, argv: Sequence[str], prog: str, description
             bare.append(argv.pop(0))
         if bare:
             argv = [f"--{positional}", *bare, *argv]
-    parser = HfArgumentParser(options_cls, prog=prog, description=description)
+    parser = build_parser(options_cls, prog, description)
     (opts,) = parser.parse_args_into_dataclasses(args=argv)
     return opts
 

@@ -17,11 +17,11 @@ Everything is deterministic for a given seed.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from data_selection.atomic import write_jsonl_atomic
 
 SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -185,21 +185,13 @@ def generate(cfg: DemoDataConfig) -> tuple[list[dict], list[dict]]:
     return pool, evals
 
 
-def _write_jsonl(rows: list[dict], path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def write_demo_data(cfg: DemoDataConfig) -> dict[str, str]:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pool, evals = generate(cfg)
     paths = {"pool": out / "pool.jsonl", "eval": out / "eval.jsonl"}
-    _write_jsonl(pool, paths["pool"])
-    _write_jsonl(evals, paths["eval"])
+    write_jsonl_atomic(paths["pool"], pool)
+    write_jsonl_atomic(paths["eval"], evals)
     return {k: str(v) for k, v in paths.items()}
 
 

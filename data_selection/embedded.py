@@ -13,10 +13,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data_selection.atomic import atomic_directory
 from data_selection.command_line import UserError
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -75,8 +75,6 @@ def prepare_smollm2(out_dir: str | os.PathLike | None = None, force: bool = Fals
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, torch_dtype=torch.float32)
     tokenizer.eos_token = "<|im_end|>"
@@ -93,12 +91,10 @@ def prepare_smollm2(out_dir: str | os.PathLike | None = None, force: bool = Fals
     if model.generation_config is not None:
         model.generation_config.eos_token_id = eos_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / _MARKER).write_text(json.dumps(stamp, indent=2))
-    shutil.rmtree(out, ignore_errors=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, out)
+    with atomic_directory(out) as tmp:  # a half-written checkpoint is never used
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / _MARKER).write_text(json.dumps(stamp, indent=2))
     return out
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from llamafactory.extras.constants import IGNORE_INDEX
+
 from data_selection.command_line import UserError
 
-IGNORE_INDEX = -100
 _UNBOUNDED = 2**31 - 1
 
 

@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llamafactory.extras.constants import FILEEXT2TYPE
+
+from data_selection.atomic import write_json_atomic
 from data_selection.command_line import UserError
-from data_selection.subset import write_json_atomic
 
 MARKER_KEY = "created_by"
 MARKER = "data-select"
@@ -38,7 +40,6 @@ OUR_KEYS = (MARKER_KEY, "manifest", "recipe", "description")
 COLUMN_KEYS = ("prompt", "query", "response", "history", "messages", "system", "tools", "images", "videos",
                "audios", "chosen", "rejected", "kto_tag")
 TAG_KEYS = ("role_tag", "content_tag", "user_tag", "assistant_tag", "observation_tag", "function_tag", "system_tag")
-FILE_TYPES = ("arrow", "csv", "json", "jsonl", "parquet", "txt")
 
 
 # -- reading and writing -----------------------------------------------------------------------------------------
@@ -135,8 +136,7 @@ def file_columns(path: Path) -> list[str]:
         return pq.read_schema(path).names
     from datasets import load_dataset
 
-    kind = {"json": "json", "csv": "csv", "arrow": "arrow", "txt": "text"}[suffix]
-    return load_dataset(kind, data_files=[str(path)], split="train").column_names
+    return load_dataset(FILEEXT2TYPE[suffix], data_files=[str(path)], split="train").column_names
 
 
 def _first_char(path: Path) -> str:
@@ -233,8 +233,8 @@ def _check_file_entry(name: str, info: dict[str, Any], dataset_dir: str, rows: i
         res.problems.append(f"folder {local} is empty")
         return
     kinds = {p.suffix.lstrip(".") for p in files}
-    if len(kinds) != 1 or not kinds <= set(FILE_TYPES):
-        res.problems.append(f"{local}: file type(s) {sorted(kinds)}; LLaMA-Factory needs one of {FILE_TYPES}")
+    if len(kinds) != 1 or not kinds <= set(FILEEXT2TYPE):
+        res.problems.append(f"{local}: file type(s) {sorted(kinds)}; LLaMA-Factory needs one of {sorted(FILEEXT2TYPE)}")
         return
     try:
         columns = file_columns(files[0])

@@ -79,11 +79,11 @@ def _plt():
 
 
 def _save(fig, path: Path) -> None:
-    """PNG without a creation timestamp, written through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", bbox_inches="tight", metadata={"Software": None})
-    tmp.replace(path)
+    """PNG without a creation timestamp, written atomically."""
+    from data_selection.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight", metadata={"Software": None})
 
 
 def plot_key_histogram(path: Path, key_name: str, pool_key: np.ndarray, series: list[tuple[str, np.ndarray]],
@@ -228,9 +228,10 @@ def render_markdown(selections: list[Loaded], images: list[str], reference: str)
 
 
 def run_report(opts: ReportOptions) -> dict[str, Any]:
-    from data_selection.select import load_scores, run_strategy
+    from data_selection.atomic import write_text_atomic
+    from data_selection.select import load_scores
+    from data_selection.selectors import select_random
     from data_selection.selectors.common import eligible_rows, normalized
-    from data_selection.subset import write_text_atomic
 
     if not opts.names:
         raise UserError("name at least one selected subset: data-select report NAME [NAME…]")
@@ -255,8 +256,7 @@ def run_report(opts: ReportOptions) -> dict[str, Any]:
     reference = ""
     if opts.random_reference and all(s.manifest["strategy"] != "random" for s in selections):
         n = min(params["n"], len(pool))
-        ref = run_strategy(table, "random", n=n, seed=params["seed"], key=key, low=0, high=1, stratify="",
-                           over_length=over_length)
+        ref = select_random(table, n=n, seed=params["seed"], key=key, over_length=over_length)
         mask = pool["row"].isin(ref.rows).to_numpy()
         series.append((f"random reference (seed {params['seed']})", elig.key[mask]))
         tables.append((f"random reference (seed {params['seed']})", pool.loc[mask]))

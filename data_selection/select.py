@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from data_selection.command_line import UserError
+from data_selection.selectors import STRATEGIES, strategy_help
+from data_selection.selectors.common import KEY_DEFINITIONS, OVER_LENGTH, STRATIFY_COLUMNS
 
 SCORE_READ_COLUMNS = ("id", "row", "n_prompt_tokens", "n_response_tokens", "loss_sum", "loss_mean",
                       "loss_first_100", "loss_first_1000", "truncated", "category", "source")
@@ -26,22 +28,25 @@ SCORE_READ_COLUMNS = ("id", "row", "n_prompt_tokens", "n_response_tokens", "loss
 class SelectOptions:
     scores: str = field(metadata={"help": "Scores folder written by `data-select score` (scores/NAME)."})
     name: str = field(metadata={"help": "Subset name: data/NAME.jsonl and the dataset_info.json entry."})
-    strategy: str = field(default="zpd", metadata={"help": "zpd (loss band, then uniform) | random (uniform)."})
+    strategy: str = field(default="zpd", metadata={"help": f"Strategy. {strategy_help()}.",
+                                                   "choices": tuple(STRATEGIES)})
     n: int = field(default=15000, metadata={"help": "Rows to select."})
     seed: int = field(default=42, metadata={"help": "Seed of the draw (numpy default_rng)."})
     low: float = field(default=0.25, metadata={"help": "zpd: share of the eligible pool dropped as too easy."})
     high: float = field(default=0.75, metadata={"help": "zpd: upper edge of the band (1 - high is dropped as too hard)."})
     key: str = field(
         default="loss_mean",
-        metadata={"help": "Ranking key: loss_mean (method default) | loss_first_100 | loss_first_1000 | "
-                  "loss_length_adjusted (loss_mean residualised on log length, our extension)."},
+        metadata={"help": "Ranking key. " + "; ".join(f"{k}: {v}" for k, v in KEY_DEFINITIONS.items()) + ".",
+                  "choices": tuple(KEY_DEFINITIONS)},
     )
     stratify: str = field(
-        default="", metadata={"help": "Keep the pool's proportions of this column: category | source (default none)."}
+        default="", metadata={"help": "Keep the pool's proportions of this column (default: no stratification).",
+                              "choices": ("", *STRATIFY_COLUMNS)}
     )
     over_length: str = field(
         default="drop",
-        metadata={"help": "Rows LLaMA-Factory would truncate at cutoff_len (losing the final answer): drop | keep."},
+        metadata={"help": "Rows LLaMA-Factory would truncate at cutoff_len (losing the final answer).",
+                  "choices": OVER_LENGTH},
     )
     dataset_info: str = field(
         default="dataset_info.json",
@@ -79,29 +84,29 @@ def load_scores(scores_dir: str | Path, columns: tuple[str, ...] = SCORE_READ_CO
     return table, meta, rejects
 
 
-def run_strategy(table, strategy: str, *, n: int, seed: int, key: str, low: float, high: float, stratify: str,
-                 over_length: str):
-    from data_selection.selectors import STRATEGIES
+def strategy_named(name: str):
+    if name not in STRATEGIES:
+        raise UserError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    return STRATEGIES[name]
 
-    if strategy not in STRATEGIES:
-        raise UserError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    kwargs: dict[str, Any] = {"n": n, "seed": seed, "key": key, "stratify": stratify, "over_length": over_length}
-    if strategy == "zpd":
-        kwargs.update(low=low, high=high)
-    return STRATEGIES[strategy](table, **kwargs)
+
+def run_strategy(table, opts: SelectOptions):
+    """The strategy ``opts.strategy`` on ``table`` with the options it declares."""
+    strategy = strategy_named(opts.strategy)
+    return strategy.select(table, **{p: getattr(opts, p) for p in strategy.parameters})
 
 
 def _recipe(opts: SelectOptions) -> str:
+    """The command that re-makes this subset: the strategy's own options always, shared ones when not default."""
+    strategy = strategy_named(opts.strategy)
     parts = ["data-select", "select", "--scores", opts.scores, "--strategy", opts.strategy, "--n", str(opts.n),
              "--seed", str(opts.seed), "--name", opts.name]
-    if opts.strategy == "zpd":
-        parts += ["--low", str(opts.low), "--high", str(opts.high)]
-    if opts.key != "loss_mean":
-        parts += ["--key", opts.key]
-    if opts.stratify:
-        parts += ["--stratify", opts.stratify]
-    if opts.over_length != "drop":
-        parts += ["--over-length", opts.over_length]
+    for p in strategy.own_parameters:
+        parts += [f"--{p.replace('_', '-')}", str(getattr(opts, p))]
+    defaults = {f.name: f.default for f in fields(SelectOptions)}
+    for p in ("key", "stratify", "over_length"):
+        if p in strategy.parameters and getattr(opts, p) != defaults[p]:
+            parts += [f"--{p.replace('_', '-')}", str(getattr(opts, p))]
     return shlex.join(parts)
 
 
@@ -155,15 +160,9 @@ def build_manifest(opts: SelectOptions, selection, meta: dict[str, Any], rejects
 
 
 def run_select(opts: SelectOptions) -> dict[str, Any]:
+    from data_selection.atomic import write_json_atomic, write_text_atomic
     from data_selection.registry import is_ours, read_dataset_info, register_entry, subset_entry
-    from data_selection.subset import (
-        render_card,
-        selected_examples,
-        subset_paths,
-        write_json_atomic,
-        write_subset,
-        write_text_atomic,
-    )
+    from data_selection.subset import render_card, selected_examples, subset_paths, write_subset
 
     if not opts.name or "/" in opts.name or opts.name.startswith("."):
         raise UserError(f"--name {opts.name!r} must be a plain name (it becomes data/NAME.jsonl)")
@@ -174,8 +173,7 @@ def run_select(opts: SelectOptions) -> dict[str, Any]:
             raise UserError(f"{info_path}: entry {opts.name!r} was not created by data-select; pick another "
                             "--name or pass --force to replace it")
     table, meta, rejects = load_scores(opts.scores)
-    selection = run_strategy(table, opts.strategy, n=opts.n, seed=opts.seed, key=opts.key, low=opts.low,
-                             high=opts.high, stratify=opts.stratify, over_length=opts.over_length)
+    selection = run_strategy(table, opts)
     pool = load_scored_pool(meta, opts.scores)
     recorded = meta["pool"].get("fingerprint")
     if recorded and recorded != pool.fingerprint:

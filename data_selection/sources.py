@@ -27,10 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llamafactory.extras.constants import FILEEXT2TYPE
+
 from data_selection.command_line import UserError
 
 META_COLUMNS = ("category", "source")
-FILE_TYPES = {"arrow": "arrow", "csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet"}
 
 
 @dataclass
@@ -137,9 +138,9 @@ def _load_raw(attr, spec: PoolSpec):
         if not local.exists():
             raise UserError(f"dataset file {local} not found (entry {spec.dataset!r})")
         files = sorted(str(p) for p in local.iterdir()) if local.is_dir() else [str(local)]
-        types = {FILE_TYPES.get(Path(f).suffix.lstrip(".")) for f in files}
+        types = {FILEEXT2TYPE.get(Path(f).suffix.lstrip(".")) for f in files}
         if len(types) != 1 or None in types:
-            raise UserError(f"{local}: files must share one of the types {sorted(FILE_TYPES)}")
+            raise UserError(f"{local}: files must share one of the types {sorted(FILEEXT2TYPE)}")
         kind = types.pop()
         try:
             return load_dataset(kind, data_files=files, split=attr.split)

@@ -16,14 +16,11 @@ the same inputs and seed give byte-identical files.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from data_selection.atomic import write_jsonl_atomic
 from data_selection.command_line import UserError
 
 ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "system": "system"}
@@ -65,48 +62,6 @@ def to_record(ex: dict[str, Any], formatting: str, columns: dict[str, str], meta
     for col in meta_columns:
         rec[col] = ex.get(col, "")
     return rec
-
-
-class AtomicWriter:
-    """A text file written to a temporary name in the same folder and renamed into place on success."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self.f = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
-        return self.f
-
-    def __exit__(self, exc_type, exc, tb):
-        self.f.close()
-        if exc_type is None:
-            os.chmod(self.tmp, 0o644)
-            os.replace(self.tmp, self.path)
-        else:
-            Path(self.tmp).unlink(missing_ok=True)
-        return False
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    with AtomicWriter(path) as f:
-        f.write(text)
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-
-
-def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any]]) -> str:
-    """Write records as JSON lines; returns the sha256 of the file's bytes."""
-    digest = hashlib.sha256()
-    with AtomicWriter(path) as f:
-        for rec in records:
-            line = json.dumps(rec, ensure_ascii=False) + "\n"
-            digest.update(line.encode("utf-8"))
-            f.write(line)
-    return digest.hexdigest()
 
 
 def selected_examples(pool, rows, ids) -> list[dict[str, Any]]:

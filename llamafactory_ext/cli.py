@@ -6,15 +6,15 @@ from data_selection.command_line import Command, run_cli
 
 COMMANDS = {
     "train": Command(
-        "llamafactory_ext.train:main",
+        "llamafactory_ext.train.launch:main",
         "Train a YAML recipe (RECIPE.yaml [key=value ...]) with our losses/callbacks; launches torchrun when needed.",
     ),
     "eval": Command(
-        "llamafactory_ext.evaluation:EvalOptions:cli_eval",
+        "llamafactory_ext.evaluation.run:EvalOptions:cli_eval",
         "Evaluate a model with lighteval on a suite (reasoning | general | all | local:FILE).",
     ),
     "compare": Command(
-        "llamafactory_ext.compare:CompareOptions:cli_compare",
+        "llamafactory_ext.evaluation.compare:CompareOptions:cli_compare",
         "Build the base vs random vs selected table (markdown, CSV) and bar chart from lighteval results.",
     ),
 }

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from conftest import SYSTEM, make_acereason_rows, write_jsonl
+from helpers import SYSTEM, make_acereason_rows, write_jsonl
 
 
 def synthetic_scores(n: int, seed: int = 0, truncated_share: float = 0.05, sources: int = 4) -> pd.DataFrame:

@@ -10,8 +10,7 @@ the full computation (cross-entropy of the next token) up to floating-point summ
 from __future__ import annotations
 
 import torch
-
-IGNORE_INDEX = -100
+from llamafactory.extras.constants import IGNORE_INDEX
 
 
 def auto_chunk_tokens(vocab_size: int, budget_bytes: int = 512 * 2**20) -> int:

@@ -14,7 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
 from data_selection.command_line import UserError
+from data_selection.scoring.layout import (
+    CONVERSION_REJECTS,
+    META,
+    PROGRESS,
+    REJECTS,
+    SCORES,
+    missing_shards,
+    read_meta,
+    shard_path,
+)
 
 SCORE_COLUMNS = ["id", "row", "n_prompt_tokens", "n_response_tokens", "n_tokens_full", "loss_sum", "loss_mean",
                  "loss_first_100", "loss_first_1000", "truncated"]
@@ -27,19 +38,13 @@ class MergeOptions:
 
 def merge_shards(out: str | os.PathLike) -> dict[str, Any]:
     import pandas as pd
-    import pyarrow as pa
     import pyarrow.parquet as pq
     from filelock import FileLock
 
-    from data_selection.scoring.runner import CONVERSION_REJECTS, META, _write_json_atomic, shard_path
-
     out = Path(out)
-    meta_path = out / META
-    if not meta_path.exists():
-        raise UserError(f"{out}: no {META}; is this a `data-select score` output folder?")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = read_meta(out)
     n = int(meta["num_shards"])
-    missing = [k for k in range(n) if not shard_path(out, k).exists()]
+    missing = missing_shards(out, n)
     if missing:
         raise UserError(f"{out}: {len(missing)} of {n} shards are not finished yet (first: shard {missing[0]}); "
                         "re-run the same `data-select score` command to finish them")
@@ -63,9 +68,7 @@ def merge_shards(out: str | os.PathLike) -> dict[str, Any]:
         for c in ("row", "n_prompt_tokens", "n_response_tokens", "n_tokens_full"):
             scores[c] = scores[c].astype("int64")
         scores["truncated"] = scores["truncated"].astype(bool)
-        tmp = out / ".scores.parquet.tmp"
-        pq.write_table(pa.Table.from_pandas(scores, preserve_index=False), tmp)
-        os.replace(tmp, out / "scores.parquet")
+        write_parquet_atomic(out / SCORES, scores)
 
         rejects = []
         conv = out / CONVERSION_REJECTS
@@ -73,11 +76,7 @@ def merge_shards(out: str | os.PathLike) -> dict[str, Any]:
             rejects += [json.loads(line) for line in conv.read_text(encoding="utf-8").splitlines() if line.strip()]
         rejects += [{"row": int(r.row), "id": r.id, "reason": r.reject_reason} for r in rej.itertuples()]
         rejects.sort(key=lambda r: r["row"])
-        tmp = out / ".rejects.jsonl.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            for r in rejects:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        os.replace(tmp, out / "rejects.jsonl")
+        write_jsonl_atomic(out / REJECTS, rejects)
 
         counts = {
             "rows": int(meta["pool"]["num_rows"]),
@@ -86,7 +85,7 @@ def merge_shards(out: str | os.PathLike) -> dict[str, Any]:
             "truncated": int(scores["truncated"].sum()),
             "response_tokens": int(scores["n_response_tokens"].sum()),
         }
-        prog = out / "progress.jsonl"
+        prog = out / PROGRESS
         if prog.exists():
             lines = [json.loads(x) for x in prog.read_text(encoding="utf-8").splitlines() if x.strip()]
             secs = sum(x["seconds"] for x in lines)
@@ -94,7 +93,7 @@ def merge_shards(out: str | os.PathLike) -> dict[str, Any]:
             counts["gpu_seconds"] = round(secs, 2)
             counts["tokens_per_s_per_rank"] = round(toks / secs, 1) if secs else None
         meta["counts"] = counts
-        _write_json_atomic(meta_path, meta)
+        write_json_atomic(out / META, meta)
     return {"counts": counts}
 
 

@@ -1,16 +1,48 @@
-"""Selection strategies: pure functions from a scores table to chosen rows + manifest facts.
+"""Selection strategies: pure functions from score tables to chosen rows + manifest facts.
 
-``STRATEGIES`` maps the ``--strategy`` names to the functions; every function takes the scores DataFrame
-and keyword parameters (``n``, ``seed``, ``key``, ``stratify``, ``over_length`` and its own, e.g. ``low``/``high``)
-and returns a :class:`~data_selection.selectors.common.Selection`.
+``STRATEGIES`` is the registry ``data-select select --strategy`` is built from (its choices and help text
+too). A new strategy is one module in this folder and one :class:`Strategy` entry below: the function takes
+the scores DataFrame and keyword parameters, each named after a ``SelectOptions`` field listed in
+``parameters``, and returns a :class:`~data_selection.selectors.common.Selection`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from data_selection.selectors.common import KEYS, Selection
 from data_selection.selectors.random import select_random
 from data_selection.selectors.zpd import select_zpd
 
-STRATEGIES = {"zpd": select_zpd, "random": select_random}
+# Options every loss-table strategy takes; the others in ``parameters`` are the strategy's own.
+COMMON_PARAMETERS = ("n", "seed", "key", "stratify", "over_length")
 
-__all__ = ["KEYS", "STRATEGIES", "Selection", "select_random", "select_zpd"]
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    select: Callable[..., Selection]
+    summary: str  # one line for --help
+    parameters: tuple[str, ...]  # SelectOptions fields passed to ``select`` as keywords
+
+    @property
+    def own_parameters(self) -> tuple[str, ...]:
+        return tuple(p for p in self.parameters if p not in COMMON_PARAMETERS)
+
+
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("zpd", select_zpd, "drop the easiest --low and hardest 1 - --high by the key, then uniform",
+                 (*COMMON_PARAMETERS, "low", "high")),
+        Strategy("random", select_random, "uniform over the eligible pool (the baseline)", COMMON_PARAMETERS),
+    )
+}
+
+
+def strategy_help() -> str:
+    return "; ".join(f"{s.name}: {s.summary}" for s in STRATEGIES.values())
+
+
+__all__ = ["KEYS", "STRATEGIES", "Selection", "Strategy", "select_random", "select_zpd", "strategy_help"]

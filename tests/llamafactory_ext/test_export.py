@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 RECIPE = REPO_ROOT / "yaml_recipes" / "export.yaml"
 

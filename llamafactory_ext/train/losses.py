@@ -29,9 +29,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from llamafactory.extras.constants import IGNORE_INDEX
 from torch.utils.checkpoint import checkpoint
-
-IGNORE_INDEX = -100
 
 
 @dataclass
@@ -71,7 +70,7 @@ def label_token_cross_entropy(
 ) -> LabelTokens:
     """Per-token cross-entropy at the label positions of ``labels`` (B, L), from hidden states (B, L, H).
 
-    Only positions whose shifted label is not ``-100`` are projected. Chunks run under non-reentrant
+    Only positions whose shifted label is not ``IGNORE_INDEX`` are projected. Chunks run under non-reentrant
     activation checkpointing when gradients are needed, so backward keeps the (chunk, H) hidden slice and
     recomputes that chunk's logits instead of storing them.
     """

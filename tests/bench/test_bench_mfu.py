@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 import torch
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from transformers import AutoModelForCausalLM
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))

@@ -161,7 +161,7 @@ def _resolve_scores(path: str, source: str) -> str:
 
 def validate(ext: ExtensionArguments, lf_args: dict[str, Any], source: str = "recipe") -> None:
     """Refuse combinations that would silently train something else than the recipe says."""
-    from llamafactory_ext.callbacks import CALLBACKS
+    from llamafactory_ext.train.callbacks import CALLBACKS
 
     bad = [c for c in ext.callbacks if c not in CALLBACKS]
     if bad:

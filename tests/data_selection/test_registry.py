@@ -7,7 +7,7 @@ import multiprocessing as mp
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, make_alpaca_rows, write_jsonl
+from helpers import REPO_ROOT, make_alpaca_rows, write_jsonl
 
 from data_selection.cli import main
 from data_selection.command_line import UserError

@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+from llamafactory.extras.constants import IGNORE_INDEX
 
 from data_selection.command_line import UserError
 
@@ -109,7 +110,7 @@ class _KeyEncoder:
                 n_labels.append(0)
                 continue
             keys.append(sequence_key(out["input_ids"][0]))
-            n_labels.append(sum(1 for t in out["labels"][0] if t != -100))
+            n_labels.append(sum(1 for t in out["labels"][0] if t != IGNORE_INDEX))
         return {"_key": keys, "_n_labels": n_labels}
 
 

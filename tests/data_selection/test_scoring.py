@@ -12,7 +12,7 @@ import time
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO_ROOT, SYSTEM, make_acereason_rows, make_alpaca_rows, write_jsonl
+from helpers import REPO_ROOT, SYSTEM, make_acereason_rows, make_alpaca_rows, write_jsonl
 
 from data_selection.command_line import UserError
 from data_selection.scoring.runner import ScoreOptions, assign_shards, run_score

@@ -4,7 +4,7 @@ LLaMA-Factory has no plugin hooks, so :func:`installed` swaps two names for the 
 
 * ``llamafactory.train.sft.workflow.CustomSeq2SeqTrainer`` -> a subclass whose ``compute_loss`` runs the model
   with ``output_hidden_states=True, logits_to_keep=1`` (so the model itself builds logits for one position
-  only) and computes the loss from the final hidden states in chunks (:mod:`llamafactory_ext.losses`);
+  only) and computes the loss from the final hidden states in chunks (:mod:`llamafactory_ext.train.losses`);
 * ``llamafactory.train.tuner.run_sft`` -> a wrapper that, for iw-SFT, first builds the reference table from
   the exact model/data arguments LLaMA-Factory parsed, then calls the original ``run_sft``.
 
@@ -20,9 +20,10 @@ import inspect
 from contextlib import contextmanager
 
 import torch
+from llamafactory.extras.constants import IGNORE_INDEX
 
-from llamafactory_ext.ext_args import ExtensionArguments
-from llamafactory_ext.losses import dft_loss, iw_sft_loss, label_token_cross_entropy
+from llamafactory_ext.train.args import ExtensionArguments
+from llamafactory_ext.train.losses import dft_loss, iw_sft_loss, label_token_cross_entropy
 
 
 def _log():
@@ -42,14 +43,14 @@ def _accepts_logits_to_keep(model) -> bool:
 
 def _plain_nll(outputs, labels, num_items_in_batch=None):
     """Unweighted token NLL, LLaMA-Factory's normalisation (used for iw-SFT *evaluation* loss only)."""
-    from llamafactory_ext.losses import shift_labels
+    from llamafactory_ext.train.losses import shift_labels
 
     logits = outputs["logits"].float()
     targets = shift_labels(labels.to(logits.device))
     total = torch.nn.functional.cross_entropy(
-        logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="sum"
+        logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
     )
-    n = num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum().clamp(min=1)
+    n = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE_INDEX).sum().clamp(min=1)
     return total / (n.to(total.device) if torch.is_tensor(n) else n)
 
 
@@ -146,7 +147,7 @@ def installed(ext: ExtensionArguments):
             from llamafactory.data import get_template_and_fix_tokenizer
             from llamafactory.model import load_tokenizer
 
-            from llamafactory_ext.iw_reference import build_reference
+            from llamafactory_ext.train.iw_reference import build_reference
 
             tokenizer = load_tokenizer(model_args)["tokenizer"]
             template = get_template_and_fix_tokenizer(tokenizer, data_args)

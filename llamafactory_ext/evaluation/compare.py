@@ -12,13 +12,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data_selection.atomic import atomic_path, write_text_atomic
 from data_selection.command_line import UserError
-from llamafactory_ext.lighteval_results import (
+from llamafactory_ext.evaluation.lighteval_results import (
     RunResults,
     Score,
     display_name,
@@ -26,7 +26,7 @@ from llamafactory_ext.lighteval_results import (
     primary_metric,
     read_run,
 )
-from llamafactory_ext.presets import SUITES
+from llamafactory_ext.evaluation.presets import SUITES
 
 DASH = "—"
 
@@ -291,16 +291,9 @@ def plot(table: Table, path: Path, title: str | None) -> None:
     ax.set_axisbelow(True)
     ax.set_title(title or " vs ".join(table.names))
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=150)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=150)
     plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def cli_compare(opts: CompareOptions) -> int:
@@ -309,8 +302,8 @@ def cli_compare(opts: CompareOptions) -> int:
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     markdown = to_markdown(table)
-    _write(out / "report.md", markdown)
-    _write(out / "report.csv", to_csv(table))
+    write_text_atomic(out / "report.md", markdown)
+    write_text_atomic(out / "report.csv", to_csv(table))
     plot(table, out / "report.png", opts.title)
     print(markdown)
     print(f"[compare] wrote {out / 'report.md'}, {out / 'report.csv'}, {out / 'report.png'}", file=sys.stderr)

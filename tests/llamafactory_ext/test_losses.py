@@ -1,11 +1,18 @@
-"""Chunked DFT and iw-SFT losses against LLaMA-Factory's DFT and a direct full-logits computation."""
+"""Chunked DFT and iw-SFT losses against LLaMA-Factory's DFT and a direct full-logits computation.
+
+Gradients are compared to within 5e-5 of each tensor's largest element: chunked and direct fp32 sums differ
+by rounding that scales with the terms summed (measured: up to 7.2e-6 of the scale with ATEN_CPU_CAPABILITY
+default/avx2/avx512 and 1 or 2 threads; an element-wise atol of 1e-7 failed with 2 threads), while a real
+error (a missing weight, a wrong normalisation) is of the order of the gradient itself.
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from helpers import assert_close_to_scale
 
-from llamafactory_ext.losses import dft_loss, iw_sft_loss, iw_sft_weights, label_token_cross_entropy
+from llamafactory_ext.train.losses import dft_loss, iw_sft_loss, iw_sft_weights, label_token_cross_entropy
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +76,7 @@ def test_lean_dft_matches_llamafactory_dft(tiny_model, num_items, chunk_tokens):
     torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-6)
     assert ref_grads.keys() == grads.keys() and len(grads) > 5
     for name, g in ref_grads.items():
-        torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-7, msg=f"gradient of {name}")
+        assert_close_to_scale(grads[name], g, rel=5e-5, msg=f"gradient of {name}")
 
 
 def test_lean_dft_without_label_tokens_still_backpropagates(tiny_model):
@@ -118,7 +125,7 @@ def test_iw_sft_matches_direct_computation(tiny_model):
     torch.testing.assert_close(iw.weights, torch.exp(torch.tensor([-0.3, 0.2])), rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-6)
     for name, g in ref_grads.items():
-        torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-7, msg=f"gradient of {name}")
+        assert_close_to_scale(grads[name], g, rel=5e-5, msg=f"gradient of {name}")
 
 
 def test_iw_sft_weights_clip_and_handle_empty_rows(tiny_model):

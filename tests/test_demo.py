@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 
 @pytest.mark.slow

@@ -172,10 +172,11 @@ def test_bad_inputs_are_clear_errors(scored, tmp_path, capsys):
     assert "scores.parquet not found" in capsys.readouterr().err
     assert main([*base, "--scores", str(scored), "--n", "80"]) == 1
     assert "fewer than --n 80" in capsys.readouterr().err
-    assert main([*base, "--scores", str(scored), "--key", "perplexity"]) == 1
-    assert "unknown key 'perplexity'" in capsys.readouterr().err
-    assert main([*base, "--scores", str(scored), "--strategy", "best"]) == 1
-    assert "unknown strategy 'best'" in capsys.readouterr().err
+    for option, value in (("--key", "perplexity"), ("--strategy", "best")):  # choices come from the registries
+        with pytest.raises(SystemExit) as exit_:
+            main([*base, "--scores", str(scored), option, value])
+        assert exit_.value.code == 2
+        assert f"argument {option}: invalid choice: '{value}'" in capsys.readouterr().err
     info.write_text('{"x": ', encoding="utf-8")
     assert main([*base, "--scores", str(scored)]) == 1
     assert f"{info}: not valid JSON" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, make_alpaca_rows, write_jsonl
+from helpers import REPO_ROOT, make_alpaca_rows, write_jsonl
 
 RECIPES_DIR = REPO_ROOT / "yaml_recipes"
 DS_DIR = REPO_ROOT / "ds_configs"
@@ -53,7 +53,7 @@ def _forget_deepspeed_config():
 
 def split(name: str, fake_scores: Path, **overrides) -> tuple[dict, object]:
     """The recipe's LLaMA-Factory keys (our extension keys removed by our own code) and our arguments."""
-    from llamafactory_ext.ext_args import split_recipe_args
+    from llamafactory_ext.train.args import split_recipe_args
 
     args = {**load(name), **overrides}
     if args.get("iw_sft"):

@@ -9,13 +9,19 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import REPO_ROOT
 
 from data_selection.command_line import UserError
 from llamafactory_ext.cli import main as lfx_main
-from llamafactory_ext.compare import build_table, to_csv, to_markdown
-from llamafactory_ext.lighteval_results import metric_kind, parse_task_key, primary_metric, read_run
+from llamafactory_ext.evaluation.compare import build_table, to_csv, to_markdown
+from llamafactory_ext.evaluation.lighteval_results import (
+    metric_kind,
+    parse_task_key,
+    primary_metric,
+    read_run,
+)
 
-FIX = Path(__file__).parent / "fixtures" / "lighteval"
+FIX = REPO_ROOT / "tests" / "fixtures" / "lighteval"
 
 
 def run_compare(tmp_path: Path, *args: str) -> tuple[str, list[dict]]:

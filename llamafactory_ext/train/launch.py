@@ -11,7 +11,7 @@ only the launcher, never the workers. This entry point therefore plays both role
   ``torchrun -m llamafactory_ext.train`` with the same arguments. One deliberate difference: with no GPU,
   ``NPROC_PER_NODE`` defaults to 1 instead of LLaMA-Factory's 0 (which launches no process at all);
 * **worker** (under torchrun, or directly when no torchrun is needed): split the recipe into LLaMA-Factory's
-  keys and ours (:mod:`llamafactory_ext.ext_args`), install our trainer (:mod:`llamafactory_ext.trainer`),
+  keys and ours (:mod:`llamafactory_ext.train.args`), install our trainer (:mod:`llamafactory_ext.train.trainer`),
   build the named callbacks and call ``llamafactory.train.tuner.run_exp(args, callbacks=...)``.
 
 The recipe is read like LLaMA-Factory reads it (OmegaConf: YAML or JSON, ``key=value`` overrides), and it is
@@ -28,7 +28,7 @@ from copy import deepcopy
 from typing import Any
 
 from data_selection.command_line import UserError
-from llamafactory_ext.ext_args import extension_help, split_recipe_args
+from llamafactory_ext.train.args import extension_help, split_recipe_args
 
 USAGE = """usage: llamafactory-ext train RECIPE.yaml [key=value ...]
 
@@ -128,8 +128,8 @@ def run_worker(lf_args: dict[str, Any], ext) -> int:
     """Install our extensions in this process and run LLaMA-Factory's experiment."""
     from llamafactory.train.tuner import run_exp
 
-    from llamafactory_ext.callbacks import build_callbacks
-    from llamafactory_ext.trainer import installed
+    from llamafactory_ext.train.callbacks import build_callbacks
+    from llamafactory_ext.train.trainer import installed
 
     callbacks = build_callbacks(ext.callbacks, ext)
     with installed(ext) as state:
@@ -149,9 +149,3 @@ def main(argv: list[str] | None = None) -> int:
     if not is_distributed_worker() and needs_torchrun():
         return launch_torchrun(argv)
     return run_worker(lf_args, ext)
-
-
-if __name__ == "__main__":  # the torchrun worker entry: same error handling as the console script
-    from llamafactory_ext.cli import main as cli_main
-
-    raise SystemExit(cli_main(["train", *sys.argv[1:]]))

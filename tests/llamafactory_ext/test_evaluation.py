@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import write_jsonl
+from helpers import REPO_ROOT, write_jsonl
 
 from data_selection.command_line import UserError
 from llamafactory_ext.cli import main as lfx_main
-from llamafactory_ext.evaluation import EvalOptions, prepare, read_local_problems
-from llamafactory_ext.presets import TRAINING_SYSTEM_PROMPT
+from llamafactory_ext.evaluation.presets import TRAINING_SYSTEM_PROMPT
+from llamafactory_ext.evaluation.run import EvalOptions, prepare, read_local_problems
 
 PROBLEMS = [
     {"id": "p0", "problem": "What is 17 + 25?", "answer": "42", "source": "arithmetic"},
@@ -92,7 +92,7 @@ def test_prepare_stages_the_model_without_touching_it(tiny_qwen_dir, problems_fi
     ]
     assert [r["id"] for r in staged_rows] == ["p0", "p1", "p2", "p3", "p4"]
     assert (out / "custom_tasks.py").read_text() == (
-        Path(__file__).parents[1] / "llamafactory_ext" / "lighteval_tasks.py"
+        REPO_ROOT / "llamafactory_ext" / "evaluation" / "lighteval_tasks.py"
     ).read_text()
     cmd = plan.command
     # lighteval's CLI through the launcher that seeds torch, with the interpreter of lighteval's own environment
@@ -123,7 +123,7 @@ def test_one_folder_holds_one_model(tiny_qwen_dir, problems_file, tmp_path):
     """Results in a folder are merged by compare, so a second model must not land in the same folder."""
     out = tmp_path / "evals" / "x"
     prepare(EvalOptions(model=str(tiny_qwen_dir), out=str(out), suite=f"local:{problems_file}", dry_run=True))
-    from llamafactory_ext.evaluation import summarize
+    from llamafactory_ext.evaluation.run import summarize
 
     plan = prepare(EvalOptions(model=str(tiny_qwen_dir), out=str(out), suite=f"local:{problems_file}"))
     summarize(plan, out, None, None)

@@ -11,10 +11,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import REPO_ROOT, make_alpaca_rows, write_jsonl
+from helpers import REPO_ROOT, make_alpaca_rows, write_jsonl
 
 from data_selection.command_line import UserError
-from llamafactory_ext.ext_args import ExtensionArguments, llamafactory_keys, split_recipe_args
+from llamafactory_ext.train.args import ExtensionArguments, llamafactory_keys, split_recipe_args
 
 BASE = {"model_name_or_path": "m", "stage": "sft", "do_train": True, "dataset": "d", "template": "qwen"}
 
@@ -64,7 +64,7 @@ def test_iw_sft_refuses_packing(tmp_path):
 
 
 def test_overrides_merge_like_llamafactory(tmp_path):
-    from llamafactory_ext.train import read_recipe
+    from llamafactory_ext.train.launch import read_recipe
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("learning_rate: 1.0e-5\ncallbacks: [metrics_jsonl]\nnum_train_epochs: 3.0\n")
@@ -90,7 +90,7 @@ def test_extension_is_installed_only_inside_the_block():
     from llamafactory.train import tuner
     from llamafactory.train.sft import workflow
 
-    from llamafactory_ext.trainer import installed
+    from llamafactory_ext.train.trainer import installed
 
     original = workflow.CustomSeq2SeqTrainer, tuner.run_sft
     with installed(ExtensionArguments()) as state:  # no custom loss: LLaMA-Factory untouched
@@ -105,7 +105,7 @@ def test_extension_is_installed_only_inside_the_block():
 
 
 def test_torchrun_command_mirrors_llamafactory_env():
-    from llamafactory_ext.train import torchrun_command
+    from llamafactory_ext.train.launch import torchrun_command
 
     env = {
         "NNODES": "2",
@@ -132,7 +132,7 @@ def test_torchrun_command_mirrors_llamafactory_env():
 
 
 def test_launch_decision(monkeypatch):
-    from llamafactory_ext import train
+    from llamafactory_ext.train import launch as train
 
     for var in ("FORCE_TORCHRUN", "USE_MCA", "LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
@@ -148,7 +148,7 @@ def test_launch_decision(monkeypatch):
 
 
 def test_metrics_jsonl_writes_one_line_per_log(tmp_path):
-    from llamafactory_ext.callbacks import MetricsJsonlCallback
+    from llamafactory_ext.train.callbacks import MetricsJsonlCallback
 
     args = SimpleNamespace(output_dir=str(tmp_path), resume_from_checkpoint=None)
     state = SimpleNamespace(is_world_process_zero=True, global_step=0, epoch=0.0, num_input_tokens_seen=0)
@@ -215,7 +215,7 @@ def test_reference_matches_llamafactorys_own_training_examples(tiny_qwen_dir, tm
     """Keys built from the raw file equal those of the examples LLaMA-Factory tokenises, batches and pads."""
     from llamafactory.data import SFTDataCollatorWith4DAttentionMask, get_dataset
 
-    from llamafactory_ext.iw_reference import build_reference
+    from llamafactory_ext.train.iw_reference import build_reference
 
     data_dir, rows = _tiny_dataset(tmp_path / "data")
     scores = _scores(tmp_path / "scores", rows)
@@ -239,7 +239,7 @@ def test_reference_matches_llamafactorys_own_training_examples(tiny_qwen_dir, tm
 
 
 def test_reference_names_the_row_without_a_score(tiny_qwen_dir, tmp_path):
-    from llamafactory_ext.iw_reference import build_reference
+    from llamafactory_ext.train.iw_reference import build_reference
 
     data_dir, rows = _tiny_dataset(tmp_path / "data")
     scores = _scores(tmp_path / "scores", rows, drop=3)
@@ -251,7 +251,7 @@ def test_reference_names_the_row_without_a_score(tiny_qwen_dir, tmp_path):
 def test_reference_without_id_column_uses_row_numbers(tiny_qwen_dir, tmp_path):
     import pandas as pd
 
-    from llamafactory_ext.iw_reference import build_reference
+    from llamafactory_ext.train.iw_reference import build_reference
 
     data_dir, _ = _tiny_dataset(tmp_path / "data", n=4, with_id=False)
     (tmp_path / "s").mkdir()

@@ -1,0 +1,47 @@
+"""The files of a scoring output folder (``data-select score --out scores/NAME``), shared by the writer and merge.
+
+::
+
+    scores/NAME/
+      meta.json                 configuration identity, pool record, options, code versions, counts (after merge)
+      conversion_rejects.jsonl  rows rejected while reading the pool (before any model compute)
+      shards/shard-000042.parquet  one finished unit of work (written atomically; its presence = done)
+      progress.jsonl            one line per finished shard (rows, tokens, seconds, padding)
+      scores.parquet            the merged table: one row per scored pool row
+      rejects.jsonl             every rejected row with its reason
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from data_selection.command_line import UserError
+
+SHARD_DIR = "shards"
+META = "meta.json"
+CONVERSION_REJECTS = "conversion_rejects.jsonl"
+PROGRESS = "progress.jsonl"
+SCORES = "scores.parquet"
+REJECTS = "rejects.jsonl"
+# Everything a run writes: what --overwrite removes.
+RUN_FILES = (SHARD_DIR, SCORES, REJECTS, PROGRESS, CONVERSION_REJECTS, META)
+
+
+def shard_path(out: Path, k: int) -> Path:
+    return Path(out) / SHARD_DIR / f"shard-{k:06d}.parquet"
+
+
+def read_meta(out: Path) -> dict[str, Any]:
+    path = Path(out) / META
+    if not path.exists():
+        raise UserError(f"{out}: no {META}; is this a `data-select score` output folder?")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from err
+
+
+def missing_shards(out: Path, num_shards: int) -> list[int]:
+    return [k for k in range(num_shards) if not shard_path(out, k).exists()]

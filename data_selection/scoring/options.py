@@ -1,0 +1,99 @@
+"""``data-select score``'s options, and how ``auto`` values resolve on the machine at hand."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class ScoreOptions:
+    model: str = field(metadata={"help": "Base model: hub id (Qwen/Qwen2.5-3B-Instruct) or local checkpoint folder."})
+    dataset: str = field(
+        metadata={
+            "help": "Pool: an entry of DATASET_DIR/dataset_info.json, a local json/jsonl/parquet file, "
+            "or a hub dataset id (redsgnaoh/acereason11_100k, nvidia/AceReason-1.1-SFT)."
+        }
+    )
+    out: str = field(metadata={"help": "Output folder, e.g. scores/acereason11_100k."})
+    template: str = field(default="qwen", metadata={"help": "LLaMA-Factory template (the one training will use)."})
+    cutoff_len: int = field(default=16384, metadata={"help": "LLaMA-Factory cutoff_len (the one training will use)."})
+    dataset_dir: str = field(default=".", metadata={"help": "Folder holding dataset_info.json."})
+    tokenizer: str = field(default="", metadata={"help": "Tokenizer path if it differs from the model's."})
+    columns: str = field(
+        default="",
+        metadata={
+            "help": "Column mapping for files/hub ids as JSON, LLaMA-Factory's names, e.g. "
+            '\'{"prompt": "input", "response": "output"}\'. Detected when empty (alpaca, AceReason, sharegpt).'
+        },
+    )
+    system_prompt: str = field(
+        default="",
+        metadata={
+            "help": "System prompt for pools that have no system column (AceReason). Recorded in meta.json and "
+            "written into selected subsets, so training sees what was scored."
+        },
+    )
+    split: str = field(default="train", metadata={"help": "Dataset split."})
+    batch_tokens: int = field(
+        default=32768, metadata={"help": "Token budget of a batch (rows x longest row), padding included."}
+    )
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = field(
+        default="auto", metadata={"help": "Model dtype; auto = bf16 on GPUs, fp32 on CPU."}
+    )
+    attn: Literal["auto", "sdpa", "fa2", "eager"] = field(
+        default="auto", metadata={"help": "Attention kernel; auto = FlashAttention-2 when installed on a GPU, else SDPA."}
+    )
+    per_token_prefix: int = field(
+        default=0, metadata={"help": "Also store the first K per-token losses of each row (column token_losses)."}
+    )
+    max_samples: int = field(default=0, metadata={"help": "Score only the first N rows (0 = all)."})
+    shard_rows: int = field(default=1024, metadata={"help": "Rows per shard (the unit of resumption)."})
+    chunk_tokens: int = field(
+        default=0, metadata={"help": "Label positions per lm_head chunk (0 = auto: ~512 MB of fp32 logits)."}
+    )
+    num_proc: int = field(default=0, metadata={"help": "Processes for converting the pool (0 = auto)."})
+    device: str = field(default="auto", metadata={"help": "auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda."})
+    verify: bool = field(
+        default=True,
+        metadata={"help": "Check the chunked losses of the shortest row against a plain full-logits forward."},
+    )
+    overwrite: bool = field(default=False, metadata={"help": "Replace scores of a different configuration in --out."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Passed to transformers."})
+
+
+def resolve_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
+
+
+def resolve_attn(attn: str, device: str) -> str:
+    if attn == "fa2":
+        return "flash_attention_2"
+    if attn in ("sdpa", "eager"):
+        return attn
+    if device.startswith("cuda"):
+        import importlib.util
+
+        if importlib.util.find_spec("flash_attn") is not None:
+            return "flash_attention_2"
+    return "sdpa"
+
+
+def dist_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) under torchrun; (0, 1, 0) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def resolve_device(opt: str, local_rank: int) -> str:
+    import torch
+
+    if opt == "auto":
+        return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    if opt == "cuda":
+        return f"cuda:{local_rank}"
+    return opt

@@ -1,0 +1,128 @@
+"""``llamafactory-ext eval``'s options, and the plan they resolve to (what ``summary.json`` records)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from llamafactory_ext.evaluation.presets import PRESETS
+
+
+@dataclass
+class EvalOptions:
+    model: str = field(
+        metadata={"help": "Model folder (e.g. saves/…, an exported model) or hub id to evaluate."}
+    )
+    out: str = field(
+        metadata={"help": "Evaluation folder, e.g. evals/zpd; lighteval's results and details go here."}
+    )
+    suite: str | None = field(
+        default=None,
+        metadata={
+            "help": "Comma-separated: reasoning (aime24, aime25, math_500, gpqa:diamond, "
+            "lcb:codegeneration), general (mmlu_redux_2), all, local:FILE (JSONL with problem, answer; "
+            "optional id, source), or any lighteval task name. Default: the preset's benchmarks, "
+            "else reasoning."
+        },
+    )
+    preset: str | None = field(
+        default=None,
+        metadata={"help": f"Protocol preset: {', '.join(PRESETS)}. Explicit options override its values."},
+    )
+    backend: str = field(
+        default="auto",
+        metadata={"help": "vllm | accelerate | auto (vllm when a GPU is visible, else accelerate on CPU)."},
+    )
+    samples: int | None = field(
+        default=None,
+        metadata={
+            "help": "Samples per problem (default 1; pass8: 8). >1 reports pass@1 over them and pass@N."
+        },
+    )
+    max_samples: int | None = field(
+        default=None,
+        metadata={
+            "help": "Evaluate only N problems per task (lighteval --max-samples: a fixed seed-42 subset)."
+        },
+    )
+    max_new_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "Cap on generated tokens. Local tasks use it as their generation size; for built-in "
+            "benchmarks it goes to generation_parameters (honoured by vLLM; lighteval 0.13's accelerate "
+            "backend uses each benchmark's own size)."
+        },
+    )
+    temperature: float | None = field(
+        default=None, metadata={"help": "Sampling temperature (protocol: 0.6)."}
+    )
+    top_p: float | None = field(default=None, metadata={"help": "Nucleus sampling top_p (protocol: 0.95)."})
+    max_model_length: int | None = field(default=None, metadata={"help": "Max context + generation (32768)."})
+    dtype: str | None = field(
+        default=None, metadata={"help": "Model dtype. Default bfloat16 on GPU, float32 on CPU."}
+    )
+    system_prompt: str | None = field(
+        default=None,
+        metadata={"help": "System prompt, as in training. Default: the AceReason one; '' for none."},
+    )
+    batch_size: int | None = field(
+        default=None,
+        metadata={"help": "accelerate backend batch size (default 16 on CPU, automatic on GPU)."},
+    )
+    gpu_memory_utilization: float | None = field(
+        default=None, metadata={"help": "vLLM (0.9; seed001: 0.95)."}
+    )
+    tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM tensor parallel size."})
+    data_parallel_size: int = field(default=1, metadata={"help": "vLLM data parallel size."})
+    seed: int = field(
+        default=1234,
+        metadata={"help": "Sampling seed: vLLM's, and torch's for the accelerate backend (the same run gives the "
+                          "same scores)."},
+    )
+    task_name: str | None = field(
+        default=None,
+        metadata={"help": "Task name for a local:FILE suite (default: derived from the file name)."},
+    )
+    lighteval_bin: str | None = field(
+        default=None,
+        metadata={
+            "help": "lighteval executable. Default: $LIGHTEVAL_BIN, else for vllm .venv-vllm/bin/lighteval "
+            "when present, else the lighteval next to this Python."
+        },
+    )
+    dry_run: bool = field(
+        default=False,
+        metadata={"help": "Write the configs and print the lighteval command without running it."},
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Delete earlier results/details/cache in --out first. Without it, a folder keeps adding "
+            "results of the same model (e.g. reasoning then general) and refuses another model's."
+        },
+    )
+
+
+@dataclass
+class EvalPlan:
+    """Everything resolved from the options: what ``summary.json`` records and the command is built from."""
+
+    model: str
+    model_path: str
+    model_fingerprint: str
+    out: str
+    backend: str
+    device: str
+    preset: str | None
+    tasks: list[str]  # lighteval task strings, "name|0"
+    benchmarks: list[str]
+    local: list[dict]
+    resampled: list[dict]
+    samples: int
+    temperature: float
+    top_p: float
+    max_model_length: int
+    max_new_tokens: int | None
+    max_samples: int | None
+    dtype: str
+    system_prompt: str | None
+    command: list[str] = field(default_factory=list)

@@ -1,0 +1,342 @@
+"""``llamafactory-ext eval``: run lighteval with the seeds' protocol, everything kept in one folder.
+
+LLaMA-Factory 0.9.5 has no working ``llamafactory-cli eval`` for generative reasoning benchmarks, so this
+command drives lighteval 0.13's own CLI as a subprocess (``lighteval accelerate|vllm``): its results JSON and
+per-sample details are the output, in ``evals/NAME/results/model/results_<time>.json`` and
+``evals/NAME/details/model/<time>/details_<task>|0_<time>.parquet``; ``summary.json``/``summary.md`` beside
+them name the model, protocol, command and headline scores. Everything the run needs is written into the
+folder first (``model_config.yaml``, ``custom_tasks.py`` + ``.json``, ``data/``), so the printed command can
+be re-run by hand, and the subprocess may come from another environment (lighteval's vLLM extra pins
+``vllm<0.10.2``, which needs its own virtual environment: see ``--lighteval_bin``).
+
+The model is staged first (:mod:`llamafactory_ext.evaluation.staging`: lighteval never writes into your
+model folder, and samples exactly as the protocol says).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+
+from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from data_selection.command_line import UserError
+from llamafactory_ext.evaluation.lighteval_results import display_name, primary_metric, read_run
+from llamafactory_ext.evaluation.options import EvalOptions, EvalPlan
+from llamafactory_ext.evaluation.presets import DEFAULT_PROTOCOL, NOT_RESAMPLED, PRESETS, resampled_name
+from llamafactory_ext.evaluation.staging import (
+    STAGED_MODEL,
+    check_same_model,
+    model_fingerprint,
+    resolve_model,
+    stage_model,
+)
+from llamafactory_ext.evaluation.suites import parse_suite, read_local_problems
+
+
+def _gpu_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_protocol(opts: EvalOptions):
+    if opts.preset is not None and opts.preset not in PRESETS:
+        raise UserError(f"unknown preset {opts.preset!r}; choose one of {', '.join(PRESETS)}")
+    preset = PRESETS[opts.preset] if opts.preset else DEFAULT_PROTOCOL
+
+    def pick(value, default):
+        return default if value is None else value
+
+    return preset, {
+        "samples": pick(opts.samples, preset.samples),
+        "temperature": pick(opts.temperature, preset.temperature),
+        "top_p": pick(opts.top_p, preset.top_p),
+        "max_model_length": pick(opts.max_model_length, preset.max_model_length),
+        "gpu_memory_utilization": pick(opts.gpu_memory_utilization, preset.gpu_memory_utilization),
+        "system_prompt": pick(opts.system_prompt, preset.system_prompt) or None,
+    }
+
+
+def model_parameters(
+    plan: EvalPlan, opts: EvalOptions, cache_dir: str, gpu_memory_utilization: float
+) -> dict:
+    generation = {"temperature": plan.temperature, "top_p": plan.top_p}
+    if plan.max_new_tokens is not None:
+        generation["max_new_tokens"] = plan.max_new_tokens
+    params: dict = {"model_name": STAGED_MODEL, "dtype": plan.dtype, "cache_dir": cache_dir}
+    if plan.system_prompt:
+        params["system_prompt"] = plan.system_prompt
+    if plan.backend == "vllm":
+        generation["seed"] = opts.seed
+        params.update(
+            max_model_length=plan.max_model_length,
+            gpu_memory_utilization=gpu_memory_utilization,
+            tensor_parallel_size=opts.tensor_parallel_size,
+            data_parallel_size=opts.data_parallel_size,
+            seed=opts.seed,
+        )
+    else:
+        params.update(device=plan.device, max_length=plan.max_model_length)
+        batch_size = opts.batch_size or (16 if plan.device == "cpu" else None)
+        if batch_size:
+            params["batch_size"] = batch_size
+    params["generation_parameters"] = generation
+    return {"model_parameters": params}
+
+
+def find_lighteval(backend: str, explicit: str | None) -> str:
+    candidates = [explicit, os.environ.get("LIGHTEVAL_BIN")]
+    if backend == "vllm":
+        candidates.append(str(Path(".venv-vllm/bin/lighteval")))
+    candidates += [str(Path(sys.executable).parent / "lighteval"), shutil.which("lighteval")]
+    for c in candidates:
+        if c and Path(c).is_file():
+            return str(Path(c).absolute())
+    if explicit:
+        raise UserError(f"--lighteval_bin {explicit}: no such file")
+    raise UserError("no lighteval executable found: install the eval extra (pip install -e '.[eval]')")
+
+
+def seeded_launcher(lighteval_bin: str, out: Path, seed: int) -> list[str]:
+    """The command prefix that runs lighteval with torch seeded (see ``seeded_lighteval.py``).
+
+    Uses the interpreter next to the ``lighteval`` executable, so the vLLM venv's lighteval runs in that venv.
+    A lighteval without a ``python`` beside it (a system install) is run as is, unseeded.
+    """
+    python = Path(lighteval_bin).with_name("python")
+    if not python.is_file():
+        return [lighteval_bin]
+    shutil.copyfile(Path(__file__).with_name("seeded_lighteval.py"), out / "seeded_lighteval.py")
+    return [str(python), "seeded_lighteval.py", "--seed", str(seed)]
+
+
+def plan_eval(opts: EvalOptions) -> tuple[EvalPlan, dict]:
+    preset, proto = resolve_protocol(opts)
+    suite = opts.suite or ",".join(preset.tasks)
+    builtin, local = parse_suite(suite, opts.task_name)
+    if opts.backend not in ("auto", "vllm", "accelerate"):
+        raise UserError(f"--backend {opts.backend!r}: choose vllm, accelerate or auto")
+    gpu = _gpu_available()
+    backend = opts.backend if opts.backend != "auto" else ("vllm" if gpu else "accelerate")
+    device = "cuda" if gpu else "cpu"
+    dtype = opts.dtype or ("bfloat16" if gpu or backend == "vllm" else "float32")
+    samples = proto["samples"]
+    if samples < 1:
+        raise UserError(f"--samples {samples}: must be at least 1")
+    if samples > 1 and proto["temperature"] <= 0:
+        raise UserError("--samples > 1 needs sampling: set --temperature above 0")
+    if opts.max_samples is not None and opts.max_samples < 1:
+        raise UserError("--max_samples must be at least 1")
+
+    tasks, resampled, benchmarks = [], [], []
+    for name in builtin:
+        if samples > 1 and name not in NOT_RESAMPLED:
+            resampled.append({"base": name, "samples": samples})
+            name = resampled_name(name, samples)
+        tasks.append(f"{name}|0")
+    benchmarks += builtin
+    local_specs = []
+    for name, path in local:
+        local_specs.append(
+            {"name": name, "source": str(path), "samples": samples, "max_new_tokens": opts.max_new_tokens}
+        )
+        tasks.append(f"{name}|0")
+        benchmarks.append(name)
+    plan = EvalPlan(
+        model=opts.model,
+        model_path="",
+        model_fingerprint="",
+        out=str(Path(opts.out)),
+        backend=backend,
+        device="cuda" if backend == "vllm" else device,
+        preset=opts.preset,
+        tasks=tasks,
+        benchmarks=benchmarks,
+        local=local_specs,
+        resampled=resampled,
+        samples=samples,
+        temperature=proto["temperature"],
+        top_p=proto["top_p"],
+        max_model_length=proto["max_model_length"],
+        max_new_tokens=opts.max_new_tokens,
+        max_samples=opts.max_samples,
+        dtype=dtype,
+        system_prompt=proto["system_prompt"],
+    )
+    return plan, proto
+
+
+def prepare(opts: EvalOptions) -> EvalPlan:
+    """Resolve options, stage model and data, write model_config.yaml and custom tasks, build the command."""
+    plan, proto = plan_eval(opts)
+    model_dir = resolve_model(opts.model)
+    plan.model_path = str(model_dir)
+    plan.model_fingerprint = model_fingerprint(model_dir)
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    check_same_model(out, plan, opts.overwrite)
+    stage_model(model_dir, out, plan.temperature, plan.top_p)
+
+    spec = {"local": [], "resampled": plan.resampled}
+    for entry in plan.local:
+        rows = read_local_problems(Path(entry["source"]))
+        data_dir = out / "data" / entry["name"]
+        data_dir.mkdir(parents=True, exist_ok=True)
+        write_jsonl_atomic(data_dir / "test.jsonl", rows)
+        entry["rows"] = len(rows)
+        spec["local"].append(
+            {
+                "name": entry["name"],
+                "data_dir": str(data_dir.resolve()),
+                "samples": entry["samples"],
+                "max_new_tokens": entry["max_new_tokens"],
+            }
+        )
+    cache_dir = f"cache/{plan.model_fingerprint}"
+    params = model_parameters(plan, opts, cache_dir, proto["gpu_memory_utilization"])
+    write_text_atomic(out / "model_config.yaml", yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
+
+    command = [
+        *seeded_launcher(find_lighteval(plan.backend, opts.lighteval_bin), out, opts.seed),
+        plan.backend,
+        "model_config.yaml",
+        ",".join(plan.tasks),
+    ]
+    command += ["--output-dir", ".", "--save-details"]
+    if spec["local"] or spec["resampled"]:
+        # lighteval_tasks.py imports lighteval (tens of seconds): copy it by location, do not import it here
+        shutil.copyfile(Path(__file__).with_name("lighteval_tasks.py"), out / "custom_tasks.py")
+        write_json_atomic(out / "custom_tasks.json", spec)
+        command += ["--custom-tasks", "custom_tasks.py"]
+    if plan.max_samples:
+        command += ["--max-samples", str(plan.max_samples)]
+    plan.command = command
+    return plan
+
+
+def run_streaming(command: list[str], cwd: Path, log_path: Path) -> int:
+    """Run with output shown live (progress bars included) and kept in ``log_path``."""
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        assert proc.stdout is not None
+        console = getattr(sys.stdout, "buffer", None)
+        while chunk := proc.stdout.read1(65536):
+            if console is not None:
+                console.write(chunk)
+                console.flush()
+            else:
+                sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+            log.write(chunk)
+        return proc.wait()
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace").replace("\r", "\n")
+    return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
+
+
+def newest_results(out: Path, since: float) -> Path:
+    files = [p for p in (out / "results").rglob("results_*.json") if p.stat().st_mtime >= since - 1]
+    if not files:
+        raise UserError(
+            f"lighteval finished but wrote no results_*.json under {out / 'results'}; "
+            f"see {out / 'lighteval.log'}"
+        )
+    return max(files, key=lambda p: p.stat().st_mtime)
+
+
+def summarize(plan: EvalPlan, out: Path, results_file: Path | None, wall: float | None) -> dict:
+    """summary.json + summary.md: protocol, command, and the headline score of every benchmark so far."""
+    summary = {
+        "plan": asdict(plan),
+        "results_file": None,
+        "details_dir": None,
+        "wall_seconds": wall,
+        "scores": {},
+    }
+    if results_file is not None:
+        summary["results_file"] = str(results_file.relative_to(out))
+        details = out / "details" / STAGED_MODEL / results_file.stem.removeprefix("results_")
+        summary["details_dir"] = str(details.relative_to(out)) if details.is_dir() else None
+    if any((out / "results").rglob("results_*.json")):  # every run so far in this folder (same model)
+        run = read_run(out)
+        for bench, metrics in run.scores.items():
+            metric = primary_metric(bench, metrics)
+            summary["scores"][bench] = {
+                "metric": metric,
+                "value": metrics[metric].value,
+                "stderr": metrics[metric].stderr,
+                "metrics": {m: asdict(s) for m, s in metrics.items()},
+            }
+    write_json_atomic(out / "summary.json", summary)
+    lines = [
+        f"# Evaluation of `{plan.model}`",
+        "",
+        f"backend {plan.backend} ({plan.device}, {plan.dtype}), preset {plan.preset or '-'}, samples/problem "
+        f"{plan.samples}, temperature {plan.temperature}, top_p {plan.top_p}, "
+        f"max length {plan.max_model_length}"
+        + (f", max_new_tokens {plan.max_new_tokens}" if plan.max_new_tokens else "")
+        + (f", {plan.max_samples} problems per task (partial)" if plan.max_samples else ""),
+        "",
+        "| Benchmark | Metric | Score (%) |",
+        "|---|---|---|",
+    ]
+    for bench, s in summary["scores"].items():
+        err = f" ± {100 * s['stderr']:.2f}" if s["stderr"] is not None else ""
+        lines.append(f"| {display_name(bench)} | {s['metric']} | {100 * s['value']:.2f}{err} |")
+    lines += [
+        "",
+        "Command (run in this folder):",
+        "",
+        "```",
+        " ".join(_quote(c) for c in plan.command),
+        "```",
+        "",
+    ]
+    write_text_atomic(out / "summary.md", "\n".join(lines))
+    return summary
+
+
+def _quote(arg: str) -> str:
+    return shlex.quote(arg)
+
+
+def cli_eval(opts: EvalOptions) -> int:
+    plan = prepare(opts)
+    out = Path(opts.out)
+    print(
+        f"[eval] {plan.model} -> {out}  backend={plan.backend} tasks={','.join(plan.tasks)}", file=sys.stderr
+    )
+    print(f"[eval] (cd {out} && {' '.join(_quote(c) for c in plan.command)})", file=sys.stderr)
+    if opts.dry_run:
+        summarize(plan, out, None, None)
+        return 0
+    start = time.time()
+    rc = run_streaming(plan.command, out, out / "lighteval.log")
+    if rc != 0:
+        hint = ""
+        if plan.backend == "vllm":
+            hint = (
+                "\nThe vLLM backend needs lighteval's vllm extra in its own environment: "
+                "python -m venv .venv-vllm && "
+                ".venv-vllm/bin/pip install 'lighteval[vllm]==0.13.0' 'xxhash<4' math-verify; then pass "
+                "--lighteval_bin .venv-vllm/bin/lighteval (or use --backend accelerate)."
+            )
+        raise UserError(
+            f"lighteval exited with status {rc}; full log: {out / 'lighteval.log'}\n"
+            f"{_tail(out / 'lighteval.log')}{hint}"
+        )
+    results_file = newest_results(out, start)
+    summary = summarize(plan, out, results_file, time.time() - start)
+    print((out / "summary.md").read_text(encoding="utf-8"))
+    print(f"[eval] lighteval results: {out / summary['results_file']}", file=sys.stderr)
+    return 0
