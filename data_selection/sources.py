@@ -13,7 +13,7 @@ aligned format (``_prompt``, ``_response``, ``_system``, ``_tools``) with LLaMA-
 unlike ``align_dataset`` we keep the source row index (``_row``), a stable id (``<row:08d>-<sha1[:12]>`` of
 the converted messages) and metadata columns (``category``, ``source``).
 
-``system_prompt`` fills a system column for pools that have none (AceReason ships without one; seed 000
+``system_prompt`` fills a system column for pools that have none (AceReason ships without one; the loss-band report
 trained with "Please reason step by step…"): the same text is then written into every selected subset, so
 training sees the prompt the scorer saw.
 """

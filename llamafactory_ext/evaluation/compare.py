@@ -2,7 +2,7 @@
 
 Rows are benchmarks, columns the evaluated models (score ± stderr, in %), then the deltas in percentage
 points of every model against the baseline and against the reference (the random-subset model: the
-"ZPD vs random" column of seed 000). Each run's headline metric is picked per benchmark from whatever
+"ZPD vs random" column of the loss-band report, docs/methods.md §7). Each run's headline metric is picked per benchmark from whatever
 lighteval version wrote it (lighteval_results.py); a benchmark a run lacks shows as "—", and the notes under
 the table say when runs used different metrics or only part of a benchmark (``--max_samples``).
 """

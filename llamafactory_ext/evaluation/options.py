@@ -69,7 +69,7 @@ class EvalOptions:
         metadata={"help": "accelerate backend batch size (default 16 on CPU, automatic on GPU)."},
     )
     gpu_memory_utilization: float | None = field(
-        default=None, metadata={"help": "vLLM (0.9; seed001: 0.95)."}
+        default=None, metadata={"help": "vLLM GPU memory share (0.9; sft-training-llm: 0.95)."}
     )
     tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM tensor parallel size."})
     data_parallel_size: int = field(default=1, metadata={"help": "vLLM data parallel size."})

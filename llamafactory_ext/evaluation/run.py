@@ -30,7 +30,13 @@ from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_t
 from data_selection.command_line import UserError
 from llamafactory_ext.evaluation.lighteval_results import display_name, primary_metric, read_run
 from llamafactory_ext.evaluation.options import EvalOptions, EvalPlan
-from llamafactory_ext.evaluation.presets import DEFAULT_PROTOCOL, NOT_RESAMPLED, PRESETS, resampled_name
+from llamafactory_ext.evaluation.presets import (
+    DEFAULT_PROTOCOL,
+    NOT_RESAMPLED,
+    PRESET_ALIASES,
+    PRESETS,
+    resampled_name,
+)
 from llamafactory_ext.evaluation.staging import (
     STAGED_MODEL,
     check_same_model,
@@ -48,6 +54,9 @@ def _gpu_available() -> bool:
 
 
 def resolve_protocol(opts: EvalOptions):
+    if opts.preset in PRESET_ALIASES:
+        print(f"[eval] --preset {opts.preset} is now called {PRESET_ALIASES[opts.preset]}", file=sys.stderr)
+        opts.preset = PRESET_ALIASES[opts.preset]
     if opts.preset is not None and opts.preset not in PRESETS:
         raise UserError(f"unknown preset {opts.preset!r}; choose one of {', '.join(PRESETS)}")
     preset = PRESETS[opts.preset] if opts.preset else DEFAULT_PROTOCOL

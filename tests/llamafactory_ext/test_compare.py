@@ -50,8 +50,8 @@ def test_parse_task_keys_of_all_versions():
     assert parse_task_key("all") is None
 
 
-def test_lighteval_013_seed000_table(tmp_path):
-    """Seed 000's three models in 0.13's format: the table gives its numbers and its 'vs random' column."""
+def test_lighteval_013_loss_band_report_table(tmp_path):
+    """The loss-band report's three models in 0.13's format: its numbers and its 'vs random' column."""
     runs = [str(FIX / "v0_13" / n) for n in ("base", "random", "zpd")]
     md, rows = run_compare(tmp_path, *runs, "--baseline", "base", "--reference", "random")
     header = md.splitlines()[0]
@@ -59,7 +59,7 @@ def test_lighteval_013_seed000_table(tmp_path):
     math = md_row(md, "MATH-500")
     assert math[1] == "`pass@k:k=1&n=1`"
     assert math[2].startswith("63.40 ±") and math[3].startswith("30.00 ±") and math[4].startswith("64.20 ±")
-    assert math[-1] == "+34.20 ↑"  # ZPD vs random, seed 000's headline
+    assert math[-1] == "+34.20 ↑"  # ZPD vs random, the report's headline
     assert md_row(md, "GPQA-Diamond")[-1] == "−8.08 ↓"
     assert md_row(md, "MMLU-Redux-2")[1] == "`acc`"  # log-likelihood accuracy, not the generative pass@k
     assert md_row(md, "MMLU-Redux-2")[2].startswith("57.05 ±")
@@ -74,8 +74,8 @@ def test_lighteval_013_seed000_table(tmp_path):
 
 
 @pytest.mark.parametrize("version", ["v0_11", "v0_12"])
-def test_lighteval_011_012_seed001_table(tmp_path, version):
-    """Seed 001's base vs fine-tuned in 0.11/0.12 spelling (pass@k_with_k…); 0.12's lacks the MMLU average."""
+def test_lighteval_011_012_sft_training_llm_table(tmp_path, version):
+    """SFT-Training-LLM's base vs fine-tuned in 0.11/0.12 spelling (pass@k_with_k…); 0.12's lacks the MMLU average."""
     md, rows = run_compare(tmp_path, str(FIX / version / "base"), str(FIX / version / "random"))
     assert md_row(md, "AIME 2025")[1:] == ["`pass@k_with_k`", "3.30 ± 3.32", "12.00 ± 6.03", "+8.70 ↑"]
     assert md_row(md, "MATH-500")[1] == "`pass@k_with_k_n`"

@@ -144,8 +144,8 @@ def test_one_folder_holds_one_model(tiny_qwen_dir, problems_file, tmp_path):
 
 
 def test_presets_and_vllm_command(tiny_qwen_dir, tmp_path):
-    out = tmp_path / "seed001"
-    plan = prepare(EvalOptions(model=str(tiny_qwen_dir), out=str(out), preset="seed001", backend="vllm"))
+    out = tmp_path / "sft-training-llm"
+    plan = prepare(EvalOptions(model=str(tiny_qwen_dir), out=str(out), preset="sft-training-llm", backend="vllm"))
     assert plan.tasks == [
         "aime24|0",
         "aime25|0",
@@ -194,7 +194,8 @@ def test_generated_configs_and_tasks_load_in_lighteval(tiny_qwen_dir, problems_f
     from lighteval.tasks.registry import Registry
 
     out = tmp_path / "ev"
-    prepare(EvalOptions(model=str(tiny_qwen_dir), out=str(out), backend="vllm", preset="seed000"))
+    old_name = prepare(EvalOptions(model=str(tiny_qwen_dir), out=str(out), backend="vllm", preset="seed000"))
+    assert old_name.preset == "loss-band-report"  # the earlier release's name still works
     VLLMModelConfig.from_path(str(out / "model_config.yaml"))  # extra="forbid": a wrong key would raise
     plan = prepare(
         EvalOptions(

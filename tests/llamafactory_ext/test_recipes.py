@@ -63,7 +63,7 @@ def split(name: str, fake_scores: Path, **overrides) -> tuple[dict, object]:
 
 def test_recipe_set_is_complete():
     expected = {
-        "advanced.yaml", "random.yaml", "seed001_random_7ep.yaml", "full_pool.yaml", "dft.yaml",
+        "advanced.yaml", "random.yaml", "sft_training_llm.yaml", "full_pool.yaml", "dft.yaml",
         "dft_lean.yaml", "iw_sft.yaml", "temp.yaml", "advanced_fast.yaml", "demo_zpd.yaml",
         "demo_random.yaml",
     }  # fmt: skip
@@ -168,7 +168,7 @@ def _science(recipe: dict, ignore=("dataset", "output_dir", "tokenized_path")) -
     [
         (("advanced.yaml", "random.yaml"), set()),
         (("advanced.yaml", "full_pool.yaml"), set()),
-        (("random.yaml", "seed001_random_7ep.yaml"), {"num_train_epochs"}),
+        (("random.yaml", "sft_training_llm.yaml"), {"num_train_epochs"}),
         (("advanced.yaml", "temp.yaml"), {"num_train_epochs", "warmup_ratio"}),
         (("advanced.yaml", "dft.yaml"), {"use_dft_loss"}),
         (("demo_zpd.yaml", "demo_random.yaml"), set()),
@@ -185,7 +185,7 @@ def test_recipes_train_on_their_named_subsets():
     assert (
         datasets["advanced.yaml"] == "acereason_zpd_15k" and datasets["random.yaml"] == "acereason_random_15k"
     )
-    assert datasets["seed001_random_7ep.yaml"] == "acereason_random_15k"
+    assert datasets["sft_training_llm.yaml"] == "acereason_random_15k"
     assert datasets["full_pool.yaml"] == "acereason11_100k" and datasets["temp.yaml"] == "acereason_temp_15k"
     assert datasets["demo_zpd.yaml"] == "demo_zpd" and datasets["demo_random.yaml"] == "demo_random"
     outputs = [load(name)["output_dir"] for name in RECIPES]
