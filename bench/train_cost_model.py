@@ -22,7 +22,8 @@ padding, examples per optimizer step and optimizer steps per epoch (the science)
 relative to ``padded, SDPA``, which is the predicted wall-time ratio *if every kernel ran at the same FLOP/s*
 (FlashAttention runs faster per FLOP than the masked kernel, so the real gain of padding_free is larger).
 
-``--measure-cpu`` also times forward+backward of three layouts (padded + mask, neat_packing's 4-D mask,
+``--measure-cpu`` also measures the CPU time (one thread, process time: the work done, robust to other processes
+sharing the cores) of forward+backward of three layouts (padded + mask, neat_packing's 4-D mask,
 padding_free) of the same rows on this CPU with a small random Qwen2, lengths scaled down ``--cpu-scale`` (8x),
 median of ``--repeats`` (interleaved), and prints the measured time per useful token next to what the same count predicts for that
 small shape. GPU figures are in bench/train_mfu.py.
@@ -186,21 +187,28 @@ def measure_cpu(lengths: list[int], scale: int, repeats: int, seed: int = 0) -> 
                       "labels": labels})  # fmt: skip
 
     def run(batches) -> float:
-        start = time.perf_counter()
+        """CPU seconds of this process on one thread: the work done. Wall time on a shared machine follows the
+        other processes' load, and with several threads the CPU time counts OpenMP's spin-waiting too."""
+        start = time.process_time()
         for b in batches:
             model(**b).loss.backward()
         model.zero_grad(set_to_none=True)
-        return time.perf_counter() - start
+        return time.process_time() - start
 
     layouts = {"padded, SDPA": (pairs, "sdpa"), "neat_packing, SDPA": (packs, "sdpa"), "padding_free": (flat, None)}
     times = {name: [] for name in layouts}
-    for _ in range(repeats):  # interleaved, so load changes on a shared machine hit every layout alike
-        for name, (batches, attn) in layouts.items():
+    names = list(layouts)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    for i in range(repeats):  # interleaved and rotated, so drifting load hits every layout alike
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            batches, attn = layouts[name]
             if attn:
                 model.set_attn_implementation(attn)
             else:
                 use_padding_free_attention(model, "sdpa")
             times[name].append(run(batches))
+    torch.set_num_threads(threads)
     kept_tokens = sum(n for n in rows if n <= cutoff - 1)
     tokens = {"padded, SDPA": sum(rows), "neat_packing, SDPA": kept_tokens, "padding_free": sum(rows)}
     predicted = scheme_costs(config, rows, cutoff=cutoff, seed=None)  # the pairs measured above, in order
@@ -209,7 +217,7 @@ def measure_cpu(lengths: list[int], scale: int, repeats: int, seed: int = 0) -> 
     base_pred = predicted["padded, SDPA"]["computed_over_useful"]
     for name in layouts:
         per_token = statistics.median(times[name]) / tokens[name]
-        result[name] = {"median_s": statistics.median(times[name]), "tokens": tokens[name],
+        result[name] = {"median_cpu_s": statistics.median(times[name]), "tokens": tokens[name],
                         "time_per_token_vs_padded": per_token / base_rate,
                         "predicted_vs_padded": predicted[name]["computed_over_useful"] / base_pred}  # fmt: skip
     return {"scale": scale, "rows": len(rows), "cutoff": cutoff, "repeats": repeats, "layouts": result}
@@ -251,11 +259,11 @@ def main(argv=None) -> int:
         cpu = measure_cpu(sample, scale=args.cpu_scale, repeats=args.repeats)
         results["cpu"] = cpu
         print(f"\nmeasured on this CPU: {cpu['rows']} of those rows scaled down {cpu['scale']}x (cutoff {cpu['cutoff']}), "
-              f"Qwen2 hidden 256 x 2 layers, fp32, forward+backward, median of {cpu['repeats']}")  # fmt: skip
-        print("| layout | median s | tokens | time per token vs padded (measured) | same, predicted by the count |")
+              f"Qwen2 hidden 256 x 2 layers, fp32, forward+backward, one thread, median of {cpu['repeats']}")  # fmt: skip
+        print("| layout | median CPU s | tokens | CPU time per token vs padded (measured) | same, predicted by the count |")
         print("|---|---|---|---|---|")
         for name, r in cpu["layouts"].items():
-            print(f"| {name} | {r['median_s']:.2f} | {r['tokens']} | {r['time_per_token_vs_padded']:.2f} | "
+            print(f"| {name} | {r['median_cpu_s']:.2f} | {r['tokens']} | {r['time_per_token_vs_padded']:.2f} | "
                   f"{r['predicted_vs_padded']:.2f} |")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

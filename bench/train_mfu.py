@@ -18,7 +18,7 @@ Printed per recipe, over the steps after ``--warmup``:
   agree up to bf16 rounding (dft / dft_lean likewise).
 
 GPU: FORCE_TORCHRUN=1 python bench/train_mfu.py [--recipes advanced advanced_fast dft dft_lean]
-     [--steps 3 --warmup 1] [--gpus 1] [--json out.json]        (about 4 minutes per recipe on one H200)
+     [--steps 3 --warmup 1] [--gpus 1] [--json out.json]   (estimated 3-4 min per recipe on one H200)
 CPU smoke run (tiny model, 2 steps, no DeepSpeed / Liger; its numbers are not GPU figures):
      python bench/train_mfu.py --smoke --recipes advanced advanced_fast
 """
@@ -167,8 +167,11 @@ def run_variant(name: str, args, model_dir: Path, data_dir: Path, work: Path, ac
         env["NPROC_PER_NODE"] = str(args.gpus)
     else:
         env.pop("FORCE_TORCHRUN", None)
-    exe = shutil.which(launcher, path=str(Path(sys.executable).parent)) or launcher
-    cmd = [exe, "train", str(ROOT / "yaml_recipes" / recipe), *overrides]
+    # `python -m` works where the package is on PYTHONPATH but not installed (the GPU images); llamafactory-cli
+    # starts `torchrun` from PATH, so this interpreter's folder goes first
+    module = "llamafactory.cli" if launcher == "llamafactory-cli" else "llamafactory_ext.cli"
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    cmd = [sys.executable, "-m", module, "train", str(ROOT / "yaml_recipes" / recipe), *overrides]
     print(f"[{name}] {launcher} train yaml_recipes/{recipe} {' '.join(extra)}", flush=True)
     start = time.time()
     with GpuMemoryPoller() as poller:
