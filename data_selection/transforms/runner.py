@@ -166,6 +166,18 @@ def write_shard(path: Path, records: list[dict[str, Any]]) -> None:
     write_parquet_atomic(path, pa.Table.from_pylist(records, schema=shard_schema()))
 
 
+def _refuse_to_overwrite_the_input(opts: PruneOptions, pool, info_path: Path) -> None:
+    from data_selection.subset import subset_paths
+
+    if pool.attr.load_from != "file":
+        return
+    target = subset_paths(info_path.parent, opts.name)["data"].resolve()
+    name = Path(pool.attr.dataset_name)
+    if target in (name.resolve(), (Path(opts.dataset_dir) / name).resolve()):
+        raise UserError(f"--name {opts.name!r} would write {target}, the input file itself; choose a new name, "
+                        f"e.g. {opts.name}_pir30")
+
+
 def run_prune(opts: PruneOptions) -> dict[str, Any]:
     """Compute (or finish computing) PIR values, then write the pruned subset. Returns a summary dict."""
     from tqdm.auto import tqdm
@@ -183,6 +195,7 @@ def run_prune(opts: PruneOptions) -> dict[str, Any]:
     rank, world, local_rank = dist_env()
     out = work_dir(opts)
     config, tokenizer, encoder, pool = prepare(opts)
+    _refuse_to_overwrite_the_input(opts, pool, info_path)
     identity = identity_of(opts, pool, config)
     out.mkdir(parents=True, exist_ok=True)
     check_out_dir(out, identity, opts.overwrite, rank, keys=IDENTITY_KEYS)

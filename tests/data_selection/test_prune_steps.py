@@ -315,6 +315,11 @@ def test_output_is_registered_and_loads_with_llamafactory(pruned, tiny_qwen_dir)
     enc = TemplateEncoder(load_tokenizer(str(tiny_qwen_dir)), "qwen", 320)
     m = json.loads((root / "data" / "mini_pir30.manifest.json").read_text())
     assert sum(enc.encode(ex).n_response_tokens for ex in pool.converted) == m["tokens"]["response_after"]
+    from data_selection.push import prepare_upload
+
+    files = dict(prepare_upload(root, "mini_pir30", license="cc-by-4.0"))  # the sha256 in the manifest matches
+    assert b"license: cc-by-4.0" in files["README.md"] and b"PIR" in files["README.md"]
+    assert files["data/train.jsonl"] == root / "data" / "mini_pir30.jsonl"
 
 
 def test_ranks_split_the_work_and_a_new_ratio_reuses_the_pir_values(pruned, tiny_qwen_dir, tmp_path, monkeypatch):
@@ -358,5 +363,54 @@ def test_refuses_to_mix_configurations_and_bad_options(pruned, tiny_qwen_dir):
         run_prune(_opts(tiny_qwen_dir, root, ratio=1.5))
     with pytest.raises(UserError, match="input subset itself"):
         run_prune(_opts(tiny_qwen_dir, root, name="mini"))
+    with pytest.raises(UserError, match="the input file itself"):
+        run_prune(_opts(tiny_qwen_dir, root, name="mini", dataset="data/mini.jsonl", register=False))
     with pytest.raises(UserError, match="not created by data-select"):
         run_prune(_opts(tiny_qwen_dir, root, name="mini", dataset="data/mini.jsonl"))
+
+
+@pytest.mark.slow
+def test_pir_with_smollm2_where_think_tags_are_plain_text(smollm2_dir):
+    """SmolLM2's tokenizer has no <think> tokens ('</', 'think', '>'): the answer tokens must still be cut at the
+    same place in every variant and PIR must equal the direct computation (real model, fp32)."""
+    from transformers import AutoModelForCausalLM
+
+    from data_selection.encoding import TemplateEncoder, load_tokenizer
+    from data_selection.transforms.pir import encode_variants, pir_batched, pir_prefix_cached
+
+    model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
+    encoder = TemplateEncoder(load_tokenizer(str(smollm2_dir)), "smollm2", 512)
+    paragraphs = [P1, V1, E1, P2]
+    prompt = "What is 17 + 25?"
+    seg = segment(trace(paragraphs), MARKERS)
+    ex = {"_prompt": [{"role": "user", "content": prompt}],
+          "_response": [{"role": "assistant", "content": seg.response}], "_system": SYS}
+    rv = encode_variants(encoder, ex, seg, row=0)
+    full = _direct_answer_nll(model, encoder, prompt, seg.response)
+    direct = [_direct_answer_nll(model, encoder, prompt, trace([p for j, p in enumerate(paragraphs) if j != i]))
+              - full for i in rv.functional]
+    loss_b, pir_b = pir_batched(model, [rv], batch_tokens=2048, chunk_tokens=64, device="cpu", pad_id=0)[0]
+    loss_c, pir_c = pir_prefix_cached(model, rv, "cpu")
+    for loss, pirs in ((loss_b, pir_b), (loss_c, pir_c)):
+        assert loss == pytest.approx(full, abs=1e-5)
+        assert pirs == pytest.approx(direct, abs=1e-5)
+
+
+def test_the_planned_pruned_subset_entry_names_the_command_that_makes_it():
+    """dataset_info.json's acereason_zpd_15k_pir30 (trained by yaml_recipes/advanced_pir30.yaml) carries the exact
+    command prune-steps records for it, and that command parses."""
+    import shlex
+
+    from helpers import REPO_ROOT
+
+    from data_selection.command_line import parse_options
+    from data_selection.transforms.options import PruneOptions, recipe
+
+    entry = json.loads((REPO_ROOT / "dataset_info.json").read_text())["acereason_zpd_15k_pir30"]
+    argv = shlex.split(entry["recipe"])
+    assert argv[:2] == ["data-select", "prune-steps"]
+    opts = parse_options(PruneOptions, argv[2:], "data-select prune-steps", "")
+    assert recipe(opts) == entry["recipe"] and opts.dataset == "acereason_zpd_15k" and opts.ratio == 0.3
+    assert entry["manifest"] == f"data/{opts.name}.manifest.json"
+    header = (REPO_ROOT / "yaml_recipes" / "advanced_pir30.yaml").read_text()
+    assert f"--ratio 0.3 --name {opts.name}" in header and "--dataset acereason_zpd_15k " in header
