@@ -414,3 +414,11 @@ def test_the_planned_pruned_subset_entry_names_the_command_that_makes_it():
     assert entry["manifest"] == f"data/{opts.name}.manifest.json"
     header = (REPO_ROOT / "yaml_recipes" / "advanced_pir30.yaml").read_text()
     assert f"--ratio 0.3 --name {opts.name}" in header and "--dataset acereason_zpd_15k " in header
+
+
+def test_selection_report_points_to_the_pruning_report(pruned):
+    from data_selection.report import ReportOptions, run_report
+
+    root, _ = pruned
+    with pytest.raises(UserError, match="made by `data-select prune-steps`"):
+        run_report(ReportOptions(names=["mini_pir30"], dataset_info=str(root / "dataset_info.json")))
