@@ -37,6 +37,10 @@ COMMANDS = {
         "data_selection.report:ReportOptions:cli_report",
         "Plots and a markdown summary of one or more selections.",
     ),
+    "prune-steps": Command(
+        "data_selection.transforms.runner:PruneOptions:cli_prune_steps",
+        "Delete low-PIR verification/multi-method/error-correction steps from the traces of a subset (LIMOPro).",
+    ),
     "push": Command(
         "data_selection.push:PushOptions:cli_push",
         "Push a selected subset (with its card and manifest) to the Hugging Face Hub.",

@@ -237,6 +237,10 @@ def run_report(opts: ReportOptions) -> dict[str, Any]:
         raise UserError("name at least one selected subset: data-select report NAME [NAME…]")
     dataset_dir = Path(opts.dataset_info).parent
     selections = [load_selection(dataset_dir, n) for n in opts.names]
+    edited = [s.name for s in selections if s.manifest.get("transform")]
+    if edited:
+        raise UserError(f"{', '.join(edited)}: made by `data-select prune-steps`, not by select; its report was "
+                        f"written with it (reports/{edited[0]}/report.md unless --report_dir was given)")
     first = selections[0].manifest
     scores_dir = opts.scores or first["scores"]["dir"]
     table, _, _ = load_scores(scores_dir)

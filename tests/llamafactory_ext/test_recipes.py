@@ -66,7 +66,7 @@ def test_recipe_set_is_complete():
     expected = {
         "advanced.yaml", "random.yaml", "sft_training_llm.yaml", "full_pool.yaml", "dft.yaml",
         "dft_lean.yaml", "iw_sft.yaml", "temp.yaml", "advanced_fast.yaml", "demo_zpd.yaml",
-        "demo_random.yaml",
+        "demo_random.yaml", "advanced_pir30.yaml",
     }  # fmt: skip
     assert expected <= set(RECIPES)
 
@@ -174,6 +174,7 @@ def _science(recipe: dict, ignore=("dataset", "output_dir", "tokenized_path")) -
         (("advanced.yaml", "temp.yaml"), {"num_train_epochs", "warmup_ratio"}),
         (("advanced.yaml", "dft.yaml"), {"use_dft_loss"}),
         (("demo_zpd.yaml", "demo_random.yaml"), set()),
+        (("advanced.yaml", "advanced_pir30.yaml"), set()),
     ],
 )
 def test_paired_recipes_differ_only_where_intended(pair, allowed):
@@ -190,6 +191,7 @@ def test_recipes_train_on_their_named_subsets():
     assert datasets["sft_training_llm.yaml"] == "acereason_random_15k"
     assert datasets["full_pool.yaml"] == "acereason11_100k" and datasets["temp.yaml"] == "acereason_temp_15k"
     assert datasets["demo_zpd.yaml"] == "demo_zpd" and datasets["demo_random.yaml"] == "demo_random"
+    assert datasets["advanced_pir30.yaml"] == "acereason_zpd_15k_pir30"
     outputs = [load(name)["output_dir"] for name in RECIPES]
     assert len(set(outputs)) == len(outputs), "two recipes would write into the same output_dir"
 
