@@ -120,17 +120,16 @@ def encode_rows(encoder, converted, rows: list[int], meta_cols) -> tuple[dict[in
     return records, encoded
 
 
-def _score_shard(model, encoder, converted, rows: list[int], opts, device: str, chunk_tokens: int, meta_cols):
-    """Encode, batch and score one shard. Returns (records, stats)."""
+def _score_shard(model, records, encoded, opts, device: str, chunk_tokens: int, pad_id: int):
+    """Score one encoded shard (see :func:`encode_rows`). Returns (records, stats)."""
     import torch
 
     from data_selection.scoring.forward import loss_features, score_sequences
 
-    records, encoded = encode_rows(encoder, converted, rows, meta_cols)
-    pad_id = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
     losses, stats = score_sequences(
         model, {r: (e.input_ids, e.labels) for r, e in encoded.items()},
         batch_tokens=opts.batch_tokens, chunk_tokens=chunk_tokens, device=device, pad_id=pad_id,
+        packing=opts.packing,
     )
     for r, tok in losses.items():
         rec = records[r]
@@ -161,6 +160,7 @@ def run_score(opts: ScoreOptions) -> dict[str, Any]:
 
     from data_selection.scoring.logprobs import auto_chunk_tokens
     from data_selection.scoring.merge import merge_shards
+    from data_selection.scoring.prefetch import prefetch
     from data_selection.scoring.self_check import check_against_full_forward
 
     rank, world, local_rank = dist_env()
@@ -204,24 +204,28 @@ def run_score(opts: ScoreOptions) -> dict[str, Any]:
         summary.update(device=device, dtype=str(dtype).replace("torch.", ""), attn=attn, chunk_tokens=chunk)
         if opts.verify:
             summary["self_check_max_abs_diff"] = check_against_full_forward(
-                model, encoder, pool.converted, shards[pending[0]], device, chunk, dtype
+                model, encoder, pool.converted, shards[pending[0]], device, chunk, dtype, opts.packing
             )
         bar = tqdm(total=sum(len(shards[k]) for k in pending), unit="row", desc=f"scoring (rank {rank})",
                    disable=rank != 0)
-        for k in pending:
-            ts = time.perf_counter()
-            records, stats = _score_shard(
-                model, encoder, pool.converted, shards[k], opts, device, chunk, pool.meta_columns
-            )
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # the next shard is encoded (template + tokenizer, on the host) while this one is on the GPU
+        encoded_shards = prefetch(((k, encode_rows(encoder, pool.converted, shards[k], pool.meta_columns))
+                                   for k in pending), enabled=device.startswith("cuda"))
+        ts = time.perf_counter()
+        for k, (records, encoded) in encoded_shards:
+            records, stats = _score_shard(model, records, encoded, opts, device, chunk, pad_id)
+            summary["packing"] = stats["packing"]
             _write_shard(shard_path(out, k), records, opts.per_token_prefix)
-            dt = time.perf_counter() - ts
+            now = time.perf_counter()
+            dt, ts = now - ts, now  # wall time since the previous shard was written: sums to the loop's wall time
             tokens += stats["tokens"]
             rows_done += len(records)
             wastes.append(stats["padding_waste"])
             with open(out / PROGRESS, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"shard": k, "rank": rank, "rows": len(records), "tokens": stats["tokens"],
                                     "seconds": round(dt, 3), "padding_waste": round(stats["padding_waste"], 4),
-                                    "time": time.time()}) + "\n")
+                                    "packing": stats["packing"], "time": time.time()}) + "\n")
             bar.update(len(records))
             el = time.perf_counter() - t0
             bar.set_postfix(tok_s=f"{tokens / el:,.0f}", rows_s=f"{rows_done / el:,.1f}")

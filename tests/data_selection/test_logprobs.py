@@ -1,12 +1,18 @@
-"""The chunked, in-place response log-probs equal a plain full-logits cross-entropy, whatever the chunking."""
+"""The chunked, in-place response log-probs equal a plain full-logits cross-entropy, whatever the chunking,
+on every path: padded batches and each packed-attention mode (the GPU-only kernels through CPU stand-ins that
+assert their argument contract, tests/helpers.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from helpers import install_varlen_stand_ins
 from transformers import AutoModelForCausalLM
 
+from data_selection.scoring.forward import score_sequences
 from data_selection.scoring.logprobs import IGNORE_INDEX, response_token_losses
+
+PATHS = ("padded", "sdpa_rows", "sdpa_mask", "torch_varlen", "flash_attn")
 
 # Losses here are ~12 nats (ln of the 151,936-entry vocabulary), where one fp32 ulp is ~1e-6. A different
 # summation order (chunking, AVX2 vs AVX-512, threads) moved them by at most 2.9e-6 (measured on 6 CPU
@@ -40,30 +46,53 @@ def _reference(model, ids, mask, labels) -> list[torch.Tensor]:
     return out
 
 
+def _losses(path: str, model, ids, mask, labels, chunk: int) -> list[torch.Tensor]:
+    """Per-row losses of a right-padded batch through ``path`` (packed paths get the unpadded rows)."""
+    if path == "padded":
+        return response_token_losses(model, ids, mask, labels, chunk)
+    seqs = {}
+    for i in range(ids.shape[0]):
+        n = int(mask[i].sum())
+        seqs[i] = (ids[i, :n].tolist(), labels[i, :n].tolist())
+    # a budget that packs two rows per batch, so every test crosses row boundaries
+    budget = 2 * max(len(x) for x, _ in seqs.values())
+    out, stats = score_sequences(model, seqs, batch_tokens=budget, chunk_tokens=chunk, device="cpu", pad_id=0,
+                                 packing=path)
+    assert stats["packing"] == path
+    return [out[i] for i in range(ids.shape[0])]
+
+
+@pytest.fixture(params=PATHS)
+def path(request, monkeypatch):
+    if request.param in ("torch_varlen", "flash_attn"):
+        install_varlen_stand_ins(monkeypatch)
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def tiny(tiny_qwen_dir):
     return AutoModelForCausalLM.from_pretrained(tiny_qwen_dir, dtype=torch.float32).eval()
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 10_000])
-def test_any_chunking_equals_full_cross_entropy(tiny, chunk):
+def test_any_chunking_equals_full_cross_entropy(tiny, chunk, path):
     vocab = tiny.config.vocab_size
     ids, mask, labels = _batch(vocab, [40, 23, 31], prompt=5)
-    ours = response_token_losses(tiny, ids, mask, labels, chunk)
+    ours = _losses(path, tiny, ids, mask, labels, chunk)
     ref = _reference(tiny, ids, mask, labels)
     assert [len(x) for x in ours] == [35, 18, 26]
     for a, b in zip(ours, ref):
         assert torch.allclose(a, b, atol=TOL), float((a - b).abs().max())
 
 
-def test_softcap_and_scaling_applied_like_the_model(tiny):
+def test_softcap_and_scaling_applied_like_the_model(tiny, path):
     """Granite-style logit scaling and Gemma-style soft-capping are applied before the log-sum-exp."""
     vocab = tiny.config.vocab_size
     ids, mask, labels = _batch(vocab, [20], prompt=3, seed=1)
-    plain = response_token_losses(tiny, ids, mask, labels, 8)[0]
+    plain = _losses(path, tiny, ids, mask, labels, 8)[0]
     tiny.config.logits_scaling, tiny.config.final_logit_softcapping = 4.0, 2.0
     try:
-        capped = response_token_losses(tiny, ids, mask, labels, 8)[0]
+        capped = _losses(path, tiny, ids, mask, labels, 8)[0]
         with torch.no_grad():
             logits = tiny(input_ids=ids).logits.float()[0, :-1] / 4.0
             logits = torch.tanh(logits / 2.0) * 2.0
@@ -76,7 +105,7 @@ def test_softcap_and_scaling_applied_like_the_model(tiny):
     assert not torch.allclose(capped, plain, atol=1e-3)  # the transform did change the result
 
 
-def test_bf16_head_and_biased_head(tiny_qwen_dir):
+def test_bf16_head_and_biased_head(tiny_qwen_dir, path):
     """Non-fp32 heads go through the upcast path; a head with a bias goes through addmm."""
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen_dir, dtype=torch.float32).eval()
     vocab = model.config.vocab_size
@@ -87,17 +116,17 @@ def test_bf16_head_and_biased_head(tiny_qwen_dir):
         biased.weight.copy_(head.weight)
         biased.bias.uniform_(-2, 2)
     model.set_output_embeddings(biased)
-    ours = response_token_losses(model, ids, mask, labels, 5)
+    ours = _losses(path, model, ids, mask, labels, 5)
     for a, b in zip(ours, _reference(model, ids, mask, labels)):
         assert torch.allclose(a, b, atol=TOL)
 
     model = model.to(torch.bfloat16)
-    ours = response_token_losses(model, ids, mask, labels, 5)
+    ours = _losses(path, model, ids, mask, labels, 5)
     for a, b in zip(ours, _reference(model, ids, mask, labels)):
         assert a.dtype == torch.float32
         assert torch.allclose(a, b, atol=1e-2)  # same bf16 logits upcast, summation order aside
 
 
-def test_rows_without_labels_give_empty_losses(tiny):
+def test_rows_without_labels_give_empty_losses(tiny, path):
     ids, mask, labels = _batch(tiny.config.vocab_size, [10, 10], prompt=10)
-    assert [len(x) for x in response_token_losses(tiny, ids, mask, labels, 4)] == [0, 0]
+    assert [len(x) for x in _losses(path, tiny, ids, mask, labels, 4)] == [0, 0]
