@@ -89,11 +89,13 @@ def _sdpa_rows_kernel(q, k, v, cu: torch.Tensor, max_len: int, scale: float) -> 
     out = torch.empty_like(q)
     gqa = q.shape[1] != k.shape[1]
     for s, e in zip(bounds[:-1], bounds[1:]):
+        # 4-D [1, H, n, D]: with 3-D inputs CPU SDPA falls back to its math kernel, an [H, n, n] matrix
+        # (16 GB for a 16K-token row with 16 heads) instead of its flash kernel's tiles
         o = torch.nn.functional.scaled_dot_product_attention(
-            q[s:e].transpose(0, 1), k[s:e].transpose(0, 1), v[s:e].transpose(0, 1),
+            q[None, s:e].transpose(1, 2), k[None, s:e].transpose(1, 2), v[None, s:e].transpose(1, 2),
             is_causal=True, scale=scale, enable_gqa=gqa,
         )
-        out[s:e] = o.transpose(0, 1)
+        out[s:e] = o[0].transpose(0, 1)
     return out
 
 
