@@ -12,7 +12,14 @@ import time
 import pandas as pd
 import pytest
 import torch
-from helpers import REPO_ROOT, SYSTEM, make_acereason_rows, make_alpaca_rows, write_jsonl
+from helpers import (
+    REPO_ROOT,
+    SYSTEM,
+    install_varlen_stand_ins,
+    make_acereason_rows,
+    make_alpaca_rows,
+    write_jsonl,
+)
 
 from data_selection.command_line import UserError
 from data_selection.scoring.runner import ScoreOptions, assign_shards, run_score
@@ -97,6 +104,24 @@ def test_losses_equal_model_cross_entropy(scored, tiny_qwen_dir, pool_dir):
     assert summary["self_check_max_abs_diff"] < 1e-4
     assert len(df["token_losses"].iloc[0]) == min(8, int(df["n_response_tokens"].iloc[0]))
     assert df["row"].is_monotonic_increasing and df["id"].is_unique
+
+
+@pytest.mark.parametrize("packing", ["off", "torch_varlen"])
+def test_every_packing_path_scores_like_the_default(scored, tiny_qwen_dir, pool_dir, tmp_path, packing, monkeypatch):
+    """Padded batches and the GPU varlen kernel (a CPU stand-in checking its argument contract) give the losses
+    of the default run (packed, SDPA row by row on CPU), which equal the model's own (test above)."""
+    if packing == "torch_varlen":
+        install_varlen_stand_ins(monkeypatch)
+    out, summary = scored
+    assert summary["packing"] == "sdpa_rows"
+    s = run_score(_opts(tiny_qwen_dir, "mypool", tmp_path / "o", dataset_dir=str(pool_dir), per_token_prefix=8,
+                        packing=packing))
+    assert s["packing"] == packing and s["self_check_max_abs_diff"] < 1e-4
+    a, b = pd.read_parquet(out / "scores.parquet"), pd.read_parquet(tmp_path / "o" / "scores.parquet")
+    assert a["id"].tolist() == b["id"].tolist()
+    for col in ("loss_sum", "loss_mean", "loss_first_100", "loss_first_1000"):
+        assert (a[col] - b[col]).abs().max() < 1e-4, col
+    assert (a["n_response_tokens"] == b["n_response_tokens"]).all()
 
 
 def test_meta_records_configuration(scored):
