@@ -60,8 +60,8 @@ def score_sequences(
 
     out: dict[Hashable, Any] = {}
     pending = None
-    with packed_attention(model, mode):
-        for keys, host in prefetch(map(collate, batches), enabled=on_cuda):
+    with packed_attention(model, mode), prefetch(map(collate, batches), enabled=on_cuda) as collated:
+        for keys, host in collated:
             if mode == "off":
                 ids, mask, labels = (x.to(device, non_blocking=True) for x in host)
                 per_row = response_token_losses(model, ids, mask, labels, chunk_tokens)

@@ -156,12 +156,13 @@ def _write_shard(path: Path, records: list[dict[str, Any]], per_token_prefix: in
 
 def run_score(opts: ScoreOptions) -> dict[str, Any]:
     """Score (or finish scoring) a pool. Returns a summary dict; see the module docstring."""
+    from torch.profiler import record_function
     from tqdm.auto import tqdm
 
     from data_selection.scoring.logprobs import auto_chunk_tokens
     from data_selection.scoring.merge import merge_shards
     from data_selection.scoring.prefetch import prefetch
-    from data_selection.scoring.self_check import check_against_full_forward
+    from data_selection.scoring.self_check import check_against_full_forward, check_windows
 
     rank, world, local_rank = dist_env()
     out = Path(opts.out)
@@ -199,37 +200,40 @@ def run_score(opts: ScoreOptions) -> dict[str, Any]:
     tokens = rows_done = 0
     wastes = []
     if pending:
-        model, dtype, attn = load_model(opts, device)
-        chunk = opts.chunk_tokens or auto_chunk_tokens(model.get_output_embeddings().weight.shape[0])
-        summary.update(device=device, dtype=str(dtype).replace("torch.", ""), attn=attn, chunk_tokens=chunk)
-        if opts.verify:
-            summary["self_check_max_abs_diff"] = check_against_full_forward(
-                model, encoder, pool.converted, shards[pending[0]], device, chunk, dtype, opts.packing
-            )
-        bar = tqdm(total=sum(len(shards[k]) for k in pending), unit="row", desc=f"scoring (rank {rank})",
-                   disable=rank != 0)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        # the next shard is encoded (template + tokenizer, on the host) while this one is on the GPU
-        encoded_shards = prefetch(((k, encode_rows(encoder, pool.converted, shards[k], pool.meta_columns))
-                                   for k in pending), enabled=device.startswith("cuda"))
-        ts = time.perf_counter()
-        for k, (records, encoded) in encoded_shards:
-            records, stats = _score_shard(model, records, encoded, opts, device, chunk, pad_id)
-            summary["packing"] = stats["packing"]
-            _write_shard(shard_path(out, k), records, opts.per_token_prefix)
-            now = time.perf_counter()
-            dt, ts = now - ts, now  # wall time since the previous shard was written: sums to the loop's wall time
-            tokens += stats["tokens"]
-            rows_done += len(records)
-            wastes.append(stats["padding_waste"])
-            with open(out / PROGRESS, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"shard": k, "rank": rank, "rows": len(records), "tokens": stats["tokens"],
-                                    "seconds": round(dt, 3), "padding_waste": round(stats["padding_waste"], 4),
-                                    "packing": stats["packing"], "time": time.time()}) + "\n")
-            bar.update(len(records))
-            el = time.perf_counter() - t0
-            bar.set_postfix(tok_s=f"{tokens / el:,.0f}", rows_s=f"{rows_done / el:,.1f}")
-        bar.close()
+        windows = check_windows(encoder, pool.converted, shards[pending[0]]) if opts.verify else {}
+        # On a GPU, shards are encoded (template + tokenizer, on the host) in a background thread from now on:
+        # the first while the model loads, each next one while the previous one is scored.
+        with prefetch(((k, encode_rows(encoder, pool.converted, shards[k], pool.meta_columns)) for k in pending),
+                      enabled=device.startswith("cuda")) as encoded_shards:
+            model, dtype, attn = load_model(opts, device)
+            chunk = opts.chunk_tokens or auto_chunk_tokens(model.get_output_embeddings().weight.shape[0])
+            summary.update(device=device, dtype=str(dtype).replace("torch.", ""), attn=attn, chunk_tokens=chunk)
+            if opts.verify:
+                summary["self_check_max_abs_diff"] = check_against_full_forward(
+                    model, windows, device, chunk, dtype, opts.packing)
+            bar = tqdm(total=sum(len(shards[k]) for k in pending), unit="row", desc=f"scoring (rank {rank})",
+                       disable=rank != 0)
+            ts = time.perf_counter()
+            with record_function("data-select score: shards"):  # the window bench/score_mfu.py --profile reads
+                for k, (records, encoded) in encoded_shards:
+                    records, stats = _score_shard(model, records, encoded, opts, device, chunk, pad_id)
+                    summary["packing"] = stats["packing"]
+                    _write_shard(shard_path(out, k), records, opts.per_token_prefix)
+                    now = time.perf_counter()
+                    dt, ts = now - ts, now  # since the previous shard was written: sums to the loop's wall time
+                    tokens += stats["tokens"]
+                    rows_done += len(records)
+                    wastes.append(stats["padding_waste"])
+                    with open(out / PROGRESS, "a", encoding="utf-8") as f:
+                        f.write(json.dumps({"shard": k, "rank": rank, "rows": len(records),
+                                            "tokens": stats["tokens"], "seconds": round(dt, 3),
+                                            "padding_waste": round(stats["padding_waste"], 4),
+                                            "packing": stats["packing"], "time": time.time()}) + "\n")
+                    bar.update(len(records))
+                    el = time.perf_counter() - t0
+                    bar.set_postfix(tok_s=f"{tokens / el:,.0f}", rows_s=f"{rows_done / el:,.1f}")
+            bar.close()
     elapsed = time.perf_counter() - t0
     summary.update(rows_scored_now=rows_done, tokens_now=tokens, seconds=round(elapsed, 2),
                    tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 and tokens else None,

@@ -26,13 +26,10 @@ def check_window(input_ids: list[int], labels: list[int], ignore_index: int, max
     return ids, lab
 
 
-def check_against_full_forward(model, encoder, converted, rows: list[int], device: str, chunk_tokens: int,
-                               dtype, packing: str = "auto", max_tokens: int = CHECK_TOKENS) -> float:
-    """Largest |difference| between the scorer's and the model's own per-token losses on bounded windows of
-    the shortest eligible rows of ``rows``; raises RuntimeError beyond the dtype's tolerance."""
-    import torch
-
-    from data_selection.scoring.forward import score_sequences
+def check_windows(encoder, converted, rows: list[int], max_tokens: int = CHECK_TOKENS
+                  ) -> dict[int, tuple[list[int], list[int]]]:
+    """``{row: (input_ids, labels)}``: bounded windows (:func:`check_window`) of up to :data:`ROWS` of the
+    shortest eligible rows of ``rows`` (rows without response tokens skipped)."""
     from data_selection.scoring.logprobs import IGNORE_INDEX
 
     windows: dict[int, tuple[list[int], list[int]]] = {}
@@ -43,10 +40,23 @@ def check_against_full_forward(model, encoder, converted, rows: list[int], devic
         windows[row] = check_window(enc.input_ids, enc.labels, IGNORE_INDEX, max_tokens)
         if len(windows) == ROWS:
             break
+    return windows
+
+
+def check_against_full_forward(model, windows: dict[int, tuple[list[int], list[int]]], device: str,
+                               chunk_tokens: int, dtype, packing: str = "auto") -> float:
+    """Largest |difference| between the scorer's and the model's own per-token losses on ``windows``
+    (:func:`check_windows`); raises RuntimeError beyond the dtype's tolerance."""
+    import torch
+
+    from data_selection.scoring.forward import score_sequences
+    from data_selection.scoring.logprobs import IGNORE_INDEX
+
     if not windows:
         return 0.0
-    ours, _ = score_sequences(model, windows, batch_tokens=ROWS * max_tokens, chunk_tokens=chunk_tokens,
-                              device=device, pad_id=0, packing=packing)
+    budget = sum(len(ids) for ids, _ in windows.values())
+    ours, _ = score_sequences(model, windows, batch_tokens=budget, chunk_tokens=chunk_tokens, device=device,
+                              pad_id=0, packing=packing)
     half = dtype in (torch.bfloat16, torch.float16)
     worst = 0.0
     for row, (ids, labels) in windows.items():

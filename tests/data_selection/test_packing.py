@@ -244,15 +244,21 @@ def test_prefetch_keeps_order_raises_and_stops():
     assert got == [1]
 
     produced = []
+    started = threading.Event()
 
     def slow():
         for i in range(1000):
             produced.append(i)
+            started.set()
             yield i
 
-    for x in prefetch(slow()):
-        if x == 2:
-            break
-    time.sleep(0.3)
-    assert len(produced) <= 5  # the producer stopped with the consumer
+    items = prefetch(slow())
+    assert started.wait(5)  # production starts at construction, before the first item is asked for
+    with items:
+        for x in items:
+            if x == 2:
+                break
+    n = len(produced)
+    time.sleep(0.2)
+    assert len(produced) == n <= 5  # the producer stopped with the consumer
     assert not any(t.name == "prefetch" and t.is_alive() for t in threading.enumerate())

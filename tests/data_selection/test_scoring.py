@@ -124,6 +124,27 @@ def test_every_packing_path_scores_like_the_default(scored, tiny_qwen_dir, pool_
     assert (a["n_response_tokens"] == b["n_response_tokens"]).all()
 
 
+def test_encoding_shards_in_a_background_thread_changes_nothing(scored, tiny_qwen_dir, pool_dir, tmp_path,
+                                                                monkeypatch):
+    """On a GPU the next shard is encoded in a background thread (while the model loads, then while the
+    previous shard is scored); forced on here, the scores are identical to the inline run's."""
+    from data_selection.scoring import prefetch as prefetch_module
+
+    real, threads = prefetch_module.prefetch, []
+
+    def forced(items, enabled=True, depth=1):
+        it = real(items, enabled=True, depth=depth)
+        threads.append(it._thread)
+        return it
+
+    monkeypatch.setattr(prefetch_module, "prefetch", forced)
+    run_score(_opts(tiny_qwen_dir, "mypool", tmp_path / "o", dataset_dir=str(pool_dir), per_token_prefix=8))
+    assert threads and all(t is not None and not t.is_alive() for t in threads)
+    out, _ = scored
+    a, b = pd.read_parquet(out / "scores.parquet"), pd.read_parquet(tmp_path / "o" / "scores.parquet")
+    pd.testing.assert_frame_equal(a, b)
+
+
 def test_meta_records_configuration(scored):
     out, _ = scored
     meta = json.loads((out / "meta.json").read_text())
