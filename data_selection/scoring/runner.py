@@ -163,6 +163,7 @@ def run_score(opts: ScoreOptions) -> dict[str, Any]:
     from data_selection.scoring.merge import merge_shards
     from data_selection.scoring.prefetch import prefetch
     from data_selection.scoring.self_check import check_against_full_forward, check_windows
+    from data_selection.scoring.varlen import resolve_packing
 
     rank, world, local_rank = dist_env()
     out = Path(opts.out)
@@ -207,8 +208,13 @@ def run_score(opts: ScoreOptions) -> dict[str, Any]:
         with prefetch(((k, encode_rows(encoder, pool.converted, shards[k], pool.meta_columns)) for k in pending),
                       enabled=device.startswith("cuda")) as encoded_shards:
             model, dtype, attn = load_model(opts, device)
+            try:
+                packing = resolve_packing(opts.packing, model)
+            except ValueError as err:
+                raise UserError(f"--packing {opts.packing}: {err}") from err
             chunk = opts.chunk_tokens or auto_chunk_tokens(model.get_output_embeddings().weight.shape[0])
-            summary.update(device=device, dtype=str(dtype).replace("torch.", ""), attn=attn, chunk_tokens=chunk)
+            summary.update(device=device, dtype=str(dtype).replace("torch.", ""), attn=attn, chunk_tokens=chunk,
+                           packing=packing)
             if opts.verify:
                 summary["self_check_max_abs_diff"] = check_against_full_forward(
                     model, windows, device, chunk, dtype, opts.packing)

@@ -130,3 +130,47 @@ def test_bf16_head_and_biased_head(tiny_qwen_dir, path):
 def test_rows_without_labels_give_empty_losses(tiny, path):
     ids, mask, labels = _batch(tiny.config.vocab_size, [10, 10], prompt=10)
     assert [len(x) for x in _losses(path, tiny, ids, mask, labels, 4)] == [0, 0]
+
+
+def test_half_head_on_cuda_writes_fp32_logits(tiny_qwen_dir, monkeypatch):
+    """The CUDA branch for bf16 heads (``torch.mm(..., out_dtype=torch.float32)``: one GEMM with fp32 output,
+    emulated here) gives the loss of the unrounded fp32-accumulated logits; a torch without it falls back to
+    the model's own bf16 logits and remembers that."""
+    from data_selection.scoring import logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen_dir, dtype=torch.bfloat16).eval()
+    ids, mask, labels = _batch(model.config.vocab_size, [30, 18], prompt=4, seed=3)
+    real_mm, calls = torch.mm, []
+
+    def emulated_mm(a, b, *args, out_dtype=None, out=None):
+        if out_dtype is None:
+            return real_mm(a, b, *args, out=out) if out is not None else real_mm(a, b, *args)
+        calls.append(out_dtype)
+        return out.copy_(a.float() @ b.float())  # products of bf16 values are exact in fp32
+
+    monkeypatch.setattr(logprobs, "_fp32_out_mm_ok", lambda h: logprobs._FP32_OUT_MM.get("cpu", True))
+    monkeypatch.setattr(torch, "mm", emulated_mm)
+    monkeypatch.setattr(logprobs, "_FP32_OUT_MM", {})
+    ours = response_token_losses(model, ids, mask, labels, 7)
+    assert calls and set(calls) == {torch.float32}
+    with torch.no_grad():
+        hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+    weight = model.get_output_embeddings().weight.float()
+    for i, got in enumerate(ours):
+        n = int(mask[i].sum())
+        logits = hidden[i, : n - 1].float() @ weight.t()
+        tgt = labels[i, 1:n]
+        keep = tgt != IGNORE_INDEX
+        want = torch.nn.functional.cross_entropy(logits[keep], tgt[keep], reduction="none")
+        assert torch.allclose(got, want, atol=TOL)
+
+    def old_torch_mm(a, b, *args, out_dtype=None, out=None):
+        if out_dtype is not None:
+            raise TypeError("mm() got an unexpected keyword argument 'out_dtype'")
+        return real_mm(a, b, *args, out=out) if out is not None else real_mm(a, b, *args)
+
+    monkeypatch.setattr(torch, "mm", old_torch_mm)
+    fallback = response_token_losses(model, ids, mask, labels, 7)
+    assert logprobs._FP32_OUT_MM == {"cpu": False}
+    for a, b in zip(fallback, _reference(model, ids, mask, labels)):
+        assert torch.allclose(a, b, atol=1e-2)

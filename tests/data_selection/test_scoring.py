@@ -179,6 +179,11 @@ def test_bad_rows_go_to_rejects_never_nan(tiny_qwen_dir, tmp_path):
     assert s["counts"]["rejected"] == 6
 
 
+def test_gpu_packing_kernel_on_cpu_is_a_clear_error(tiny_qwen_dir, pool_dir, tmp_path):
+    with pytest.raises(UserError, match="--packing torch_varlen: .*needs a CUDA GPU.*Use packing=auto"):
+        run_score(_opts(tiny_qwen_dir, "mypool", tmp_path / "o", dataset_dir=str(pool_dir), packing="torch_varlen"))
+
+
 def test_unknown_template_is_a_clear_error(tiny_qwen_dir, pool_dir, tmp_path):
     with pytest.raises(UserError, match="unknown template 'qwenn'"):
         run_score(_opts(tiny_qwen_dir, "mypool", tmp_path / "o", dataset_dir=str(pool_dir), template="qwenn"))
