@@ -1,4 +1,5 @@
-"""Per-token response losses of many sequences: length-sorted token-budget batches through the chunked kernel.
+"""Per-token response losses of many sequences: token-budget batches (packed into one sequence each, or
+padded) through the chunked kernel.
 
 This is the one place that turns token ids into losses; ``data-select score`` and every other command that
 needs the model's loss on some tokens (checkpoint scoring, step pruning) call :func:`score_sequences`, so

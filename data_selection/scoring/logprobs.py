@@ -58,6 +58,8 @@ def _head_into(head: torch.nn.Module, h: torch.Tensor, buf: torch.Tensor) -> tor
     if isinstance(head, torch.nn.Linear) and weight.dtype == h.dtype and _fp32_out_mm_ok(h):
         try:
             torch.mm(h, weight.t(), out_dtype=torch.float32, out=buf)
+        except torch.OutOfMemoryError:
+            raise
         except (TypeError, RuntimeError, NotImplementedError):  # a torch without mm(out_dtype=) on this device
             _FP32_OUT_MM[h.device.type] = False
         else:

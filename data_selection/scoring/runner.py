@@ -7,8 +7,9 @@ Work plan (deterministic for a given pool and configuration, whatever the number
 2. Eligible rows are cut into shards and dealt to ranks (``torchrun``: ``RANK``/``WORLD_SIZE``) by
    :mod:`data_selection.scoring.plan`.
 3. A rank encodes each of its shards with LLaMA-Factory's template code (:mod:`data_selection.encoding`) and
-   scores it (:func:`data_selection.scoring.forward.score_sequences`: length-sorted token-budget batches,
-   chunked response-only log-probs). The shard is written as
+   scores it (:func:`data_selection.scoring.forward.score_sequences`: token-budget batches, each packed into
+   one sequence with variable-length attention, chunked response-only log-probs); on a GPU the next shard is
+   encoded in a background thread meanwhile. The shard is written as
    ``shards/shard-000042.parquet`` through a temporary file and a rename, and a line is appended to
    ``progress.jsonl``. A shard file on disk is finished work: a re-run skips it.
 4. When every shard exists, the rank that finishes last merges them into ``scores.parquet`` (see
