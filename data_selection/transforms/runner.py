@@ -226,7 +226,7 @@ def run_prune(opts: PruneOptions) -> dict[str, Any]:
     totals = {"rows": 0, "pir_rows": 0, "variants": 0, "forward_tokens": 0}
     if pending:
         from data_selection.scoring.logprobs import auto_chunk_tokens
-        from data_selection.scoring.self_check import check_against_full_forward
+        from data_selection.scoring.self_check import check_against_full_forward, check_windows
 
         model, dtype, attn = load_model(opts, device)
         chunk = opts.chunk_tokens or auto_chunk_tokens(model.get_output_embeddings().weight.shape[0])
@@ -234,7 +234,7 @@ def run_prune(opts: PruneOptions) -> dict[str, Any]:
                        prefix_cache=opts.prefix_cache)
         if opts.verify:
             summary["self_check_max_abs_diff"] = check_against_full_forward(
-                model, encoder, pool.converted, shards[pending[0]], device, chunk, dtype)
+                model, check_windows(encoder, pool.converted, shards[pending[0]]), device, chunk, dtype)
         worker = ShardWorker(opts, encoder, mk, model, device, chunk)
         bar = tqdm(total=sum(len(shards[k]) for k in pending), unit="row", desc=f"PIR (rank {rank})",
                    disable=rank != 0)
