@@ -37,16 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import score_vs_cal_ppl as base  # noqa: E402
-
-# dense bf16 peak, TFLOP/s (vendor datasheets, without sparsity)
-PEAK_TFLOPS = {"H200": 989.4, "H100 PCIe": 756.0, "H100": 989.4, "A100": 312.0, "L40S": 362.1, "A10G": 125.0}
-
-
-def gpu_peak_tflops(name: str) -> float | None:
-    for key, value in PEAK_TFLOPS.items():  # insertion order: the more specific names first
-        if key in name:
-            return value
-    return None
+from gpu_peaks import gpu_peak_tflops  # noqa: E402
 
 
 def model_flops(config, seq_tokens: list[int], response_tokens: list[int]) -> float:

@@ -20,16 +20,6 @@ from __future__ import annotations
 import math
 import random
 
-# dense bf16 peak, TFLOP/s (vendor datasheets, without sparsity); more specific names first
-PEAK_TFLOPS = {"H200": 989.4, "H100 PCIe": 756.0, "H100": 989.4, "A100": 312.0, "L40S": 362.1, "A10G": 125.0}
-
-
-def gpu_peak_tflops(name: str) -> float | None:
-    for key, value in PEAK_TFLOPS.items():
-        if key in name:
-            return value
-    return None
-
 
 def shape_of(config) -> dict:
     """The numbers the FLOP formula needs, from a transformers config (or a dict with the same keys)."""

@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
-from train_flops import gpu_peak_tflops, mfu, training_flops, uniform_lengths  # noqa: E402
+from gpu_peaks import gpu_peak_tflops  # noqa: E402
+from train_flops import mfu, training_flops, uniform_lengths  # noqa: E402
 
 SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 # name -> (recipe, launcher, extra overrides); the first four are the issue's, the last two attribute the gain
