@@ -21,6 +21,10 @@ COMMANDS = {
         "data_selection.scoring.merge:MergeOptions:cli_merge",
         "Merge the per-rank score shards of a run into scores.parquet.",
     ),
+    "verify": Command(
+        "data_selection.verify.runner:VerifyOptions:cli_verify",
+        "Verify every response of a multi-response pool (math-verify vs reference or majority; resumable).",
+    ),
     "select": Command(
         "data_selection.select:SelectOptions:cli_select",
         "Select a subset (zpd | random) from scores, write it and register it in dataset_info.json.",
