@@ -108,7 +108,10 @@ def join_scores(verified: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
                         f"row {int(r['row'])}: {r['id']} vs {r['_score_id']}): they were made from different pools "
                         "or system prompts; give `verify` the --system_prompt `score` was given")
     joined["in_scores"] = both.to_numpy()
-    joined["truncated"] = joined["truncated"].fillna(False).astype(bool) if "truncated" in joined else False
+    if "truncated" in joined:
+        joined["truncated"] = joined["truncated"].astype("boolean").fillna(False).astype(bool)
+    else:
+        joined["truncated"] = False
     return joined.drop(columns=["_score_id"])
 
 
