@@ -10,7 +10,9 @@
   majority of fewer than ``min_votes``, and a response with no extractable answer get no score (NaN) and a
   reason: nothing says whether they are right.
 
-Every math-verify call has a CPU-time limit; a response whose parse or comparison runs out of time gets NaN
+Answers that are the same string (up to spaces and ``$``) are equal without parsing: math-verify only runs when
+two different strings meet, so a query whose responses agree costs no parse at all. Every math-verify call has a
+CPU-time limit; a response whose parse or comparison runs out of time gets NaN
 and a ``timeout`` reason. Scores that are NaN are left out of pass rates and counted.
 """
 
@@ -45,86 +47,132 @@ class Verdict:
 _TIMED_OUT = object()
 
 
-def _parse_all(candidates: list[FinalAnswer | None], checker: MathChecker) -> list:
-    """math-verify's extraction of each candidate (None: no candidate, _TIMED_OUT, or the parsed list)."""
-    out = []
-    for c in candidates:
+def _key(text: str) -> str:
+    """Answers that are the same string up to whitespace and ``$`` are the same answer (no parsing needed)."""
+    return "".join(text.replace("$", "").split())
+
+
+class _Answers:
+    """The query's candidates, parsed lazily: a boxed answer is an answer without parsing it; math-verify runs only
+    when two different strings must be compared (most queries' responses agree) or when there is no box."""
+
+    def __init__(self, candidates: list[FinalAnswer | None], checker: MathChecker):
+        self.candidates, self.checker = candidates, checker
+        self._parsed: dict[str, object] = {}
+
+    def parsed(self, c: FinalAnswer) -> object:
+        """math-verify's extraction ([] when nothing was found) or _TIMED_OUT."""
+        if c.candidate not in self._parsed:
+            try:
+                self._parsed[c.candidate] = self.checker.parse(c.candidate)
+            except CallTimeout:
+                self._parsed[c.candidate] = _TIMED_OUT
+        return self._parsed[c.candidate]
+
+    def key(self, i: int) -> tuple[str | None, str]:
+        """(comparison key, reason): the key is None when the response has no usable answer."""
+        c = self.candidates[i]
         if c is None:
-            out.append(None)
-            continue
-        try:
-            out.append(checker.parse(c.candidate))
-        except CallTimeout:
-            out.append(_TIMED_OUT)
-    return out
+            return None, NO_ANSWER
+        if c.boxed:
+            return _key(c.boxed), ""
+        p = self.parsed(c)
+        if p is _TIMED_OUT:
+            return None, TIMEOUT_ANSWER
+        if not p:
+            return None, NO_ANSWER
+        return _key(shown(p)), ""
+
+    def shown(self, i: int) -> str:
+        c = self.candidates[i]
+        if c.boxed:
+            return c.boxed
+        p = self.parsed(c)
+        return shown(p) if isinstance(p, list) else ""
 
 
 def judge_reference(candidates: list[FinalAnswer | None], reference: str, checker: MathChecker) -> list[Verdict]:
-    parsed = _parse_all(candidates, checker)
+    answers = _Answers(candidates, checker)
     verdicts = [Verdict(method="reference", target=reference.strip()) for _ in candidates]
-    try:
-        gold = checker.parse_reference(reference)
-        gold_reason = "" if gold else BAD_REFERENCE
-    except CallTimeout:
-        gold, gold_reason = [], TIMEOUT_REFERENCE
-    same: dict[str, float] = {}  # candidate string -> score (identical answers are compared once)
-    for v, c, p in zip(verdicts, candidates, parsed):
-        if p is _TIMED_OUT:
-            v.reason = TIMEOUT_ANSWER
+    gold: list | None = None
+    gold_reason = ""
+    ref_key = _key(reference)
+    same: dict[str, tuple[float, str]] = {}  # answer key -> (score, reason): each distinct answer compared once
+    for i, v in enumerate(verdicts):
+        key, reason = answers.key(i)
+        if key is None:
+            if reason == TIMEOUT_ANSWER:
+                v.reason = reason
+            else:
+                v.score = 0.0  # no final answer: a wrong response
             continue
-        if not p:  # no final answer: a wrong response
-            v.score = 0.0 if not gold_reason else NAN
-            v.reason = gold_reason
+        v.answer, v.answer_found = answers.shown(i), True
+        if key == ref_key:
+            v.score = 1.0
             continue
-        v.answer, v.answer_found = shown(p, c.boxed), True
-        if gold_reason:
-            v.reason = gold_reason
-            continue
-        if c.candidate not in same:
-            try:
-                same[c.candidate] = 1.0 if checker.equal(gold, p) else 0.0
-            except CallTimeout:
-                same[c.candidate] = NAN
-        v.score = same[c.candidate]
-        if v.score != v.score:
-            v.reason = TIMEOUT_COMPARE
+        if key not in same:
+            p = answers.parsed(candidates[i])
+            if p is _TIMED_OUT:
+                same[key] = (NAN, TIMEOUT_ANSWER)
+            elif not p:
+                same[key] = (0.0, "")
+            else:
+                if gold is None:
+                    try:
+                        gold = checker.parse_reference(reference)
+                        gold_reason = "" if gold else BAD_REFERENCE
+                    except CallTimeout:
+                        gold, gold_reason = [], TIMEOUT_REFERENCE
+                if gold_reason:
+                    same[key] = (NAN, gold_reason)
+                else:
+                    try:
+                        same[key] = (1.0 if checker.equal(gold, p) else 0.0, "")
+                    except CallTimeout:
+                        same[key] = (NAN, TIMEOUT_COMPARE)
+        v.score, v.reason = same[key]
     return verdicts
 
 
 def judge_majority(candidates: list[FinalAnswer | None], checker: MathChecker, min_votes: int = 2) -> list[Verdict]:
-    parsed = _parse_all(candidates, checker)
+    answers = _Answers(candidates, checker)
     verdicts = [Verdict(method="majority") for _ in candidates]
-    voters: dict[str, list[int]] = {}  # normalised candidate string -> response positions
-    for i, (v, c, p) in enumerate(zip(verdicts, candidates, parsed)):
-        if p is _TIMED_OUT:
-            v.reason = TIMEOUT_ANSWER
-        elif not p:
-            v.reason = NO_ANSWER
-        else:
-            v.answer, v.answer_found = shown(p, c.boxed), True
-            voters.setdefault("".join(c.candidate.split()), []).append(i)
-    # classes of equivalent answers: distinct strings by count (then first position), each compared with the
-    # first answer of every class so far
-    classes: list[tuple[list, list[int]]] = []  # (representative parse, positions)
+    voters: dict[str, list[int]] = {}  # answer key -> response positions
+    for i, v in enumerate(verdicts):
+        key, reason = answers.key(i)
+        if key is None:
+            v.reason = reason
+            continue
+        v.answer, v.answer_found = answers.shown(i), True
+        voters.setdefault(key, []).append(i)
+    # classes of equivalent answers: distinct keys by count (then first position), each compared with the first
+    # answer of every class so far
+    classes: list[tuple[int, list[int]]] = []  # (representative position, positions)
     for key in sorted(voters, key=lambda k: (-len(voters[k]), voters[k][0])):
         members = voters[key]
-        p = parsed[members[0]]
-        home = None
-        for cls in classes:
-            try:
-                if checker.equal(cls[0], p):
-                    home = cls
+        home: object = None
+        if classes:
+            p = answers.parsed(candidates[members[0]])
+            if p is _TIMED_OUT:
+                home = TIMEOUT_ANSWER
+            for rep, positions in classes if home is None else ():
+                gold = answers.parsed(candidates[rep])
+                if gold is _TIMED_OUT or not gold or not p:
+                    continue  # nothing to compare: a different answer
+                try:
+                    if checker.equal(gold, p):
+                        home = positions
+                        break
+                except CallTimeout:
+                    home = TIMEOUT_COMPARE
                     break
-            except CallTimeout:
-                home = "timeout"
-                break
-        if home == "timeout":
+        if isinstance(home, str):
             for i in members:
-                verdicts[i].reason = TIMEOUT_COMPARE
+                verdicts[i].reason = home
         elif home is None:
-            classes.append((p, list(members)))
+            classes.append((members[0], list(members)))
         else:
-            home[1].extend(members)
+            home.extend(members)
     if not classes:
         return verdicts
     sizes = sorted((len(m) for _, m in classes), reverse=True)

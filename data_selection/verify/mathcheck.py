@@ -9,11 +9,13 @@ assumed, sets and intervals compared as sets), with its default precision and st
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from data_selection.verify.timeout import call_with_timeout
 
 CACHE_SIZE = 200_000  # parsed strings kept per process (short final answers repeat a lot across a pool)
+_BOXED_INTEGER = re.compile(r"\\boxed\{\s*(-?\d+)\s*\}")  # what math-verify turns into [Integer(n), "n"]
 
 
 class MathChecker:
@@ -28,9 +30,15 @@ class MathChecker:
         hit = self._parsed.get(text)
         if hit is not None:
             return hit
-        from math_verify import parse
+        integer = _BOXED_INTEGER.fullmatch(text)
+        if integer:  # the most common final answer; the same result as math-verify's, without its LaTeX parser
+            import sympy
 
-        out = call_with_timeout(parse, text, parsing_timeout=self.inner, seconds=self.timeout)
+            out: list[Any] = [sympy.Integer(integer.group(1)), integer.group(1)]
+        else:
+            from math_verify import parse
+
+            out = call_with_timeout(parse, text, parsing_timeout=self.inner, seconds=self.timeout)
         if len(self._parsed) >= CACHE_SIZE:
             self._parsed.clear()
         self._parsed[text] = out

@@ -59,7 +59,7 @@ class VerifyOptions:
     )
     workers: int = field(default=0, metadata={"help": "Worker processes (0 = one per CPU core; 1 = in this process)."})
     shard_rows: int = field(
-        default=4096, metadata={"help": "Rows per shard (whole queries; the unit of resumption and of work)."}
+        default=1024, metadata={"help": "Rows per shard (whole queries; the unit of resumption and of work)."}
     )
     num_proc: int = field(default=0, metadata={"help": "Processes for converting the pool (0 = auto)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an output of a different configuration in --out."})

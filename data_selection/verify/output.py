@@ -91,7 +91,11 @@ def merge_verified(out: str | Path) -> dict[str, Any]:
             lines = [json.loads(x) for x in prog.read_text(encoding="utf-8").splitlines() if x.strip()]
             secs = sum(x["seconds"] for x in lines)
             counts["worker_seconds"] = round(secs, 2)
-            counts["rows_per_worker_second"] = round(sum(x["rows"] for x in lines) / secs, 1) if secs else None
+            cpu = sum(x.get("cpu_seconds", 0.0) for x in lines)
+            rows = sum(x["rows"] for x in lines)
+            counts["rows_per_worker_second"] = round(rows / secs, 1) if secs else None
+            counts["worker_cpu_seconds"] = round(cpu, 2)
+            counts["rows_per_cpu_second"] = round(rows / cpu, 1) if cpu else None
         meta["counts"] = counts
         write_json_atomic(out / META, meta)
     return {"counts": counts}

@@ -121,10 +121,10 @@ def verify_shard(path: str, batch: dict[str, Any], settings: Settings) -> dict[s
 
     from data_selection.atomic import write_parquet_atomic
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     cols = verify_batch(batch, settings)
     df = pd.DataFrame(cols)
     df["verify_score"] = df["verify_score"].astype("float64")
     write_parquet_atomic(Path(path), df)
     return {"rows": len(df), "scored": int(df["verify_score"].notna().sum()),
-            "seconds": round(time.perf_counter() - t0, 3)}
+            "seconds": round(time.perf_counter() - t0, 3), "cpu_seconds": round(time.process_time() - c0, 3)}

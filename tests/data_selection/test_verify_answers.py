@@ -75,6 +75,25 @@ def test_math_verify_decides_equivalence(checker, a, b, same):
     assert checker.equal(ga, gb) is same
 
 
+@pytest.mark.parametrize("number", ["0", "7", "-7", "007", " 12 ", "123456789012345678901234567890"])
+def test_the_integer_shortcut_gives_what_math_verify_gives(checker, number):
+    from math_verify import parse
+
+    ours, theirs = checker.parse(f"\\boxed{{{number}}}"), parse(f"\\boxed{{{number}}}")
+    assert ours == theirs and [type(x) for x in ours] == [type(x) for x in theirs]
+
+
+def test_identical_answers_need_no_parsing_and_different_ones_are_parsed_once(monkeypatch):
+    calls = []
+    counting = MathChecker(timeout=5.0)
+    real = counting.parse
+    monkeypatch.setattr(counting, "parse", lambda text: calls.append(text) or real(text))
+    agree = judge_majority([final_answer(trace("\\frac{1}{3}")) for _ in range(4)], counting)
+    assert [v.score for v in agree] == [1.0] * 4 and calls == []
+    judge_majority([final_answer(trace(a)) for a in ("\\frac{1}{3}",) * 3 + ("0.5",)], counting)
+    assert sorted(calls) == sorted(["\\boxed{0.5}", "\\boxed{\\frac{1}{3}}"])
+
+
 def test_reference_check_scores_each_response(checker):
     cands = [final_answer(t) for t in (trace("0.5"), trace("\\frac{2}{4}"), trace("3"), "<think>\ncut",
                                        "<think>x</think>So the answer is $\\frac{1}{2}$.")]
