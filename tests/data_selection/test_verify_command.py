@@ -75,6 +75,20 @@ def test_a_rerun_finishes_missing_shards_and_refuses_another_configuration(demo_
     assert json.loads((out / "meta.json").read_text())["identity"]["min_votes"] == 3
 
 
+def test_ranks_share_the_shards_and_the_last_one_merges(demo_pool, tmp_path, monkeypatch):
+    path, _ = demo_pool
+    _verify(path, tmp_path / "single", shard_rows=8)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    first = _verify(path, tmp_path / "ranks", shard_rows=8)
+    assert not first["merged"] and 0 < first["shards_mine"] < first["shards_total"]
+    monkeypatch.setenv("RANK", "1")
+    second = _verify(path, tmp_path / "ranks", shard_rows=8)
+    assert second["merged"] and first["shards_mine"] + second["shards_mine"] == second["shards_total"]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "single" / VERIFIED),
+                                  pd.read_parquet(tmp_path / "ranks" / VERIFIED))
+
+
 def test_worker_processes_give_the_same_table(demo_pool, tmp_path):
     path, _ = demo_pool
     _verify(path, tmp_path / "one", shard_rows=8)
