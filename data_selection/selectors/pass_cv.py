@@ -258,7 +258,7 @@ def select_pass_cv(
         picked = [at[i] for i in sorted(rng.choice(len(at), size=k, replace=False))]
         chosen_q = above + picked
         tie_facts = {"queries_at_cut": len(at), "taken_at_cut": k}
-    by_query = candidates.groupby("query", sort=True)["row"].apply(list)
+    by_query = candidates[candidates["query"].isin(chosen_q)].groupby("query", sort=True)["row"].apply(list)
     rows = []
     for key in sorted(chosen_q):
         options = sorted(by_query[key])

@@ -101,9 +101,15 @@ def merge_verified(out: str | Path) -> dict[str, Any]:
     return {"counts": counts}
 
 
-def load_verified(verified_dir: str | Path):
-    """(verify table, meta dict, rejects list) of a finished ``data-select verify`` output folder."""
-    import pandas as pd
+TEXT_COLUMNS = ("answer", "target", "reason", "method", "model_name")  # for people, not for selection
+
+
+def load_verified(verified_dir: str | Path, text_columns: bool = False):
+    """(verify table, meta dict, rejects list) of a finished ``data-select verify`` output folder.
+
+    Without ``text_columns`` the descriptive string columns are not read (a 4M-row table stays small).
+    """
+    import pyarrow.parquet as pq
 
     d = Path(verified_dir)
     if not d.is_dir():
@@ -116,7 +122,9 @@ def load_verified(verified_dir: str | Path):
     if "pool" not in meta or "query_key" not in meta.get("identity", {}):
         raise UserError(f"{d / META}: not written by `data-select verify` (no pool record or verify identity)")
     try:
-        table = pd.read_parquet(d / VERIFIED)
+        names = pq.read_schema(d / VERIFIED).names
+        columns = [c for c in names if text_columns or c not in TEXT_COLUMNS]
+        table = pq.read_table(d / VERIFIED, columns=columns).to_pandas()
     except Exception as err:
         raise UserError(f"{d / VERIFIED}: cannot be read as parquet ({type(err).__name__}: {err})") from err
     rejects_path = d / REJECTS

@@ -43,7 +43,7 @@ def test_reference_pool_scores_ids_and_counts(demo_pool, tmp_path):
     path, rows = demo_pool
     s = _verify(path, tmp_path / "v", system_prompt=SYSTEM, shard_rows=16)
     assert s["merged"] and s["reference_column"] == "answer" and s["shards_total"] >= 3
-    table, meta, rejects = load_verified(tmp_path / "v")
+    table, meta, rejects = load_verified(tmp_path / "v", text_columns=True)
     conv = load_pool(PoolSpec(dataset=str(path), system_prompt=SYSTEM)).converted
     assert table["row"].tolist() == list(range(len(rows))) and table["id"].tolist() == conv["id"]
     want = [1.0 if r["response_kind"] in PASSING else 0.0 for r in rows]
@@ -109,7 +109,7 @@ def test_majority_pool_code_rows_and_bad_rows(tmp_path):
     ]
     path = write_jsonl(rows, tmp_path / "pool.jsonl")
     _verify(path, tmp_path / "v")
-    table, meta, rejects = load_verified(tmp_path / "v")
+    table, meta, rejects = load_verified(tmp_path / "v", text_columns=True)
     assert [r["row"] for r in rejects] == [8] and "empty" in rejects[0]["reason"]
     t = table.set_index("row")
     assert t.loc[[0, 1, 2, 3], "verify_score"].tolist() == [1.0, 1.0, 1.0, 0.0]
@@ -133,7 +133,7 @@ def test_the_datasets_own_columns_are_used_directly(tmp_path):
     path = write_jsonl(rows, tmp_path / "hub.jsonl")
     s = _verify(path, tmp_path / "v")
     assert s["dataset_verify_score"] and s["reference_column"] == "ground_truth"  # `answer` is the response here
-    table, meta, _ = load_verified(tmp_path / "v")
+    table, meta, _ = load_verified(tmp_path / "v", text_columns=True)
     t = table.set_index("row")
     assert t.loc[4, "method"] == "reference" and t.loc[4, "verify_score"] == 0.0  # the one row without a score
     dataset_rows = [r for r in range(9) if r != 4]
