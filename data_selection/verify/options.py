@@ -44,7 +44,7 @@ class VerifyOptions:
         default="math",
         metadata={"help": "Categories checked with math-verify (comma-separated, case-insensitive). Rows of other "
                   "categories (code) get no score unless the dataset has a verify_score column. A pool without "
-                  "a category column is all math."},
+                  "a category column (or a row with an empty one) is math."},
     )
     min_votes: int = field(
         default=2, metadata={"help": "Majority check: the majority answer needs at least this many agreeing responses."}

@@ -33,7 +33,9 @@ class Settings:
     repeat_tokens: int = 20
 
     def is_math(self, category: str | None) -> bool:
-        return not self.has_category or (category or "").strip().lower() in self.math_categories
+        """Rows of a math category, and rows without a category (a pool or row without one is math)."""
+        c = (category or "").strip().lower()
+        return not self.has_category or not c or c in self.math_categories
 
 
 _CHECKERS: dict[float, MathChecker] = {}
@@ -102,10 +104,8 @@ def verify_batch(batch: dict[str, Any], settings: Settings) -> dict[str, list]:
         cols["has_answer"].append(p.has_answer)
         cols["max_repeat"].append(max_repeat_count(texts[i], settings.repeat_tokens))
         cols["n_response_chars"].append(len(texts[i]))
-    if settings.has_category:
-        cols["category"] = list(categories)
-    else:
-        cols["category"] = ["math"] * n  # a pool without categories is a math pool (docs/methods.md §4)
+    # a pool (or row) without a category is math (docs/methods.md §4)
+    cols["category"] = [c or "math" for c in categories] if settings.has_category else ["math"] * n
     if batch.get("source") is not None:
         cols["source"] = list(batch["source"])
     for name, values in (batch.get("extras") or {}).items():

@@ -15,7 +15,7 @@ from data_selection.command_line import UserError
 from data_selection.demo_data import DemoDataConfig, generate
 from data_selection.select import SelectOptions, run_select
 from data_selection.sources import PoolSpec, load_pool
-from data_selection.verify.judge import NO_ANSWER, TIE
+from data_selection.verify.judge import NO_ANSWER, NO_MAJORITY, TIE
 from data_selection.verify.options import VerifyOptions
 from data_selection.verify.output import VERIFIED, load_verified
 from data_selection.verify.runner import run_verify
@@ -105,12 +105,13 @@ def test_majority_pool_code_rows_and_bad_rows(tmp_path):
         *({"category": "math", "source": "s", "input": "What is 2+2?", "output": tr(a)} for a in ("4", "5")),
         {"category": "math", "source": "s", "input": "What  is 2+2? ", "output": "<think>\nno end"},  # same query
         {"category": "code", "source": "s", "input": "Write code.", "output": "<think>x</think>```py\npass```"},
+        {"category": "", "source": "s", "input": "No category?", "output": tr("1")},
         {"category": "math", "source": "s", "input": "Broken row", "output": ""},
     ]
     path = write_jsonl(rows, tmp_path / "pool.jsonl")
     _verify(path, tmp_path / "v")
     table, meta, rejects = load_verified(tmp_path / "v", text_columns=True)
-    assert [r["row"] for r in rejects] == [8] and "empty" in rejects[0]["reason"]
+    assert [r["row"] for r in rejects] == [9] and "empty" in rejects[0]["reason"]
     t = table.set_index("row")
     assert t.loc[[0, 1, 2, 3], "verify_score"].tolist() == [1.0, 1.0, 1.0, 0.0]
     assert (t.loc[[0, 1, 2, 3], "method"] == "majority").all()
@@ -118,8 +119,9 @@ def test_majority_pool_code_rows_and_bad_rows(tmp_path):
     assert t.loc[[4, 5], "reason"].tolist() == [TIE, TIE] and t.loc[[4, 5], "verify_score"].isna().all()
     assert t.loc[6, "reason"] == NO_ANSWER
     assert math.isnan(t.loc[7, "verify_score"]) and "code" in t.loc[7, "reason"] and t.loc[7, "method"] == ""
+    assert t.loc[8, "category"] == "math" and t.loc[8, "reason"] == NO_MAJORITY  # no category: checked as math
     c = meta["counts"]
-    assert c["rejected"] == 1 and c["scored"] == 4 and c["no_score"] == 4
+    assert c["rejected"] == 1 and c["scored"] == 4 and c["no_score"] == 5
     assert c["no_score_reasons"][TIE] == 2
 
 
@@ -170,6 +172,11 @@ def test_select_pass_cv_end_to_end_with_scores_report_and_check(demo_pool, tmp_p
                  "--name", "pc_all", "--dataset_info", str(info)]) == 0
     assert "not padded" in capsys.readouterr().err
     assert main(["report", "pc_all", "pc", "--out", str(tmp_path / "rep2"), "--dataset_info", str(info)]) == 0
+    run_select(SelectOptions(name="z", strategy="zpd", scores=str(scores), n=10, seed=3, dataset_info=str(info)))
+    assert main(["report", "z", "pc", "--out", str(tmp_path / "rep3"), "--dataset_info", str(info)]) == 0
+    with open(tmp_path / "rep3" / "funnel.csv", encoding="utf-8") as f:
+        funnel = {line.split(",")[0]: line.strip().split(",")[1:] for line in f}
+    assert funnel["selected"] == ["10", "10"] and funnel["band"][1] == "0" and funnel["stage1"][0] == "0"
 
 
 def test_inputs_each_strategy_needs(demo_pool, tmp_path, capsys):
