@@ -232,8 +232,8 @@ def render_markdown(selections: list[Loaded], images: list[str], reference: str)
               "|---|" + "---|" * len(selections)]
     for stage in FUNNEL_STAGES:
         if any(stage in s.manifest["funnel"] for s in selections):
-            lines.append(f"| {stage.replace('_', ' ')} | "
-                         + " | ".join(f"{s.manifest['funnel'].get(stage, 0):,}" for s in selections) + " |")
+            lines.append(f"| {stage.replace('_', ' ')} | " + " | ".join(
+                f"{s.manifest['funnel'][stage]:,}" if stage in s.manifest["funnel"] else "—" for s in selections) + " |")
     with_queries = [s for s in selections if "query_funnel" in s.manifest]
     if with_queries:
         lines += ["", "## Query funnel (pass-cv)", "", "| stage | " + " | ".join(s.name for s in with_queries) + " |",
