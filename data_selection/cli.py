@@ -27,7 +27,7 @@ COMMANDS = {
     ),
     "select": Command(
         "data_selection.select:SelectOptions:cli_select",
-        "Select a subset (zpd | random) from scores, write it and register it in dataset_info.json.",
+        "Select a subset (zpd | random from scores; pass-cv from verify), write it and register it in dataset_info.json.",
     ),
     "register": Command(
         "data_selection.registry:RegisterOptions:cli_register",
