@@ -21,9 +21,13 @@ COMMANDS = {
         "data_selection.scoring.merge:MergeOptions:cli_merge",
         "Merge the per-rank score shards of a run into scores.parquet.",
     ),
+    "verify": Command(
+        "data_selection.verify.runner:VerifyOptions:cli_verify",
+        "Verify every response of a multi-response pool (math-verify vs reference or majority; resumable).",
+    ),
     "select": Command(
         "data_selection.select:SelectOptions:cli_select",
-        "Select a subset (zpd | random) from scores, write it and register it in dataset_info.json.",
+        "Select a subset (zpd | random from scores; pass-cv from verify), write it and register it in dataset_info.json.",
     ),
     "register": Command(
         "data_selection.registry:RegisterOptions:cli_register",

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from data_selection.selectors.common import KEYS, Selection
+from data_selection.selectors.pass_cv import select_pass_cv
 from data_selection.selectors.random import select_random
 from data_selection.selectors.zpd import select_zpd
 
@@ -25,6 +26,7 @@ class Strategy:
     select: Callable[..., Selection]
     summary: str  # one line for --help
     parameters: tuple[str, ...]  # SelectOptions fields passed to ``select`` as keywords
+    needs: tuple[str, ...] = ("scores",)  # SelectOptions input folders that must be given (scores, verified)
 
     @property
     def own_parameters(self) -> tuple[str, ...]:
@@ -37,6 +39,10 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("zpd", select_zpd, "drop the easiest --low and hardest 1 - --high by the key, then uniform",
                  (*COMMON_PARAMETERS, "low", "high")),
         Strategy("random", select_random, "uniform over the eligible pool (the baseline)", COMMON_PARAMETERS),
+        Strategy("pass-cv", select_pass_cv, "DeepDistill: queries whose verified responses disagree most (highest "
+                 "CV), one passing response each; needs --verified",
+                 ("n", "seed", "pass_thresholds", "cv_thresholds", "other_keep_prob", "max_ppl", "max_repeats",
+                  "require_parts", "over_length"), needs=("verified",)),
     )
 }
 
@@ -45,4 +51,5 @@ def strategy_help() -> str:
     return "; ".join(f"{s.name}: {s.summary}" for s in STRATEGIES.values())
 
 
-__all__ = ["KEYS", "STRATEGIES", "Selection", "Strategy", "select_random", "select_zpd", "strategy_help"]
+__all__ = ["KEYS", "STRATEGIES", "Selection", "Strategy", "select_pass_cv", "select_random", "select_zpd",
+           "strategy_help"]
