@@ -163,9 +163,10 @@ class DemoDataConfig:
     eval_size: int = field(default=200, metadata={"help": "Problems in the held-out evaluation set."})
     responses_per_problem: int = field(default=3, metadata={"help": "Responses per pool problem."})
     contested_rate: float = field(
-        default=0.68,
+        default=0.3,
         metadata={"help": "Share of problems on which one or two responses fail (wrong or truncated); harder "
-                  "sources more often."},
+                  "sources more often. At 0.3 about 17% of the rows fail; a pass-cv subset of n rows needs about "
+                  "n contested problems (900 rows give 90)."},
     )
     all_fail_rate: float = field(default=0.03, metadata={"help": "Share of problems on which every response fails."})
     noise_rate: float = field(

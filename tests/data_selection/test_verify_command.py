@@ -31,7 +31,7 @@ def tr(answer: str) -> str:
 @pytest.fixture(scope="module")
 def demo_pool(tmp_path_factory):
     root = tmp_path_factory.mktemp("verify_demo")
-    pool, _ = generate(DemoDataConfig(pool_size=60, eval_size=0, seed=4))
+    pool, _ = generate(DemoDataConfig(pool_size=60, eval_size=0, seed=4, contested_rate=0.68))  # many contested
     return write_jsonl(pool, root / "pool.jsonl"), pool
 
 
