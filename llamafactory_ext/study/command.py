@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 
 from llamafactory_ext.study.config import load_study
 from llamafactory_ext.study.plan import build_plan, known_strategies
-
-KINDS = ("data", "model", "score", "select", "train", "eval")
+from llamafactory_ext.study.steps import KINDS
 
 
 @dataclass

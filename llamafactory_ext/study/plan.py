@@ -36,6 +36,8 @@ class Inputs:
     pool_key: dict[str, Any]
     score: Step
     trained: dict[tuple[str, int], Step]  # (arm, seed) -> train step, for arms that need another arm's model
+    subsets: dict[tuple[str, int], Subset]  # (arm, seed) -> its subset, for arms built on another arm's subset
+    shared: dict[str, Step]  # steps several arms and seeds use (made once), by name
 
 
 @dataclass
@@ -127,8 +129,81 @@ def select_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     return Subset(step, name, step.dir, [])
 
 
-# strategy -> builder of the subset step; strategies with extra inputs add theirs
-ARM_BUILDERS: dict[str, Callable[[ArmConfig, int, Inputs], Subset]] = {}
+def _shared(inp: Inputs, name: str, make: Callable[[], Step]) -> tuple[Step, list[Step]]:
+    """A step made once for the whole study: (the step, [it] the first time it is asked for, else [])."""
+    if name in inp.shared:
+        return inp.shared[name], []
+    inp.shared[name] = make()
+    return inp.shared[name], [inp.shared[name]]
+
+
+def pass_cv_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
+    """`data-select verify` on the pool (once), then `select --strategy pass-cv` (docs/methods.md §4)."""
+    cfg = inp.cfg
+    options = dict(arm.options)
+    verify_options = dict(options.pop("verify", None) or {})
+
+    def make_verify() -> Step:
+        step = Step("verify", "verify answers", {"pool": inp.pool_key, "system_prompt": cfg.system_prompt,
+                                                  "options": verify_options},
+                    [d for d in (inp.data_step,) if d is not None], cfg.out)
+        step.argv = ["data-select", "verify", "--dataset", inp.pool, "--out", str(step.dir)]
+        if cfg.system_prompt:  # part of every row id: must equal what the scorer was given
+            step.argv += ["--system_prompt", cfg.system_prompt]
+        if inp.data_step is None:
+            step.argv += ["--dataset_dir", cfg.pool.dataset_dir]
+        for k, v in verify_options.items():
+            step.argv += [_opt(k), str(v)]
+        return step
+
+    verify, new = _shared(inp, f"verify {json_key(verify_options)}", make_verify)
+    key = {"strategy": arm.strategy, "options": options, "n": cfg.subset_size, "seed": seed}
+    step = Step("select", f"select {arm.name} seed {seed}", key, [inp.score, verify], cfg.out, arm.name, seed)
+    name = subset_name(arm.name, seed, step)
+    step.argv = ["data-select", "select", "--verified", str(verify.dir), "--scores", str(inp.score.dir),
+                 "--strategy", arm.strategy, "--n", str(cfg.subset_size), "--seed", str(seed), "--name", name,
+                 "--dataset_info", str(step.dir / "dataset_info.json"), "--force"]
+    for k, v in options.items():
+        step.argv += [_opt(k), str(v)]
+    return Subset(step, name, step.dir, new)
+
+
+def prune_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
+    """LIMOPro step pruning (docs/methods.md §5) of another arm's subset of the same seed."""
+    from data_selection.command_line import UserError
+
+    cfg = inp.cfg
+    options = dict(arm.options)
+    source = options.pop("from", None)
+    if (source, seed) not in inp.subsets:
+        raise UserError(f"{cfg.source}: arms.{arm.name}: `from` must name an arm listed before it whose subset is "
+                        f"pruned (got {source!r})")
+    base = inp.subsets[(source, seed)]
+    key = {"from": base.name, "options": options, "model": inp.model_key, "template": cfg.template,
+           "cutoff_len": cfg.cutoff_len}
+    step = Step("prune", f"prune {arm.name} seed {seed}", key, [base.step], cfg.out, arm.name, seed)
+    name = subset_name(arm.name, seed, step)
+    step.argv = ["data-select", "prune-steps", "--model", inp.model_path, "--dataset", base.name,
+                 "--dataset_dir", str(base.dataset_dir), "--template", cfg.template, "--cutoff_len",
+                 str(cfg.cutoff_len), "--name", name, "--dataset_info", str(step.dir / "dataset_info.json"),
+                 "--out", str(step.dir / "pir"), "--report_dir", str(step.dir / "report"), "--force"]
+    for k, v in options.items():
+        step.argv += [_opt(k), str(v)]
+    return Subset(step, name, step.dir, [])
+
+
+def json_key(obj) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=True)
+
+
+# strategy -> builder of the subset step; strategies with extra inputs add theirs (plain select strategies use
+# select_steps)
+ARM_BUILDERS: dict[str, Callable[[ArmConfig, int, Inputs], Subset]] = {
+    "pass-cv": pass_cv_steps,
+    "prune-steps": prune_steps,
+}
 
 
 def builder_for(strategy: str) -> Callable[[ArmConfig, int, Inputs], Subset]:
@@ -182,7 +257,7 @@ def build_plan(cfg: StudyConfig) -> list[Step]:
     pool, pool_key, data_step = _data(cfg)
     score = _score(cfg, model_path, model_key, model_step, pool, pool_key, data_step)
     steps = [s for s in (data_step, model_step) if s is not None] + [score]
-    inp = Inputs(cfg, model_path, model_key, model_step, data_step, pool, pool_key, score, {})
+    inp = Inputs(cfg, model_path, model_key, model_step, data_step, pool, pool_key, score, {}, {}, {})
     sampled = (cfg.eval.temperature is None or cfg.eval.temperature > 0) or (cfg.eval.samples or 1) > 1
     for arm in cfg.arms:
         if arm.strategy is None:  # the base model: one evaluation, or one per seed when answers are sampled
@@ -192,6 +267,7 @@ def build_plan(cfg: StudyConfig) -> list[Step]:
     for seed in cfg.seeds:  # seed by seed, so an early stop still leaves complete replicates
         for arm in cfg.trained_arms:
             subset = builder_for(arm.strategy)(arm, seed, inp)
+            inp.subsets[(arm.name, seed)] = subset
             train = _train(cfg, arm, seed, subset, model_path, model_key)
             inp.trained[(arm.name, seed)] = train
             ev = _eval(cfg, f"eval {arm.name} seed {seed}", arm.name, seed, str(train.dir), train,

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 STEP_FILE = "step.json"
+# every kind of step, in pipeline order (for --until and the per-kind totals)
+KINDS = ("data", "model", "score", "verify", "perturb", "checkpoints", "select", "prune", "train", "eval")
 
 
 def file_digest(path: str | Path) -> str:

@@ -143,3 +143,26 @@ def test_miniature_study_survives_a_kill_and_recomputes_nothing(tmp_path, tiny_q
     assert (tmp_path / "out" / "report" / "arms.png").stat().st_size > 10_000
     again = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert "0 step(s) ran, 14 were done already" in again.stdout
+
+
+def test_pass_cv_and_pruning_arms_build_on_shared_and_sibling_steps(tmp_path, tiny_qwen_dir):
+    arms = {"random": {"strategy": "random"}, "zpd": {"strategy": "zpd"},
+            "pass_cv": {"strategy": "pass-cv", "cv_thresholds": "math=0"},
+            "zpd_pir30": {"strategy": "prune-steps", "from": "zpd", "ratio": 0.3}}
+    steps = build_plan(load_study(write_study(tmp_path, str(tiny_qwen_dir), arms=arms), known_strategies()))
+    verify = [s for s in steps if s.kind == "verify"]
+    assert len(verify) == 1  # one verification of the pool serves every seed
+    assert verify[0].argv[:4] == ["data-select", "verify", "--dataset", str(steps[0].dir / "pool.jsonl")]
+    for seed in (1, 2):
+        pc = next(s for s in steps if s.label == f"select pass_cv seed {seed}")
+        assert pc.deps[1] is verify[0] and "--verified" in pc.argv and pc.argv[pc.argv.index("--strategy") + 1] == "pass-cv"
+        assert pc.argv[-2:] == ["--cv_thresholds", "math=0"]
+        prune = next(s for s in steps if s.label == f"prune zpd_pir30 seed {seed}")
+        zpd = next(s for s in steps if s.label == f"select zpd seed {seed}")
+        assert prune.deps == [zpd] and prune.argv[prune.argv.index("--dataset_dir") + 1] == str(zpd.dir)
+        assert steps.index(zpd) < steps.index(prune) < steps.index(
+            next(s for s in steps if s.label == f"train zpd_pir30 seed {seed}"))
+    bad = write_study(tmp_path, str(tiny_qwen_dir), arms={"random": {"strategy": "random"},
+                                                          "p": {"strategy": "prune-steps", "from": "zpd"}})
+    with pytest.raises(UserError, match="`from` must name an arm listed before it"):
+        build_plan(load_study(bad, known_strategies()))
