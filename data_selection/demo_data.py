@@ -165,7 +165,7 @@ class DemoDataConfig:
     contested_rate: float = field(
         default=0.3,
         metadata={"help": "Share of problems on which one or two responses fail (wrong or truncated); harder "
-                  "sources more often. At 0.3 about 17% of the rows fail; a pass-cv subset of n rows needs about "
+                  "sources more often. At 0.3 about 17%% of the rows fail; a pass-cv subset of n rows needs about "
                   "n contested problems (900 rows give 90)."},
     )
     all_fail_rate: float = field(default=0.03, metadata={"help": "Share of problems on which every response fails."})
