@@ -69,7 +69,7 @@ def cli_study(opts: StudyOptions) -> int:
         return 0
     results = study_results([(s.arm, s.seed, s.dir) for s in steps if s.kind == "eval"])
     write_report(cfg, steps, results, time.time() - start)
-    report = cfg.out / "report" / "report.md"
+    report = cfg.report_dir / "report.md"
     print(report.read_text(encoding="utf-8"))
     print(f"[study] report: {report}")
     return 0

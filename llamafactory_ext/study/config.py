@@ -102,6 +102,11 @@ class StudyConfig:
     estimate: dict[str, Any] = field(default_factory=dict)  # assumptions for --dry-run's GPU-hours
 
     @property
+    def report_dir(self) -> Path:
+        """``OUT/reports/NAME``: studies that share ``out`` (and so their common steps) keep their own reports."""
+        return self.out / "reports" / self.name
+
+    @property
     def trained_arms(self) -> list[ArmConfig]:
         return [a for a in self.arms if a.strategy is not None]
 

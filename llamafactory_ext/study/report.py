@@ -1,7 +1,7 @@
 """The study's report: arm accuracies and paired differences with 95% intervals, a verdict per difference, a
 plot, every command that produced the numbers, the seeds and the configuration.
 
-Written to ``OUT/report/``: ``report.md``, ``arms.png``, ``per_problem.csv`` (every score the statistics used),
+Written to ``OUT/reports/NAME/``: ``report.md``, ``arms.png``, ``per_problem.csv`` (every score the statistics used),
 ``summary.json`` (the numbers, machine-readable) and ``study.yaml`` (the configuration as run).
 """
 
@@ -108,7 +108,7 @@ def _per_seed(results: pd.DataFrame, task: str, arm: str) -> str:
 
 
 def write_report(cfg: StudyConfig, steps: list[Step], results: pd.DataFrame, wall_seconds: float | None) -> dict[str, Any]:
-    out = cfg.out / "report"
+    out = cfg.report_dir
     out.mkdir(parents=True, exist_ok=True)
     arms = [a.name for a in cfg.arms]
     pairs = comparisons(cfg, arms)

@@ -134,13 +134,13 @@ def test_miniature_study_survives_a_kill_and_recomputes_nothing(tmp_path, tiny_q
         assert p.read_text() == text
     records = list((tmp_path / "out" / "steps").glob("*/*/step.json"))
     assert len(records) == 14  # data, score, (select, train, eval) x 2 arms x 2 seeds
-    summary = json.loads((tmp_path / "out" / "report" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "out" / "reports" / "mini" / "summary.json").read_text())
     (task,) = summary["tasks"].values()
     assert task["problems"] == 5 and task["replicates"] == {"random": 2, "zpd": 2}
     assert "zpd - random" in task["differences"]
-    report = (tmp_path / "out" / "report" / "report.md").read_text()
+    report = (tmp_path / "out" / "reports" / "mini" / "report.md").read_text()
     assert report.count("data-select select --scores") == 4 and "llamafactory-cli train" in report
-    assert (tmp_path / "out" / "report" / "arms.png").stat().st_size > 10_000
+    assert (tmp_path / "out" / "reports" / "mini" / "arms.png").stat().st_size > 10_000
     again = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert "0 step(s) ran, 14 were done already" in again.stdout
 
