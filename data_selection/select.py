@@ -52,6 +52,11 @@ class SelectOptions:
         default="dataset_info.json",
         metadata={"help": "dataset_info.json to register in; the subset goes to data/ beside it."},
     )
+    temp_scores: str = field(default="", metadata={
+        "help": "temp: checkpoint scores folder written by `data-select score-checkpoints` (scores/NAME_temp)."})
+    temp_checkpoint: int = field(default=0, metadata={
+        "help": "temp: Gaussian checkpoint of the difficulty filter (0 = the one whose mean L^(100) is 2-3x the "
+                "base model's)."})
     register: bool = field(default=True, metadata={"help": "Add/update the dataset_info.json entry."})
     force: bool = field(default=False, metadata={"help": "Replace a dataset_info.json entry data-select did not create."})
 
@@ -93,7 +98,12 @@ def strategy_named(name: str):
 def run_strategy(table, opts: SelectOptions):
     """The strategy ``opts.strategy`` on ``table`` with the options it declares."""
     strategy = strategy_named(opts.strategy)
-    return strategy.select(table, **{p: getattr(opts, p) for p in strategy.parameters})
+    if opts.temp_scores and "temp_scores" not in strategy.parameters:
+        raise UserError(f"--temp-scores is for --strategy temp, not {opts.strategy}")
+    kwargs = {p: getattr(opts, p) for p in strategy.parameters}
+    for p, load in strategy.loaders.items():
+        kwargs[p] = load(opts)
+    return strategy.select(table, **kwargs)
 
 
 def _recipe(opts: SelectOptions) -> str:
@@ -155,7 +165,10 @@ def build_manifest(opts: SelectOptions, selection, meta: dict[str, Any], rejects
         "over_length_rows": facts["over_length_rows"],
         "composition": facts["composition"],
         "stats": facts["stats"],
-        "recipe": _recipe(opts),
+        # strategy-specific facts (e.g. temp's checkpoints, clusters and allocations) and warnings
+        **{k: v for k, v in facts.items() if k in ("temp", "warnings")},
+        # the commands that made the strategy's other inputs, then this one
+        "recipe": " && ".join([*facts.get("upstream_commands", []), _recipe(opts)]),
     }
 
 
@@ -199,6 +212,8 @@ def run_select(opts: SelectOptions) -> dict[str, Any]:
 def cli_select(opts: SelectOptions) -> int:
     out = run_select(opts)
     m = out["manifest"]
+    for w in m.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
     f = m["funnel"]
     print(" → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in f.items()))
     th = m["thresholds"]
