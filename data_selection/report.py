@@ -7,7 +7,8 @@ For the first NAME's scores (its manifest records the folder, key and eligibilit
 * ``loss_vs_length.png``: mean loss against response length (log scale), pool vs selected rows, with the OLS
   trend on log length (the length confound the length-aware keys address);
 * ``funnel.png``: pool → rejected → over-length → band → selected, one bar group per selection;
-* ``report.md`` (tables: parameters, thresholds, funnel, composition) and ``funnel.csv``.
+* ``report.md`` (tables: parameters, thresholds, funnel, composition; for a TEMP selection also its checkpoints,
+  clusters and allocations, :mod:`data_selection.report_temp`) and ``funnel.csv``.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import numpy as np
 from data_selection.command_line import UserError
 
 COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-FUNNEL_STAGES = ["pool", "rejected", "scored", "over_length_dropped", "non_finite_key", "eligible", "dropped_low",
-                 "dropped_high", "band", "selected"]
+FUNNEL_STAGES = ["pool", "rejected", "scored", "over_length_dropped", "non_finite_key", "no_checkpoint_scores",
+                 "eligible", "dropped_low", "dropped_high", "band", "selected"]
 
 
 @dataclass
@@ -197,6 +198,10 @@ def render_markdown(selections: list[Loaded], images: list[str], reference: str)
     row("band (key values)", lambda m: f"[{m['thresholds']['low_value']:.4f}, {m['thresholds']['high_value']:.4f}]"
         if "low_value" in m["thresholds"] else ("per stratum" if "per_stratum" in m["thresholds"] else "—"))
     row("stratify", lambda m: m["parameters"].get("stratify") or "—")
+    if any("temp" in s.manifest for s in selections):
+        from data_selection.report_temp import difficulty_cell
+
+        row("TEMP difficulty checkpoint (loss ratio)", difficulty_cell)
     row("over-length rows (policy)", lambda m: f"{m.get('over_length_rows', 0):,} ({m['parameters'].get('over_length')})")
     row("pool", lambda m: f"{m['source'].get('resolved_name') or m['source'].get('dataset')} "
         f"(`{m['source'].get('fingerprint')}`)")
@@ -220,6 +225,10 @@ def render_markdown(selections: list[Loaded], images: list[str], reference: str)
             for value in sorted({v for c in stages.values() for v in c}):
                 lines.append(f"| {value} | " + " | ".join(
                     f"{100 * shares[st].get(value, 0):.1f}% ({stages[st].get(value, 0):,})" for st in stages) + " |")
+    from data_selection.report_temp import temp_section
+
+    for s in selections:
+        lines += temp_section(s.name, s.manifest)
     lines += ["", "## Plots", ""]
     if reference:
         lines += [reference, ""]

@@ -233,3 +233,58 @@ def test_temp_scores_of_another_pool_or_strategy_misuse_are_clear_errors(on_disk
     (temp_dir.parent / "half" / "gaussian").mkdir(parents=True)
     with pytest.raises(UserError, match="gaussian checkpoint scores are missing"):
         load_temp_scores(temp_dir.parent / "half")
+
+
+def test_report_check_and_push_treat_temp_like_zpd_and_random(on_disk):
+    from data_selection.push import prepare_upload
+    from data_selection.registry import check_dataset_info
+    from data_selection.report import ReportOptions, run_report
+
+    root, scores_dir, temp_dir = on_disk
+    info = root / "dataset_info.json"
+    t = _select(root, scores_dir, temp_dir, "t_rep", 42)["manifest"]
+    for strategy in ("zpd", "random"):
+        run_select(SelectOptions(scores=str(scores_dir), name=f"t_{strategy}", strategy=strategy, n=40, seed=42,
+                                 dataset_info=str(info)))
+    out = root / "reports" / "three"
+    run_report(ReportOptions(names=["t_zpd", "t_random", "t_rep"], out=str(out), dataset_info=str(info)))
+    md = (out / "report.md").read_text(encoding="utf-8")
+    d = t["temp"]["difficulty"]
+    assert f"| TEMP difficulty checkpoint (loss ratio) | — | — | checkpoint {d['chosen_checkpoint']} " \
+           f"({d['chosen_ratio']:.2f}×) |" in md
+    assert "## TEMP choices of t_rep" in md and f"**{d['ratios'][d['chosen_checkpoint'] - 1]:.3f}**" in md
+    for name, s in t["temp"]["allocation"]["sources"].items():
+        assert f"| source {name} | {s['rows']:,} |" in md and f"| {s['before_cap']:,} | {s['after_cap']:,} |" in md
+    assert f"| band | {t_band(root, 't_zpd')} | {t_band(root, 't_random')} | {t['funnel']['band']:,} |" in md
+    report_first = run_report(ReportOptions(names=["t_rep", "t_zpd"], out=str(root / "reports" / "tf"),
+                                            dataset_info=str(info)))
+    assert "random reference" in (root / "reports" / "tf" / "report.md").read_text() and report_first["files"]
+    checks = {c.name: c for c in check_dataset_info(info, ["t_rep", "t_zpd"])}
+    assert checks["t_rep"].ok, checks["t_rep"].problems
+    files = dict(prepare_upload(root, "t_rep"))
+    assert b"TEMP (arXiv 2606.26797)" in files["README.md"]
+
+
+def t_band(root, name):
+    m = json.loads((root / "data" / f"{name}.manifest.json").read_text())
+    return f"{m['funnel']['band']:,}"
+
+
+def test_the_registered_temp_recipe_is_a_sequence_of_valid_commands():
+    import shlex
+
+    from helpers import REPO_ROOT
+
+    from data_selection.cli import COMMANDS
+    from data_selection.command_line import _load, parse_options
+
+    recipe = json.loads((REPO_ROOT / "dataset_info.json").read_text())["acereason_temp_15k"]["recipe"]
+    steps = [shlex.split(s) for s in recipe.split(" && ")]
+    assert [s[1] for s in steps] == ["perturb", "perturb", "score-checkpoints", "score-checkpoints", "select"]
+    parsed = []
+    for argv in steps:
+        cls, _ = _load(COMMANDS[argv[1]].target)
+        parsed.append(parse_options(cls, argv[2:], "data-select", ""))
+    assert [p.kind for p in parsed[:2]] == ["gaussian", "directional"]
+    assert parsed[2].out == parsed[3].out == parsed[4].temp_scores
+    assert parsed[4].strategy == "temp" and parsed[4].name == "acereason_temp_15k" and parsed[4].n == 15000
