@@ -34,6 +34,9 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     if m.get("format") != FORMAT or m.get("kind") not in KINDS:
         raise UserError(f"{path}: not a perturbation manifest of this version (format {m.get('format')!r}, "
                         f"kind {m.get('kind')!r}; expected {FORMAT!r}, one of {KINDS})")
+    if m.get("digest") != manifest_digest(m):
+        raise UserError(f"{path}: its content does not match its digest (edited by hand?); re-run `data-select "
+                        f"perturb` ({m.get('command', 'its command')}) with --overwrite")
     return m
 
 

@@ -85,8 +85,14 @@ def open_sequence(manifest: dict, device: str = "cpu", model: str = "", target: 
 
     ``model``/``target`` override the recorded paths (a moved folder); the digest still has to match.
     """
+    import sys
+
     from data_selection.perturb.params import load_fp32
 
+    made_with = manifest.get("noise", {}).get("torch")
+    if made_with and made_with != torch.__version__:
+        print(f"warning: the perturbation was made with torch {made_with}, this is {torch.__version__}: its random "
+              "draws are only guaranteed identical within one torch version", file=sys.stderr)
     base_path = model or manifest["base_model"]["name_or_path"]
     base_model = load_fp32(base_path, "cpu", trust_remote_code)
     _check_digest(base_model, manifest["base_model"], base_path, "--model")

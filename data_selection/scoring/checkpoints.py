@@ -72,7 +72,11 @@ class CheckpointScoreOptions:
     shard_rows: int = field(default=1024, metadata={"help": "Rows per shard (the unit of resumption)."})
     chunk_tokens: int = field(default=0, metadata={"help": "Label positions per lm_head chunk (0 = auto)."})
     device: str = field(default="auto", metadata={"help": "auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda."})
-    threads: int = field(default=0, metadata={"help": "CPU threads regenerating checkpoints (0 = up to 16)."})
+    threads: int = field(default=0, metadata={
+        "help": "CPU threads regenerating checkpoints (0 = the available cores / ranks, at most 16)."})
+    master_device: str = field(default="auto", metadata={
+        "help": "Where the float32 copy of the checkpoint lives: auto (the scoring device) or cpu (saves GPU "
+                "memory: ~4 bytes per parameter, twice that for directional)."})
     verify: bool = field(default=True, metadata={
         "help": "Check one row's prefix losses against a full-length forward of the same checkpoint first."})
     overwrite: bool = field(default=False, metadata={"help": "Replace results of a different configuration."})
@@ -121,6 +125,8 @@ def missing(out: Path, num_checkpoints: int, num_shards: int) -> list[tuple[int,
 
 def _rows_to_score(opts, kind: str, table, manifest) -> tuple[list[int], dict[str, Any]]:
     mode = opts.rows if opts.rows != "auto" else ("all" if kind == "gaussian" else "survivors")
+    if mode == "survivors" and kind == "gaussian":
+        raise UserError("--rows survivors is for directional checkpoints: the Gaussian scores define the survivors")
     if mode == "all":
         return sorted(int(r) for r in table["row"]), {"mode": "all", "count": len(table)}
     from data_selection.scoring.checkpoint_layout import TempScores, read_kind
@@ -274,7 +280,11 @@ def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
                                    opts.trust_remote_code)
         encoder = TemplateEncoder(tokenizer, smeta["template"], int(smeta["cutoff_len"]))
         pool = load_scored_pool(smeta, opts.scores)
-        seq = open_sequence(manifest, device, opts.model, opts.target, opts.threads, opts.trust_remote_code)
+        from data_selection.perturb.noise import default_threads
+
+        threads = opts.threads or max(1, default_threads() // world)
+        master = device if opts.master_device == "auto" else opts.master_device
+        seq = open_sequence(manifest, master, opts.model, opts.target, threads, opts.trust_remote_code)
         summary.update(device=device, dtype=str(dtype).replace("torch.", ""), attn=attn)
         cache: dict[int, Any] = {}
         last = max(j for j, ks in todo.items() if ks)

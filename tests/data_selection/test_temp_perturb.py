@@ -189,6 +189,11 @@ def test_options_and_folder_errors(tmp_path, tiny_qwen_dir, gaussian_dir, target
     m = read_manifest(gaussian_dir)
     with pytest.raises(UserError, match="not the ones the perturbation was made from"):
         open_sequence(m, "cpu", model=str(target_dir))
+    edited = {**m, "seed": 7}
+    (tmp_path / "edited").mkdir()
+    (tmp_path / "edited" / "manifest.json").write_text(json.dumps(edited))
+    with pytest.raises(UserError, match="does not match its digest"):
+        read_manifest(tmp_path / "edited")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "manifest.json").write_text(json.dumps({"format": "x"}))
     with pytest.raises(UserError, match="not a perturbation manifest"):

@@ -140,6 +140,9 @@ def test_a_perturbation_of_another_model_or_a_missing_gaussian_run_is_refused(ru
 
 def test_directional_needs_the_gaussian_run_first(run, tmp_path):
     root, scores, _, _ = run
+    with pytest.raises(UserError, match="--rows survivors is for directional"):
+        run_score_checkpoints(CheckpointScoreOptions(perturb=str(root / "perturb" / "gaussian"), scores=str(scores),
+                                                     out=str(tmp_path / "z"), rows="survivors"))
     with pytest.raises(UserError, match="gaussian checkpoint scores are missing.*first: the directional rows"):
         run_score_checkpoints(CheckpointScoreOptions(perturb=str(root / "perturb" / "directional"),
                                                      scores=str(scores), out=str(tmp_path / "y")))
