@@ -146,3 +146,31 @@ def test_directional_needs_the_gaussian_run_first(run, tmp_path):
     with pytest.raises(UserError, match="gaussian checkpoint scores are missing.*first: the directional rows"):
         run_score_checkpoints(CheckpointScoreOptions(perturb=str(root / "perturb" / "directional"),
                                                      scores=str(scores), out=str(tmp_path / "y")))
+
+
+def test_merge_rejects_a_row_that_is_not_finite_at_any_checkpoint(tmp_path):
+    import json
+
+    from data_selection.scoring.checkpoints import merge_checkpoint_shards
+
+    out = tmp_path / "gaussian"
+    meta = {"kind": "gaussian", "num_checkpoints": 2, "num_shards": 2, "features": [100]}
+    (out).mkdir()
+    (out / "meta.json").write_text(json.dumps(meta))
+    rows = {0: [0, 1], 1: [2]}
+    for j in (1, 2):
+        for k, rs in rows.items():
+            df = pd.DataFrame({"id": [f"id{r}" for r in rs], "row": rs, "n_prompt_tokens": 5, "n_response_tokens": 9,
+                               "n_scored_tokens": 9, "reject_reason": "",
+                               "loss_first_100": [float("nan") if (j, r) == (2, 1) else r + j / 10 for r in rs]})
+            shard_file(out, j, k).parent.mkdir(parents=True, exist_ok=True)
+            df.to_parquet(shard_file(out, j, k))
+    res = merge_checkpoint_shards(out)
+    table = pd.read_parquet(out / "scores.parquet")
+    assert table["row"].tolist() == [0, 2] and res["counts"]["rejected"] == 1
+    assert table[feature_column("gaussian", 2, 100)].tolist() == [0.2, 2.2]
+    rej = [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()]
+    assert rej == [{"row": 1, "id": "id1", "reason": "checkpoint 2: non-finite loss"}]
+    shard_file(out, 1, 1).unlink()
+    with pytest.raises(UserError, match="not finished.*checkpoint 1, shard 1"):
+        merge_checkpoint_shards(out)
