@@ -38,9 +38,10 @@ bench: install
 	$(OFFLINE) $(BIN)/python bench/score_vs_cal_ppl.py
 	$(OFFLINE) $(BIN)/python bench/dft_memory.py
 	$(OFFLINE) $(BIN)/python bench/select_speed.py
+	$(OFFLINE) $(BIN)/python bench/verify_speed.py
 
 bench-gpu: install  # PROFILE=gpu on a GPU machine: scorer MFU on a Qwen2.5-3B-shaped model, vs cal_ppl in bf16
-	$(OFFLINE) $(BIN)/python bench/score_mfu.py
+	$(OFFLINE) $(BIN)/python bench/score_mfu.py --compare-packing --profile
 
 clean-demo:
 	rm -rf outputs/demo data/demo

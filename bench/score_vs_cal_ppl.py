@@ -126,25 +126,37 @@ def cal_ppl_method(model_dir: str, data_dir: str, cutoff: int, batch_size: int, 
 
 
 def our_method(model_dir: str, data_dir: str, cutoff: int, batch_tokens: int, repeats: int,
-               device: str = "cpu", dtype: str = "fp32") -> dict:
+               device: str = "cpu", dtype: str = "fp32", packing: str = "auto", profile: str = "") -> dict:
+    """``data-select score`` at its default options (``batch_tokens`` 0 = its default) on the pool, ``repeats``
+    times after a warm-up; seconds = the shard loop's wall time (progress.jsonl). ``profile``: write a
+    torch.profiler summary of the last repeat there (bench/score_mfu.py --profile)."""
     import shutil
+
+    import pandas as pd
 
     from data_selection.scoring.runner import ScoreOptions, run_score
 
     times, summary = [], {}
+    extra = {"batch_tokens": batch_tokens} if batch_tokens else {}
     for rep in range(repeats + 1):
         out = Path(tempfile.mkdtemp())
-        s = run_score(ScoreOptions(model=model_dir, dataset="pool", dataset_dir=data_dir, out=str(out / "s"),
-                                   template="qwen", cutoff_len=cutoff, batch_tokens=batch_tokens, verify=False,
-                                   shard_rows=10**6, num_proc=1, device=device, dtype=dtype))
-        import pandas as pd
+        opts = ScoreOptions(model=model_dir, dataset="pool", dataset_dir=data_dir, out=str(out / "s"),
+                            template="qwen", cutoff_len=cutoff, num_proc=1, device=device, dtype=dtype,
+                            packing=packing, **extra)
+        if profile and rep == repeats:
+            from profile_summary import profiled
 
+            with profiled(device, profile):
+                s = run_score(opts)
+        else:
+            s = run_score(opts)
         df = pd.read_parquet(out / "s" / "scores.parquet").sort_values("row")
         prog = [json.loads(x) for x in (out / "s" / "progress.jsonl").read_text().splitlines()]
         if rep:
             times.append(sum(p["seconds"] for p in prog))
         summary = {"tokens": sum(p["tokens"] for p in prog), "loss_mean": df["loss_mean"].tolist(),
-                   "padding_waste": s["padding_waste"], "attn": s.get("attn"),
+                   "padding_waste": s["padding_waste"], "attn": s.get("attn"), "packing": s.get("packing"),
+                   "batch_tokens": opts.batch_tokens,
                    "seq_tokens": (df["n_prompt_tokens"] + df["n_response_tokens"]).tolist(),
                    "response_tokens": df["n_response_tokens"].tolist()}
         shutil.rmtree(out)
@@ -152,8 +164,11 @@ def our_method(model_dir: str, data_dir: str, cutoff: int, batch_tokens: int, re
 
 
 def child(args) -> None:
-    fn = our_method if args.method == "ours" else cal_ppl_method
-    res = fn(args.model, args.data, args.cutoff, args.batch, args.repeats, args.device, args.dtype)
+    if args.method == "ours":
+        res = our_method(args.model, args.data, args.cutoff, args.batch, args.repeats, args.device, args.dtype,
+                         args.packing, args.profile_out)
+    else:
+        res = cal_ppl_method(args.model, args.data, args.cutoff, args.batch, args.repeats, args.device, args.dtype)
     res["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     if args.device != "cpu":
         import torch
@@ -163,10 +178,12 @@ def child(args) -> None:
 
 
 def run_child(method: str, model: str, data: Path, cutoff: int, batch: int, repeats: int, device: str = "cpu",
-              dtype: str = "fp32") -> dict | None:
+              dtype: str = "fp32", packing: str = "auto", profile_out: str = "") -> dict | None:
+    """One method in its own process (its peak memory is its own). ``batch``: the baseline's batch size, our
+    token budget (0 = ``data-select score``'s default)."""
     cmd = [sys.executable, __file__, "--child", method, "--model", model, "--data", str(data),
            "--cutoff", str(cutoff), "--batch", str(batch), "--repeats", str(repeats), "--device", device,
-           "--dtype", dtype]
+           "--dtype", dtype, "--packing", packing, "--profile-out", profile_out]
     p = subprocess.run(cmd, capture_output=True, text=True)
     for line in p.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -180,7 +197,7 @@ def throughput(model: str, data: Path, lengths: list[int], baseline_batch: int, 
     write_pool(make_rows(lengths, seed=1), data)
     res: dict = {"mix_target_tokens": {"n": len(lengths), "min": min(lengths), "max": max(lengths),
                                        "median": statistics.median(lengths)}, "baseline_batch": baseline_batch}
-    ours = run_child("ours", model, data, 16384, 32768, repeats)
+    ours = run_child("ours", model, data, 16384, 0, repeats)
     base = run_child("baseline", model, data, 16384, baseline_batch, repeats)
     if ours and base:
         t_ours, t_base = statistics.median(ours["seconds"]), statistics.median(base["seconds"])
@@ -201,6 +218,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller mix, 1 repeat (a smoke run)")
     ap.add_argument("--device", default="cpu", help=argparse.SUPPRESS)  # children only (bench/score_mfu.py: cuda)
     ap.add_argument("--dtype", default="fp32", help=argparse.SUPPRESS)
+    ap.add_argument("--packing", default="auto", help=argparse.SUPPRESS)
+    ap.add_argument("--profile-out", default="", help=argparse.SUPPRESS)
     ap.add_argument("--baseline-batch", type=int, default=4, help="the baseline's batch size (cal_ppl.py's default)")
     ap.add_argument("--faithful-max", type=int, default=2048,
                     help="longest row of the as-shipped mix (a batch of 4 padded to it must fit in memory)")
@@ -228,13 +247,13 @@ def main() -> None:
         results["batch1"] = throughput(model, work / "mix_b1", long_tail_lengths(32, 200, 8192, seed=1), 1, repeats)
     # 2) memory at 16K: ours for real; the baseline at lengths that fit, then a linear fit.
     write_pool(make_rows([16000], seed=2), work / "long16k")
-    o16 = run_child("ours", model, work / "long16k", 16384, 32768, 0)
+    o16 = run_child("ours", model, work / "long16k", 16384, 0, 0)
     results["ours_16k_peak_rss_gb"] = o16 and o16["peak_rss_gb"]
     pts = []
     for n in ([1000, 2000] if args.quick else [1000, 2000, 4000]):
         write_pool(make_rows([n], seed=3), work / f"len{n}")
         b = run_child("baseline", model, work / f"len{n}", 16384, 1, 0)
-        o = run_child("ours", model, work / f"len{n}", 16384, 32768, 0)
+        o = run_child("ours", model, work / f"len{n}", 16384, 0, 0)
         if b and o:
             pts.append({"target_tokens": n, "baseline_gb": b["peak_rss_gb"], "ours_gb": o["peak_rss_gb"]})
     results["rss_by_length"] = pts

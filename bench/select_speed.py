@@ -43,7 +43,7 @@ def main() -> int:
 
     from score_fixtures import synthetic_scores
 
-    from data_selection.select import load_scores, run_strategy
+    from data_selection.select import SelectOptions, load_scores, run_strategy
 
     table = synthetic_scores(args.rows, seed=0)
     results = []
@@ -58,13 +58,12 @@ def main() -> int:
         results.append({"what": "read scores.parquet", "median_s": statistics.median(times), "min_s": min(times),
                         "max_s": max(times)})
     for strategy, extra in CONFIGS:
-        params = {"n": args.n, "seed": 42, "key": "loss_mean", "low": 0.25, "high": 0.75, "stratify": "",
-                  "over_length": "drop", **extra}
-        run_strategy(table, strategy, **params)  # warm-up
+        opts = SelectOptions(scores=".", name="bench", strategy=strategy, n=args.n, seed=42, **extra)
+        run_strategy(table, opts)  # warm-up
         times = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            sel = run_strategy(table, strategy, **params)
+            sel = run_strategy(table, opts)
             times.append(time.perf_counter() - t0)
         assert len(sel.rows) == args.n
         label = strategy + "".join(f" {k}={v}" for k, v in extra.items())

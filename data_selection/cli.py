@@ -29,9 +29,14 @@ COMMANDS = {
         "data_selection.scoring.merge:MergeOptions:cli_merge",
         "Merge the per-rank score shards of a run into scores.parquet.",
     ),
+    "verify": Command(
+        "data_selection.verify.runner:VerifyOptions:cli_verify",
+        "Verify every response of a multi-response pool (math-verify vs reference or majority; resumable).",
+    ),
     "select": Command(
         "data_selection.select:SelectOptions:cli_select",
-        "Select a subset (zpd | random | temp) from scores, write it and register it in dataset_info.json.",
+        "Select a subset (zpd | random from scores; temp from scores + checkpoint scores; pass-cv from verify), "
+        "write it and register it in dataset_info.json.",
     ),
     "register": Command(
         "data_selection.registry:RegisterOptions:cli_register",
@@ -44,6 +49,10 @@ COMMANDS = {
     "report": Command(
         "data_selection.report:ReportOptions:cli_report",
         "Plots and a markdown summary of one or more selections.",
+    ),
+    "prune-steps": Command(
+        "data_selection.transforms.runner:PruneOptions:cli_prune_steps",
+        "Delete low-PIR verification/multi-method/error-correction steps from the traces of a subset (LIMOPro).",
     ),
     "push": Command(
         "data_selection.push:PushOptions:cli_push",

@@ -84,6 +84,9 @@ def parse_options(options_cls: type, argv: Sequence[str], prog: str, description
         if bare:
             argv = [f"--{positional}", *bare, *argv]
     parser = build_parser(options_cls, prog, description)
+    known, unknown = parser.parse_known_args(argv)
+    if unknown:  # HfArgumentParser would raise a ValueError with a traceback
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     (opts,) = parser.parse_args_into_dataclasses(args=argv)
     return opts
 

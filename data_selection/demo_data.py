@@ -1,80 +1,114 @@
-"""Procedural math pool in AceReason-1.1-SFT format, plus a disjoint held-out evaluation set.
+"""Procedural math pool in AceReason-1.1-SFT format with several responses per problem, plus a held-out eval set.
 
 The real pool (nvidia/AceReason-1.1-SFT) has columns ``category``, ``source``, ``input`` and ``output``, where
-``output`` is an R1 trace ``<think>…</think>`` followed by a final answer in ``\\boxed{}``. This module writes
-rows of the same shape, generated from a seed, so the whole pipeline can run offline on a CPU:
+``output`` is an R1 trace ``<think>…</think>`` followed by a final answer in ``\\boxed{}``, and holds several
+responses to many of its prompts. This module writes rows of the same shape, generated from a seed, so the
+whole pipeline runs offline on a CPU:
 
-* five sources of increasing difficulty and length (``arithmetic``, ``order_of_ops``, ``long_multiplication``,
-  ``linear_equation``, ``word_problem``);
-* some traces carry a "Wait, let me double-check" verification detour, so lengths have a long tail;
-* a small share of rows (``noise_rate``, default 5%) is deliberately corrupted (wrong final answer or
-  shuffled steps), the "too hard / noisy" tail that the ZPD band is meant to cut off. Each row says so in
-  its ``corrupted`` column, so reports can show where the noise landed;
+* five sources of increasing difficulty (``arithmetic``, ``order_of_ops``, ``long_multiplication``,
+  ``linear_equation``, ``word_problem``); each problem (``query_id``, reference ``answer``) gets
+  ``responses_per_problem`` responses;
+* traces are paragraph-structured: paragraphs separated by a blank line, each of at least three sentences;
+  a share of correct traces carries a verification paragraph ("Wait, let me check …") and an
+  alternative-method paragraph ("Alternatively, …"), the functional steps step pruning looks for;
+* responses differ the way a teacher's samples do (column ``response_kind``): on a "contested" problem
+  (harder sources are contested more often) one or two responses fail, with a ``wrong`` final answer or
+  ``truncated`` mid-thought (no ``</think>``, no answer); on a few problems every response fails. Passing
+  responses are mostly ``correct``, some ``repetitive`` (a decoding loop before the answer), ``scrambled``
+  (words shuffled, the "noisy" tail a loss band cuts off) or ``no_think`` (an answer without reasoning).
+  So pass rates, their coefficient of variation and every quality filter of ``--strategy pass-cv`` have
+  something to act on. ``corrupted`` is true for every response that is not ``correct``;
 * the evaluation set (``problem``, ``answer``, ``source``) holds problems that never occur in the pool.
 
-Everything is deterministic for a given seed.
+Everything is deterministic for a given seed. Traces stay short (about 90 SmolLM2 tokens on average) so the
+demo model trains at cutoff 512 and answers within 128 new tokens.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_selection.atomic import write_jsonl_atomic
 
 SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
+KINDS = ("correct", "wrong", "truncated", "repetitive", "scrambled", "no_think")
+# how often a source's problems are contested, relative to --contested_rate (mean 1)
+DIFFICULTY = {"arithmetic": 0.75, "order_of_ops": 0.9, "long_multiplication": 1.1, "linear_equation": 1.05,
+              "word_problem": 1.2}
+
+Paragraphs = list[list[str]]
 
 
 @dataclass
 class Problem:
     source: str
     question: str
-    steps: list[str]
     answer: int
+    reasoning: Callable[[int], Paragraphs]  # the think paragraphs, ending in the given final value
+    check: str  # verification sentence for the correct answer
+    alternative: str  # another way to the correct answer
 
-    def trace(self, rng: random.Random, verify: bool) -> str:
-        steps = list(self.steps)
+    def paragraphs(self, value: int, verify: bool = False, alternative: bool = False) -> Paragraphs:
+        paras = self.reasoning(value)
+        if alternative:
+            paras.append([f"Alternatively, {self.alternative}", f"This also gives {self.answer}.",
+                          "Both methods agree."])
         if verify:
-            steps.append(f"Wait, let me double-check that. Going through it again gives {self.answer}, so it is right.")
-        body = "\n".join(steps)
-        return f"<think>\n{body}\n</think>\n\nThe final answer is \\boxed{{{self.answer}}}."
+            paras.append(["Wait, let me check the result.", self.check, f"So {self.answer} is right."])
+        return paras
+
+    def trace(self, value: int | None = None, verify: bool = False, alternative: bool = False) -> str:
+        value = self.answer if value is None else value
+        return render(self.paragraphs(value, verify, alternative), value)
+
+
+def render(paras: Paragraphs, value: int | None) -> str:
+    think = "\n\n".join(" ".join(p) for p in paras)
+    if value is None:
+        return f"<think>\n{think}"
+    return f"<think>\n{think}\n</think>\n\nThe final answer is \\boxed{{{value}}}."
 
 
 def _arithmetic(rng: random.Random) -> Problem:
     digits = rng.choice([1, 2, 2, 3])
     a, b = rng.randint(10 ** (digits - 1), 10**digits - 1), rng.randint(10 ** (digits - 1), 10**digits - 1)
     if rng.random() < 0.5:
-        return Problem("arithmetic", f"What is {a} + {b}?", [f"We need to add {a} and {b}.", f"{a} + {b} = {a + b}."], a + b)
+        return Problem("arithmetic", f"What is {a} + {b}?", a + b,
+                       lambda v: [[f"We need to add {a} and {b}.", f"{a} + {b} = {v}.", f"So the sum is {v}."]],
+                       f"{a + b} - {b} = {a}, which matches.", f"add in the other order: {b} + {a} = {a + b}.")
     a, b = max(a, b), min(a, b)
-    return Problem("arithmetic", f"What is {a} - {b}?", [f"We need to subtract {b} from {a}.", f"{a} - {b} = {a - b}."], a - b)
+    return Problem("arithmetic", f"What is {a} - {b}?", a - b,
+                   lambda v: [[f"We need to subtract {b} from {a}.", f"{a} - {b} = {v}.",
+                               f"So the difference is {v}."]],
+                   f"{a - b} + {b} = {a}, which matches.", f"count up from {b} to {a}: that takes {a - b}.")
 
 
 def _order_of_ops(rng: random.Random) -> Problem:
     a, b, c, d = (rng.randint(2, 20) for _ in range(4))
     prod = b * c
     inner = a + prod
-    ans = inner - d
-    steps = [
-        f"First, multiplication comes before addition: {b} * {c} = {prod}.",
-        f"Then {a} + {prod} = {inner}.",
-        f"Finally {inner} - {d} = {ans}.",
-    ]
-    return Problem("order_of_ops", f"Compute {a} + {b} * {c} - {d}.", steps, ans)
+    return Problem(
+        "order_of_ops", f"Compute {a} + {b} * {c} - {d}.", inner - d,
+        lambda v: [[f"First, multiplication comes before addition: {b} * {c} = {prod}.", f"Then {a} + {prod} = {inner}.",
+                    f"Finally {inner} - {d} = {v}."]],
+        f"{inner - d} + {d} = {inner}, and {inner} - {prod} = {a}.",
+        f"subtract first: {a} - {d} = {a - d}, and {a - d} + {prod} = {inner - d}.",
+    )
 
 
 def _long_multiplication(rng: random.Random) -> Problem:
-    a = rng.randint(12, 999)
-    b = rng.randint(12, 99)
+    a, b = rng.randint(12, 999), rng.randint(12, 99)
     tens, ones = divmod(b, 10)
     p1, p2 = a * ones, a * tens * 10
-    steps = [
-        f"We need {a} * {b}. Split {b} into {tens * 10} + {ones}.",
-        f"First, {a} * {ones} = {p1}.",
-        f"Then, {a} * {tens * 10} = {p2}.",
-        f"Therefore {a} * {b} = {p1} + {p2} = {p1 + p2}.",
-    ]
-    return Problem("long_multiplication", f"What is {a} * {b}?", steps, a * b)
+    return Problem(
+        "long_multiplication", f"What is {a} * {b}?", a * b,
+        lambda v: [[f"We need {a} * {b}, so split {b} into {tens * 10} + {ones}.", f"First, {a} * {ones} = {p1}.",
+                    f"Then {a} * {tens * 10} = {p2}.", f"Therefore {a} * {b} = {p1} + {p2} = {v}."]],
+        f"{a * b} / {b} = {a}, which matches.", f"multiply in the other order: {b} * {a} = {a * b}.",
+    )
 
 
 def _linear_equation(rng: random.Random) -> Problem:
@@ -83,13 +117,12 @@ def _linear_equation(rng: random.Random) -> Problem:
     b = rng.randint(-50, 50)
     c = a * x + b
     sign = "+" if b >= 0 else "-"
-    steps = [
-        f"We need to solve {a}x {sign} {abs(b)} = {c} for x.",
-        f"Subtract {b} from both sides: {a}x = {c} - ({b}) = {c - b}.",
-        f"Divide both sides by {a}: x = {c - b} / {a} = {x}.",
-        f"Check: {a} * {x} {sign} {abs(b)} = {c}. Correct.",
-    ]
-    return Problem("linear_equation", f"Solve for x: {a}x {sign} {abs(b)} = {c}.", steps, x)
+    return Problem(
+        "linear_equation", f"Solve for x: {a}x {sign} {abs(b)} = {c}.", x,
+        lambda v: [[f"We need to solve {a}x {sign} {abs(b)} = {c} for x.", f"Subtracting {b} gives {a}x = {c - b}.",
+                    f"Dividing by {a} gives x = {v}."]],
+        f"{a} * {x} {sign} {abs(b)} = {c}.", f"move the constant first: {a}x = {c} - ({b}), so x = {x}.",
+    )
 
 
 _NAMES = ["Ava", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas"]
@@ -103,17 +136,15 @@ def _word_problem(rng: random.Random) -> Problem:
     given = min(given, total - 1)
     left = total - given
     ans = left * price
-    q = (
-        f"{name} buys {boxes} boxes of {item} with {per_box} {item} in each box, gives {given} {item} to a friend, "
-        f"and sells the rest for {price} dollars each. How many dollars does {name} earn?"
+    q = (f"{name} buys {boxes} boxes of {item} with {per_box} {item} in each box, gives {given} {item} to a friend, "
+         f"and sells the rest for {price} dollars each. How many dollars does {name} earn?")
+    return Problem(
+        "word_problem", q, ans,
+        lambda v: [[f"First, {boxes} * {per_box} = {total} {item}.", f"Then {total} - {given} = {left} are left.",
+                    f"So {name} earns {left} * {price} = {v} dollars."]],
+        f"{ans} / {price} = {left} {item} sold.", f"count the money per box: {per_box} * {price} = {per_box * price}, "
+        f"times {boxes} is {per_box * price * boxes}, minus {given} * {price} gives {ans}.",
     )
-    steps = [
-        f"First, find the total number of {item}: {boxes} * {per_box} = {total}.",
-        f"Then subtract the ones given away: {total} - {given} = {left}.",
-        f"Each is sold for {price} dollars, so the earnings are {left} * {price} = {ans}.",
-        f"Therefore {name} earns {ans} dollars.",
-    ]
-    return Problem("word_problem", q, steps, ans)
 
 
 GENERATORS = {
@@ -128,29 +159,83 @@ GENERATORS = {
 @dataclass
 class DemoDataConfig:
     out_dir: str = field(default="data/demo", metadata={"help": "Folder that receives pool.jsonl and eval.jsonl."})
-    pool_size: int = field(default=3000, metadata={"help": "Rows in the training pool."})
+    pool_size: int = field(default=3000, metadata={"help": "Rows (responses) in the training pool."})
     eval_size: int = field(default=200, metadata={"help": "Problems in the held-out evaluation set."})
-    noise_rate: float = field(
-        default=0.05, metadata={"help": "Share of pool rows deliberately corrupted (wrong answer or shuffled steps)."}
+    responses_per_problem: int = field(default=3, metadata={"help": "Responses per pool problem."})
+    contested_rate: float = field(
+        default=0.3,
+        metadata={"help": "Share of problems on which one or two responses fail (wrong or truncated); harder "
+                  "sources more often. At 0.3 about 17%% of the rows fail; a pass-cv subset of n rows needs about "
+                  "n contested problems (900 rows give 90)."},
     )
+    all_fail_rate: float = field(default=0.03, metadata={"help": "Share of problems on which every response fails."})
+    noise_rate: float = field(
+        default=0.03, metadata={"help": "Share of passing responses with shuffled words (scrambled)."}
+    )
+    repetitive_rate: float = field(
+        default=0.03, metadata={"help": "Share of passing responses with a decoding loop before the answer."}
+    )
+    answer_only_rate: float = field(default=0.02, metadata={"help": "Share of passing responses without reasoning."})
     verify_rate: float = field(
-        default=0.3, metadata={"help": "Share of traces that carry an extra verification step (longer traces)."}
+        default=0.3, metadata={"help": "Share of correct traces with a verification paragraph (Wait, let me check)."}
+    )
+    alternative_rate: float = field(
+        default=0.15, metadata={"help": "Share of correct traces with an alternative-method paragraph."}
     )
     seed: int = field(default=0, metadata={"help": "Random seed; same seed, same files."})
 
 
-def _corrupt(rng: random.Random, prob: Problem) -> str:
-    if rng.random() < 0.5:
-        wrong = prob.answer + rng.choice([-1, 1]) * rng.randint(1, 9)
-        return Problem(prob.source, prob.question, prob.steps, wrong).trace(rng, verify=False)
-    steps = list(prob.steps)
-    rng.shuffle(steps)
-    scrambled = [" ".join(rng.sample(s.split(), len(s.split()))) for s in steps]
-    return f"<think>\n{chr(10).join(scrambled)}\n</think>\n\nThe final answer is \\boxed{{{prob.answer}}}."
+def _wrong(rng: random.Random, answer: int) -> int:
+    return answer + rng.choice([-1, 1]) * rng.randint(1, 9)
+
+
+def _response(rng: random.Random, prob: Problem, kind: str, cfg: DemoDataConfig) -> str:
+    if kind == "wrong":
+        return prob.trace(_wrong(rng, prob.answer))
+    if kind == "truncated":  # cut inside the reasoning: no </think>, no answer
+        words = render(prob.paragraphs(prob.answer), None).split(" ")
+        return " ".join(words[: max(3, int(len(words) * rng.uniform(0.4, 0.8)))])
+    if kind == "repetitive":
+        paras = prob.paragraphs(prob.answer)
+        loop = f"So the answer is {prob.answer}."
+        paras[-1] = paras[-1] + [loop] * rng.randint(26, 30)
+        return render(paras, prob.answer)
+    if kind == "scrambled":
+        paras = [[" ".join(rng.sample(s.split(), len(s.split()))) for s in p] for p in prob.paragraphs(prob.answer)]
+        rng.shuffle(paras[0])
+        return render(paras, prob.answer)
+    if kind == "no_think":
+        return f"The final answer is \\boxed{{{prob.answer}}}."
+    return prob.trace(verify=rng.random() < cfg.verify_rate, alternative=rng.random() < cfg.alternative_rate)
+
+
+def _kinds(rng: random.Random, source: str, k: int, cfg: DemoDataConfig) -> list[str]:
+    """Response kinds of one problem: how many fail (none, one or two, or all), and how the rest pass."""
+    u = rng.random()
+    if u < cfg.all_fail_rate:
+        failing = k
+    elif k > 1 and u < cfg.all_fail_rate + min(0.95, cfg.contested_rate * DIFFICULTY[source]):
+        failing = min(k - 1, 1 if rng.random() < 0.85 else 2)
+    else:
+        failing = 0
+    kinds = []
+    for i in range(k):
+        if i < failing:
+            kinds.append("wrong" if rng.random() < 0.75 else "truncated")
+            continue
+        v = rng.random()
+        edges = (cfg.noise_rate, cfg.noise_rate + cfg.repetitive_rate,
+                 cfg.noise_rate + cfg.repetitive_rate + cfg.answer_only_rate)
+        kinds.append("scrambled" if v < edges[0] else "repetitive" if v < edges[1] else
+                     "no_think" if v < edges[2] else "correct")
+    rng.shuffle(kinds)
+    return kinds
 
 
 def generate(cfg: DemoDataConfig) -> tuple[list[dict], list[dict]]:
     """Return (pool rows, eval rows): disjoint by question text, deterministic for ``cfg.seed``."""
+    if cfg.responses_per_problem < 1:
+        raise ValueError("responses_per_problem must be at least 1")
     rng = random.Random(cfg.seed)
     sources = list(GENERATORS)
     seen: set[str] = set()
@@ -167,21 +252,23 @@ def generate(cfg: DemoDataConfig) -> tuple[list[dict], list[dict]]:
     for i in range(cfg.eval_size):
         p = fresh(sources[i % len(sources)])
         evals.append({"id": f"eval-{i:05d}", "problem": p.question, "answer": str(p.answer), "source": p.source})
-    pool = []
-    for _ in range(cfg.pool_size):
+    pool: list[dict] = []
+    q = 0
+    while len(pool) < cfg.pool_size:
         p = fresh(rng.choice(sources))
-        corrupted = rng.random() < cfg.noise_rate
-        output = _corrupt(rng, p) if corrupted else p.trace(rng, verify=rng.random() < cfg.verify_rate)
-        pool.append(
-            {
+        k = min(cfg.responses_per_problem, cfg.pool_size - len(pool))
+        for kind in _kinds(rng, p.source, k, cfg):
+            pool.append({
                 "category": "math",
                 "source": p.source,
                 "input": p.question,
-                "output": output,
+                "output": _response(rng, p, kind, cfg),
                 "answer": str(p.answer),
-                "corrupted": corrupted,
-            }
-        )
+                "corrupted": kind != "correct",
+                "query_id": f"q{q:05d}",
+                "response_kind": kind,
+            })
+        q += 1
     return pool, evals
 
 
@@ -197,5 +284,7 @@ def write_demo_data(cfg: DemoDataConfig) -> dict[str, str]:
 
 def cli_make_demo_data(cfg: DemoDataConfig) -> int:
     paths = write_demo_data(cfg)
-    print(f"demo pool: {paths['pool']} ({cfg.pool_size} rows)\ndemo eval set: {paths['eval']} ({cfg.eval_size} rows)")
+    problems = -(-cfg.pool_size // cfg.responses_per_problem)
+    print(f"demo pool: {paths['pool']} ({cfg.pool_size} rows, about {problems} problems x "
+          f"{cfg.responses_per_problem} responses)\ndemo eval set: {paths['eval']} ({cfg.eval_size} rows)")
     return 0

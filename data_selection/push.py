@@ -53,7 +53,12 @@ def prepare_upload(dataset_dir: str | Path, name: str, license: str = "") -> lis
     if manifest.get("sha256") and _sha256(data) != manifest["sha256"]:
         raise UserError(f"{data} does not match its manifest's sha256 (edited after selection?); re-run select")
     if license or not paths["card"].exists():
-        card = render_card(manifest, license=license).encode("utf-8")
+        if manifest.get("transform") == "pir-prune":  # a subset edited by prune-steps has its own card
+            from data_selection.transforms.output import render_card as render_pruned_card
+
+            card = render_pruned_card(manifest, license=license).encode("utf-8")
+        else:
+            card = render_card(manifest, license=license).encode("utf-8")
     else:
         card = paths["card"].read_bytes()
     return [("data/train.jsonl", data), ("manifest.json", paths["manifest"]), ("README.md", card)]

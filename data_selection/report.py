@@ -7,8 +7,13 @@ For the first NAME's scores (its manifest records the folder, key and eligibilit
 * ``loss_vs_length.png``: mean loss against response length (log scale), pool vs selected rows, with the OLS
   trend on log length (the length confound the length-aware keys address);
 * ``funnel.png``: pool → rejected → over-length → band → selected, one bar group per selection;
-* ``report.md`` (tables: parameters, thresholds, funnel, composition; for a TEMP selection also its checkpoints,
-  clusters and allocations, :mod:`data_selection.report_temp`) and ``funnel.csv``.
+* ``pass_cv.png`` for pass-cv selections: the CV and pass rate of the queries it saw and of those it took
+  (read from the ``data-select verify`` folder its manifest names);
+* ``report.md`` (tables: parameters, thresholds, funnel, the query funnel of pass-cv, composition; for a TEMP
+  selection also its checkpoints, clusters and allocations, :mod:`data_selection.report_temp`) and ``funnel.csv``.
+
+A pass-cv selection made without ``--scores`` has no loss table: the two loss plots are left out (or drawn from
+``--scores`` when given).
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ import numpy as np
 from data_selection.command_line import UserError
 
 COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-FUNNEL_STAGES = ["pool", "rejected", "scored", "over_length_dropped", "non_finite_key", "no_checkpoint_scores",
-                 "eligible", "dropped_low", "dropped_high", "band", "selected"]
+FUNNEL_STAGES = ["pool", "rejected", "scored", "verified", "no_verify_score", "verify_scored", "stage1",
+                 "not_scored_by_scorer", "over_length_dropped", "non_finite_key", "no_checkpoint_scores",
+                 "perplexity_dropped", "repetition_dropped", "missing_parts_dropped", "eligible", "dropped_low",
+                 "dropped_high", "band", "selected"]
 
 
 @dataclass
@@ -183,6 +190,15 @@ def _shares(counts: dict[str, int]) -> dict[str, float]:
     return {k: v / total for k, v in counts.items()}
 
 
+def _stat(m: dict[str, Any], name: str, stage: str, what: str = "median", fmt: str = ",.0f") -> str:
+    value = m.get("stats", {}).get(name, {}).get(stage, {}).get(what)
+    return "—" if value is None else format(value, fmt)
+
+
+def _dict(d: dict[str, float] | None) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in (d or {}).items()) or "—"
+
+
 def render_markdown(selections: list[Loaded], images: list[str], reference: str) -> str:
     lines = [f"# Selection report: {', '.join(s.name for s in selections)}", ""]
     lines += ["| | " + " | ".join(s.name for s in selections) + " |", "|---|" + "---|" * len(selections)]
@@ -191,7 +207,7 @@ def render_markdown(selections: list[Loaded], images: list[str], reference: str)
         lines.append(f"| {label} | " + " | ".join(str(fn(s.manifest)) for s in selections) + " |")
 
     row("strategy", lambda m: m["strategy"])
-    row("key", lambda m: m["parameters"].get("key"))
+    row("key", lambda m: m["parameters"].get("key") or (m.get("key") or {}).get("name"))
     row("n / seed", lambda m: f"{m['parameters']['n']:,} / {m['parameters']['seed']}")
     row("band (quantiles)", lambda m: f"{m['parameters']['low']}–{m['parameters']['high']}"
         if "low" in m["parameters"] else "—")
@@ -207,16 +223,31 @@ def render_markdown(selections: list[Loaded], images: list[str], reference: str)
         f"(`{m['source'].get('fingerprint')}`)")
     row("mean key (selected)", lambda m: f"{m['stats']['key']['selected'].get('mean', float('nan')):.4f}")
     row("mean key (eligible)", lambda m: f"{m['stats']['key']['eligible'].get('mean', float('nan')):.4f}")
-    row("median response tokens (selected)",
-        lambda m: f"{m['stats']['n_response_tokens']['selected'].get('median', float('nan')):,.0f}")
-    row("median response tokens (eligible)",
-        lambda m: f"{m['stats']['n_response_tokens']['eligible'].get('median', float('nan')):,.0f}")
+    row("median response tokens (selected)", lambda m: _stat(m, "n_response_tokens", "selected"))
+    row("median response tokens (eligible)", lambda m: _stat(m, "n_response_tokens", "eligible"))
+    if any(s.manifest["strategy"] == "pass-cv" for s in selections):
+        row("pass thresholds", lambda m: _dict(m["thresholds"].get("pass")))
+        row("CV thresholds / CV at the cut", lambda m: f"{_dict(m['thresholds'].get('cv'))} / "
+            f"{m['thresholds'].get('cut_cv')}" if "cv" in m["thresholds"] else "—")
+        row("mean pass rate (selected)", lambda m: _stat(m, "pass_rate", "selected", "mean", ".3f"))
+        row("perplexity filter", lambda m: (m.get("perplexity") or {}).get("source") or "—"
+            if m["strategy"] == "pass-cv" else "—")
     lines += ["", "## Funnel", "", "| stage | " + " | ".join(s.name for s in selections) + " |",
               "|---|" + "---|" * len(selections)]
     for stage in FUNNEL_STAGES:
         if any(stage in s.manifest["funnel"] for s in selections):
+            lines.append(f"| {stage.replace('_', ' ')} | " + " | ".join(
+                f"{s.manifest['funnel'][stage]:,}" if stage in s.manifest["funnel"] else "—" for s in selections) + " |")
+    with_queries = [s for s in selections if "query_funnel" in s.manifest]
+    if with_queries:
+        lines += ["", "## Query funnel (pass-cv)", "", "| stage | " + " | ".join(s.name for s in with_queries) + " |",
+                  "|---|" + "---|" * len(with_queries)]
+        for stage in dict.fromkeys(k for s in with_queries for k in s.manifest["query_funnel"]):
             lines.append(f"| {stage.replace('_', ' ')} | "
-                         + " | ".join(f"{s.manifest['funnel'].get(stage, 0):,}" for s in selections) + " |")
+                         + " | ".join(f"{s.manifest['query_funnel'].get(stage, 0):,}" for s in with_queries) + " |")
+        for s in with_queries:
+            if s.manifest.get("note"):
+                lines += ["", f"{s.name}: {s.manifest['note']}."]
     for s in selections:
         for col, stages in s.manifest.get("composition", {}).items():
             lines += ["", f"## Composition of {s.name} by {col} (share of rows)", "",
@@ -236,21 +267,16 @@ def render_markdown(selections: list[Loaded], images: list[str], reference: str)
     return "\n".join(lines) + "\n"
 
 
-def run_report(opts: ReportOptions) -> dict[str, Any]:
-    from data_selection.atomic import write_text_atomic
+def _loss_plots(opts: ReportOptions, selections: list[Loaded], scores_dir: str, out: Path) -> tuple[list[str], str]:
+    """key_histogram.png and loss_vs_length.png over the scores' eligible rows; returns (images, reference note)."""
     from data_selection.select import load_scores
     from data_selection.selectors import select_random
     from data_selection.selectors.common import eligible_rows, normalized
 
-    if not opts.names:
-        raise UserError("name at least one selected subset: data-select report NAME [NAME…]")
-    dataset_dir = Path(opts.dataset_info).parent
-    selections = [load_selection(dataset_dir, n) for n in opts.names]
     first = selections[0].manifest
-    scores_dir = opts.scores or first["scores"]["dir"]
     table, _, _ = load_scores(scores_dir)
     params = first["parameters"]
-    key, over_length = params.get("key", "loss_mean"), params.get("over_length", "drop")
+    key, over_length = params.get("key") or "loss_mean", params.get("over_length", "drop")
     elig = eligible_rows(normalized(table), key, over_length)
     pool = elig.table
     series, tables = [], []
@@ -275,12 +301,69 @@ def run_report(opts: ReportOptions) -> dict[str, Any]:
     edges = []
     if "low_value" in th:
         edges = [(f"q{th['low_quantile']:g}", th["low_value"]), (f"q{th['high_quantile']:g}", th["high_value"])]
-    out = Path(opts.out or Path("reports") / "_vs_".join(opts.names))
-    out.mkdir(parents=True, exist_ok=True)
     plot_key_histogram(out / "key_histogram.png", key, elig.key, series, edges)
     band = (th["low_value"], th["high_value"]) if "low_value" in th and key == "loss_mean" else None
     plot_loss_vs_length(out / "loss_vs_length.png", pool, tables, band, seed=params["seed"])
+    return ["key_histogram.png", "loss_vs_length.png"], reference
+
+
+def plot_pass_cv(path: Path, selections: list[Loaded]) -> None:
+    """CV and pass rate of the queries a pass-cv selection saw (best response passing) and of those it took."""
+    from data_selection.selectors.pass_cv import parse_thresholds, query_table
+    from data_selection.verify.output import load_verified
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    drawn_pool = False
+    for i, s in enumerate(selections):
+        m = s.manifest
+        table, _, _ = load_verified(m["verified"]["dir"])
+        p = m["parameters"]
+        q = query_table(table, parse_thresholds(p["pass_thresholds"], "pass_thresholds"),
+                        parse_thresholds(p["cv_thresholds"], "cv_thresholds"))
+        taken = q.index.isin(table.loc[table["id"].isin(s.ids), "query"].unique())
+        for ax, col, bins in ((axes[0], "cv", np.linspace(0, max(2.0, float(np.nanmax(q["cv"])) if len(q) else 2), 41)),
+                              (axes[1], "pass_rate", np.linspace(0, 1, 21))):
+            base = q.loc[q["best_passes"], col].dropna().to_numpy() if col == "cv" else q[col].dropna().to_numpy()
+            if not drawn_pool:
+                label = "queries whose best response passes" if col == "cv" else "all scored queries"
+                ax.hist(base, bins=bins, color="#bbbbbb", label=f"{label} (n={len(base):,})")
+            sel = q.loc[taken, col].dropna().to_numpy()
+            ax.hist(sel, bins=bins, histtype="step", linewidth=2, color=COLORS[i % len(COLORS)],
+                    label=f"{s.name} (n={len(sel):,})")
+        drawn_pool = True
+    axes[0].set_xlabel("CV of the query's verify scores (population σ/μ)")
+    axes[1].set_xlabel("pass rate of the query's responses")
+    for ax in axes:
+        ax.set_ylabel("queries")
+        ax.legend(loc="upper right", frameon=False, fontsize=8)
+    fig.suptitle("pass-cv: what the queries looked like, and which were taken")
+    _save(fig, path)
+    plt.close(fig)
+
+
+def run_report(opts: ReportOptions) -> dict[str, Any]:
+    from data_selection.atomic import write_text_atomic
+
+    if not opts.names:
+        raise UserError("name at least one selected subset: data-select report NAME [NAME…]")
+    dataset_dir = Path(opts.dataset_info).parent
+    selections = [load_selection(dataset_dir, n) for n in opts.names]
+    edited = [s.name for s in selections if s.manifest.get("transform")]
+    if edited:
+        raise UserError(f"{', '.join(edited)}: made by `data-select prune-steps`, not by select; its report was "
+                        f"written with it (reports/{edited[0]}/report.md unless --report_dir was given)")
+    first = selections[0].manifest
+    scores_dir = opts.scores or (first.get("scores") or {}).get("dir")
+    out = Path(opts.out or Path("reports") / "_vs_".join(opts.names))
+    out.mkdir(parents=True, exist_ok=True)
+    images, reference = _loss_plots(opts, selections, scores_dir, out) if scores_dir else ([], "")
+    pass_cv = [s for s in selections if s.manifest["strategy"] == "pass-cv"]
+    if pass_cv:
+        plot_pass_cv(out / "pass_cv.png", pass_cv)
+        images.append("pass_cv.png")
     plot_funnel(out / "funnel.png", [(s.name, s.manifest["funnel"]) for s in selections])
+    images.append("funnel.png")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["stage", *opts.names])
@@ -288,7 +371,6 @@ def run_report(opts: ReportOptions) -> dict[str, Any]:
         if any(stage in s.manifest["funnel"] for s in selections):
             writer.writerow([stage, *(s.manifest["funnel"].get(stage, 0) for s in selections)])
     write_text_atomic(out / "funnel.csv", buf.getvalue())
-    images = ["key_histogram.png", "loss_vs_length.png", "funnel.png"]
     write_text_atomic(out / "report.md", render_markdown(selections, images, reference))
     return {"out": str(out), "files": [*images, "funnel.csv", "report.md"]}
 

@@ -1,6 +1,7 @@
 """``data-select select``: scores → a selected subset that LLaMA-Factory can train on by name.
 
-Steps: read ``scores/NAME`` (``scores.parquet``, ``meta.json``, ``rejects.jsonl``); run the strategy
+Steps: read ``scores/NAME`` (``scores.parquet``, ``meta.json``, ``rejects.jsonl``), or for pass-cv
+``verify/NAME`` (``verified.parquet``; joined by pool row with the scores when ``--scores`` is given); run the strategy
 (:mod:`data_selection.selectors`, a pure function of the table, parameters and seed); reload the pool the
 scorer recorded in ``meta.json`` and check every selected row still has the id (content hash) it was scored
 with; write ``data/NAME.jsonl`` (+ ``.manifest.json`` + ``.README.md`` card, :mod:`data_selection.subset`)
@@ -17,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from data_selection.command_line import UserError
+from data_selection.quality import REQUIRE_PARTS
 from data_selection.selectors import STRATEGIES, strategy_help
 from data_selection.selectors.common import KEY_DEFINITIONS, OVER_LENGTH, STRATIFY_COLUMNS
+from data_selection.selectors.pass_cv import PASS_THRESHOLDS
 
 SCORE_READ_COLUMNS = ("id", "row", "n_prompt_tokens", "n_response_tokens", "loss_sum", "loss_mean",
                       "loss_first_100", "loss_first_1000", "truncated", "category", "source")
@@ -26,8 +29,15 @@ SCORE_READ_COLUMNS = ("id", "row", "n_prompt_tokens", "n_response_tokens", "loss
 
 @dataclass
 class SelectOptions:
-    scores: str = field(metadata={"help": "Scores folder written by `data-select score` (scores/NAME)."})
     name: str = field(metadata={"help": "Subset name: data/NAME.jsonl and the dataset_info.json entry."})
+    scores: str = field(
+        default="",
+        metadata={"help": "Scores folder written by `data-select score` (scores/NAME); needed by zpd and random, "
+                  "optional for pass-cv (perplexity filter, over-length rows)."},
+    )
+    verified: str = field(
+        default="", metadata={"help": "pass-cv: verify folder written by `data-select verify` (verify/NAME)."}
+    )
     strategy: str = field(default="zpd", metadata={"help": f"Strategy. {strategy_help()}.",
                                                    "choices": tuple(STRATEGIES)})
     n: int = field(default=15000, metadata={"help": "Rows to select."})
@@ -47,6 +57,31 @@ class SelectOptions:
         default="drop",
         metadata={"help": "Rows LLaMA-Factory would truncate at cutoff_len (losing the final answer).",
                   "choices": OVER_LENGTH},
+    )
+    pass_thresholds: str = field(
+        default=PASS_THRESHOLDS,
+        metadata={"help": "pass-cv: a response passes when its verify score exceeds its category's value "
+                  "(CATEGORY=VALUE list; other categories use other's)."},
+    )
+    cv_thresholds: str = field(
+        default="0",
+        metadata={"help": "pass-cv: Stage I keeps a query whose CV exceeds this (one NUMBER, or CATEGORY=VALUE list; "
+                  "unpublished in the paper)."},
+    )
+    other_keep_prob: float = field(
+        default=0.5, metadata={"help": "pass-cv: an 'other' or multi-turn query failing the CV test is kept with this "
+                               "probability (seeded)."}
+    )
+    max_ppl: float = field(
+        default=20.0, metadata={"help": "pass-cv: drop responses above this perplexity (0 = off; needs --scores or a "
+                                "ppl column)."}
+    )
+    max_repeats: int = field(
+        default=20, metadata={"help": "pass-cv: drop responses repeating one 20-word string more often (0 = off)."}
+    )
+    require_parts: str = field(
+        default="both", metadata={"help": "pass-cv: parts a response must have (both = think and answer).",
+                                  "choices": REQUIRE_PARTS}
     )
     dataset_info: str = field(
         default="dataset_info.json",
@@ -106,10 +141,39 @@ def run_strategy(table, opts: SelectOptions):
     return strategy.select(table, **kwargs)
 
 
+def load_inputs(opts: SelectOptions):
+    """(strategy input table, meta of the folder whose pool record names the rows, rejects, extra manifest entries).
+
+    Loss strategies read ``--scores``; pass-cv reads ``--verified`` and joins ``--scores`` when given.
+    """
+    strategy = strategy_named(opts.strategy)
+    missing = [f"--{f}" for f in strategy.needs if not getattr(opts, f)]
+    if missing:
+        raise UserError(f"--strategy {opts.strategy} needs {' and '.join(missing)}")
+    if "verified" not in strategy.needs:
+        return (*load_scores(opts.scores), {})
+    from data_selection.selectors.pass_cv import join_scores
+    from data_selection.verify.output import load_verified
+
+    table, meta, rejects = load_verified(opts.verified)
+    extra: dict[str, Any] = {"verified": {"dir": str(opts.verified), "counts": meta.get("counts", {})},
+                             "verifier": meta, "scores": {"dir": opts.scores or None}, "scorer": None}
+    if opts.scores:
+        scores, scores_meta, _ = load_scores(opts.scores)
+        ours, theirs = meta["pool"].get("fingerprint"), scores_meta.get("pool", {}).get("fingerprint")
+        if ours and theirs and ours != theirs:
+            raise UserError(f"{opts.verified} and {opts.scores} were made from different pools (fingerprints {ours} "
+                            f"and {theirs}): same dataset, max_samples and --system_prompt are needed to join them")
+        table = join_scores(table, scores)
+        extra.update(scores={"dir": str(opts.scores), "counts": scores_meta.get("counts", {})}, scorer=scores_meta)
+    return table, meta, rejects, extra
+
+
 def _recipe(opts: SelectOptions) -> str:
     """The command that re-makes this subset: the strategy's own options always, shared ones when not default."""
     strategy = strategy_named(opts.strategy)
-    parts = ["data-select", "select", "--scores", opts.scores, "--strategy", opts.strategy, "--n", str(opts.n),
+    inputs = [x for f in ("verified", "scores") if getattr(opts, f) for x in (f"--{f}", getattr(opts, f))]
+    parts = ["data-select", "select", *inputs, "--strategy", opts.strategy, "--n", str(opts.n),
              "--seed", str(opts.seed), "--name", opts.name]
     for p in strategy.own_parameters:
         parts += [f"--{p.replace('_', '-')}", str(getattr(opts, p))]
@@ -139,13 +203,17 @@ def load_scored_pool(meta: dict[str, Any], scores_dir: str | Path):
                         f"recorded in {Path(scores_dir) / 'meta.json'}): {err}") from err
 
 
+MANIFEST_FACTS = ("strategy", "parameters", "key", "thresholds", "funnel", "over_length_rows", "composition", "stats")
+
+
 def build_manifest(opts: SelectOptions, selection, meta: dict[str, Any], rejects: list, pool_desc: dict[str, Any],
                    file_name: str, formatting: str, columns: dict[str, str], sha256: str,
-                   fingerprint_now: str) -> dict[str, Any]:
+                   fingerprint_now: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     counts = meta.get("counts", {})
     facts = selection.facts
     funnel = {"pool": int(counts.get("rows", pool_desc.get("num_rows", 0))),
               "rejected": int(counts.get("rejected", len(rejects))), **facts["funnel"]}
+    more = {**(extra or {}), **{k: v for k, v in facts.items() if k not in MANIFEST_FACTS}}
     return {
         "name": opts.name,
         "created_by": "data-select",
@@ -165,11 +233,11 @@ def build_manifest(opts: SelectOptions, selection, meta: dict[str, Any], rejects
         "over_length_rows": facts["over_length_rows"],
         "composition": facts["composition"],
         "stats": facts["stats"],
-        # strategy-specific facts (e.g. temp's checkpoints, clusters and allocations) and warnings
-        **{k: v for k, v in facts.items() if k in ("temp", "warnings")},
-        # the commands that made the strategy's other inputs, then this one
+        # strategy-specific facts (temp's checkpoints/clusters/allocations, pass-cv's query funnel) and warnings
+        **{k: v for k, v in more.items() if k not in ("scores", "scorer", "upstream_commands")},
+        # the commands that made the strategy's other inputs (temp's perturb/score-checkpoints), then this one
         "recipe": " && ".join([*facts.get("upstream_commands", []), _recipe(opts)]),
-    }
+    } | {k: more[k] for k in ("scores", "scorer") if k in more}
 
 
 def run_select(opts: SelectOptions) -> dict[str, Any]:
@@ -185,9 +253,9 @@ def run_select(opts: SelectOptions) -> dict[str, Any]:
         if existing is not None and not is_ours(existing) and not opts.force:
             raise UserError(f"{info_path}: entry {opts.name!r} was not created by data-select; pick another "
                             "--name or pass --force to replace it")
-    table, meta, rejects = load_scores(opts.scores)
+    table, meta, rejects, extra = load_inputs(opts)
     selection = run_strategy(table, opts)
-    pool = load_scored_pool(meta, opts.scores)
+    pool = load_scored_pool(meta, opts.verified if extra else opts.scores)
     recorded = meta["pool"].get("fingerprint")
     if recorded and recorded != pool.fingerprint:
         print(f"warning: pool fingerprint {pool.fingerprint} differs from the scored one {recorded}; the selected "
@@ -197,7 +265,7 @@ def run_select(opts: SelectOptions) -> dict[str, Any]:
     formatting, columns, sha = write_subset(paths["data"], examples, pool.meta_columns)
     file_name = paths["data"].relative_to(info_path.parent).as_posix()
     manifest = build_manifest(opts, selection, meta, rejects, meta["pool"], file_name, formatting, columns, sha,
-                              pool.fingerprint)
+                              pool.fingerprint, extra)
     write_json_atomic(paths["manifest"], manifest)
     write_text_atomic(paths["card"], render_card(manifest))
     action = "not registered"
@@ -216,6 +284,10 @@ def cli_select(opts: SelectOptions) -> int:
         print(f"warning: {w}", file=sys.stderr)
     f = m["funnel"]
     print(" → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in f.items()))
+    if "query_funnel" in m:
+        print("queries: " + " → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in m["query_funnel"].items()))
+    if m.get("note"):
+        print(f"note: {m['note']}", file=sys.stderr)
     th = m["thresholds"]
     if "low_value" in th:
         print(f"band of {m['parameters']['key']}: [{th['low_value']:.4f}, {th['high_value']:.4f}]")

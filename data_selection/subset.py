@@ -128,11 +128,31 @@ def render_card(manifest: dict[str, Any], license: str = "") -> str:
     if source.get("load_from") == "hf_hub":
         front["source_datasets"] = [source.get("resolved_name") or source.get("dataset")]
     columns_json = json.dumps(manifest["columns"])
-    scorer = manifest.get("scorer", {})
+    scorer = manifest.get("scorer") or {}
     model = scorer.get("model", {})
     model_name = model.get("name_or_path", model) if isinstance(model, dict) else model
     th = manifest.get("thresholds", {})
+    provenance = (f"scored with the response-only loss of `{model_name}` (LLaMA-Factory template "
+                  f"`{scorer.get('template')}`,\ncutoff_len {scorer.get('cutoff_len')})") if scorer else ""
+    selection_line = (f"Selection: strategy `{manifest['strategy']}`, key `{params.get('key')}`, n {params['n']}, seed "
+                      f"{params['seed']},\nover-length rows: {params.get('over_length')}, stratified by: "
+                      f"{params.get('stratify') or 'nothing'}.")
     band = ""
+    if manifest["strategy"] == "pass-cv":
+        verifier = (manifest.get("verifier") or {}).get("verifier", {})
+        check = (f"against the reference column `{verifier['reference_column']}`" if verifier.get("reference_column")
+                 else "against the majority final answer of each query's responses")
+        provenance = (f"verified by `data-select verify` (math-verify {check})"
+                      + (f", and {provenance}" if provenance else ""))
+        selection_line = (
+            f"Selection: DeepDistill pass rate + CV (arXiv 2504.17565), n {params['n']}, seed {params['seed']}; pass "
+            f"thresholds {th.get('pass')}, CV thresholds {th.get('cv')}, 'other' kept with probability "
+            f"{params.get('other_keep_prob')}; filters: perplexity > {params.get('max_ppl')} "
+            f"({(manifest.get('perplexity') or {}).get('source') or 'not applied'}), a 20-word string repeated more "
+            f"than {params.get('max_repeats')} times, missing parts ({params.get('require_parts')}).")
+        qf = manifest.get("query_funnel", {})
+        if qf:
+            band = ("\nQueries: " + " → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in qf.items()) + ".\n")
     if "low_value" in th:
         band = (f"Band: {params['key']} in [{th['low_value']:.4f}, {th['high_value']:.4f}] "
                 f"(quantiles {th['low_quantile']}–{th['high_quantile']} of the eligible pool).\n")
@@ -154,11 +174,9 @@ def render_card(manifest: dict[str, Any], license: str = "") -> str:
 
 {manifest['num_rows']:,} rows selected by `data-select` (reasoning-data-select; strategy `{manifest['strategy']}`)
 from `{source.get('resolved_name') or source.get('dataset')}` (pool fingerprint `{source.get('fingerprint')}`),
-scored with the response-only loss of `{model_name}` (LLaMA-Factory template `{scorer.get('template')}`,
-cutoff_len {scorer.get('cutoff_len')}).
+{provenance}.
 
-Selection: strategy `{manifest['strategy']}`, key `{params.get('key')}`, n {params['n']}, seed {params['seed']},
-over-length rows: {params.get('over_length')}, stratified by: {params.get('stratify') or 'nothing'}.
+{selection_line}
 {band}
 ## Funnel
 

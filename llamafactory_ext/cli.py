@@ -13,6 +13,10 @@ COMMANDS = {
         "llamafactory_ext.evaluation.run:EvalOptions:cli_eval",
         "Evaluate a model with lighteval on a suite (reasoning | general | all | local:FILE).",
     ),
+    "study": Command(
+        "llamafactory_ext.study.command:StudyOptions:cli_study",
+        "Run a selection study from a YAML (score, select, train, evaluate each arm and seed; one report with CIs).",
+    ),
     "compare": Command(
         "llamafactory_ext.evaluation.compare:CompareOptions:cli_compare",
         "Build the base vs random vs selected table (markdown, CSV) and bar chart from lighteval results.",

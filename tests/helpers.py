@@ -63,3 +63,100 @@ def assert_close_to_scale(actual: torch.Tensor, expected: torch.Tensor, rel: flo
     worst = float((actual - expected).abs().max()) if expected.numel() else 0.0
     assert actual.shape == expected.shape, f"{msg}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     assert worst <= rel * scale + 1e-30, f"{msg}: max |diff| {worst:.3e} > {rel:g} x max|expected| {scale:.3e}"
+
+
+# ---------------------------------------------------------------- CPU stand-ins for the GPU-only varlen kernels
+
+
+def _block_causal_sdpa(q, k, v, cu, scale):
+    """Reference varlen attention ([T, H, D], cu int32 boundaries): SDPA with a block-diagonal causal mask built
+    on the device without reading ``cu`` back (so a stand-in adds no host sync of its own)."""
+    t = q.shape[0]
+    pos = torch.arange(t, device=q.device)
+    row = torch.searchsorted(cu[1:].long(), pos, right=True)
+    mask = (row[:, None] == row[None, :]) & (pos[:, None] >= pos[None, :])
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None], attn_mask=mask, scale=scale,
+        enable_gqa=q.shape[1] != k.shape[1])
+    return out[0].transpose(0, 1)
+
+
+def _check_varlen_contract(q, k, v, cu_q, cu_k, max_q, max_k):
+    assert q.dim() == k.dim() == v.dim() == 3 and q.shape[0] == k.shape[0] == v.shape[0]
+    assert q.is_contiguous() and k.is_contiguous() and v.is_contiguous()
+    assert cu_q is cu_k or torch.equal(cu_q, cu_k)
+    assert cu_q.dtype == torch.int32 and cu_q.device == q.device
+    assert int(cu_q[0]) == 0 and int(cu_q[-1]) == q.shape[0]
+    assert isinstance(max_q, int) and max_q == max_k == int(cu_q.diff().max())
+    assert q.shape[1] % k.shape[1] == 0
+
+
+def torch_varlen_stand_in(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None, scale=None,
+                          window_size=(-1, -1), enable_gqa=False, seqused_k=None, block_table=None,
+                          num_splits=None):
+    """``torch.nn.attention.varlen.varlen_attn`` as torch 2.11-2.13 declare it, computed on CPU."""
+    _check_varlen_contract(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k)
+    assert tuple(window_size) == (-1, 0), "causal is window_size=(-1, 0)"
+    assert enable_gqa == (query.shape[1] != key.shape[1]), "GQA needs enable_gqa=True"
+    return _block_causal_sdpa(query, key, value, cu_seq_q, scale)
+
+
+def unchecked_torch_varlen_stand_in(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None,
+                                    scale=None, window_size=(-1, -1), enable_gqa=False, seqused_k=None,
+                                    block_table=None, num_splits=None):
+    """:func:`torch_varlen_stand_in` without its contract checks (which read values back to the host)."""
+    return _block_causal_sdpa(query, key, value, cu_seq_q, scale)
+
+
+def torch_210_varlen_stand_in(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, is_causal=False,
+                              return_aux=None):
+    """torch 2.10's ``varlen_attn``: ``is_causal``, no ``scale``, no ``enable_gqa`` (K/V heads must match)."""
+    _check_varlen_contract(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k)
+    assert is_causal and query.shape[1] == key.shape[1]
+    return _block_causal_sdpa(query, key, value, cu_seq_q, None)
+
+
+def flash_attn_varlen_stand_in(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
+                               softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,
+                               alibi_slopes=None, deterministic=False, return_attn_probs=False, block_table=None):
+    """The flash-attn package's ``flash_attn_varlen_func`` (2.x signature; GQA native), computed on CPU."""
+    _check_varlen_contract(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
+    assert causal and dropout_p == 0.0 and tuple(window_size) == (-1, -1) and not softcap
+    return _block_causal_sdpa(q, k, v, cu_seqlens_q, softmax_scale)
+
+
+def install_varlen_stand_ins(monkeypatch, torch_varlen=torch_varlen_stand_in) -> dict[str, int]:
+    """Make the GPU-only kernels runnable on CPU: torch's ``varlen_attn`` and a ``flash_attn`` module replaced by
+    stand-ins that assert the kernels' documented argument contract and compute the same attention.
+    Returns the number of calls of each (``torch_varlen``, ``flash_attn``), updated as they run."""
+    import functools
+    import importlib.machinery
+    import sys
+    import types
+
+    import torch.nn.attention.varlen as tv
+
+    from data_selection.scoring import varlen
+
+    calls = {"torch_varlen": 0, "flash_attn": 0}
+
+    def counted(name, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(tv, "varlen_attn", counted("torch_varlen", torch_varlen))
+    fake = types.ModuleType("flash_attn")
+    fake.__spec__ = importlib.machinery.ModuleSpec("flash_attn", None)
+    fake.flash_attn_varlen_func = counted("flash_attn", flash_attn_varlen_stand_in)
+    monkeypatch.setitem(sys.modules, "flash_attn", fake)
+    monkeypatch.setattr(varlen, "kernel_available", lambda kernel, device, dtype: True)
+    varlen._torch_varlen_params.cache_clear()
+    monkeypatch.setattr(varlen, "_torch_varlen_params", _uncached(varlen._torch_varlen_params))
+    return calls
+
+
+def _uncached(cached):
+    return cached.__wrapped__

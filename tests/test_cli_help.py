@@ -63,3 +63,11 @@ def test_console_scripts_are_installed():
         proc = subprocess.run([str(script), "--help"], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         assert f"usage: {prog} COMMAND" in proc.stdout
+
+
+def test_stray_arguments_are_a_usage_error_not_a_traceback(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        ds_main(["select", "--scores", "s", "--name", "n", "stray"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: stray" in err and "Traceback" not in err

@@ -33,37 +33,53 @@ def _final_logit_transform(model):
     return apply_
 
 
+_FP32_OUT_MM: dict[str, bool] = {}  # device type -> False once torch.mm(out_dtype=...) was found missing
+
+
+def _fp32_out_mm_ok(h: torch.Tensor) -> bool:
+    """bf16/fp16 x bf16/fp16 -> fp32 in one cuBLAS call (``torch.mm(..., out_dtype=torch.float32)``): CUDA only."""
+    return h.is_cuda and h.dtype in (torch.bfloat16, torch.float16) and _FP32_OUT_MM.get(h.device.type, True)
+
+
 def _head_into(head: torch.nn.Module, h: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
-    """fp32 logits of ``h`` written into ``buf``: no new [rows x vocab] allocation when the head is fp32 Linear."""
+    """fp32 logits of ``h`` written into ``buf``: no new [rows x vocab] allocation for a Linear head.
+
+    * fp32 head: ``mm``/``addmm`` straight into ``buf``.
+    * bf16/fp16 head on CUDA: the GEMM accumulates in fp32 anyway; asking it for fp32 output
+      (``out_dtype``) writes ``buf`` directly: no bf16 [rows x vocab] temporary, no separate upcast pass,
+      and the logits are not rounded to bf16 first (closer to an fp32 model's, by up to half a bf16 ulp).
+    * anything else (bf16 on CPU, exotic heads): logits in the model's dtype, upcast as HF does.
+    """
     weight, bias = getattr(head, "weight", None), getattr(head, "bias", None)
     if isinstance(head, torch.nn.Linear) and weight.dtype == torch.float32 and h.dtype == torch.float32:
         if bias is None:
             return torch.mm(h, weight.t(), out=buf)
         return torch.addmm(bias, h, weight.t(), out=buf)
+    if isinstance(head, torch.nn.Linear) and weight.dtype == h.dtype and _fp32_out_mm_ok(h):
+        try:
+            torch.mm(h, weight.t(), out_dtype=torch.float32, out=buf)
+        except torch.OutOfMemoryError:
+            raise
+        except (TypeError, RuntimeError, NotImplementedError):  # a torch without mm(out_dtype=) on this device
+            _FP32_OUT_MM[h.device.type] = False
+        else:
+            return buf if bias is None else buf.add_(bias)
     return buf.copy_(head(h))  # bf16/fp16 (or exotic) heads: logits in the model's dtype, upcast as HF does
 
 
-@torch.inference_mode()
-def response_token_losses(
-    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor, chunk_tokens: int
-) -> list[torch.Tensor]:
-    """Return, per sequence, the fp32 NLL of each label token (in order), predicted from the previous position.
+def head_token_losses(model, h: torch.Tensor, t: torch.Tensor, chunk_tokens: int) -> torch.Tensor:
+    """fp32 NLL of target ``t[i]`` given final hidden state ``h[i]`` ([N, H], [N] -> [N]), chunk by chunk.
 
     One fp32 buffer of ``chunk_tokens x vocab`` is reused for every chunk and the log-sum-exp is done in place
     (max, subtract, exp, sum): fresh multi-hundred-MB allocations per chunk cost more than the arithmetic on CPU
-    (page faults), and in-place halves the memory traffic on GPUs.
+    (page faults), and in-place halves the memory traffic on GPUs. No host sync: sizes come from ``t``'s shape.
     """
-    body = model.base_model
-    hidden = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-    targets = labels[:, 1:]
-    keep = targets != IGNORE_INDEX
-    h = hidden[:, :-1][keep]  # [N, H]: only positions that predict a label
-    t = targets[keep]
-    del hidden
     head = model.get_output_embeddings()
     transform_ = _final_logit_transform(model)
     n = t.shape[0]
     out = torch.empty(n, dtype=torch.float32, device=t.device)
+    if n == 0:
+        return out
     buf = torch.empty((min(chunk_tokens, n), head.weight.shape[0]), dtype=torch.float32, device=t.device)
     for i in range(0, n, chunk_tokens):
         rows = min(chunk_tokens, n - i)
@@ -72,9 +88,41 @@ def response_token_losses(
         peak = logits.amax(dim=1)
         logits.sub_(peak[:, None]).exp_()
         out[i : i + rows] = logits.sum(dim=1).log_().add_(peak).sub_(target_logit)
-    del buf
+    return out
+
+
+@torch.inference_mode()
+def response_token_losses(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor, chunk_tokens: int
+) -> list[torch.Tensor]:
+    """Padded batch -> per sequence, the fp32 NLL of each label token (in order), predicted from the previous
+    position (the padded path; :func:`packed_token_losses` is the packed one)."""
+    body = model.base_model
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != IGNORE_INDEX
+    h = hidden[:, :-1][keep]  # [N, H]: only positions that predict a label
+    t = targets[keep]
+    del hidden
+    out = head_token_losses(model, h, t, chunk_tokens)
     counts = keep.sum(dim=1).tolist()
     return list(torch.split(out, counts))
+
+
+@torch.inference_mode()
+def packed_token_losses(model, batch, chunk_tokens: int, varlen: bool = True) -> torch.Tensor:
+    """One packed sequence (:class:`data_selection.scoring.packing.PackedBatch`, on the model's device) -> the
+    fp32 NLL of every label token of every row, rows in ``batch.keys`` order (split it with ``batch.counts``).
+
+    ``varlen``: pass ``cu_seq_lens`` to the attention (the ``ds_varlen_*`` kernels); without them transformers
+    derives a block-diagonal causal mask from the restarting position ids (the ``sdpa_mask`` oracle).
+    """
+    extra = batch.attention_kwargs() if varlen else {}
+    hidden = model.base_model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False,
+                              **extra).last_hidden_state
+    h = hidden[0].index_select(0, batch.score_index)
+    del hidden
+    return head_token_losses(model, h, batch.targets, chunk_tokens)
 
 
 @torch.inference_mode()

@@ -37,13 +37,24 @@ class ScoreOptions:
     )
     split: str = field(default="train", metadata={"help": "Dataset split."})
     batch_tokens: int = field(
-        default=32768, metadata={"help": "Token budget of a batch (rows x longest row), padding included."}
+        default=32768,
+        metadata={"help": "Token budget of a batch: tokens of the packed sequence (packing on), or rows x longest "
+                  "row, padding included (packing off)."},
+    )
+    packing: Literal["auto", "off", "flash_attn", "torch_varlen", "sdpa_rows", "sdpa_mask"] = field(
+        default="auto",
+        metadata={"help": "Pack each batch's rows into one sequence (no padding) with variable-length attention: "
+                  "auto = flash-attn's varlen kernel, else torch's (>= 2.10) on CUDA in bf16/fp16, else SDPA row by "
+                  "row (CPU, fp32); off = padded batches; sdpa_mask = block-diagonal mask (O(T^2), for checking). "
+                  "docs/methods.md §1."},
     )
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = field(
         default="auto", metadata={"help": "Model dtype; auto = bf16 on GPUs, fp32 on CPU."}
     )
     attn: Literal["auto", "sdpa", "fa2", "eager"] = field(
-        default="auto", metadata={"help": "Attention kernel; auto = FlashAttention-2 when installed on a GPU, else SDPA."}
+        default="auto",
+        metadata={"help": "Attention the model is loaded with (used with --packing off, and by the self-check's "
+                  "reference forward); auto = FlashAttention-2 when installed on a GPU, else SDPA."},
     )
     per_token_prefix: int = field(
         default=0, metadata={"help": "Also store the first K per-token losses of each row (column token_losses)."}
@@ -57,7 +68,8 @@ class ScoreOptions:
     device: str = field(default="auto", metadata={"help": "auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda."})
     verify: bool = field(
         default=True,
-        metadata={"help": "Check the chunked losses of the shortest row against a plain full-logits forward."},
+        metadata={"help": "Before scoring, check the scorer's losses on the first 256 tokens of two short rows "
+                  "against the model's own full-logits forward (bounded: never changes the memory peak)."},
     )
     overwrite: bool = field(default=False, metadata={"help": "Replace scores of a different configuration in --out."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Passed to transformers."})

@@ -7,8 +7,9 @@ Work plan (deterministic for a given pool and configuration, whatever the number
 2. Eligible rows are cut into shards and dealt to ranks (``torchrun``: ``RANK``/``WORLD_SIZE``) by
    :mod:`data_selection.scoring.plan`.
 3. A rank encodes each of its shards with LLaMA-Factory's template code (:mod:`data_selection.encoding`) and
-   scores it (:func:`data_selection.scoring.forward.score_sequences`: length-sorted token-budget batches,
-   chunked response-only log-probs). The shard is written as
+   scores it (:func:`data_selection.scoring.forward.score_sequences`: token-budget batches, each packed into
+   one sequence with variable-length attention, chunked response-only log-probs); on a GPU the next shard is
+   encoded in a background thread meanwhile. The shard is written as
    ``shards/shard-000042.parquet`` through a temporary file and a rename, and a line is appended to
    ``progress.jsonl``. A shard file on disk is finished work: a re-run skips it.
 4. When every shard exists, the rank that finishes last merges them into ``scores.parquet`` (see
@@ -120,17 +121,16 @@ def encode_rows(encoder, converted, rows: list[int], meta_cols) -> tuple[dict[in
     return records, encoded
 
 
-def _score_shard(model, encoder, converted, rows: list[int], opts, device: str, chunk_tokens: int, meta_cols):
-    """Encode, batch and score one shard. Returns (records, stats)."""
+def _score_shard(model, records, encoded, opts, device: str, chunk_tokens: int, pad_id: int):
+    """Score one encoded shard (see :func:`encode_rows`). Returns (records, stats)."""
     import torch
 
     from data_selection.scoring.forward import loss_features, score_sequences
 
-    records, encoded = encode_rows(encoder, converted, rows, meta_cols)
-    pad_id = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
     losses, stats = score_sequences(
         model, {r: (e.input_ids, e.labels) for r, e in encoded.items()},
         batch_tokens=opts.batch_tokens, chunk_tokens=chunk_tokens, device=device, pad_id=pad_id,
+        packing=opts.packing,
     )
     for r, tok in losses.items():
         rec = records[r]
@@ -157,11 +157,14 @@ def _write_shard(path: Path, records: list[dict[str, Any]], per_token_prefix: in
 
 def run_score(opts: ScoreOptions) -> dict[str, Any]:
     """Score (or finish scoring) a pool. Returns a summary dict; see the module docstring."""
+    from torch.profiler import record_function
     from tqdm.auto import tqdm
 
     from data_selection.scoring.logprobs import auto_chunk_tokens
     from data_selection.scoring.merge import merge_shards
-    from data_selection.scoring.self_check import check_against_full_forward
+    from data_selection.scoring.prefetch import prefetch
+    from data_selection.scoring.self_check import check_against_full_forward, check_windows
+    from data_selection.scoring.varlen import resolve_packing
 
     rank, world, local_rank = dist_env()
     out = Path(opts.out)
@@ -199,33 +202,45 @@ def run_score(opts: ScoreOptions) -> dict[str, Any]:
     tokens = rows_done = 0
     wastes = []
     if pending:
-        model, dtype, attn = load_model(opts, device)
-        chunk = opts.chunk_tokens or auto_chunk_tokens(model.get_output_embeddings().weight.shape[0])
-        summary.update(device=device, dtype=str(dtype).replace("torch.", ""), attn=attn, chunk_tokens=chunk)
-        if opts.verify:
-            summary["self_check_max_abs_diff"] = check_against_full_forward(
-                model, encoder, pool.converted, shards[pending[0]], device, chunk, dtype
-            )
-        bar = tqdm(total=sum(len(shards[k]) for k in pending), unit="row", desc=f"scoring (rank {rank})",
-                   disable=rank != 0)
-        for k in pending:
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        windows = check_windows(encoder, pool.converted, shards[pending[0]]) if opts.verify else {}
+        # On a GPU, shards are encoded (template + tokenizer, on the host) in a background thread from now on:
+        # the first while the model loads, each next one while the previous one is scored.
+        with prefetch(((k, encode_rows(encoder, pool.converted, shards[k], pool.meta_columns)) for k in pending),
+                      enabled=device.startswith("cuda")) as encoded_shards:
+            model, dtype, attn = load_model(opts, device)
+            try:
+                packing = resolve_packing(opts.packing, model)
+            except ValueError as err:
+                raise UserError(f"--packing {opts.packing}: {err}") from err
+            chunk = opts.chunk_tokens or auto_chunk_tokens(model.get_output_embeddings().weight.shape[0])
+            summary.update(device=device, dtype=str(dtype).replace("torch.", ""), attn=attn, chunk_tokens=chunk,
+                           packing=packing)
+            if opts.verify:
+                summary["self_check_max_abs_diff"] = check_against_full_forward(
+                    model, windows, device, chunk, dtype, opts.packing)
+            bar = tqdm(total=sum(len(shards[k]) for k in pending), unit="row", desc=f"scoring (rank {rank})",
+                       disable=rank != 0)
             ts = time.perf_counter()
-            records, stats = _score_shard(
-                model, encoder, pool.converted, shards[k], opts, device, chunk, pool.meta_columns
-            )
-            _write_shard(shard_path(out, k), records, opts.per_token_prefix)
-            dt = time.perf_counter() - ts
-            tokens += stats["tokens"]
-            rows_done += len(records)
-            wastes.append(stats["padding_waste"])
-            with open(out / PROGRESS, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"shard": k, "rank": rank, "rows": len(records), "tokens": stats["tokens"],
-                                    "seconds": round(dt, 3), "padding_waste": round(stats["padding_waste"], 4),
-                                    "time": time.time()}) + "\n")
-            bar.update(len(records))
-            el = time.perf_counter() - t0
-            bar.set_postfix(tok_s=f"{tokens / el:,.0f}", rows_s=f"{rows_done / el:,.1f}")
-        bar.close()
+            with record_function("data-select score: shards"):  # the window bench/score_mfu.py --profile reads
+                for k, (records, encoded) in encoded_shards:
+                    records, stats = _score_shard(model, records, encoded, opts, device, chunk, pad_id)
+                    summary["packing"] = stats["packing"]
+                    _write_shard(shard_path(out, k), records, opts.per_token_prefix)
+                    now = time.perf_counter()
+                    dt, ts = now - ts, now  # since the previous shard was written: sums to the loop's wall time
+                    tokens += stats["tokens"]
+                    rows_done += len(records)
+                    wastes.append(stats["padding_waste"])
+                    with open(out / PROGRESS, "a", encoding="utf-8") as f:
+                        f.write(json.dumps({"shard": k, "rank": rank, "rows": len(records),
+                                            "tokens": stats["tokens"], "seconds": round(dt, 3),
+                                            "padding_waste": round(stats["padding_waste"], 4),
+                                            "packing": stats["packing"], "time": time.time()}) + "\n")
+                    bar.update(len(records))
+                    el = time.perf_counter() - t0
+                    bar.set_postfix(tok_s=f"{tokens / el:,.0f}", rows_s=f"{rows_done / el:,.1f}")
+            bar.close()
     elapsed = time.perf_counter() - t0
     summary.update(rows_scored_now=rows_done, tokens_now=tokens, seconds=round(elapsed, 2),
                    tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 and tokens else None,

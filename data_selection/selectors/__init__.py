@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data_selection.selectors.common import KEYS, Selection
+from data_selection.selectors.pass_cv import select_pass_cv
 from data_selection.selectors.random import select_random
 from data_selection.selectors.temp import select_temp
 from data_selection.selectors.zpd import select_zpd
@@ -27,6 +28,7 @@ class Strategy:
     select: Callable[..., Selection]
     summary: str  # one line for --help
     parameters: tuple[str, ...]  # SelectOptions fields passed to ``select`` as keywords
+    needs: tuple[str, ...] = ("scores",)  # SelectOptions input folders that must be given (scores, verified)
     # parameters that name files: loader(SelectOptions) -> the object ``select`` receives instead of the path
     loaders: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
 
@@ -45,6 +47,10 @@ STRATEGIES: dict[str, Strategy] = {
                  "fine-tuning direction (needs --temp-scores; docs/methods.md §3)",
                  ("n", "seed", "over_length", "temp_scores", "temp_checkpoint"),
                  loaders={"temp_scores": lambda opts: _load_temp(opts.temp_scores, opts.scores)}),
+        Strategy("pass-cv", select_pass_cv, "DeepDistill: queries whose verified responses disagree most (highest "
+                 "CV), one passing response each; needs --verified",
+                 ("n", "seed", "pass_thresholds", "cv_thresholds", "other_keep_prob", "max_ppl", "max_repeats",
+                  "require_parts", "over_length"), needs=("verified",)),
     )
 }
 
@@ -59,5 +65,5 @@ def strategy_help() -> str:
     return "; ".join(f"{s.name}: {s.summary}" for s in STRATEGIES.values())
 
 
-__all__ = ["KEYS", "STRATEGIES", "Selection", "Strategy", "select_random", "select_temp", "select_zpd",
-           "strategy_help"]
+__all__ = ["KEYS", "STRATEGIES", "Selection", "Strategy", "select_pass_cv", "select_random", "select_temp",
+           "select_zpd", "strategy_help"]

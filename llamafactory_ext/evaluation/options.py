@@ -82,6 +82,10 @@ class EvalOptions:
         default=None,
         metadata={"help": "Task name for a local:FILE suite (default: derived from the file name)."},
     )
+    heartbeat: float = field(
+        default=30.0,
+        metadata={"help": "Seconds between progress lines while a batch generates (transformers backend; 0: off)."},
+    )
     lighteval_bin: str | None = field(
         default=None,
         metadata={

@@ -114,8 +114,8 @@ def find_lighteval(backend: str, explicit: str | None) -> str:
     raise UserError("no lighteval executable found: install the eval extra (pip install -e '.[eval]')")
 
 
-def seeded_launcher(lighteval_bin: str, out: Path, seed: int) -> list[str]:
-    """The command prefix that runs lighteval with torch seeded (see ``seeded_lighteval.py``).
+def seeded_launcher(lighteval_bin: str, out: Path, seed: int, heartbeat: float = 30.0) -> list[str]:
+    """The command prefix that runs lighteval seeded and with a progress heartbeat (see ``seeded_lighteval.py``).
 
     Uses the interpreter next to the ``lighteval`` executable, so the vLLM venv's lighteval runs in that venv.
     A lighteval without a ``python`` beside it (a system install) is run as is, unseeded.
@@ -124,7 +124,17 @@ def seeded_launcher(lighteval_bin: str, out: Path, seed: int) -> list[str]:
     if not python.is_file():
         return [lighteval_bin]
     shutil.copyfile(Path(__file__).with_name("seeded_lighteval.py"), out / "seeded_lighteval.py")
-    return [str(python), "seeded_lighteval.py", "--seed", str(seed)]
+    return [str(python), "seeded_lighteval.py", "--seed", str(seed), "--heartbeat", f"{heartbeat:g}"]
+
+
+def generation_length_notice(plan: EvalPlan) -> str | None:
+    """On CPU, say up front how long answers may get and how to cap them (an uncapped run can take hours)."""
+    if plan.device != "cpu" or plan.max_new_tokens is not None:
+        return None
+    return (f"[eval] on CPU each answer may generate up to {plan.max_model_length:,} tokens minus its prompt "
+            "(--max_model_length; lighteval's built-in benchmarks may set their own smaller size): a model "
+            "that never stops takes hours. Cap it with --max_new_tokens, e.g. --max_new_tokens 512. A heartbeat "
+            "line shows progress every --heartbeat seconds.")
 
 
 def plan_eval(opts: EvalOptions) -> tuple[EvalPlan, dict]:
@@ -214,7 +224,7 @@ def prepare(opts: EvalOptions) -> EvalPlan:
     write_text_atomic(out / "model_config.yaml", yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
 
     command = [
-        *seeded_launcher(find_lighteval(plan.backend, opts.lighteval_bin), out, opts.seed),
+        *seeded_launcher(find_lighteval(plan.backend, opts.lighteval_bin), out, opts.seed, opts.heartbeat),
         plan.backend,
         "model_config.yaml",
         ",".join(plan.tasks),
@@ -326,6 +336,9 @@ def cli_eval(opts: EvalOptions) -> int:
         f"[eval] {plan.model} -> {out}  backend={plan.backend} tasks={','.join(plan.tasks)}", file=sys.stderr
     )
     print(f"[eval] (cd {out} && {' '.join(_quote(c) for c in plan.command)})", file=sys.stderr)
+    notice = generation_length_notice(plan)
+    if notice:
+        print(notice, file=sys.stderr)
     if opts.dry_run:
         summarize(plan, out, None, None)
         return 0

@@ -52,6 +52,23 @@ class ExtensionArguments:
             "3 x chunk x vocabulary x 4 bytes (1024 x 151,936 -> ~1.9 GB), independent of sequence length."
         },
     )
+    padding_free: bool = field(
+        default=False,
+        metadata={
+            "help": "Train on the same micro-batches without computing on padding: each collated batch's rows "
+            "are concatenated into one row and attention stays within each row (flash-attn's varlen kernel, "
+            "else PyTorch's varlen_attn, else one SDPA call per row). Loss and gradients equal the padded "
+            "run's. Text-only SFT; not with packing/neat_packing, train_on_prompt or iw_sft."
+        },
+    )
+    padding_free_attention: str = field(
+        default="auto",
+        metadata={
+            "help": "Kernel for padding_free: auto (flash_attn if installed, else torch_varlen on CUDA, else "
+            "sdpa), flash_attn, torch_varlen or sdpa (one SDPA call per row).",
+            "choices": ["auto", "flash_attn", "torch_varlen", "sdpa"],
+        },
+    )
     callbacks: list[str] = field(
         default_factory=list,
         metadata={"help": "Extra trainer callbacks by name; available: metrics_jsonl."},
@@ -172,6 +189,7 @@ def validate(ext: ExtensionArguments, lf_args: dict[str, Any], source: str = "re
         raise UserError(f"{source}: iw_sft_clip must be positive, got {ext.iw_sft_clip}")
     if ext.dft_lean and ext.iw_sft:
         raise UserError(f"{source}: dft_lean and iw_sft are two different losses; enable one of them")
+    _validate_padding_free(ext, lf_args, source)
     if not ext.uses_custom_loss:
         return
     which = "dft_lean" if ext.dft_lean else "iw_sft"
@@ -189,6 +207,31 @@ def validate(ext: ExtensionArguments, lf_args: dict[str, Any], source: str = "re
         for key in ("packing", "neat_packing", "streaming"):
             if _truthy(lf_args.get(key)):
                 raise UserError(f"{source}: iw_sft weights whole sequences; it cannot run with `{key}: true`")
+
+
+def _validate_padding_free(ext: ExtensionArguments, lf_args: dict[str, Any], source: str) -> None:
+    choices = next(f for f in fields(ExtensionArguments) if f.name == "padding_free_attention").metadata[
+        "choices"
+    ]
+    if ext.padding_free_attention not in choices:
+        raise UserError(
+            f"{source}: padding_free_attention must be one of {choices}, got {ext.padding_free_attention!r}"
+        )
+    if not ext.padding_free:
+        return
+    if lf_args.get("stage", "sft") != "sft":
+        raise UserError(f"{source}: padding_free needs stage: sft (got stage: {lf_args.get('stage')})")
+    reasons = {
+        "packing": "LLaMA-Factory's packing already concatenates rows (and changes the batches)",
+        "neat_packing": "LLaMA-Factory's packing already concatenates rows (and changes the batches)",
+        "train_on_prompt": "a row's first label would count in the loss's token total but is never predicted",
+        "predict_with_generate": "generation needs padded batches",
+    }
+    for key, why in reasons.items():
+        if _truthy(lf_args.get(key)):
+            raise UserError(f"{source}: padding_free cannot run with `{key}: true`: {why}")
+    if ext.iw_sft:
+        raise UserError(f"{source}: iw_sft weights whole sequences; it cannot run with padding_free")
 
 
 def _truthy(value: Any) -> bool:

@@ -11,7 +11,8 @@ only the launcher, never the workers. This entry point therefore plays both role
   ``torchrun -m llamafactory_ext.train`` with the same arguments. One deliberate difference: with no GPU,
   ``NPROC_PER_NODE`` defaults to 1 instead of LLaMA-Factory's 0 (which launches no process at all);
 * **worker** (under torchrun, or directly when no torchrun is needed): split the recipe into LLaMA-Factory's
-  keys and ours (:mod:`llamafactory_ext.train.args`), install our trainer (:mod:`llamafactory_ext.train.trainer`),
+  keys and ours (:mod:`llamafactory_ext.train.args`), install our trainer (:mod:`llamafactory_ext.train.trainer`)
+  and padding-free batches (:mod:`llamafactory_ext.train.padding_free`),
   build the named callbacks and call ``llamafactory.train.tuner.run_exp(args, callbacks=...)``.
 
 The recipe is read like LLaMA-Factory reads it (OmegaConf: YAML or JSON, ``key=value`` overrides), and it is
@@ -128,14 +129,17 @@ def run_worker(lf_args: dict[str, Any], ext) -> int:
     """Install our extensions in this process and run LLaMA-Factory's experiment."""
     from llamafactory.train.tuner import run_exp
 
+    from llamafactory_ext.train import padding_free
     from llamafactory_ext.train.callbacks import build_callbacks
     from llamafactory_ext.train.trainer import installed
 
     callbacks = build_callbacks(ext.callbacks, ext)
-    with installed(ext) as state:
+    with installed(ext) as state, padding_free.installed(ext) as flat:
         run_exp(dict(lf_args), callbacks=callbacks)
     if state is not None and state["cls"].instances == 0:
         raise RuntimeError("LLaMA-Factory never built our trainer: the extension losses were not applied")
+    if flat is not None and flat["models"] == 0:
+        raise RuntimeError("LLaMA-Factory never loaded the model through us: padding_free was not applied")
     return 0
 
 

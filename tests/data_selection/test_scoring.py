@@ -12,7 +12,14 @@ import time
 import pandas as pd
 import pytest
 import torch
-from helpers import REPO_ROOT, SYSTEM, make_acereason_rows, make_alpaca_rows, write_jsonl
+from helpers import (
+    REPO_ROOT,
+    SYSTEM,
+    install_varlen_stand_ins,
+    make_acereason_rows,
+    make_alpaca_rows,
+    write_jsonl,
+)
 
 from data_selection.command_line import UserError
 from data_selection.scoring.runner import ScoreOptions, assign_shards, run_score
@@ -99,6 +106,45 @@ def test_losses_equal_model_cross_entropy(scored, tiny_qwen_dir, pool_dir):
     assert df["row"].is_monotonic_increasing and df["id"].is_unique
 
 
+@pytest.mark.parametrize("packing", ["off", "torch_varlen"])
+def test_every_packing_path_scores_like_the_default(scored, tiny_qwen_dir, pool_dir, tmp_path, packing, monkeypatch):
+    """Padded batches and the GPU varlen kernel (a CPU stand-in checking its argument contract) give the losses
+    of the default run (packed, SDPA row by row on CPU), which equal the model's own (test above)."""
+    if packing == "torch_varlen":
+        install_varlen_stand_ins(monkeypatch)
+    out, summary = scored
+    assert summary["packing"] == "sdpa_rows"
+    s = run_score(_opts(tiny_qwen_dir, "mypool", tmp_path / "o", dataset_dir=str(pool_dir), per_token_prefix=8,
+                        packing=packing))
+    assert s["packing"] == packing and s["self_check_max_abs_diff"] < 1e-4
+    a, b = pd.read_parquet(out / "scores.parquet"), pd.read_parquet(tmp_path / "o" / "scores.parquet")
+    assert a["id"].tolist() == b["id"].tolist()
+    for col in ("loss_sum", "loss_mean", "loss_first_100", "loss_first_1000"):
+        assert (a[col] - b[col]).abs().max() < 1e-4, col
+    assert (a["n_response_tokens"] == b["n_response_tokens"]).all()
+
+
+def test_encoding_shards_in_a_background_thread_changes_nothing(scored, tiny_qwen_dir, pool_dir, tmp_path,
+                                                                monkeypatch):
+    """On a GPU the next shard is encoded in a background thread (while the model loads, then while the
+    previous shard is scored); forced on here, the scores are identical to the inline run's."""
+    from data_selection.scoring import prefetch as prefetch_module
+
+    real, threads = prefetch_module.prefetch, []
+
+    def forced(items, enabled=True, depth=1):
+        it = real(items, enabled=True, depth=depth)
+        threads.append(it._thread)
+        return it
+
+    monkeypatch.setattr(prefetch_module, "prefetch", forced)
+    run_score(_opts(tiny_qwen_dir, "mypool", tmp_path / "o", dataset_dir=str(pool_dir), per_token_prefix=8))
+    assert threads and all(t is not None and not t.is_alive() for t in threads)
+    out, _ = scored
+    a, b = pd.read_parquet(out / "scores.parquet"), pd.read_parquet(tmp_path / "o" / "scores.parquet")
+    pd.testing.assert_frame_equal(a, b)
+
+
 def test_meta_records_configuration(scored):
     out, _ = scored
     meta = json.loads((out / "meta.json").read_text())
@@ -131,6 +177,11 @@ def test_bad_rows_go_to_rejects_never_nan(tiny_qwen_dir, tmp_path):
     assert sorted(df["row"]) == [0, 7, 8, 9]
     assert df[["loss_sum", "loss_mean", "loss_first_100", "loss_first_1000"]].notna().all().all()
     assert s["counts"]["rejected"] == 6
+
+
+def test_gpu_packing_kernel_on_cpu_is_a_clear_error(tiny_qwen_dir, pool_dir, tmp_path):
+    with pytest.raises(UserError, match="--packing torch_varlen: .*needs a CUDA GPU.*Use packing=auto"):
+        run_score(_opts(tiny_qwen_dir, "mypool", tmp_path / "o", dataset_dir=str(pool_dir), packing="torch_varlen"))
 
 
 def test_unknown_template_is_a_clear_error(tiny_qwen_dir, pool_dir, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -96,9 +97,9 @@ def test_prepare_stages_the_model_without_touching_it(tiny_qwen_dir, problems_fi
     ).read_text()
     cmd = plan.command
     # lighteval's CLI through the launcher that seeds torch, with the interpreter of lighteval's own environment
-    assert Path(cmd[0]).name.startswith("python") and cmd[1:4] == ["seeded_lighteval.py", "--seed", "1234"]
+    assert Path(cmd[0]).name.startswith("python") and cmd[1:6] == ["seeded_lighteval.py", "--seed", "1234", "--heartbeat", "30"]
     assert (out / "seeded_lighteval.py").is_file()
-    assert cmd[4:7] == ["accelerate", "model_config.yaml", "demo_eval|0"]
+    assert cmd[6:9] == ["accelerate", "model_config.yaml", "demo_eval|0"]
     assert (
         cmd[cmd.index("--custom-tasks") + 1] == "custom_tasks.py"
         and cmd[cmd.index("--max-samples") + 1] == "3"
@@ -154,7 +155,7 @@ def test_presets_and_vllm_command(tiny_qwen_dir, tmp_path):
         "lcb:codegeneration|0",
         "mmlu_redux_2|0",
     ]
-    assert plan.command[4] == "vllm" and "--custom-tasks" not in plan.command
+    assert plan.command[6] == "vllm" and "--custom-tasks" not in plan.command
     params = yaml.safe_load((out / "model_config.yaml").read_text())["model_parameters"]
     assert params["max_model_length"] == 32768 and params["dtype"] == "bfloat16"
     assert params["gpu_memory_utilization"] == 0.95
@@ -344,3 +345,40 @@ def test_sampling_is_reproducible_by_seed(tiny_qwen_dir, problems_file, tmp_path
     first = tokens("a", "7")
     assert tokens("b", "7") == first
     assert tokens("c", "8") != first
+
+
+# ------------------------------------------------------------- signs of life on a CPU
+def test_heartbeat_reports_generation_progress(tiny_qwen_dir, monkeypatch, capsys):
+    """One long generate() call prints progress lines (batch, tokens so far, the limit) while it runs."""
+    import importlib.util
+
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationMixin
+
+    monkeypatch.setattr(GenerationMixin, "generate", GenerationMixin.generate)  # restored after the test
+    spec = importlib.util.spec_from_file_location(
+        "seeded_lighteval", REPO_ROOT / "llamafactory_ext" / "evaluation" / "seeded_lighteval.py")
+    launcher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launcher)
+    launcher.install_heartbeat(0.05)
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen_dir, dtype=torch.float32)
+    ids = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=200, min_new_tokens=200,
+                         do_sample=False)
+    assert out.shape == (2, 203)  # the counting criterion never stops generation
+    time.sleep(0.1)
+    beats = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[eval heartbeat]")]
+    assert beats and "batch 1 (2 prompts)" in beats[0] and "of up to 200 new tokens" in beats[0]
+
+
+def test_cpu_run_says_how_long_answers_may_get(tiny_qwen_dir, problems_file, tmp_path):
+    from llamafactory_ext.evaluation.run import generation_length_notice
+
+    uncapped = prepare(EvalOptions(model=str(tiny_qwen_dir), out=str(tmp_path / "a"),
+                                   suite=f"local:{problems_file}", backend="accelerate"))
+    notice = generation_length_notice(uncapped)
+    assert "32,768" in notice and "--max_new_tokens" in notice
+    capped = prepare(EvalOptions(model=str(tiny_qwen_dir), out=str(tmp_path / "b"), suite=f"local:{problems_file}",
+                                 backend="accelerate", max_new_tokens=64))
+    assert generation_length_notice(capped) is None
+    assert capped.command[4:6] == ["--heartbeat", "30"]

@@ -18,7 +18,8 @@ RECIPES_DIR = REPO_ROOT / "yaml_recipes"
 DS_DIR = REPO_ROOT / "ds_configs"
 OWNED_ELSEWHERE = {"export.yaml"}  # written and tested by the export helper (an inference config, not train)
 RECIPES = sorted(p.name for p in RECIPES_DIR.glob("*.yaml") if p.name not in OWNED_ELSEWHERE)
-EXT_RECIPES = {"dft_lean.yaml", "iw_sft.yaml"}  # launched with llamafactory-ext train
+CUSTOM_LOSS = {"dft_lean.yaml", "iw_sft.yaml"}  # our losses
+EXT_RECIPES = CUSTOM_LOSS | {"advanced_fast.yaml"}  # launched with llamafactory-ext train (its workers see our code)
 
 
 def load(name: str) -> dict:
@@ -65,7 +66,7 @@ def test_recipe_set_is_complete():
     expected = {
         "advanced.yaml", "random.yaml", "sft_training_llm.yaml", "full_pool.yaml", "dft.yaml",
         "dft_lean.yaml", "iw_sft.yaml", "temp.yaml", "advanced_fast.yaml", "demo_zpd.yaml",
-        "demo_random.yaml",
+        "demo_random.yaml", "advanced_pir30.yaml",
     }  # fmt: skip
     assert expected <= set(RECIPES)
 
@@ -80,7 +81,8 @@ def test_recipe_parses_strictly_as_written(name, fake_scores, monkeypatch):
 
     monkeypatch.delenv("ALLOW_EXTRA_ARGS", raising=False)
     lf_args, ext = split(name, fake_scores)
-    assert (name in EXT_RECIPES) == ext.uses_custom_loss
+    assert (name in CUSTOM_LOSS) == ext.uses_custom_loss
+    assert (name in EXT_RECIPES) == (ext.uses_custom_loss or ext.padding_free)
     _, data_args, training_args, finetuning_args, _ = _parse_train_args({**lf_args, "use_cpu": True})
     assert finetuning_args.stage == "sft" and training_args.do_train
     assert data_args.dataset == [lf_args["dataset"]]
@@ -172,6 +174,7 @@ def _science(recipe: dict, ignore=("dataset", "output_dir", "tokenized_path")) -
         (("advanced.yaml", "temp.yaml"), {"num_train_epochs", "warmup_ratio"}),
         (("advanced.yaml", "dft.yaml"), {"use_dft_loss"}),
         (("demo_zpd.yaml", "demo_random.yaml"), set()),
+        (("advanced.yaml", "advanced_pir30.yaml"), set()),
     ],
 )
 def test_paired_recipes_differ_only_where_intended(pair, allowed):
@@ -188,6 +191,7 @@ def test_recipes_train_on_their_named_subsets():
     assert datasets["sft_training_llm.yaml"] == "acereason_random_15k"
     assert datasets["full_pool.yaml"] == "acereason11_100k" and datasets["temp.yaml"] == "acereason_temp_15k"
     assert datasets["demo_zpd.yaml"] == "demo_zpd" and datasets["demo_random.yaml"] == "demo_random"
+    assert datasets["advanced_pir30.yaml"] == "acereason_zpd_15k_pir30"
     outputs = [load(name)["output_dir"] for name in RECIPES]
     assert len(set(outputs)) == len(outputs), "two recipes would write into the same output_dir"
 
@@ -196,26 +200,37 @@ def test_extension_recipes_keep_advanced_science():
     base = _science(load("advanced.yaml"))
     ext_keys = {"dft_lean", "iw_sft", "iw_sft_scores", "iw_sft_clip", "loss_chunk_tokens", "callbacks",
                 "include_num_input_tokens_seen"}  # fmt: skip
-    for name in sorted(EXT_RECIPES):
+    for name in sorted(CUSTOM_LOSS):
         r = _science(load(name))
         assert {k: v for k, v in r.items() if k not in ext_keys} == base, name
     assert load("dft_lean.yaml")["dft_lean"] is True and not load("dft_lean.yaml").get("use_dft_loss")
     assert load("iw_sft.yaml")["iw_sft"] is True and load("iw_sft.yaml")["iw_sft_clip"] == 16.0
 
 
-def test_fast_recipe_keeps_the_effective_batch_and_science():
+def test_fast_recipe_keeps_the_micro_batches_and_science():
+    """advanced_fast.yaml changes how a micro-batch is computed, never which rows form it or how they are weighted."""
     fast, base = load("advanced_fast.yaml"), load("advanced.yaml")
-    assert fast["enable_liger_kernel"] and fast["neat_packing"] and fast["tokenized_path"]
-    assert fast["per_device_train_batch_size"] == 1  # FA2 + neat_packing asserts batch size 1
-    assert fast["per_device_train_batch_size"] * fast["gradient_accumulation_steps"] == 16
-    speed = {
-        "enable_liger_kernel",
-        "neat_packing",
-        "per_device_train_batch_size",
-        "gradient_accumulation_steps",
-    }
+    assert fast["enable_liger_kernel"] is True and fast["padding_free"] is True
+    assert not any(fast.get(k) for k in ("packing", "neat_packing", "tokenized_path"))  # would change the batches
+    speed = {"enable_liger_kernel", "padding_free", "callbacks", "include_num_input_tokens_seen"}
     a, b = _science(fast), _science(base)
-    assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == speed
+    assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == speed  # batch 2 x 8 = advanced.yaml's
+
+
+GPU_RECIPES = [n for n in RECIPES if load(n).get("deepspeed")]
+
+
+@pytest.mark.parametrize("name", GPU_RECIPES)
+def test_gpu_recipe_header_says_what_fits_where(name):
+    """Every GPU recipe states, from bench/train_memory.py's calculation, whether it fits one 80 GB GPU, one 141 GB
+    GPU and 8 GPUs, and what to change when it does not; at least one same-science variant fits 80 GB."""
+    text = header(name)
+    assert "bench/train_memory.py" in text and "calculated" in text
+    for where in ("one 80 GB GPU:", "one 141 GB GPU:", "8 GPUs"):
+        assert where in text, f"{name}: no statement for {where!r}"
+    assert "If it does not fit:" in text and "ds_configs/ds_z3_offload.json" in text
+    fits_80 = "one 80 GB GPU: fits" in text
+    assert fits_80 or any(alt in text for alt in ("advanced_fast.yaml", "enable_liger_kernel=true", "dft_lean.yaml"))
 
 
 @pytest.mark.parametrize("name", ["demo_zpd.yaml", "demo_random.yaml"])

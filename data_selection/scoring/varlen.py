@@ -1,0 +1,214 @@
+"""Variable-length causal attention over packed rows, plugged into transformers' ``AttentionInterface``.
+
+The scorer packs a batch's rows into one sequence (:mod:`data_selection.scoring.packing`): ``input_ids`` of
+shape ``[1, T]``, position ids restarting at 0 for each row, and ``cu_seq_lens`` (the rows' cumulative
+lengths). Each attention layer must then attend causally *within* each row only. The kernels, by preference:
+
+``flash_attn``
+    The flash-attn package's ``flash_attn_varlen_func`` (CUDA, bf16/fp16), when installed.
+``torch_varlen``
+    PyTorch's own FlashAttention-2 varlen kernel, ``torch.nn.attention.varlen.varlen_attn`` (torch >= 2.10,
+    CUDA, sm80+, bf16/fp16; no flash-attn package needed). GQA is native where the installed torch accepts
+    ``enable_gqa`` (2.11+), otherwise K/V heads are expanded. It has no CPU kernel.
+``sdpa_rows``
+    ``scaled_dot_product_attention(is_causal=True)`` on each row's slice of the packed sequence: any device,
+    any dtype, exact, no [T x T] mask; one call per row and layer.
+``sdpa_mask``
+    Not a kernel of ours: transformers' own handling of packed position ids with SDPA, a block-diagonal
+    causal [T x T] mask. O(T²) memory; the test oracle of the three above.
+
+Each of the first three is registered as a transformers attention function (``ds_varlen_<kernel>``) fed
+``cu_seq_lens_q`` / ``max_length_q`` through the model's forward kwargs (transformers' ``FlashAttentionKwargs``);
+:func:`packed_attention` switches a loaded model to it for the duration of a call. No attention mask is built
+for these names (transformers skips mask creation for attention functions without a mask function).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+KERNELS = ("flash_attn", "torch_varlen", "sdpa_rows")
+PACKED_MODES = (*KERNELS, "sdpa_mask")
+HALF = (torch.bfloat16, torch.float16)
+
+
+def _flash_attn_kernel(q, k, v, cu: torch.Tensor, max_len: int, scale: float) -> torch.Tensor:
+    from flash_attn import flash_attn_varlen_func
+
+    return flash_attn_varlen_func(q, k, v, cu, cu, max_len, max_len, softmax_scale=scale, causal=True)
+
+
+@functools.cache
+def _torch_varlen_params() -> frozenset[str]:
+    from torch.nn.attention.varlen import varlen_attn
+
+    return frozenset(inspect.signature(varlen_attn).parameters)
+
+
+def torch_varlen_kwargs(params: frozenset[str], n_heads: int, n_kv_heads: int, scale: float, head_dim: int):
+    """Keyword arguments for ``varlen_attn`` across torch versions, and whether K/V heads must be expanded.
+
+    torch 2.10 takes ``is_causal``; 2.11+ ``window_size=(-1, 0)`` (causal) and ``enable_gqa``. A scale other than
+    the default 1/sqrt(head_dim) needs a ``scale`` parameter.
+    """
+    kw: dict = {}
+    if "window_size" in params:
+        kw["window_size"] = (-1, 0)
+    elif "is_causal" in params:
+        kw["is_causal"] = True
+    else:
+        raise RuntimeError("this torch's varlen_attn has neither window_size nor is_causal: cannot ask for causal")
+    if "scale" in params:
+        kw["scale"] = scale
+    elif abs(scale - head_dim**-0.5) > 1e-12:
+        raise RuntimeError(f"this torch's varlen_attn takes no scale and the model's is {scale} (not 1/sqrt(d))")
+    expand = n_heads != n_kv_heads and "enable_gqa" not in params
+    if n_heads != n_kv_heads and not expand:
+        kw["enable_gqa"] = True
+    return kw, expand
+
+
+def _torch_varlen_kernel(q, k, v, cu: torch.Tensor, max_len: int, scale: float) -> torch.Tensor:
+    from torch.nn.attention.varlen import varlen_attn
+
+    kw, expand = torch_varlen_kwargs(_torch_varlen_params(), q.shape[1], k.shape[1], scale, q.shape[2])
+    if expand:
+        rep = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    return varlen_attn(q, k, v, cu, cu, max_len, max_len, **kw)
+
+
+def _sdpa_rows_kernel(q, k, v, cu: torch.Tensor, max_len: int, scale: float) -> torch.Tensor:
+    bounds = cu.tolist()  # a CPU tensor (see packing.PackedBatch.to): no device sync
+    out = torch.empty_like(q)
+    gqa = q.shape[1] != k.shape[1]
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        # 4-D [1, H, n, D]: with 3-D inputs CPU SDPA falls back to its math kernel, an [H, n, n] matrix
+        # (16 GB for a 16K-token row with 16 heads) instead of its flash kernel's tiles
+        o = torch.nn.functional.scaled_dot_product_attention(
+            q[None, s:e].transpose(1, 2), k[None, s:e].transpose(1, 2), v[None, s:e].transpose(1, 2),
+            is_causal=True, scale=scale, enable_gqa=gqa,
+        )
+        out[s:e] = o[0].transpose(0, 1)
+    return out
+
+
+_KERNEL_FNS = {"flash_attn": _flash_attn_kernel, "torch_varlen": _torch_varlen_kernel, "sdpa_rows": _sdpa_rows_kernel}
+
+
+def varlen_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0,
+                             scaling: float | None = None, sliding_window=None, softcap=None, *, kernel: str,
+                             **kwargs):
+    """A transformers attention function: ``query`` [1, Hq, T, D], ``key``/``value`` [1, Hkv, T, D] of one packed
+    sequence -> ([1, T, Hq, D], None), causal within each row of ``kwargs["cu_seq_lens_q"]``."""
+    cu, max_len = kwargs.get("cu_seq_lens_q"), kwargs.get("max_length_q")
+    if cu is None or max_len is None:
+        raise ValueError("packed attention needs cu_seq_lens_q and max_length_q (see data_selection.scoring.packing)")
+    if attention_mask is not None or query.shape[0] != 1:
+        raise ValueError("packed attention takes one packed sequence and no attention mask")
+    if sliding_window is not None or softcap is not None or (dropout and module.training):
+        raise NotImplementedError("packed attention supports neither sliding windows, soft-capping nor dropout")
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    q, k, v = (x[0].transpose(0, 1) for x in (query, key, value))  # [T, H, D]
+    if kernel != "sdpa_rows":  # the flash kernels want the head dim contiguous and dense rows: one copy per layer
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    out = _KERNEL_FNS[kernel](q, k, v, cu, int(max_len), scale)
+    return out.unsqueeze(0), None
+
+
+def attn_name(kernel: str) -> str:
+    return f"ds_varlen_{kernel}"
+
+
+@functools.cache
+def register() -> None:
+    """Register the three kernels with transformers (idempotent)."""
+    from transformers import AttentionInterface
+
+    for kernel in KERNELS:
+        AttentionInterface.register(attn_name(kernel), functools.partial(varlen_attention_forward, kernel=kernel))
+
+
+def kernel_available(kernel: str, device: torch.device | str, dtype: torch.dtype) -> bool:
+    """Whether ``kernel`` runs for a model on ``device`` in ``dtype``."""
+    device = torch.device(device)
+    if kernel == "sdpa_rows":
+        return True
+    if device.type != "cuda" or dtype not in HALF:
+        return False
+    if kernel == "flash_attn":
+        return importlib.util.find_spec("flash_attn") is not None
+    if kernel == "torch_varlen":
+        if importlib.util.find_spec("torch.nn.attention.varlen") is None:
+            return False
+        flash_ok = getattr(torch.backends.cuda, "is_flash_attention_available", lambda: True)()
+        return flash_ok and torch.cuda.get_device_capability(device)[0] >= 8
+    raise ValueError(f"unknown packed-attention kernel {kernel!r}")
+
+
+def unsupported_reason(model) -> str | None:
+    """Why this model cannot run packed (None when it can): attention features the varlen kernels lack."""
+    cfg = model.config
+    if "sliding_attention" in (getattr(cfg, "layer_types", None) or ()) or getattr(cfg, "use_sliding_window", False):
+        return "sliding-window attention"
+    if getattr(cfg, "attn_logit_softcapping", None):
+        return "attention logit soft-capping"
+    can_set = getattr(model, "_can_set_attn_implementation", None)
+    if can_set is not None and not can_set():
+        return "its attention does not go through transformers' AttentionInterface"
+    return None
+
+
+def resolve_packing(mode: str, model) -> str:
+    """``auto``/``off``/a kernel/``sdpa_mask`` -> the packed mode to run, or ``off`` (padded batches).
+
+    ``auto``: the fastest exact path on the model's device: a flash varlen kernel on CUDA in bf16/fp16
+    (flash-attn package first, then torch's), else ``sdpa_rows`` (CPU, fp32, GPUs without FlashAttention-2);
+    ``off`` for models packing does not support (sliding windows, soft-capped attention). An explicitly
+    requested kernel that cannot run is an error, not a silent fallback.
+    """
+    if mode == "off":
+        return "off"
+    param = next(model.parameters())
+    reason = unsupported_reason(model)
+    if mode == "auto":
+        if reason:
+            return "off"
+        return next(k for k in KERNELS if kernel_available(k, param.device, param.dtype))
+    if mode not in PACKED_MODES:
+        raise ValueError(f"unknown packing {mode!r}; choose from auto, off, {', '.join(PACKED_MODES)}")
+    if reason:
+        raise ValueError(f"packing={mode} is not possible for this model: {reason}; use packing=off")
+    if mode in KERNELS and not kernel_available(mode, param.device, param.dtype):
+        raise ValueError(f"packing={mode} needs a CUDA GPU (sm80+), bf16/fp16 weights"
+                         f"{' and the flash-attn package' if mode == 'flash_attn' else ' and torch >= 2.10'}; "
+                         f"this model is on {param.device} in {param.dtype}. Use packing=auto.")
+    return mode
+
+
+@contextmanager
+def packed_attention(model, mode: str) -> Iterator[None]:
+    """Run ``model``'s attention with packed-mode ``mode`` inside the block (restored afterwards).
+
+    ``sdpa_mask`` keeps the model's own sdpa/eager attention: transformers builds the block-diagonal mask from
+    the restarting position ids itself.
+    """
+    if mode not in KERNELS:
+        impl = model.config._attn_implementation
+        if mode == "sdpa_mask" and impl not in ("sdpa", "eager"):
+            raise ValueError(f"packing=sdpa_mask needs a model loaded with sdpa or eager attention, not {impl}")
+        yield
+        return
+    register()
+    old = model.config._attn_implementation
+    model.config._attn_implementation = attn_name(mode)
+    try:
+        yield
+    finally:
+        model.config._attn_implementation = old

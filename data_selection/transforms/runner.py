@@ -1,0 +1,291 @@
+"""``data-select prune-steps``: the resumable, sharded, multi-GPU PIR job, then the pruned subset.
+
+Work plan (the scorer's, :mod:`data_selection.scoring.runner`):
+
+1. The subset is loaded and converted the way LLaMA-Factory reads it (:func:`data_selection.sources.load_pool`).
+2. Its rows are cut into length-sorted shards and dealt to ranks (``torchrun``: ``RANK``/``WORLD_SIZE``).
+3. A rank encodes each row with LLaMA-Factory's template (:class:`data_selection.encoding.TemplateEncoder`),
+   splits and types its steps (:mod:`.steps`), encodes one variant per functional step and computes every
+   step's PIR (:mod:`.pir`). A shard is written as ``OUT/shards/shard-000042.parquet`` through a temporary file
+   and a rename; a re-run skips finished shards, and ``meta.json``'s identity (model, template, cutoff, dtype,
+   pool content, segmentation rule and phrase lists) refuses to mix configurations.
+4. When every shard exists, the rank that finishes last merges them into ``OUT/steps.parquet`` and writes the
+   pruned subset for ``--ratio`` (:mod:`.output`). The ratio is not part of the identity: the same PIR values
+   serve any ratio and name, and a re-run with another ``--ratio`` only rewrites the subset (no model needed).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from data_selection.atomic import write_json_atomic, write_parquet_atomic
+from data_selection.command_line import UserError
+from data_selection.scoring.identity import check_out_dir, code_version, model_identity
+from data_selection.scoring.layout import META, PROGRESS, SHARD_DIR, missing_shards, shard_path
+from data_selection.scoring.options import dist_env, resolve_device
+from data_selection.scoring.plan import assign_shards, plan_shards
+from data_selection.transforms.options import PruneOptions, dataset_info_path, validate, work_dir
+from data_selection.transforms.pir import ENCODING_FAILED, NON_FINITE, OVER_CUTOFF, encode_variants
+from data_selection.transforms.steps import PROGRESSIVE, segment
+
+__all__ = ["PruneOptions", "run_prune", "cli_prune_steps"]
+
+PIR_VERSION = 1  # bump when the definition of the stored values changes (answer tokens, segmentation code)
+IDENTITY_KEYS = ("model", "tokenizer", "template", "cutoff_len", "dtype", "pool_fingerprint", "shard_rows",
+                 "system_prompt", "column_mapping", "segmentation", "pir_version")
+
+
+def shard_schema():
+    import pyarrow as pa
+
+    ints, floats = pa.list_(pa.int64()), pa.list_(pa.float64())
+    return pa.schema([
+        ("row", pa.int64()), ("id", pa.string()), ("reason", pa.string()),
+        ("n_response_tokens", pa.int64()), ("truncated", pa.bool_()),
+        ("n_answer_tokens", pa.int64()), ("answer_loss", pa.float64()),
+        ("step_start", ints), ("step_end", ints), ("step_type", pa.list_(pa.string())),
+        ("step_sentences", ints), ("step_tokens", ints), ("step_pir", floats),
+    ])  # fmt: skip
+
+
+def identity_of(opts: PruneOptions, pool, config) -> dict[str, Any]:
+    d = pool.describe()
+    return {
+        "model": model_identity(opts.model, config),
+        "tokenizer": opts.tokenizer or None,
+        "template": opts.template,
+        "cutoff_len": opts.cutoff_len,
+        "dtype": opts.dtype,
+        "pool_fingerprint": d["fingerprint"],
+        "shard_rows": opts.shard_rows,
+        "system_prompt": opts.system_prompt,
+        "column_mapping": d["column_mapping"],
+        "segmentation": {k: getattr(opts, k) for k in PruneOptions.SEGMENTATION},
+        "pir_version": PIR_VERSION,
+    }
+
+
+def _record(ex: dict[str, Any]) -> dict[str, Any]:
+    return {"row": int(ex["_row"]), "id": ex["id"], "reason": "", "n_response_tokens": -1, "truncated": False,
+            "n_answer_tokens": 0, "answer_loss": float("nan"), "step_start": [], "step_end": [], "step_type": [],
+            "step_sentences": [], "step_tokens": [], "step_pir": []}
+
+
+def _fill(rec: dict[str, Any], rv, answer_loss: float, pirs: list[float]) -> None:
+    import math
+
+    values = [float("nan")] * len(rec["step_type"])
+    for i, p in zip(rv.functional, pirs):
+        values[i] = p
+    rec.update(n_answer_tokens=rv.n_answer_tokens, answer_loss=answer_loss, step_tokens=rv.step_tokens,
+               step_pir=values)
+    if not (math.isfinite(answer_loss) and all(math.isfinite(p) for p in pirs)):
+        rec["reason"] = NON_FINITE
+
+
+class ShardWorker:
+    """Everything one rank needs to turn a shard's rows into records (model loaded once)."""
+
+    def __init__(self, opts: PruneOptions, encoder, markers, model, device: str, chunk_tokens: int):
+        self.opts, self.encoder, self.markers = opts, encoder, markers
+        self.model, self.device, self.chunk_tokens = model, device, chunk_tokens
+        tok = encoder.tokenizer
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+
+    def analyse(self, ex: dict[str, Any]):
+        """(record, RowVariants or None): everything before the model."""
+        rec = _record(ex)
+        try:
+            full = self.encoder.encode(ex)
+        except Exception as err:  # a row the template cannot render passes through unchanged
+            rec["reason"] = f"{ENCODING_FAILED}: {type(err).__name__}: {err}"
+            return rec, None
+        rec.update(n_response_tokens=full.n_response_tokens, truncated=full.truncated)
+        if full.truncated:
+            rec["reason"] = OVER_CUTOFF
+            return rec, None
+        seg = segment(ex["_response"][0]["content"], self.markers, self.opts.min_sentences,
+                      self.opts.marker_boundaries)
+        if isinstance(seg, str):
+            rec["reason"] = seg
+            return rec, None
+        rec.update(step_start=[s.start for s in seg.steps], step_end=[s.end for s in seg.steps],
+                   step_type=[s.type for s in seg.steps], step_sentences=[s.sentences for s in seg.steps],
+                   step_pir=[float("nan")] * len(seg.steps))
+        rv = encode_variants(self.encoder, ex, seg, rec["row"], full)
+        if isinstance(rv, str):
+            rec["reason"] = rv
+            return rec, None
+        return rec, rv
+
+    def run(self, examples, on_row=lambda: None) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        from data_selection.transforms.pir import _shared_prefix, pir_batched, pir_prefix_cached
+
+        records: list[dict[str, Any]] = []
+        group: list[tuple[dict[str, Any], Any]] = []
+        stats = {"rows": 0, "pir_rows": 0, "variants": 0, "forward_tokens": 0}
+        budget = 4 * self.opts.batch_tokens
+
+        def flush() -> None:
+            if not group:
+                return
+            res = pir_batched(self.model, [rv for _, rv in group], batch_tokens=self.opts.batch_tokens,
+                              chunk_tokens=self.chunk_tokens, device=self.device, pad_id=self.pad_id)
+            for rec, rv in group:
+                _fill(rec, rv, *res[rv.row])
+            group.clear()
+
+        for ex in examples:
+            rec, rv = self.analyse(ex)
+            records.append(rec)
+            stats["rows"] += 1
+            if rv is not None:
+                stats["pir_rows"] += 1
+                stats["variants"] += len(rv.seqs)
+                ids0 = rv.seqs[0][0]
+                if self.opts.prefix_cache:
+                    stats["forward_tokens"] += len(ids0) + sum(len(s[0]) - _shared_prefix(ids0, s[0])
+                                                               for s in rv.seqs[1:])
+                    _fill(rec, rv, *pir_prefix_cached(self.model, rv, self.device))
+                else:
+                    stats["forward_tokens"] += sum(len(s[0]) for s in rv.seqs)
+                    group.append((rec, rv))
+                    if sum(len(s[0]) for _, g in group for s in g.seqs) >= budget:
+                        flush()
+            on_row()
+        flush()
+        return records, stats
+
+
+def write_shard(path: Path, records: list[dict[str, Any]]) -> None:
+    import pyarrow as pa
+
+    write_parquet_atomic(path, pa.Table.from_pylist(records, schema=shard_schema()))
+
+
+def _refuse_to_overwrite_the_input(opts: PruneOptions, pool, info_path: Path) -> None:
+    from data_selection.subset import subset_paths
+
+    if pool.attr.load_from != "file":
+        return
+    target = subset_paths(info_path.parent, opts.name)["data"].resolve()
+    name = Path(pool.attr.dataset_name)
+    if target in (name.resolve(), (Path(opts.dataset_dir) / name).resolve()):
+        raise UserError(f"--name {opts.name!r} would write {target}, the input file itself; choose a new name, "
+                        f"e.g. {opts.name}_pir30")
+
+
+def run_prune(opts: PruneOptions) -> dict[str, Any]:
+    """Compute (or finish computing) PIR values, then write the pruned subset. Returns a summary dict."""
+    from tqdm.auto import tqdm
+
+    from data_selection.registry import is_ours, read_dataset_info
+    from data_selection.scoring.runner import load_model, prepare
+
+    mk = validate(opts)
+    info_path = dataset_info_path(opts)
+    if opts.register:  # fail before the slow part: corrupted file or an entry we may not replace
+        existing = read_dataset_info(info_path).get(opts.name)
+        if existing is not None and not is_ours(existing) and not opts.force:
+            raise UserError(f"{info_path}: entry {opts.name!r} was not created by data-select; pick another "
+                            "--name or pass --force to replace it")
+    rank, world, local_rank = dist_env()
+    out = work_dir(opts)
+    config, tokenizer, encoder, pool = prepare(opts)
+    _refuse_to_overwrite_the_input(opts, pool, info_path)
+    identity = identity_of(opts, pool, config)
+    out.mkdir(parents=True, exist_ok=True)
+    check_out_dir(out, identity, opts.overwrite, rank, keys=IDENTITY_KEYS)
+    (out / SHARD_DIR).mkdir(exist_ok=True)
+
+    shards, shard_chars = plan_shards(pool.converted, opts.shard_rows)
+    meta = {
+        "identity": identity,
+        "pool": pool.describe(),
+        "model": identity["model"],
+        "template": opts.template,
+        "cutoff_len": opts.cutoff_len,
+        "dtype": opts.dtype,
+        "segmentation": identity["segmentation"],
+        "num_shards": len(shards),
+        "code_version": code_version(),
+        "meta_columns": pool.meta_columns,
+    }
+    if rank == 0:
+        write_json_atomic(out / META, meta)
+
+    mine = assign_shards(shard_chars, world)[rank]
+    pending = [k for k in mine if not shard_path(out, k).exists()]
+    device = resolve_device(opts.device, local_rank)
+    summary: dict[str, Any] = {"rank": rank, "world_size": world, "work_dir": str(out), "shards_total": len(shards),
+                               "shards_mine": len(mine), "shards_done_before": len(mine) - len(pending)}
+    t0 = time.perf_counter()
+    totals = {"rows": 0, "pir_rows": 0, "variants": 0, "forward_tokens": 0}
+    if pending:
+        from data_selection.scoring.logprobs import auto_chunk_tokens
+        from data_selection.scoring.self_check import check_against_full_forward, check_windows
+
+        model, dtype, attn = load_model(opts, device)
+        chunk = opts.chunk_tokens or auto_chunk_tokens(model.get_output_embeddings().weight.shape[0])
+        summary.update(device=device, dtype=str(dtype).replace("torch.", ""), attn=attn, chunk_tokens=chunk,
+                       prefix_cache=opts.prefix_cache)
+        if opts.verify:
+            summary["self_check_max_abs_diff"] = check_against_full_forward(
+                model, check_windows(encoder, pool.converted, shards[pending[0]]), device, chunk, dtype)
+        worker = ShardWorker(opts, encoder, mk, model, device, chunk)
+        bar = tqdm(total=sum(len(shards[k]) for k in pending), unit="row", desc=f"PIR (rank {rank})",
+                   disable=rank != 0)
+        for k in pending:
+            ts = time.perf_counter()
+            records, stats = worker.run(pool.converted.select(shards[k]), on_row=lambda: bar.update(1))
+            write_shard(shard_path(out, k), records)
+            dt = time.perf_counter() - ts
+            for key in totals:
+                totals[key] += stats[key]
+            with open(out / PROGRESS, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"shard": k, "rank": rank, **stats, "seconds": round(dt, 3),
+                                    "time": time.time()}) + "\n")
+            el = time.perf_counter() - t0
+            bar.set_postfix(rows_s=f"{totals['rows'] / el:,.2f}", tok_s=f"{totals['forward_tokens'] / el:,.0f}")
+        bar.close()
+    elapsed = time.perf_counter() - t0
+    summary.update({f"{k}_now": v for k, v in totals.items()}, seconds=round(elapsed, 2))
+    if totals["rows"]:
+        summary["seconds_per_row"] = round(elapsed / totals["rows"], 4)
+    missing = missing_shards(out, len(shards))
+    if missing:
+        summary.update(finished=False, waiting_for_shards=len(missing))
+        return summary
+    from filelock import FileLock
+
+    from data_selection.transforms.output import write_pruned
+
+    with FileLock(str(out / ".finalize.lock")):
+        summary.update(finished=True, **write_pruned(opts, mk, pool, encoder, out, len(shards), meta))
+    return summary
+
+
+def cli_prune_steps(opts: PruneOptions) -> int:
+    s = run_prune(opts)
+    if not s.get("finished"):
+        if s.get("rank", 0) == 0:
+            print(f"{s['waiting_for_shards']} shard(s) still running on other ranks; the last rank to finish writes "
+                  f"the subset (or re-run the same command once they are done)")
+        return 0
+    if s.get("rows_now"):
+        print(f"PIR computed on {s['pir_rows_now']:,} of {s['rows_now']:,} rows in {s['seconds']:,.1f} s "
+              f"({s['seconds_per_row']:.3f} s/row, {s['forward_tokens_now']:,} forward tokens, {s['device']})")
+    m = s["manifest"]
+    rows, tok = m["rows"], m["tokens"]
+    print(f"rows: {rows['written']:,} written, {rows['changed']:,} pruned, {rows['unchanged_total']:,} unchanged"
+          + "".join(f"\n  unchanged, {why}: {n:,}" for why, n in rows["unchanged"].items()))
+    print("steps deleted / found: " + ", ".join(f"{t} {v['deleted']:,}/{v['found']:,}"
+                                                for t, v in m["steps"].items() if t != PROGRESSIVE))
+    print(f"response tokens: {tok['response_before']:,} -> {tok['response_after']:,} "
+          f"(-{tok['removed']:,}, {100 * tok['removed_share']:.1f}%)")
+    print(f"subset: {s['paths']['data']} ({m['num_rows']:,} rows)\nmanifest: {s['paths']['manifest']}\n"
+          f"report: {s['paths']['report']}\n{s['dataset_info']}: {s['registered']} entry {opts.name!r}")
+    return 0

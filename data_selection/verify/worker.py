@@ -1,0 +1,130 @@
+"""One shard of a verify run, end to end: the unit of work a process runs and a re-run skips.
+
+A shard holds whole queries (all their responses), so majority votes never span two shards. For each row:
+the think/answer parts and repetition count (:mod:`data_selection.quality`), then the verify score: the
+dataset's own ``verify_score`` when it has one; math-verify for rows of a math category, per query against the
+reference or the majority (:mod:`~data_selection.verify.judge`); none (NaN, with a reason) for other
+categories (code needs test execution, which this tool does not do).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from data_selection.quality import max_repeat_count
+from data_selection.verify.answers import final_answer, split_response
+from data_selection.verify.judge import Verdict, judge_majority, judge_reference
+from data_selection.verify.mathcheck import MathChecker
+
+SHOWN_CHARS = 300  # extracted answers and targets are stored up to this length
+BASE_COLUMNS = ["id", "row", "query", "n_prompt_turns", "method", "verify_score", "reason", "answer",
+                "answer_found", "target", "has_think", "has_answer", "max_repeat", "n_response_chars"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    timeout: float = 5.0  # CPU seconds per math-verify call
+    min_votes: int = 2
+    math_categories: tuple[str, ...] = ("math",)
+    has_category: bool = True  # False: the pool has no category column and every row is math
+    repeat_tokens: int = 20
+
+    def is_math(self, category: str | None) -> bool:
+        """Rows of a math category, and rows without a category (a pool or row without one is math)."""
+        c = (category or "").strip().lower()
+        return not self.has_category or not c or c in self.math_categories
+
+
+_CHECKERS: dict[float, MathChecker] = {}
+
+
+def checker_for(timeout: float) -> MathChecker:
+    """One checker (and parse cache) per process and timeout."""
+    if timeout not in _CHECKERS:
+        _CHECKERS[timeout] = MathChecker(timeout)
+    return _CHECKERS[timeout]
+
+
+def _finite(x: Any) -> bool:
+    try:
+        return x is not None and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def verify_batch(batch: dict[str, Any], settings: Settings) -> dict[str, list]:
+    """Columns of the verify table for a batch of rows (whole queries).
+
+    ``batch``: lists ``row``, ``id``, ``query``, ``n_prompt_turns``, ``response``; optional ``category``,
+    ``source``, ``reference`` (reference answers, "" for none), ``dataset_score`` (the dataset's verify scores,
+    None for none) and ``extras`` ({column: values} copied through, e.g. ``pass_rate_r1``, ``ppl``).
+    """
+    checker = checker_for(settings.timeout)
+    n = len(batch["row"])
+    texts = batch["response"]
+    categories = batch.get("category") or [""] * n
+    references = batch.get("reference") or [""] * n
+    dataset_scores = batch.get("dataset_score") or [None] * n
+    parts = [split_response(t) for t in texts]
+    verdicts: list[Verdict | None] = [None] * n
+    by_query: dict[tuple[str, str], list[int]] = {}  # (query, reference) -> math rows
+    for i in range(n):
+        if _finite(dataset_scores[i]):
+            verdicts[i] = Verdict(score=float(dataset_scores[i]), method="dataset")
+        elif settings.is_math(categories[i]):
+            by_query.setdefault((batch["query"][i], (references[i] or "").strip()), []).append(i)
+        else:
+            verdicts[i] = Verdict(reason=f"no verifier for category {categories[i]!r} (needs the dataset's "
+                                         "verify_score)")
+    for (_, reference), rows in by_query.items():
+        candidates = [final_answer(texts[i], parts[i]) for i in rows]
+        if reference:
+            out = judge_reference(candidates, reference, checker)
+        else:
+            out = judge_majority(candidates, checker, settings.min_votes)
+        for i, v in zip(rows, out):
+            verdicts[i] = v
+    cols: dict[str, list] = {c: [] for c in BASE_COLUMNS}
+    for i in range(n):
+        v, p = verdicts[i], parts[i]
+        cols["id"].append(batch["id"][i])
+        cols["row"].append(int(batch["row"][i]))
+        cols["query"].append(batch["query"][i])
+        cols["n_prompt_turns"].append(int(batch["n_prompt_turns"][i]))
+        cols["method"].append(v.method)
+        cols["verify_score"].append(v.score)
+        cols["reason"].append(v.reason)
+        cols["answer"].append(v.answer[:SHOWN_CHARS])
+        cols["answer_found"].append(v.answer_found)
+        cols["target"].append(v.target[:SHOWN_CHARS])
+        cols["has_think"].append(p.has_think)
+        cols["has_answer"].append(p.has_answer)
+        cols["max_repeat"].append(max_repeat_count(texts[i], settings.repeat_tokens))
+        cols["n_response_chars"].append(len(texts[i]))
+    # a pool (or row) without a category is math (docs/methods.md §4)
+    cols["category"] = [c or "math" for c in categories] if settings.has_category else ["math"] * n
+    if batch.get("source") is not None:
+        cols["source"] = list(batch["source"])
+    for name, values in (batch.get("extras") or {}).items():
+        cols[name] = list(values)
+    return cols
+
+
+def verify_shard(path: str, batch: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Verify one shard and write it atomically to ``path`` (its presence marks it done). Returns counts."""
+    import time
+
+    import pandas as pd
+
+    from data_selection.atomic import write_parquet_atomic
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    cols = verify_batch(batch, settings)
+    df = pd.DataFrame(cols)
+    df["verify_score"] = df["verify_score"].astype("float64")
+    write_parquet_atomic(Path(path), df)
+    return {"rows": len(df), "scored": int(df["verify_score"].notna().sum()),
+            "seconds": round(time.perf_counter() - t0, 3), "cpu_seconds": round(time.process_time() - c0, 3)}
