@@ -18,6 +18,12 @@ read from disk. Work = (checkpoint, shard): each rank walks checkpoints 1..J in 
 and scores its shards of it; ``shards/ckpt-03/shard-000042.parquet`` written atomically is finished work, so a
 re-run skips it; torchrun ranks share the shards; an identity check in meta.json refuses to mix
 configurations; the rank that finishes last merges everything into ``scores.parquet``.
+
+Batches go through :func:`data_selection.scoring.forward.score_sequences` with ``score``'s ``--packing``
+(packed rows, variable-length attention), and ``--verify`` runs ``score``'s bounded self-check
+(:mod:`data_selection.scoring.self_check`) on the first checkpoint this rank scores, i.e. on perturbed weights.
+A prefix is a prefix of the full encoding, so in a causal model its losses are the full run's first positions
+(tests/data_selection/test_temp_scoring.py checks this against full-length runs).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from data_selection.scoring.checkpoint_layout import (
     scores_signature,
 )
 from data_selection.scoring.layout import META, PROGRESS, REJECTS, SCORES, SHARD_DIR, read_meta
+from data_selection.scoring.varlen import PACKED_MODES
 
 ROWS = ("auto", "all", "survivors")
 
@@ -64,10 +71,17 @@ class CheckpointScoreOptions:
         "help": "Response tokens scored per row (0 = the method's: 100 gaussian, 1000 directional)."})
     model: str = field(default="", metadata={"help": "Base model folder if it moved since `perturb` (digest checked)."})
     target: str = field(default="", metadata={"help": "Target model folder if it moved (directional; digest checked)."})
-    batch_tokens: int = field(default=32768, metadata={"help": "Token budget of a batch (rows x longest row)."})
+    batch_tokens: int = field(default=32768, metadata={
+        "help": "Token budget of a batch: tokens of the packed sequence (packing on), or rows x longest row, "
+                "padding included (packing off)."})
+    packing: str = field(default="auto", metadata={
+        "help": "Batches as `data-select score` builds them: auto = packed rows with variable-length attention "
+                "(flash-attn or torch varlen on CUDA in bf16/fp16, SDPA row by row elsewhere); off = padded batches. "
+                "docs/methods.md §1.", "choices": ("auto", "off", *PACKED_MODES)})
     dtype: str = field(default="auto", metadata={"help": "Model dtype; auto = bf16 on GPUs, fp32 on CPU.",
                                                  "choices": ("auto", "bf16", "fp16", "fp32")})
-    attn: str = field(default="auto", metadata={"help": "Attention kernel (as `score`).",
+    attn: str = field(default="auto", metadata={"help": "Attention the model is loaded with (as `score`: used with "
+                                                        "--packing off and by the self-check's reference forward).",
                                                 "choices": ("auto", "sdpa", "fa2", "eager")})
     shard_rows: int = field(default=1024, metadata={"help": "Rows per shard (the unit of resumption)."})
     chunk_tokens: int = field(default=0, metadata={"help": "Label positions per lm_head chunk (0 = auto)."})
@@ -78,7 +92,8 @@ class CheckpointScoreOptions:
         "help": "Where the float32 copy of the checkpoint lives: auto (the scoring device) or cpu (saves GPU "
                 "memory: ~4 bytes per parameter, twice that for directional)."})
     verify: bool = field(default=True, metadata={
-        "help": "Check one row's prefix losses against a full-length forward of the same checkpoint first."})
+        "help": "Self-check of `score` at the first checkpoint scored: the scorer's losses on two short rows' first "
+                "256 tokens against the checkpoint's own full-logits forward."})
     overwrite: bool = field(default=False, metadata={"help": "Replace results of a different configuration."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Passed to transformers."})
 
@@ -146,7 +161,7 @@ def _rows_to_score(opts, kind: str, table, manifest) -> tuple[list[int], dict[st
 
 
 def _score_shard(model, encoder, pool, cache: dict, k: int, rows: list[int], table, opts, prefix: int,
-                 features: tuple[int, ...], device: str, chunk: int) -> tuple[list[dict], dict]:
+                 features: tuple[int, ...], device: str, chunk: int, packing: str) -> tuple[list[dict], dict]:
     import torch
 
     from data_selection.scoring.forward import score_sequences
@@ -156,7 +171,7 @@ def _score_shard(model, encoder, pool, cache: dict, k: int, rows: list[int], tab
     records, seqs = cache[k]
     pad_id = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
     losses, stats = score_sequences(model, seqs, batch_tokens=opts.batch_tokens, chunk_tokens=chunk, device=device,
-                                    pad_id=pad_id)
+                                    pad_id=pad_id, packing=packing)
     out = []
     for r in rows:
         rec = dict(records[r])
@@ -187,33 +202,6 @@ def _encode(encoder, pool, rows: list[int], table, prefix: int):
     return {r: {c: rec.get(c) for c in keep} for r, rec in records.items()}, seqs
 
 
-def _self_check(model, encoder, pool, rows: list[int], table, prefix: int, device: str, chunk: int, dtype) -> float:
-    """Max |prefix loss − the same positions of a full-length forward| on the shortest row longer than the prefix."""
-    import torch
-
-    from data_selection.scoring.forward import score_sequences
-    from data_selection.scoring.runner import encode_rows
-
-    sub = table.loc[rows]
-    longer = sub[sub["n_response_tokens"] > prefix]
-    cand = longer if len(longer) else sub
-    cand = cand.assign(t=cand["n_prompt_tokens"] + cand["n_response_tokens"]).sort_values(["t", "row"])
-    row = int(cand.iloc[0]["row"])
-    _, encoded = encode_rows(encoder, pool.converted, [row], [])
-    if row not in encoded:
-        return 0.0
-    enc = encoded[row]
-    cut = prefix_encoding(enc.input_ids, enc.labels, prefix)
-    got, _ = score_sequences(model, {0: cut, 1: (enc.input_ids, enc.labels)}, batch_tokens=1, chunk_tokens=chunk,
-                             device=device, pad_id=0)
-    diff = float((got[0] - got[1][: len(got[0])]).abs().max()) if len(got[0]) else 0.0
-    tol = 1e-3 if dtype == torch.float32 else 5e-2
-    if diff > tol:
-        raise RuntimeError(f"self-check failed: prefix losses of row {row} differ from a full-length forward by "
-                           f"{diff:.2e} (> {tol:g}); this model is not causal as the scorer assumes. Please report it.")
-    return diff
-
-
 def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
@@ -225,6 +213,8 @@ def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
     from data_selection.scoring.options import dist_env, resolve_device
     from data_selection.scoring.plan import assign_shards
     from data_selection.scoring.runner import load_model
+    from data_selection.scoring.self_check import check_against_full_forward, check_windows
+    from data_selection.scoring.varlen import resolve_packing
     from data_selection.select import SCORE_READ_COLUMNS, load_scored_pool, load_scores
 
     if opts.rows not in ROWS:
@@ -275,17 +265,24 @@ def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
         model_opts = _ModelOpts(opts.model or manifest["base_model"]["name_or_path"], opts.dtype, opts.attn,
                                 opts.trust_remote_code)
         model, dtype, attn = load_model(model_opts, device)
+        try:
+            packing = resolve_packing(opts.packing, model)
+        except ValueError as err:
+            raise UserError(f"--packing {opts.packing}: {err}") from err
         chunk = opts.chunk_tokens or auto_chunk_tokens(model.get_output_embeddings().weight.shape[0])
         tokenizer = load_tokenizer(model_opts.model, smeta.get("options", {}).get("tokenizer") or None,
                                    opts.trust_remote_code)
         encoder = TemplateEncoder(tokenizer, smeta["template"], int(smeta["cutoff_len"]))
         pool = load_scored_pool(smeta, opts.scores)
+        first = todo[min(j for j, ks in todo.items() if ks)][0]
+        windows = check_windows(encoder, pool.converted, shards[first]) if opts.verify else {}
         from data_selection.perturb.noise import default_threads
 
         threads = opts.threads or max(1, default_threads() // world)
         master = device if opts.master_device == "auto" else opts.master_device
         seq = open_sequence(manifest, master, opts.model, opts.target, threads, opts.trust_remote_code)
-        summary.update(device=device, dtype=str(dtype).replace("torch.", ""), attn=attn)
+        summary.update(device=device, dtype=str(dtype).replace("torch.", ""), attn=attn, chunk_tokens=chunk,
+                       packing=packing)
         cache: dict[int, Any] = {}
         last = max(j for j, ks in todo.items() if ks)
         bar = tqdm(total=sum(len(shards[k]) for ks in todo.values() for k in ks), unit="row",
@@ -299,20 +296,21 @@ def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
                 continue
             seq.load_into(model)
             regen += time.perf_counter() - tr
-            if opts.verify and "self_check_max_abs_diff" not in summary:
-                summary["self_check_max_abs_diff"] = _self_check(model, encoder, pool, shards[todo[j][0]], table,
-                                                                 prefix, device, chunk, dtype)
+            if opts.verify and "self_check_max_abs_diff" not in summary:  # on the perturbed weights
+                summary["self_check_max_abs_diff"] = check_against_full_forward(model, windows, device, chunk, dtype,
+                                                                                opts.packing)
             for k in todo[j]:
                 ts = time.perf_counter()
                 records, stats = _score_shard(model, encoder, pool, cache, k, shards[k], table, opts, prefix,
-                                              features, device, chunk)
+                                              features, device, chunk, packing)
                 write_parquet_atomic(shard_file(out, j, k), _frame(records, features))
                 dt = time.perf_counter() - ts
                 tokens += stats["tokens"]
                 with open(out / PROGRESS, "a", encoding="utf-8") as f:
                     f.write(json.dumps({"checkpoint": j, "shard": k, "rank": rank, "rows": len(records),
                                         "tokens": stats["tokens"], "seconds": round(dt, 3),
-                                        "padding_waste": round(stats["padding_waste"], 4), "time": time.time()}) + "\n")
+                                        "padding_waste": round(stats["padding_waste"], 4),
+                                        "packing": stats["packing"], "time": time.time()}) + "\n")
                 bar.update(len(records))
                 bar.set_postfix(ckpt=j, tok_s=f"{tokens / (time.perf_counter() - t0):,.0f}")
         bar.close()
