@@ -67,6 +67,10 @@ class CheckpointScoreOptions:
         "choices": ("drop", "keep")})
     temp_checkpoint: int = field(default=0, metadata={
         "help": "survivors: force the Gaussian checkpoint of the difficulty filter (0 = the one at 2-3x loss)."})
+    gaussian: str = field(default="", metadata={
+        "help": "directional: another score-checkpoints folder whose Gaussian results to use (default: --out's "
+                "own); they are copied into OUT/gaussian, so OUT is complete for `select --temp-scores OUT`. "
+                "One Gaussian run can so serve several directional targets."})
     prefix: int = field(default=0, metadata={
         "help": "Response tokens scored per row (0 = the method's: 100 gaussian, 1000 directional)."})
     model: str = field(default="", metadata={"help": "Base model folder if it moved since `perturb` (digest checked)."})
@@ -101,7 +105,7 @@ class CheckpointScoreOptions:
 def command_line(opts: CheckpointScoreOptions) -> str:
     defaults = {f.name: f.default for f in fields(CheckpointScoreOptions)}
     parts = ["data-select", "score-checkpoints", "--perturb", opts.perturb, "--scores", opts.scores, "--out", opts.out]
-    for name in ("rows", "over_length", "temp_checkpoint", "prefix"):
+    for name in ("gaussian", "rows", "over_length", "temp_checkpoint", "prefix"):
         if getattr(opts, name) != defaults[name]:
             parts += [f"--{name.replace('_', '-')}", str(getattr(opts, name))]
     return shlex.join(parts)
@@ -147,10 +151,11 @@ def _rows_to_score(opts, kind: str, table, manifest) -> tuple[list[int], dict[st
     from data_selection.scoring.checkpoint_layout import TempScores, read_kind
     from data_selection.selectors.temp import difficulty_survivors
 
-    gauss, gmeta, grej = read_kind(opts.out, "gaussian", " first: the directional rows are its survivors")
+    source = opts.gaussian or opts.out
+    gauss, gmeta, grej = read_kind(source, "gaussian", " first: the directional rows are its survivors")
     if gmeta.get("scores_signature") != scores_signature(read_meta(Path(opts.scores))):
-        raise UserError(f"{kind_dir(opts.out, 'gaussian')} was scored on another --scores than {opts.scores}")
-    temp = TempScores(folder=opts.out, gaussian=gauss, directional=None, meta={"gaussian": gmeta},
+        raise UserError(f"{kind_dir(source, 'gaussian')} was scored on another --scores than {opts.scores}")
+    temp = TempScores(folder=source, gaussian=gauss, directional=None, meta={"gaussian": gmeta},
                       rejected={"gaussian": grej})
     rows, diff = difficulty_survivors(table, temp, opts.over_length, opts.temp_checkpoint)
     for w in diff.warnings:
@@ -158,6 +163,33 @@ def _rows_to_score(opts, kind: str, table, manifest) -> tuple[list[int], dict[st
     facts = {k: diff.facts[k] for k in ("chosen_checkpoint", "chosen_ratio", "ratios", "choice", "survivors")}
     return [int(r) for r in rows], {"mode": "survivors", "count": len(rows), "over_length": opts.over_length,
                                     "temp_checkpoint": opts.temp_checkpoint, "difficulty": facts}
+
+
+GAUSSIAN_RESULTS = (META, SCORES, REJECTS)  # what select and the survivors read of OUT/gaussian
+
+
+def adopt_gaussian(source: str | Path, out: str | Path, overwrite: bool) -> bool:
+    """Copy the finished Gaussian results of ``source`` into ``out``/gaussian (byte for byte, atomically as one
+    folder); ``True`` when copied, ``False`` when ``out`` already holds the same bytes."""
+    from data_selection.atomic import atomic_directory
+    from data_selection.scoring.checkpoint_layout import read_kind
+
+    src, dst = kind_dir(source, "gaussian"), kind_dir(out, "gaussian")
+    if src.resolve() == dst.resolve():
+        return False
+    read_kind(source, "gaussian", " first (--gaussian names its folder)")  # finished, or a clear error
+    files = [f for f in GAUSSIAN_RESULTS if (src / f).exists()]
+    if dst.exists():
+        same = all((dst / f).exists() and (dst / f).read_bytes() == (src / f).read_bytes() for f in files)
+        if same:
+            return False
+        if not overwrite:
+            raise UserError(f"{dst} holds other Gaussian results than --gaussian {src}; pass --overwrite to replace "
+                            "them (or choose another --out)")
+    with atomic_directory(dst) as tmp:
+        for f in files:
+            (tmp / f).write_bytes((src / f).read_bytes())
+    return True
 
 
 def _score_shard(model, encoder, pool, cache: dict, k: int, rows: list[int], table, opts, prefix: int,
@@ -230,6 +262,9 @@ def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
     signature = scores_signature(smeta)
     _check_same_model(manifest, smeta, opts)
     table = table.set_index(table["row"].to_numpy(), drop=False)  # .at[row, column]
+    if opts.gaussian and kind != "directional":
+        raise UserError("--gaussian names the Gaussian results a directional run builds on; this perturbation is "
+                        f"{kind}")
     rows, rows_facts = _rows_to_score(opts, kind, table.reset_index(drop=True), manifest)
     num = int(manifest["num_checkpoints"])
     identity = {"kind": kind, "perturb_digest": manifest["digest"], "scores_signature": signature,
@@ -237,6 +272,8 @@ def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
                 "dtype": opts.dtype, "shard_rows": opts.shard_rows}
     out = kind_dir(opts.out, kind)
     out.mkdir(parents=True, exist_ok=True)
+    if opts.gaussian and rank == 0:
+        adopt_gaussian(opts.gaussian, opts.out, opts.overwrite)
     check_out_dir(out, identity, opts.overwrite, rank, keys=tuple(identity))
     costs = [int(table.at[r, "n_prompt_tokens"]) + min(prefix, int(table.at[r, "n_response_tokens"])) for r in rows]
     shards, shard_costs = plan(rows, costs, opts.shard_rows)
@@ -247,7 +284,7 @@ def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
         "template": smeta.get("template"), "cutoff_len": smeta.get("cutoff_len"),
         "perturb": {"dir": str(opts.perturb), "digest": manifest["digest"], "command": manifest.get("command"),
                     "kind": kind, "options": manifest.get("options")},
-        "rows": rows_facts, "num_shards": len(shards), "tokens_planned_per_checkpoint": int(sum(costs)),
+        "rows": rows_facts, "gaussian_from": str(opts.gaussian) if opts.gaussian else None, "num_shards": len(shards), "tokens_planned_per_checkpoint": int(sum(costs)),
         "options": {f.name: getattr(opts, f.name) for f in fields(opts)}, "command": command_line(opts),
         "code_version": code_version(),
     }

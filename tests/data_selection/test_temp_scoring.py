@@ -130,6 +130,32 @@ def test_directional_scores_the_difficulty_survivors(run, tmp_path):
                                  feature_column("directional", 1, 20), feature_column("directional", 2, 20)]
 
 
+def test_directional_builds_on_the_gaussian_results_of_another_folder(run, tmp_path):
+    root, scores, temp, _ = run
+    out = tmp_path / "t3"
+    opts = CheckpointScoreOptions(perturb=str(root / "perturb" / "directional"), scores=str(scores), out=str(out),
+                                  gaussian=str(temp), prefix=20, verify=False)
+    run_score_checkpoints(opts)
+    for f in ("meta.json", "scores.parquet", "rejects.jsonl"):  # copied byte for byte: OUT is complete for select
+        assert (out / "gaussian" / f).read_bytes() == (temp / "gaussian" / f).read_bytes()
+    base, _, _ = load_scores(scores)
+    expect, _ = difficulty_survivors(base, load_temp_scores(temp, scores))
+    got = load_temp_scores(out, scores)
+    assert sorted(got.directional["row"]) == sorted(expect.tolist())
+    assert run_score_checkpoints(opts)["units_pending"] == 0  # a re-run finds the same bytes and nothing to do
+    other = tmp_path / "other"
+    (other / "gaussian").mkdir(parents=True)
+    for f in ("meta.json", "rejects.jsonl"):
+        (other / "gaussian" / f).write_bytes((temp / "gaussian" / f).read_bytes())
+    g = pd.read_parquet(temp / "gaussian" / "scores.parquet")
+    g.iloc[1:].to_parquet(other / "gaussian" / "scores.parquet", index=False)  # other Gaussian results
+    with pytest.raises(UserError, match="holds other Gaussian results than --gaussian"):
+        run_score_checkpoints(CheckpointScoreOptions(**{**opts.__dict__, "gaussian": str(other)}))
+    with pytest.raises(UserError, match="--gaussian names the Gaussian results a directional run builds on"):
+        run_score_checkpoints(CheckpointScoreOptions(perturb=str(root / "perturb" / "gaussian"), scores=str(scores),
+                                                     out=str(tmp_path / "t4"), gaussian=str(temp)))
+
+
 def test_a_perturbation_of_another_model_or_a_missing_gaussian_run_is_refused(run, tmp_path):
     root, _, _, _ = run
     other = make_scores_dir(tmp_path, n_rows=12)  # scored by "tiny-test-model"
