@@ -69,8 +69,8 @@ class CheckpointScoreOptions:
         "help": "survivors: force the Gaussian checkpoint of the difficulty filter (0 = the one at 2-3x loss)."})
     gaussian: str = field(default="", metadata={
         "help": "directional: another score-checkpoints folder whose Gaussian results to use (default: --out's "
-                "own); they are copied into OUT/gaussian, so OUT is complete for `select --temp-scores OUT`. "
-                "One Gaussian run can so serve several directional targets."})
+                "own), copied into OUT/gaussian so that OUT is complete for `select --temp-scores OUT` and one "
+                "Gaussian run serves several directional targets."})
     prefix: int = field(default=0, metadata={
         "help": "Response tokens scored per row (0 = the method's: 100 gaussian, 1000 directional)."})
     model: str = field(default="", metadata={"help": "Base model folder if it moved since `perturb` (digest checked)."})
