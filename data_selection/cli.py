@@ -17,6 +17,14 @@ COMMANDS = {
         "data_selection.scoring.runner:ScoreOptions:cli_score",
         "Score a pool with the base model's response-only cross-entropy (resumable, multi-GPU).",
     ),
+    "perturb": Command(
+        "data_selection.perturb.command:PerturbOptions:cli_perturb",
+        "TEMP: describe Gaussian or directional perturbed checkpoints of a model (a manifest; regenerated on use).",
+    ),
+    "score-checkpoints": Command(
+        "data_selection.scoring.checkpoints:CheckpointScoreOptions:cli_score_checkpoints",
+        "TEMP: early-token losses (L^(100), L^(1000)) of a pool at every checkpoint of a perturbation.",
+    ),
     "merge": Command(
         "data_selection.scoring.merge:MergeOptions:cli_merge",
         "Merge the per-rank score shards of a run into scores.parquet.",
@@ -27,7 +35,8 @@ COMMANDS = {
     ),
     "select": Command(
         "data_selection.select:SelectOptions:cli_select",
-        "Select a subset (zpd | random from scores; pass-cv from verify), write it and register it in dataset_info.json.",
+        "Select a subset (zpd | random from scores; temp from scores + checkpoint scores; pass-cv from verify), "
+        "write it and register it in dataset_info.json.",
     ),
     "register": Command(
         "data_selection.registry:RegisterOptions:cli_register",

@@ -9,8 +9,8 @@ For the first NAME's scores (its manifest records the folder, key and eligibilit
 * ``funnel.png``: pool → rejected → over-length → band → selected, one bar group per selection;
 * ``pass_cv.png`` for pass-cv selections: the CV and pass rate of the queries it saw and of those it took
   (read from the ``data-select verify`` folder its manifest names);
-* ``report.md`` (tables: parameters, thresholds, funnel, the query funnel of pass-cv, composition) and
-  ``funnel.csv``.
+* ``report.md`` (tables: parameters, thresholds, funnel, the query funnel of pass-cv, composition; for a TEMP
+  selection also its checkpoints, clusters and allocations, :mod:`data_selection.report_temp`) and ``funnel.csv``.
 
 A pass-cv selection made without ``--scores`` has no loss table: the two loss plots are left out (or drawn from
 ``--scores`` when given).
@@ -31,9 +31,9 @@ from data_selection.command_line import UserError
 
 COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 FUNNEL_STAGES = ["pool", "rejected", "scored", "verified", "no_verify_score", "verify_scored", "stage1",
-                 "not_scored_by_scorer", "over_length_dropped", "non_finite_key", "perplexity_dropped",
-                 "repetition_dropped", "missing_parts_dropped", "eligible", "dropped_low", "dropped_high", "band",
-                 "selected"]
+                 "not_scored_by_scorer", "over_length_dropped", "non_finite_key", "no_checkpoint_scores",
+                 "perplexity_dropped", "repetition_dropped", "missing_parts_dropped", "eligible", "dropped_low",
+                 "dropped_high", "band", "selected"]
 
 
 @dataclass
@@ -214,6 +214,10 @@ def render_markdown(selections: list[Loaded], images: list[str], reference: str)
     row("band (key values)", lambda m: f"[{m['thresholds']['low_value']:.4f}, {m['thresholds']['high_value']:.4f}]"
         if "low_value" in m["thresholds"] else ("per stratum" if "per_stratum" in m["thresholds"] else "—"))
     row("stratify", lambda m: m["parameters"].get("stratify") or "—")
+    if any("temp" in s.manifest for s in selections):
+        from data_selection.report_temp import difficulty_cell
+
+        row("TEMP difficulty checkpoint (loss ratio)", difficulty_cell)
     row("over-length rows (policy)", lambda m: f"{m.get('over_length_rows', 0):,} ({m['parameters'].get('over_length')})")
     row("pool", lambda m: f"{m['source'].get('resolved_name') or m['source'].get('dataset')} "
         f"(`{m['source'].get('fingerprint')}`)")
@@ -252,6 +256,10 @@ def render_markdown(selections: list[Loaded], images: list[str], reference: str)
             for value in sorted({v for c in stages.values() for v in c}):
                 lines.append(f"| {value} | " + " | ".join(
                     f"{100 * shares[st].get(value, 0):.1f}% ({stages[st].get(value, 0):,})" for st in stages) + " |")
+    from data_selection.report_temp import temp_section
+
+    for s in selections:
+        lines += temp_section(s.name, s.manifest)
     lines += ["", "## Plots", ""]
     if reference:
         lines += [reference, ""]

@@ -87,6 +87,11 @@ class SelectOptions:
         default="dataset_info.json",
         metadata={"help": "dataset_info.json to register in; the subset goes to data/ beside it."},
     )
+    temp_scores: str = field(default="", metadata={
+        "help": "temp: checkpoint scores folder written by `data-select score-checkpoints` (scores/NAME_temp)."})
+    temp_checkpoint: int = field(default=0, metadata={
+        "help": "temp: Gaussian checkpoint of the difficulty filter (0 = the one whose mean L^(100) is 2-3x the "
+                "base model's)."})
     register: bool = field(default=True, metadata={"help": "Add/update the dataset_info.json entry."})
     force: bool = field(default=False, metadata={"help": "Replace a dataset_info.json entry data-select did not create."})
 
@@ -128,7 +133,12 @@ def strategy_named(name: str):
 def run_strategy(table, opts: SelectOptions):
     """The strategy ``opts.strategy`` on ``table`` with the options it declares."""
     strategy = strategy_named(opts.strategy)
-    return strategy.select(table, **{p: getattr(opts, p) for p in strategy.parameters})
+    if opts.temp_scores and "temp_scores" not in strategy.parameters:
+        raise UserError(f"--temp-scores is for --strategy temp, not {opts.strategy}")
+    kwargs = {p: getattr(opts, p) for p in strategy.parameters}
+    for p, load in strategy.loaders.items():
+        kwargs[p] = load(opts)
+    return strategy.select(table, **kwargs)
 
 
 def load_inputs(opts: SelectOptions):
@@ -223,8 +233,10 @@ def build_manifest(opts: SelectOptions, selection, meta: dict[str, Any], rejects
         "over_length_rows": facts["over_length_rows"],
         "composition": facts["composition"],
         "stats": facts["stats"],
-        **{k: v for k, v in more.items() if k not in ("scores", "scorer")},
-        "recipe": _recipe(opts),
+        # strategy-specific facts (temp's checkpoints/clusters/allocations, pass-cv's query funnel) and warnings
+        **{k: v for k, v in more.items() if k not in ("scores", "scorer", "upstream_commands")},
+        # the commands that made the strategy's other inputs (temp's perturb/score-checkpoints), then this one
+        "recipe": " && ".join([*facts.get("upstream_commands", []), _recipe(opts)]),
     } | {k: more[k] for k in ("scores", "scorer") if k in more}
 
 
@@ -268,6 +280,8 @@ def run_select(opts: SelectOptions) -> dict[str, Any]:
 def cli_select(opts: SelectOptions) -> int:
     out = run_select(opts)
     m = out["manifest"]
+    for w in m.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
     f = m["funnel"]
     print(" → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in f.items()))
     if "query_funnel" in m:

@@ -158,6 +158,11 @@ def render_card(manifest: dict[str, Any], license: str = "") -> str:
                 f"(quantiles {th['low_quantile']}–{th['high_quantile']} of the eligible pool).\n")
     elif "per_stratum" in th:
         band = f"Band: quantiles {th['low_quantile']}–{th['high_quantile']} of {params['key']} per {params['stratify']}.\n"
+    elif manifest.get("temp"):
+        d = manifest["temp"]["difficulty"]
+        band = (f"TEMP (arXiv 2606.26797): per source, the high-loss cluster of L^(100) at Gaussian checkpoint "
+                f"{d['chosen_checkpoint']} (mean loss {d['chosen_ratio']:.2f}x the base model's), then a softmax "
+                "budget across domains and sources and k-means picks on L^(1000) along a fine-tuning direction.\n")
     funnel_rows = "\n".join(f"| {k.replace('_', ' ')} | {v:,} |" for k, v in funnel.items())
     comp = manifest.get("composition", {})
     comp_lines = []

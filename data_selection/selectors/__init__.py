@@ -9,11 +9,13 @@ the scores DataFrame and keyword parameters, each named after a ``SelectOptions`
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from data_selection.selectors.common import KEYS, Selection
 from data_selection.selectors.pass_cv import select_pass_cv
 from data_selection.selectors.random import select_random
+from data_selection.selectors.temp import select_temp
 from data_selection.selectors.zpd import select_zpd
 
 # Options every loss-table strategy takes; the others in ``parameters`` are the strategy's own.
@@ -27,6 +29,8 @@ class Strategy:
     summary: str  # one line for --help
     parameters: tuple[str, ...]  # SelectOptions fields passed to ``select`` as keywords
     needs: tuple[str, ...] = ("scores",)  # SelectOptions input folders that must be given (scores, verified)
+    # parameters that name files: loader(SelectOptions) -> the object ``select`` receives instead of the path
+    loaders: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
 
     @property
     def own_parameters(self) -> tuple[str, ...]:
@@ -39,6 +43,10 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("zpd", select_zpd, "drop the easiest --low and hardest 1 - --high by the key, then uniform",
                  (*COMMON_PARAMETERS, "low", "high")),
         Strategy("random", select_random, "uniform over the eligible pool (the baseline)", COMMON_PARAMETERS),
+        Strategy("temp", select_temp, "TEMP: high-loss cluster at a noise checkpoint, then diverse picks along a "
+                 "fine-tuning direction (needs --temp-scores; docs/methods.md §3)",
+                 ("n", "seed", "over_length", "temp_scores", "temp_checkpoint"),
+                 loaders={"temp_scores": lambda opts: _load_temp(opts.temp_scores, opts.scores)}),
         Strategy("pass-cv", select_pass_cv, "DeepDistill: queries whose verified responses disagree most (highest "
                  "CV), one passing response each; needs --verified",
                  ("n", "seed", "pass_thresholds", "cv_thresholds", "other_keep_prob", "max_ppl", "max_repeats",
@@ -47,9 +55,15 @@ STRATEGIES: dict[str, Strategy] = {
 }
 
 
+def _load_temp(folder: str, scores: str):
+    from data_selection.scoring.checkpoint_layout import load_temp_scores
+
+    return load_temp_scores(folder, scores)
+
+
 def strategy_help() -> str:
     return "; ".join(f"{s.name}: {s.summary}" for s in STRATEGIES.values())
 
 
-__all__ = ["KEYS", "STRATEGIES", "Selection", "Strategy", "select_pass_cv", "select_random", "select_zpd",
-           "strategy_help"]
+__all__ = ["KEYS", "STRATEGIES", "Selection", "Strategy", "select_pass_cv", "select_random", "select_temp",
+           "select_zpd", "strategy_help"]

@@ -20,7 +20,10 @@ ASSUMPTIONS = {
     "score_tokens_per_s": "scoring throughput of one GPU (tokens/s)",
     "train_tokens_per_s": "training throughput of one GPU (tokens/s)",
     "eval_gpu_hours": "GPU-hours to evaluate one model on the suite",
+    "prompt_tokens_per_row": "mean prompt tokens of a row (TEMP checkpoint scores: prompt + 100 / 1,000 tokens)",
+    "temp_survivor_share": "share of the pool that survives TEMP's difficulty filter (directional scoring)",
 }
+TEMP_PREFIX = {"gaussian": 100, "directional": 1000}
 
 
 def _epochs(cfg: StudyConfig) -> float:
@@ -33,8 +36,13 @@ def _epochs(cfg: StudyConfig) -> float:
 def gpu_hours(step: Step, cfg: StudyConfig) -> float | None:
     e: dict[str, Any] = cfg.estimate
     try:
-        if step.kind in ("data", "model", "select"):
+        if step.kind in ("data", "model", "select", "perturb"):  # perturb: a manifest, drawn on the CPU
             return 0.0
+        if step.kind == "checkpoints":  # every checkpoint scores a prefix of each row (docs/methods.md §3)
+            kind = step.key["kind"]
+            rows = e["pool_rows"] * (e["temp_survivor_share"] if kind == "directional" else 1.0)
+            tokens = e["prompt_tokens_per_row"] + min(TEMP_PREFIX[kind], e["tokens_per_row"] - e["prompt_tokens_per_row"])
+            return step.key["num"] * rows * tokens / e["score_tokens_per_s"] / 3600
         if step.kind == "score":
             return e["pool_rows"] * e["tokens_per_row"] / e["score_tokens_per_s"] / 3600
         if step.kind == "train":

@@ -9,7 +9,8 @@
 Each arm's steps are built by the builder registered for its strategy (``ARM_BUILDERS``): a plain
 `data-select select` strategy by :func:`select_steps`; strategies that need more inputs (perturbed
 checkpoints, verified answers, pruned responses) register their own builder returning the step that makes
-the subset, so training and evaluation stay the same for every arm.
+the subset, so training and evaluation stay the same for every arm. A temp arm also reads another arm's
+trained model (θf of TEMP's direction: the random arm's, same seed), so it must come after that arm.
 """
 
 from __future__ import annotations
@@ -91,14 +92,19 @@ def _data(cfg: StudyConfig) -> tuple[str, dict[str, Any], Step | None]:
     return str(cfg.pool.dataset), key, None
 
 
+def _launcher(cfg: StudyConfig) -> list[str]:
+    """data-select, under torchrun when the study scores on several GPUs."""
+    if cfg.gpus > 1:
+        return ["torchrun", "--nproc-per-node", str(cfg.gpus), "-m", "data_selection.cli"]
+    return ["data-select"]
+
+
 def _score(cfg: StudyConfig, model_path: str, model_key, model_step, pool: str, pool_key, data_step) -> Step:
     key = {"model": model_key, "template": cfg.template, "cutoff_len": cfg.cutoff_len,
            "system_prompt": cfg.system_prompt, "pool": pool_key, "options": cfg.score}
     deps = [s for s in (model_step, data_step) if s is not None]
     step = Step("score", "pool scores", key, deps, cfg.out)
-    launcher = ["torchrun", "--nproc-per-node", str(cfg.gpus), "-m", "data_selection.cli"] if cfg.gpus > 1 else [
-        "data-select"]
-    step.argv = [*launcher, "score", "--model", model_path, "--dataset", pool, "--template", cfg.template,
+    step.argv = [*_launcher(cfg), "score", "--model", model_path, "--dataset", pool, "--template", cfg.template,
                  "--cutoff_len", str(cfg.cutoff_len), "--out", str(step.dir)]
     if cfg.system_prompt:
         step.argv += ["--system_prompt", cfg.system_prompt]
@@ -192,6 +198,119 @@ def prune_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     return Subset(step, name, step.dir, [])
 
 
+# TEMP arm options (docs/methods.md §3): `data-select perturb` options per kind; the rest go to `select`
+TEMP_PERTURB_OPTIONS = {"gaussian": ("num", "start", "end", "scale", "seed"),
+                        "directional": ("num", "min_radius", "max_radius", "seed")}
+# `select` options the directional scoring must share, so that it scores exactly the survivors select sees
+TEMP_SURVIVOR_OPTIONS = ("over_length", "temp_checkpoint")
+# `data-select score` options of the study that score-checkpoints takes too (the same batches and dtype)
+TEMP_SCORING_OPTIONS = ("batch_tokens", "packing", "dtype", "attn", "shard_rows", "chunk_tokens", "device")
+
+
+def _temp_target(arm: ArmConfig, seed: int, inp: Inputs, target: str | None) -> Step:
+    """The train step of the arm whose fine-tuned model is θf for this seed (default: the study's random arm)."""
+    from data_selection.command_line import UserError
+
+    cfg = inp.cfg
+    where = f"{cfg.source}: arms.{arm.name}"
+    if target is None:
+        randoms = [a.name for a in cfg.trained_arms if a.strategy == "random"]
+        if len(randoms) != 1:
+            found = f"found {len(randoms)}: {', '.join(randoms)}" if randoms else "there is none"
+            raise UserError(f"{where}: a temp arm perturbs the base model towards the model trained on the random "
+                            f"arm's subset of the same seed (docs/methods.md §3), so the study needs exactly one arm "
+                            f"with strategy random listed before it ({found}); or name one with `target: ARM`")
+        target = randoms[0]
+    if (target, seed) not in inp.trained:
+        raise UserError(f"{where}: the direction's target arm {target!r} must be a trained arm listed before "
+                        f"{arm.name!r} (its model of seed {seed} is θf)")
+    return inp.trained[(target, seed)]
+
+
+def temp_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
+    """TEMP (docs/methods.md §3): Gaussian checkpoints of the base model → L^(100) of the pool at each →
+    directional checkpoints towards the random arm's model of this seed → L^(1000) of the difficulty survivors
+    → `select --strategy temp`.
+
+    The Gaussian steps depend on the seed only through the noise: with ``gaussian: {seed: S}`` in the arm they
+    are made once for the study (every seed selects from the same difficulty filter); without it the noise seed
+    is the study's seed and every replicate draws its own. The directional steps are always per seed (θf is).
+    """
+    from data_selection.command_line import UserError
+
+    cfg = inp.cfg
+    options = dict(arm.options)
+    perturb = {k: dict(options.pop(k, None) or {}) for k in TEMP_PERTURB_OPTIONS}
+    target = options.pop("target", None)
+    for kind, allowed in TEMP_PERTURB_OPTIONS.items():
+        for key in perturb[kind]:
+            if key not in allowed:
+                raise UserError(f"{cfg.source}: arms.{arm.name}.{kind}: unknown key {key!r} (data-select perturb "
+                                f"--kind {kind} options: {', '.join(allowed)})")
+    survivor_opts = {k: options[k] for k in TEMP_SURVIVOR_OPTIONS if k in options}
+    scoring = {k: v for k, v in cfg.score.items() if k in TEMP_SCORING_OPTIONS}
+    model_deps = [d for d in (inp.model_step,) if d is not None]
+    new: list[Step] = []
+
+    def perturbation(kind: str, noise_seed: int, shared_seed: bool, theta_f: Step | None) -> Step:
+        opts = {k: v for k, v in perturb[kind].items() if k != "seed"}
+        key = {"model": inp.model_key, "kind": kind, "options": opts, "seed": noise_seed,
+               **({"target": theta_f.hash} if theta_f is not None else {})}
+
+        def make() -> Step:
+            label = f"perturb {kind}" + ("" if shared_seed else f" seed {seed}")
+            step = Step("perturb", label, key, [*model_deps, *([theta_f] if theta_f else [])], cfg.out,
+                        seed=None if shared_seed else seed)
+            step.argv = ["data-select", "perturb", "--kind", kind, "--model", inp.model_path]
+            if theta_f is not None:
+                step.argv += ["--target", str(theta_f.dir)]
+            step.argv += ["--out", str(step.dir / "perturb"), "--seed", str(noise_seed)]
+            for k, v in opts.items():
+                step.argv += [_opt(k), str(v)]
+            return step
+
+        step, made = _shared(inp, f"perturb {json_key(key)}", make)
+        new.extend(made)
+        return step
+
+    def checkpoint_scores(kind: str, source: Step, gaussian: Step | None, shared_seed: bool) -> Step:
+        extra = survivor_opts if kind == "directional" else {}
+        key = {"kind": kind, "num": perturb[kind].get("num", 8), "options": scoring, "survivors": extra}
+
+        def make() -> Step:
+            label = f"checkpoint scores {kind}" + ("" if shared_seed else f" seed {seed}")
+            deps = [inp.score, source, *([gaussian] if gaussian else [])]
+            step = Step("checkpoints", label, key, deps, cfg.out, seed=None if shared_seed else seed)
+            step.argv = [*_launcher(cfg), "score-checkpoints", "--perturb", str(source.dir / "perturb"),
+                         "--scores", str(inp.score.dir), "--out", str(step.dir / "temp")]
+            if gaussian is not None:
+                step.argv += ["--gaussian", str(gaussian.dir / "temp")]
+            for k, v in {**scoring, **extra}.items():
+                step.argv += [_opt(k), str(v)]
+            return step
+
+        deps_hashes = [d.hash for d in (source, gaussian) if d is not None]
+        step, made = _shared(inp, f"checkpoints {json_key([key, deps_hashes])}", make)
+        new.extend(made)
+        return step
+
+    fixed = "seed" in perturb["gaussian"]
+    g_perturb = perturbation("gaussian", int(perturb["gaussian"].get("seed", seed)), fixed, None)
+    g_scores = checkpoint_scores("gaussian", g_perturb, None, fixed)
+    theta_f = _temp_target(arm, seed, inp, target)
+    d_perturb = perturbation("directional", int(perturb["directional"].get("seed", seed)), False, theta_f)
+    d_scores = checkpoint_scores("directional", d_perturb, g_scores, False)
+    key = {"strategy": arm.strategy, "options": options, "n": cfg.subset_size, "seed": seed}
+    step = Step("select", f"select {arm.name} seed {seed}", key, [inp.score, d_scores], cfg.out, arm.name, seed)
+    name = subset_name(arm.name, seed, step)
+    step.argv = ["data-select", "select", "--scores", str(inp.score.dir), "--temp-scores", str(d_scores.dir / "temp"),
+                 "--strategy", arm.strategy, "--n", str(cfg.subset_size), "--seed", str(seed), "--name", name,
+                 "--dataset_info", str(step.dir / "dataset_info.json"), "--force"]
+    for k, v in options.items():
+        step.argv += [_opt(k), str(v)]
+    return Subset(step, name, step.dir, new)
+
+
 def json_key(obj) -> str:
     import json
 
@@ -203,6 +322,7 @@ def json_key(obj) -> str:
 ARM_BUILDERS: dict[str, Callable[[ArmConfig, int, Inputs], Subset]] = {
     "pass-cv": pass_cv_steps,
     "prune-steps": prune_steps,
+    "temp": temp_steps,
 }
 
 

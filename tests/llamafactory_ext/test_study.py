@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -166,3 +167,60 @@ def test_pass_cv_and_pruning_arms_build_on_shared_and_sibling_steps(tmp_path, ti
                                                           "p": {"strategy": "prune-steps", "from": "zpd"}})
     with pytest.raises(UserError, match="`from` must name an arm listed before it"):
         build_plan(load_study(bad, known_strategies()))
+
+
+def test_temp_arm_perturbs_towards_the_random_arms_model_of_the_same_seed(tmp_path, tiny_qwen_dir):
+    from llamafactory_ext.study.estimate import gpu_hours
+
+    temp = {"strategy": "temp", "gaussian": {"num": 4, "start": 0.01}, "directional": {"num": 3}, "temp_checkpoint": 2}
+    estimate = {"pool_rows": 1000, "tokens_per_row": 600, "prompt_tokens_per_row": 100, "score_tokens_per_s": 1000,
+                "temp_survivor_share": 0.5}
+    cfg = load_study(write_study(tmp_path, str(tiny_qwen_dir), arms={"random": {"strategy": "random"}, "temp": temp},
+                                 estimate=estimate), known_strategies())
+    steps = build_plan(cfg)
+    (score,) = [s for s in steps if s.kind == "score"]
+    by_label = {s.label: s for s in steps}
+    assert len(by_label) == len(steps)  # no step twice
+    gaussian_perturbs = [s for s in steps if s.label.startswith("perturb gaussian")]
+    assert len(gaussian_perturbs) == 2  # no gaussian seed in the arm: every replicate draws its own noise
+    for seed in (1, 2):
+        gp, gs = by_label[f"perturb gaussian seed {seed}"], by_label[f"checkpoint scores gaussian seed {seed}"]
+        dp, ds = by_label[f"perturb directional seed {seed}"], by_label[f"checkpoint scores directional seed {seed}"]
+        theta_f, sel = by_label[f"train random seed {seed}"], by_label[f"select temp seed {seed}"]
+        assert gp.argv == ["data-select", "perturb", "--kind", "gaussian", "--model", str(tiny_qwen_dir), "--out",
+                           str(gp.dir / "perturb"), "--seed", str(seed), "--num", "4", "--start", "0.01"]
+        assert gs.deps == [score, gp] and gs.argv == [
+            "data-select", "score-checkpoints", "--perturb", str(gp.dir / "perturb"), "--scores", str(score.dir),
+            "--out", str(gs.dir / "temp"), "--batch_tokens", "4096", "--shard_rows", "16"]  # the study's scoring
+        assert dp.deps == [theta_f] and dp.argv[dp.argv.index("--target") + 1] == str(theta_f.dir)
+        assert dp.argv[-4:] == ["--seed", str(seed), "--num", "3"]
+        assert ds.deps == [score, dp, gs]
+        assert ds.argv[ds.argv.index("--gaussian") + 1] == str(gs.dir / "temp")
+        assert ds.argv[-2:] == ["--temp_checkpoint", "2"]  # scores exactly the survivors select will see
+        assert sel.deps == [score, ds] and sel.argv[sel.argv.index("--temp-scores") + 1] == str(ds.dir / "temp")
+        assert sel.argv[sel.argv.index("--strategy"):sel.argv.index("--name")] == [
+            "--strategy", "temp", "--n", "8", "--seed", str(seed)]
+        assert steps.index(theta_f) < steps.index(dp) < steps.index(ds) < steps.index(sel) < steps.index(
+            by_label[f"train temp seed {seed}"])
+        assert gpu_hours(gs, cfg) == pytest.approx(4 * 1000 * (100 + 100) / 1000 / 3600)
+        assert gpu_hours(ds, cfg) == pytest.approx(3 * 500 * (100 + 500) / 1000 / 3600) and gpu_hours(dp, cfg) == 0
+    assert by_label["perturb gaussian seed 1"].hash != by_label["perturb gaussian seed 2"].hash
+
+    fixed = {**temp, "gaussian": {"num": 4, "seed": 7}}
+    steps = build_plan(load_study(write_study(tmp_path, str(tiny_qwen_dir), arms={
+        "random": {"strategy": "random"}, "temp": fixed}), known_strategies()))
+    (gp,) = [s for s in steps if s.label.startswith("perturb gaussian")]  # made once for every seed
+    (gs,) = [s for s in steps if s.label.startswith("checkpoint scores gaussian")]
+    assert gp.argv[-4:] == ["--seed", "7", "--num", "4"] and gp.seed is None
+    directional = [s for s in steps if s.label.startswith("checkpoint scores directional")]
+    assert len(directional) == 2 and all(s.deps[2] is gs for s in directional)
+
+    for arms, message in (({"temp": temp}, "needs exactly one arm with strategy random listed before it (there is "
+                                           "none)"),
+                          ({"temp": temp, "uniform": {"strategy": "random"}},  # the YAML lists arms sorted
+                           "target arm 'uniform' must be a trained arm listed before 'temp'"),
+                          ({"random": {"strategy": "random"}, "temp": {**temp, "gaussian": {"sigma": 1}}},
+                           "arms.temp.gaussian: unknown key 'sigma'")):
+        path = write_study(tmp_path, str(tiny_qwen_dir), arms=arms, analysis={"reference": "", "baseline": ""})
+        with pytest.raises(UserError, match=re.escape(message)):
+            build_plan(load_study(path, known_strategies()))

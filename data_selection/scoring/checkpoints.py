@@ -1,0 +1,459 @@
+"""``data-select score-checkpoints``: the early-token losses TEMP reads, at every perturbed checkpoint.
+
+Two runs into one folder (:mod:`data_selection.scoring.checkpoint_layout`), the second after the first::
+
+    data-select score-checkpoints --perturb perturb/qwen3b_gaussian    --scores scores/POOL --out scores/POOL_temp
+    data-select score-checkpoints --perturb perturb/qwen3b_directional --scores scores/POOL --out scores/POOL_temp
+
+* Gaussian checkpoints: L^(100) of every row ``--scores`` scored. Each row is encoded exactly as ``score``
+  encoded it (LLaMA-Factory's template, the same template/cutoff_len/system prompt/tokenizer, read from
+  ``--scores``'s meta.json), then cut after its 100th label token **before** the forward pass: the prompt stays
+  whole, the response keeps 100 tokens. In a causal model those 100 losses equal the first 100 of a full pass.
+* Directional checkpoints: L^(100) and L^(1000) (1,000-token prefixes) of the rows that survive the difficulty
+  filter (:func:`data_selection.selectors.temp.difficulty_survivors` on ``--scores`` and the Gaussian results in
+  ``--out``; ``--rows all`` scores every row instead).
+
+Checkpoints are regenerated from the perturbation manifest (:mod:`data_selection.perturb.sequence`), never
+read from disk. Work = (checkpoint, shard): each rank walks checkpoints 1..J in order, regenerating each once,
+and scores its shards of it; ``shards/ckpt-03/shard-000042.parquet`` written atomically is finished work, so a
+re-run skips it; torchrun ranks share the shards; an identity check in meta.json refuses to mix
+configurations; the rank that finishes last merges everything into ``scores.parquet``.
+
+Batches go through :func:`data_selection.scoring.forward.score_sequences` with ``score``'s ``--packing``
+(packed rows, variable-length attention), and ``--verify`` runs ``score``'s bounded self-check
+(:mod:`data_selection.scoring.self_check`) on the first checkpoint this rank scores, i.e. on perturbed weights.
+A prefix is a prefix of the full encoding, so in a causal model its losses are the full run's first positions
+(tests/data_selection/test_temp_scoring.py checks this against full-length runs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
+from data_selection.command_line import UserError
+from data_selection.scoring.checkpoint_layout import (
+    FEATURES,
+    PREFIX,
+    feature_column,
+    kind_dir,
+    scores_signature,
+)
+from data_selection.scoring.layout import META, PROGRESS, REJECTS, SCORES, SHARD_DIR, read_meta
+from data_selection.scoring.varlen import PACKED_MODES
+
+ROWS = ("auto", "all", "survivors")
+
+
+@dataclass
+class CheckpointScoreOptions:
+    perturb: str = field(metadata={"help": "Perturbation folder written by `data-select perturb` (perturb/NAME)."})
+    scores: str = field(metadata={
+        "help": "Base scores folder written by `data-select score` (scores/POOL): its pool, template, cutoff_len, "
+                "system prompt and tokenizer are reused, so every row is encoded exactly as it was scored."})
+    out: str = field(metadata={"help": "Output folder shared by both kinds (scores/POOL_temp); this run writes "
+                                       "OUT/gaussian or OUT/directional."})
+    rows: str = field(default="auto", metadata={
+        "help": "Rows to score. auto: every scored row for gaussian, the difficulty survivors for directional; "
+                "all; survivors.", "choices": ROWS})
+    over_length: str = field(default="drop", metadata={
+        "help": "survivors: the over-length policy the selection will use (the filter runs on eligible rows).",
+        "choices": ("drop", "keep")})
+    temp_checkpoint: int = field(default=0, metadata={
+        "help": "survivors: force the Gaussian checkpoint of the difficulty filter (0 = the one at 2-3x loss)."})
+    gaussian: str = field(default="", metadata={
+        "help": "directional: another score-checkpoints folder whose Gaussian results to use (default: --out's "
+                "own), copied into OUT/gaussian so that OUT is complete for `select --temp-scores OUT` and one "
+                "Gaussian run serves several directional targets."})
+    prefix: int = field(default=0, metadata={
+        "help": "Response tokens scored per row (0 = the method's: 100 gaussian, 1000 directional)."})
+    model: str = field(default="", metadata={"help": "Base model folder if it moved since `perturb` (digest checked)."})
+    target: str = field(default="", metadata={"help": "Target model folder if it moved (directional; digest checked)."})
+    batch_tokens: int = field(default=32768, metadata={
+        "help": "Token budget of a batch: tokens of the packed sequence (packing on), or rows x longest row, "
+                "padding included (packing off)."})
+    packing: str = field(default="auto", metadata={
+        "help": "Batches as `data-select score` builds them: auto = packed rows with variable-length attention "
+                "(flash-attn or torch varlen on CUDA in bf16/fp16, SDPA row by row elsewhere); off = padded batches. "
+                "docs/methods.md §1.", "choices": ("auto", "off", *PACKED_MODES)})
+    dtype: str = field(default="auto", metadata={"help": "Model dtype; auto = bf16 on GPUs, fp32 on CPU.",
+                                                 "choices": ("auto", "bf16", "fp16", "fp32")})
+    attn: str = field(default="auto", metadata={"help": "Attention the model is loaded with (as `score`: used with "
+                                                        "--packing off and by the self-check's reference forward).",
+                                                "choices": ("auto", "sdpa", "fa2", "eager")})
+    shard_rows: int = field(default=1024, metadata={"help": "Rows per shard (the unit of resumption)."})
+    chunk_tokens: int = field(default=0, metadata={"help": "Label positions per lm_head chunk (0 = auto)."})
+    device: str = field(default="auto", metadata={"help": "auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda."})
+    threads: int = field(default=0, metadata={
+        "help": "CPU threads regenerating checkpoints (0 = the available cores / ranks, at most 16)."})
+    master_device: str = field(default="auto", metadata={
+        "help": "Where the float32 copy of the checkpoint lives: auto (the scoring device) or cpu (saves GPU "
+                "memory: ~4 bytes per parameter, twice that for directional)."})
+    verify: bool = field(default=True, metadata={
+        "help": "Self-check of `score` at the first checkpoint scored: the scorer's losses on two short rows' first "
+                "256 tokens against the checkpoint's own full-logits forward."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace results of a different configuration."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Passed to transformers."})
+
+
+def command_line(opts: CheckpointScoreOptions) -> str:
+    defaults = {f.name: f.default for f in fields(CheckpointScoreOptions)}
+    parts = ["data-select", "score-checkpoints", "--perturb", opts.perturb, "--scores", opts.scores, "--out", opts.out]
+    for name in ("gaussian", "rows", "over_length", "temp_checkpoint", "prefix"):
+        if getattr(opts, name) != defaults[name]:
+            parts += [f"--{name.replace('_', '-')}", str(getattr(opts, name))]
+    return shlex.join(parts)
+
+
+def prefix_encoding(input_ids, labels, k: int):
+    """(input_ids, labels) cut right after the ``k``-th label token (unchanged when there are fewer)."""
+    import numpy as np
+    from llamafactory.extras.constants import IGNORE_INDEX
+
+    lab = np.asarray(labels, dtype=np.int64)
+    pos = np.flatnonzero(lab != IGNORE_INDEX)
+    cut = int(pos[k - 1]) + 1 if len(pos) > k else len(lab)
+    return np.asarray(input_ids[:cut], dtype=np.int64), lab[:cut]
+
+
+def plan(rows, costs, shard_rows: int) -> tuple[list[list[int]], list[int]]:
+    """Shards of ``rows`` (costliest first, ties by row) and each shard's cost (tokens forwarded)."""
+    order = sorted(range(len(rows)), key=lambda i: (-costs[i], rows[i]))
+    shards, shard_costs = [], []
+    for i in range(0, len(order), shard_rows):
+        part = order[i : i + shard_rows]
+        shards.append([int(rows[j]) for j in part])
+        shard_costs.append(int(sum(costs[j] for j in part)))
+    return shards, shard_costs
+
+
+def shard_file(out: Path, checkpoint: int, k: int) -> Path:
+    return Path(out) / SHARD_DIR / f"ckpt-{checkpoint:02d}" / f"shard-{k:06d}.parquet"
+
+
+def missing(out: Path, num_checkpoints: int, num_shards: int) -> list[tuple[int, int]]:
+    return [(j, k) for j in range(1, num_checkpoints + 1) for k in range(num_shards)
+            if not shard_file(out, j, k).exists()]
+
+
+def _rows_to_score(opts, kind: str, table, manifest) -> tuple[list[int], dict[str, Any]]:
+    mode = opts.rows if opts.rows != "auto" else ("all" if kind == "gaussian" else "survivors")
+    if mode == "survivors" and kind == "gaussian":
+        raise UserError("--rows survivors is for directional checkpoints: the Gaussian scores define the survivors")
+    if mode == "all":
+        return sorted(int(r) for r in table["row"]), {"mode": "all", "count": len(table)}
+    from data_selection.scoring.checkpoint_layout import TempScores, read_kind
+    from data_selection.selectors.temp import difficulty_survivors
+
+    source = opts.gaussian or opts.out
+    gauss, gmeta, grej = read_kind(source, "gaussian", " first: the directional rows are its survivors")
+    if gmeta.get("scores_signature") != scores_signature(read_meta(Path(opts.scores))):
+        raise UserError(f"{kind_dir(source, 'gaussian')} was scored on another --scores than {opts.scores}")
+    temp = TempScores(folder=source, gaussian=gauss, directional=None, meta={"gaussian": gmeta},
+                      rejected={"gaussian": grej})
+    rows, diff = difficulty_survivors(table, temp, opts.over_length, opts.temp_checkpoint)
+    for w in diff.warnings:
+        print(f"warning: {w}")
+    facts = {k: diff.facts[k] for k in ("chosen_checkpoint", "chosen_ratio", "ratios", "choice", "survivors")}
+    return [int(r) for r in rows], {"mode": "survivors", "count": len(rows), "over_length": opts.over_length,
+                                    "temp_checkpoint": opts.temp_checkpoint, "difficulty": facts}
+
+
+GAUSSIAN_RESULTS = (META, SCORES, REJECTS)  # what select and the survivors read of OUT/gaussian
+
+
+def adopt_gaussian(source: str | Path, out: str | Path, overwrite: bool) -> bool:
+    """Copy the finished Gaussian results of ``source`` into ``out``/gaussian (byte for byte, atomically as one
+    folder); ``True`` when copied, ``False`` when ``out`` already holds the same bytes."""
+    from data_selection.atomic import atomic_directory
+    from data_selection.scoring.checkpoint_layout import read_kind
+
+    src, dst = kind_dir(source, "gaussian"), kind_dir(out, "gaussian")
+    if src.resolve() == dst.resolve():
+        return False
+    read_kind(source, "gaussian", " first (--gaussian names its folder)")  # finished, or a clear error
+    files = [f for f in GAUSSIAN_RESULTS if (src / f).exists()]
+    if dst.exists():
+        same = all((dst / f).exists() and (dst / f).read_bytes() == (src / f).read_bytes() for f in files)
+        if same:
+            return False
+        if not overwrite:
+            raise UserError(f"{dst} holds other Gaussian results than --gaussian {src}; pass --overwrite to replace "
+                            "them (or choose another --out)")
+    with atomic_directory(dst) as tmp:
+        for f in files:
+            (tmp / f).write_bytes((src / f).read_bytes())
+    return True
+
+
+def _score_shard(model, encoder, pool, cache: dict, k: int, rows: list[int], table, opts, prefix: int,
+                 features: tuple[int, ...], device: str, chunk: int, packing: str) -> tuple[list[dict], dict]:
+    import torch
+
+    from data_selection.scoring.forward import score_sequences
+
+    if k not in cache:
+        cache[k] = _encode(encoder, pool, rows, table, prefix)
+    records, seqs = cache[k]
+    pad_id = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
+    losses, stats = score_sequences(model, seqs, batch_tokens=opts.batch_tokens, chunk_tokens=chunk, device=device,
+                                    pad_id=pad_id, packing=packing)
+    out = []
+    for r in rows:
+        rec = dict(records[r])
+        tok = losses.get(r)
+        if tok is not None:
+            if not bool(torch.isfinite(tok).all()):
+                rec["reject_reason"] = "non-finite loss"
+            for f in features:
+                rec[f"loss_first_{f}"] = float(tok[:f].double().mean())
+        out.append(rec)
+    return out, stats
+
+
+def _encode(encoder, pool, rows: list[int], table, prefix: int):
+    from data_selection.scoring.runner import encode_rows
+
+    records, encoded = encode_rows(encoder, pool.converted, rows, [])
+    seqs = {}
+    for r, enc in encoded.items():
+        rec = records[r]
+        if rec["id"] != table.at[r, "id"]:
+            raise UserError(f"pool row {r} has id {rec['id']!r} now but {table.at[r, 'id']!r} when it was scored: "
+                            "the pool changed since `data-select score`")
+        ids, labels = prefix_encoding(enc.input_ids, enc.labels, prefix)
+        seqs[r] = (ids, labels)
+        rec["n_scored_tokens"] = min(prefix, enc.n_response_tokens)
+    keep = ("id", "row", "n_prompt_tokens", "n_response_tokens", "n_scored_tokens", "reject_reason")
+    return {r: {c: rec.get(c) for c in keep} for r, rec in records.items()}, seqs
+
+
+def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    from data_selection.encoding import TemplateEncoder, load_tokenizer
+    from data_selection.perturb.manifest import read_manifest
+    from data_selection.perturb.sequence import open_sequence
+    from data_selection.scoring.identity import check_out_dir, code_version
+    from data_selection.scoring.logprobs import auto_chunk_tokens
+    from data_selection.scoring.options import dist_env, resolve_device
+    from data_selection.scoring.plan import assign_shards
+    from data_selection.scoring.runner import load_model
+    from data_selection.scoring.self_check import check_against_full_forward, check_windows
+    from data_selection.scoring.varlen import resolve_packing
+    from data_selection.select import SCORE_READ_COLUMNS, load_scored_pool, load_scores
+
+    if opts.rows not in ROWS:
+        raise UserError(f"--rows must be one of {', '.join(ROWS)}, got {opts.rows!r}")
+    if opts.prefix < 0 or opts.shard_rows < 1:
+        raise UserError("--prefix must be >= 0 and --shard-rows >= 1")
+    rank, world, local_rank = dist_env()
+    manifest = read_manifest(opts.perturb)
+    kind = manifest["kind"]
+    prefix = opts.prefix or PREFIX[kind]
+    features = tuple(f for f in FEATURES[kind] if f <= prefix) or (prefix,)
+    table, smeta, _ = load_scores(opts.scores, SCORE_READ_COLUMNS)
+    signature = scores_signature(smeta)
+    _check_same_model(manifest, smeta, opts)
+    table = table.set_index(table["row"].to_numpy(), drop=False)  # .at[row, column]
+    if opts.gaussian and kind != "directional":
+        raise UserError("--gaussian names the Gaussian results a directional run builds on; this perturbation is "
+                        f"{kind}")
+    rows, rows_facts = _rows_to_score(opts, kind, table.reset_index(drop=True), manifest)
+    num = int(manifest["num_checkpoints"])
+    identity = {"kind": kind, "perturb_digest": manifest["digest"], "scores_signature": signature,
+                "prefix": prefix, "rows_digest": hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16],
+                "dtype": opts.dtype, "shard_rows": opts.shard_rows}
+    out = kind_dir(opts.out, kind)
+    out.mkdir(parents=True, exist_ok=True)
+    if opts.gaussian and rank == 0:
+        adopt_gaussian(opts.gaussian, opts.out, opts.overwrite)
+    check_out_dir(out, identity, opts.overwrite, rank, keys=tuple(identity))
+    costs = [int(table.at[r, "n_prompt_tokens"]) + min(prefix, int(table.at[r, "n_response_tokens"])) for r in rows]
+    shards, shard_costs = plan(rows, costs, opts.shard_rows)
+    meta = {
+        "identity": identity, "kind": kind, "num_checkpoints": num, "prefix": prefix, "features": list(features),
+        "columns": [feature_column(kind, j, f) for j in range(1, num + 1) for f in features],
+        "scores_dir": str(opts.scores), "scores_signature": signature, "pool": smeta.get("pool"),
+        "template": smeta.get("template"), "cutoff_len": smeta.get("cutoff_len"),
+        "perturb": {"dir": str(opts.perturb), "digest": manifest["digest"], "command": manifest.get("command"),
+                    "kind": kind, "options": manifest.get("options")},
+        "rows": rows_facts, "gaussian_from": str(opts.gaussian) if opts.gaussian else None, "num_shards": len(shards), "tokens_planned_per_checkpoint": int(sum(costs)),
+        "options": {f.name: getattr(opts, f.name) for f in fields(opts)}, "command": command_line(opts),
+        "code_version": code_version(),
+    }
+    if rank == 0:
+        write_json_atomic(out / META, meta)
+    mine = assign_shards(shard_costs, world)[rank]
+    todo = {j: [k for k in mine if not shard_file(out, j, k).exists()] for j in range(1, num + 1)}
+    summary: dict[str, Any] = {"kind": kind, "rank": rank, "world_size": world, "rows": len(rows),
+                               "checkpoints": num, "shards": len(shards), "prefix": prefix,
+                               "units_pending": sum(len(v) for v in todo.values())}
+    t0 = time.perf_counter()
+    tokens = 0
+    if summary["units_pending"]:
+        device = resolve_device(opts.device, local_rank)
+        model_opts = _ModelOpts(opts.model or manifest["base_model"]["name_or_path"], opts.dtype, opts.attn,
+                                opts.trust_remote_code)
+        model, dtype, attn = load_model(model_opts, device)
+        try:
+            packing = resolve_packing(opts.packing, model)
+        except ValueError as err:
+            raise UserError(f"--packing {opts.packing}: {err}") from err
+        chunk = opts.chunk_tokens or auto_chunk_tokens(model.get_output_embeddings().weight.shape[0])
+        tokenizer = load_tokenizer(model_opts.model, smeta.get("options", {}).get("tokenizer") or None,
+                                   opts.trust_remote_code)
+        encoder = TemplateEncoder(tokenizer, smeta["template"], int(smeta["cutoff_len"]))
+        pool = load_scored_pool(smeta, opts.scores)
+        first = todo[min(j for j, ks in todo.items() if ks)][0]
+        windows = check_windows(encoder, pool.converted, shards[first]) if opts.verify else {}
+        from data_selection.perturb.noise import default_threads
+
+        threads = opts.threads or max(1, default_threads() // world)
+        master = device if opts.master_device == "auto" else opts.master_device
+        seq = open_sequence(manifest, master, opts.model, opts.target, threads, opts.trust_remote_code)
+        summary.update(device=device, dtype=str(dtype).replace("torch.", ""), attn=attn, chunk_tokens=chunk,
+                       packing=packing)
+        cache: dict[int, Any] = {}
+        last = max(j for j, ks in todo.items() if ks)
+        bar = tqdm(total=sum(len(shards[k]) for ks in todo.values() for k in ks), unit="row",
+                   desc=f"{kind} checkpoints (rank {rank})", disable=rank != 0)
+        regen = 0.0
+        for j in range(1, last + 1):
+            tr = time.perf_counter()
+            seq.advance()
+            if not todo[j]:
+                regen += time.perf_counter() - tr
+                continue
+            seq.load_into(model)
+            regen += time.perf_counter() - tr
+            if opts.verify and "self_check_max_abs_diff" not in summary:  # on the perturbed weights
+                summary["self_check_max_abs_diff"] = check_against_full_forward(model, windows, device, chunk, dtype,
+                                                                                opts.packing)
+            for k in todo[j]:
+                ts = time.perf_counter()
+                records, stats = _score_shard(model, encoder, pool, cache, k, shards[k], table, opts, prefix,
+                                              features, device, chunk, packing)
+                write_parquet_atomic(shard_file(out, j, k), _frame(records, features))
+                dt = time.perf_counter() - ts
+                tokens += stats["tokens"]
+                with open(out / PROGRESS, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"checkpoint": j, "shard": k, "rank": rank, "rows": len(records),
+                                        "tokens": stats["tokens"], "seconds": round(dt, 3),
+                                        "padding_waste": round(stats["padding_waste"], 4),
+                                        "packing": stats["packing"], "time": time.time()}) + "\n")
+                bar.update(len(records))
+                bar.set_postfix(ckpt=j, tok_s=f"{tokens / (time.perf_counter() - t0):,.0f}")
+        bar.close()
+        summary["regenerate_seconds"] = round(regen, 2)
+    summary.update(seconds=round(time.perf_counter() - t0, 2), tokens_now=tokens)
+    left = missing(out, num, len(shards))
+    summary["merged"] = not left
+    if left:
+        summary["waiting_for_units"] = len(left)
+    else:
+        summary.update(merge_checkpoint_shards(out))
+    return summary
+
+
+@dataclass
+class _ModelOpts:  # what scoring.runner.load_model reads
+    model: str
+    dtype: str
+    attn: str
+    trust_remote_code: bool
+
+
+def _check_same_model(manifest: dict, smeta: dict, opts) -> None:
+    base = manifest["base_model"]
+    scored = smeta.get("model", {})
+    a, b = base.get("weights_digest"), scored.get("weights_digest")
+    if (a and b and a != b) or (not (a and b) and base.get("name_or_path") != scored.get("name_or_path")):
+        raise UserError(f"--perturb {opts.perturb} perturbs {base.get('name_or_path')} but --scores {opts.scores} was "
+                        f"scored by {scored.get('name_or_path')} (weights digest {b} vs {a}): TEMP compares "
+                        "checkpoints with the model that scored the pool")
+
+
+def _frame(records: list[dict], features: tuple[int, ...]):
+    import pandas as pd
+
+    df = pd.DataFrame.from_records(records)
+    for f in features:
+        if f"loss_first_{f}" not in df:
+            df[f"loss_first_{f}"] = float("nan")
+    df["reject_reason"] = df["reject_reason"].fillna("")
+    return df
+
+
+def merge_checkpoint_shards(out: str | Path) -> dict[str, Any]:
+    """One table, one row per scored row and one column per checkpoint and feature; rejects; counts."""
+    import numpy as np
+    import pandas as pd
+    from filelock import FileLock
+
+    out = Path(out)
+    meta = read_meta(out)
+    kind, num, nshards = meta["kind"], int(meta["num_checkpoints"]), int(meta["num_shards"])
+    left = missing(out, num, nshards)
+    if left:
+        raise UserError(f"{out}: {len(left)} (checkpoint, shard) units are not finished (first: checkpoint "
+                        f"{left[0][0]}, shard {left[0][1]}); re-run the same score-checkpoints command")
+    with FileLock(str(out / ".merge.lock")):
+        wide = None
+        reasons: dict[int, str] = {}
+        for j in range(1, num + 1):
+            frames = [pd.read_parquet(shard_file(out, j, k)) for k in range(nshards)]
+            df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+                columns=["id", "row", "n_prompt_tokens", "n_response_tokens", "n_scored_tokens", "reject_reason"])
+            for f in meta["features"]:
+                col = f"loss_first_{f}"
+                if col not in df:
+                    df[col] = np.nan
+                bad = (df["reject_reason"] == "") & ~np.isfinite(df[col].to_numpy(np.float64))
+                df.loc[bad, "reject_reason"] = "non-finite loss"
+            for r in df.loc[df["reject_reason"] != "", ["row", "reject_reason"]].itertuples(index=False):
+                reasons.setdefault(int(r.row), f"checkpoint {j}: {r.reject_reason}")
+            cols = {f"loss_first_{f}": feature_column(kind, j, f) for f in meta["features"]}
+            part = df[["row", *cols]].rename(columns=cols)
+            if wide is None:
+                wide = df[["id", "row", "n_prompt_tokens", "n_response_tokens", "n_scored_tokens"]].merge(part, on="row")
+            else:
+                wide = wide.merge(part, on="row", how="outer")
+        ok = ~wide["row"].isin(list(reasons))
+        rejects = wide.loc[~ok, ["row", "id"]]
+        table = wide.loc[ok].sort_values("row", kind="stable").reset_index(drop=True)
+        for c in ("row", "n_prompt_tokens", "n_response_tokens", "n_scored_tokens"):
+            table[c] = table[c].astype("int64")
+        write_parquet_atomic(out / SCORES, table)
+        write_jsonl_atomic(out / REJECTS, sorted(({"row": int(r.row), "id": r.id, "reason": reasons[int(r.row)]}
+                                                  for r in rejects.itertuples()), key=lambda x: x["row"]))
+        counts = {"rows": int(len(wide)), "scored": int(len(table)), "rejected": int((~ok).sum()),
+                  "scored_tokens_per_checkpoint": int(table["n_scored_tokens"].sum())}
+        prog = out / PROGRESS
+        if prog.exists():
+            lines = [json.loads(x) for x in prog.read_text(encoding="utf-8").splitlines() if x.strip()]
+            secs = sum(x["seconds"] for x in lines)
+            counts["score_seconds"] = round(secs, 2)
+            counts["tokens_forwarded"] = int(sum(x["tokens"] for x in lines))
+            counts["tokens_per_s_per_rank"] = round(counts["tokens_forwarded"] / secs, 1) if secs else None
+        meta["counts"] = counts
+        write_json_atomic(out / META, meta)
+    return {"counts": counts}
+
+
+def cli_score_checkpoints(opts: CheckpointScoreOptions) -> int:
+    s = run_score_checkpoints(opts)
+    print(json.dumps(s, indent=2))
+    out = kind_dir(opts.out, s["kind"])
+    if s.get("merged"):
+        print(f"checkpoint scores: {out / SCORES}\nrejects: {out / REJECTS}")
+    else:
+        print(f"{s['waiting_for_units']} unit(s) still running on other ranks; the last rank merges "
+              f"(or re-run this command)")
+    return 0
