@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed-$(PROFILE)
 # No machine here reaches the model hub; tests and the demo must never try.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: bench-gpu install demo test test-fast lint bench clean-demo
+.PHONY: bench-gpu install demo study study-all test test-fast lint bench clean-demo
 
 install: $(STAMP)
 
@@ -24,6 +24,13 @@ $(STAMP): pyproject.toml constraints/$(PROFILE).txt scripts/post_install.py
 
 demo: install
 	$(OFFLINE) PATH=$(abspath $(BIN)):$$PATH bash scripts/demo.sh
+
+# The demo's comparison with statistical power: arms x seeds on a large held-out set, CIs, one report.
+study: install
+	$(OFFLINE) $(BIN)/llamafactory-ext study studies/demo.yaml
+
+study-all: install  # every strategy's arm (longer; its measured time is in the README)
+	$(OFFLINE) $(BIN)/llamafactory-ext study studies/demo_all.yaml
 
 test: install
 	$(OFFLINE) $(BIN)/python -m pytest -q

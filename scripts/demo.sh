@@ -47,6 +47,15 @@ step "7/7 compare: base vs random vs ZPD"
 llamafactory-ext compare "$OUT/evals/base" "$OUT/evals/random" "$OUT/evals/zpd" \
   --names base,random,zpd --baseline base --reference random --out "$OUT"
 
+cat >> "$OUT/report.md" <<'EOT'
+
+This is one training run per arm, scored on a few dozen problems: each score carries a standard error of
+several points (the ± above) and the run-to-run variation of training is not measured at all. For a
+comparison that resolves the difference, `make study` trains every arm with several seeds, scores hundreds
+of held-out problems and reports paired differences with 95% confidence intervals (studies/demo.yaml;
+report in outputs/studies/demo/report/report.md).
+EOT
+
 step "done in $(( $(date +%s) - start ))s. Artefacts:"
 cat <<EOT
   scores            $OUT/scores/scores.parquet (+ meta.json, rejects.jsonl)

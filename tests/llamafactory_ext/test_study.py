@@ -224,3 +224,15 @@ def test_temp_arm_perturbs_towards_the_random_arms_model_of_the_same_seed(tmp_pa
         path = write_study(tmp_path, str(tiny_qwen_dir), arms=arms, analysis={"reference": "", "baseline": ""})
         with pytest.raises(UserError, match=re.escape(message)):
             build_plan(load_study(path, known_strategies()))
+
+
+def test_demo_all_reuses_every_step_of_the_demo_study_and_adds_one_arm_per_strategy():
+    """`make study-all` after `make study` must only run the new arms: same settings, same step hashes."""
+    demo = load_study(REPO_ROOT / "studies" / "demo.yaml", known_strategies())
+    demo_all = load_study(REPO_ROOT / "studies" / "demo_all.yaml", known_strategies())
+    assert demo.out == demo_all.out and demo.report_dir != demo_all.report_dir
+    dirs_all = {s.dir for s in build_plan(demo_all)}
+    missing = [s.label for s in build_plan(demo) if s.dir not in dirs_all]
+    assert not missing, f"demo_all.yaml would recompute {missing}: its shared settings differ from demo.yaml"
+    strategies = {a.strategy for a in demo_all.trained_arms}
+    assert strategies == known_strategies(), f"demo_all.yaml lacks an arm for {known_strategies() - strategies}"
