@@ -115,3 +115,18 @@ def run_cli(prog: str, commands: dict[str, Command], argv: Sequence[str] | None 
 
 class UserError(Exception):
     """A problem with the user's input (file, row, field, option). Printed without a traceback."""
+
+
+def json_object_option(option: str, text: str) -> dict:
+    """The value of a JSON-object option such as ``--columns`` ({} when empty); a clear error otherwise."""
+    import json
+
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{option} is not valid JSON ({err}): {text!r}") from err
+    if not isinstance(value, dict):
+        raise UserError(f"{option} must be a JSON object, got {text!r}")
+    return value

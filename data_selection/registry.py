@@ -29,7 +29,7 @@ from typing import Any
 from llamafactory.extras.constants import FILEEXT2TYPE
 
 from data_selection.atomic import write_json_atomic
-from data_selection.command_line import UserError
+from data_selection.command_line import UserError, json_object_option
 
 MARKER_KEY = "created_by"
 MARKER = "data-select"
@@ -333,12 +333,7 @@ def cli_register(opts: RegisterOptions) -> int:
     if not local.exists():
         raise UserError(f"{local}: no such file (file names are relative to {info_path.parent or '.'})")
     if opts.columns:
-        try:
-            columns = json.loads(opts.columns)
-        except json.JSONDecodeError as err:
-            raise UserError(f"--columns is not valid JSON: {err}") from err
-        if not isinstance(columns, dict):
-            raise UserError("--columns must be a JSON object")
+        columns = json_object_option("--columns", opts.columns)
         formatting = opts.formatting or "alpaca"
     else:
         formatting, columns = columns_from_file(local)

@@ -54,7 +54,10 @@ def model_identity(model: str, config) -> dict[str, Any]:
     return ident
 
 
-def run_identity(opts, pool, config) -> dict[str, Any]:
+def encoding_identity(opts, pool, config) -> dict[str, Any]:
+    """What makes a model pass over a pool reproducible: model, tokenizer, template, cutoff, dtype, the pool's
+    content and column mapping, system prompt, sharding. Shared by every job that scores a pool this way
+    (``score``, ``prune-steps``); each adds its own keys."""
     d = pool.describe()
     return {
         "model": model_identity(opts.model, config),
@@ -64,10 +67,13 @@ def run_identity(opts, pool, config) -> dict[str, Any]:
         "dtype": opts.dtype,
         "pool_fingerprint": d["fingerprint"],
         "shard_rows": opts.shard_rows,
-        "per_token_prefix": opts.per_token_prefix,
         "system_prompt": opts.system_prompt,
         "column_mapping": d["column_mapping"],
     }
+
+
+def run_identity(opts, pool, config) -> dict[str, Any]:
+    return {**encoding_identity(opts, pool, config), "per_token_prefix": opts.per_token_prefix}
 
 
 def check_out_dir(out: Path, identity: dict[str, Any], overwrite: bool, rank: int,

@@ -45,3 +45,28 @@ def read_meta(out: Path) -> dict[str, Any]:
 
 def missing_shards(out: Path, num_shards: int) -> list[int]:
     return [k for k in range(num_shards) if not shard_path(out, k).exists()]
+
+
+def finished_shard_frames(out: Path, command: str) -> tuple[dict[str, Any], list]:
+    """(meta.json, every shard as a DataFrame) under the merge lock; a clear error while shards are missing.
+
+    ``command`` names the job that writes the shards (``data-select score``, ``data-select verify``), for the
+    error's advice. The caller writes its merged files while ``out/.merge.lock`` is held: keep the returned frames
+    in the ``with merge_lock(out)`` block of the caller.
+    """
+    import pyarrow.parquet as pq
+
+    meta = read_meta(out)
+    n = int(meta["num_shards"])
+    missing = missing_shards(out, n)
+    if missing:
+        raise UserError(f"{out}: {len(missing)} of {n} shards are not finished yet (first: shard {missing[0]}); "
+                        f"re-run the same `{command}` command to finish them")
+    return meta, [pq.read_table(shard_path(out, k)).to_pandas() for k in range(n)]
+
+
+def merge_lock(out: Path):
+    """The lock every merge of ``out`` holds, so two ranks finishing together write the merged files once."""
+    from filelock import FileLock
+
+    return FileLock(str(out / ".merge.lock"))

@@ -15,16 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
-from data_selection.command_line import UserError
 from data_selection.scoring.layout import (
     CONVERSION_REJECTS,
     META,
     PROGRESS,
     REJECTS,
     SCORES,
-    missing_shards,
-    read_meta,
-    shard_path,
+    finished_shard_frames,
+    merge_lock,
 )
 
 SCORE_COLUMNS = ["id", "row", "n_prompt_tokens", "n_response_tokens", "n_tokens_full", "loss_sum", "loss_mean",
@@ -38,18 +36,9 @@ class MergeOptions:
 
 def merge_shards(out: str | os.PathLike) -> dict[str, Any]:
     import pandas as pd
-    import pyarrow.parquet as pq
-    from filelock import FileLock
-
     out = Path(out)
-    meta = read_meta(out)
-    n = int(meta["num_shards"])
-    missing = missing_shards(out, n)
-    if missing:
-        raise UserError(f"{out}: {len(missing)} of {n} shards are not finished yet (first: shard {missing[0]}); "
-                        "re-run the same `data-select score` command to finish them")
-    with FileLock(str(out / ".merge.lock")):
-        frames = [pq.read_table(shard_path(out, k)).to_pandas() for k in range(n)]
+    with merge_lock(out):
+        meta, frames = finished_shard_frames(out, "data-select score")
         df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCORE_COLUMNS + ["reject_reason"])
         if "reject_reason" not in df:
             df["reject_reason"] = ""

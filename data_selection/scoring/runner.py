@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
-from data_selection.command_line import UserError
+from data_selection.command_line import UserError, json_object_option
 from data_selection.scoring.identity import check_out_dir, code_version, run_identity
 from data_selection.scoring.layout import (
     CONVERSION_REJECTS,
@@ -52,13 +52,7 @@ def prepare(opts: ScoreOptions):
     from data_selection.encoding import TemplateEncoder, check_tokenizer_matches_model, load_tokenizer
     from data_selection.sources import PoolSpec, default_num_proc, load_pool, resolve_attr
 
-    columns: dict[str, str] = {}
-    if opts.columns:
-        try:
-            columns = json.loads(opts.columns)
-            assert isinstance(columns, dict)
-        except (json.JSONDecodeError, AssertionError) as err:
-            raise UserError(f"--columns must be a JSON object, got {opts.columns!r}") from err
+    columns: dict[str, str] = json_object_option("--columns", opts.columns)
     spec = PoolSpec(
         dataset=opts.dataset,
         dataset_dir=opts.dataset_dir,

@@ -23,7 +23,7 @@ from typing import Any
 
 from data_selection.atomic import write_json_atomic, write_parquet_atomic
 from data_selection.command_line import UserError
-from data_selection.scoring.identity import check_out_dir, code_version, model_identity
+from data_selection.scoring.identity import check_out_dir, code_version, encoding_identity
 from data_selection.scoring.layout import META, PROGRESS, SHARD_DIR, missing_shards, shard_path
 from data_selection.scoring.options import dist_env, resolve_device
 from data_selection.scoring.plan import assign_shards, plan_shards
@@ -52,17 +52,8 @@ def shard_schema():
 
 
 def identity_of(opts: PruneOptions, pool, config) -> dict[str, Any]:
-    d = pool.describe()
     return {
-        "model": model_identity(opts.model, config),
-        "tokenizer": opts.tokenizer or None,
-        "template": opts.template,
-        "cutoff_len": opts.cutoff_len,
-        "dtype": opts.dtype,
-        "pool_fingerprint": d["fingerprint"],
-        "shard_rows": opts.shard_rows,
-        "system_prompt": opts.system_prompt,
-        "column_mapping": d["column_mapping"],
+        **encoding_identity(opts, pool, config),
         "segmentation": {k: getattr(opts, k) for k in PruneOptions.SEGMENTATION},
         "pir_version": PIR_VERSION,
     }

@@ -32,9 +32,9 @@ from data_selection.scoring.layout import (
     META,
     PROGRESS,
     REJECTS,
-    missing_shards,
+    finished_shard_frames,
+    merge_lock,
     read_meta,
-    shard_path,
 )
 
 VERIFIED = "verified.parquet"
@@ -43,18 +43,9 @@ VERIFIED = "verified.parquet"
 def merge_verified(out: str | Path) -> dict[str, Any]:
     """Concatenate the shards into ``verified.parquet`` and ``rejects.jsonl``; record the counts in meta.json."""
     import pandas as pd
-    import pyarrow.parquet as pq
-    from filelock import FileLock
-
     out = Path(out)
-    meta = read_meta(out)
-    n = int(meta["num_shards"])
-    missing = missing_shards(out, n)
-    if missing:
-        raise UserError(f"{out}: {len(missing)} of {n} shards are not finished yet (first: shard {missing[0]}); "
-                        "re-run the same `data-select verify` command to finish them")
-    with FileLock(str(out / ".merge.lock")):
-        frames = [pq.read_table(shard_path(out, k)).to_pandas() for k in range(n)]
+    with merge_lock(out):
+        meta, frames = finished_shard_frames(out, "data-select verify")
         df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"id": [], "row": [], "query": [],
                                                                                 "verify_score": [], "reason": [],
                                                                                 "method": []})

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from data_selection.atomic import write_json_atomic, write_jsonl_atomic
-from data_selection.command_line import UserError
+from data_selection.command_line import UserError, json_object_option
 from data_selection.scoring.identity import check_out_dir, code_version
 from data_selection.scoring.layout import (
     CONVERSION_REJECTS,
@@ -54,13 +54,7 @@ PASSTHROUGH = ("ppl", "model_name")  # plus every pass_rate_* column
 def _spec(opts: VerifyOptions):
     from data_selection.sources import PoolSpec
 
-    columns: dict[str, str] = {}
-    if opts.columns:
-        try:
-            columns = json.loads(opts.columns)
-            assert isinstance(columns, dict)
-        except (json.JSONDecodeError, AssertionError) as err:
-            raise UserError(f"--columns must be a JSON object, got {opts.columns!r}") from err
+    columns: dict[str, str] = json_object_option("--columns", opts.columns)
     return PoolSpec(dataset=opts.dataset, dataset_dir=opts.dataset_dir, columns=columns, split=opts.split,
                     system_prompt=opts.system_prompt, max_samples=opts.max_samples)
 

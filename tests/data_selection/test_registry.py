@@ -149,6 +149,25 @@ def test_cli_register_detects_columns_from_the_file(tmp_path, capsys):
     assert "data/other.jsonl: no such file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("columns, message", [
+    ('["prompt"]', "--columns must be a JSON object, got '[\"prompt\"]'"),
+    ("{prompt: q}", "--columns is not valid JSON"),
+])
+def test_cli_columns_option_errors_are_clear_and_leave_dataset_info_alone(tmp_path, capsys, columns, message):
+    write_jsonl(make_alpaca_rows(3), tmp_path / "data" / "mine.jsonl")
+    path = _info(tmp_path, {"hand": HAND_ENTRY})
+    before = path.read_bytes()
+    assert main(["register", "--name", "mine", "--dataset_info", str(path), "--columns", columns]) == 1
+    assert message in capsys.readouterr().err
+    assert path.read_bytes() == before
+    # the same parser serves `score` and `verify`, before any model or pool is loaded
+    for command in (["score", "--model", "m", "--template", "qwen"], ["verify"]):
+        argv = [*command, "--dataset", str(tmp_path / "data" / "mine.jsonl"), "--out", str(tmp_path / "o"),
+                "--columns", columns]
+        assert main(argv) == 1
+        assert message in capsys.readouterr().err
+
+
 def test_root_dataset_info_declares_the_shared_entries():
     from llamafactory.data.parser import get_dataset_list
 
