@@ -59,6 +59,7 @@ def assert_close_to_scale(actual: torch.Tensor, expected: torch.Tensor, rel: flo
     that cancels to nearly zero can differ by more than any fixed element-wise tolerance. So the bound is
     ``rel * max|expected|`` for every element.
     """
+    actual, expected = actual.detach(), expected.detach()
     scale = float(expected.abs().max()) if expected.numel() else 0.0
     worst = float((actual - expected).abs().max()) if expected.numel() else 0.0
     assert actual.shape == expected.shape, f"{msg}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -13,7 +14,5 @@ def test_select_speed_bench_runs_every_configuration(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "select_speed.py"), "--rows", "3000", "--n", "500",
                            "--repeats", "1", "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    import json
-
     whats = [r["what"] for r in json.loads(out.read_text())]
     assert whats[0] == "read scores.parquet" and "zpd stratify=source" in whats and "random" in whats
