@@ -53,7 +53,7 @@ This is one training run per arm, scored on a few dozen problems: each score car
 several points (the ± above) and the run-to-run variation of training is not measured at all. For a
 comparison that resolves the difference, `make study` trains every arm with several seeds, scores hundreds
 of held-out problems and reports paired differences with 95% confidence intervals (studies/demo.yaml;
-report in outputs/studies/demo/report/report.md).
+report in outputs/studies/demo/reports/demo/report.md).
 EOT
 
 step "done in $(( $(date +%s) - start ))s. Artefacts:"
