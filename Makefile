@@ -14,9 +14,10 @@ endif
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(PROFILE)
 # No machine here reaches the model hub; tests and the demo must never try.
-OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1 TOKENIZERS_PARALLELISM=false
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1 TOKENIZERS_PARALLELISM=false \
+           LITELLM_LOCAL_MODEL_COST_MAP=True
 
-.PHONY: bench-gpu install demo study study-all test test-fast lint bench clean-demo
+.PHONY: bench-gpu gpu-check install install-vllm check-vllm demo study study-all test test-fast lint bench clean-demo
 
 install: $(STAMP)
 
@@ -31,6 +32,22 @@ $(STAMP): pyproject.toml constraints/$(PROFILE).txt scripts/post_install.py
 	rm -f $(VENV)/.installed-*  # another profile's stamp no longer describes this venv
 	echo $(PROFILE) > $(VENV)/.profile
 	touch $@
+
+# The vLLM server behind `llamafactory-ext eval --backend vllm`: a current vLLM in its own venv (pins:
+# constraints/vllm.txt); lighteval stays in $(VENV) and queries it over HTTP, so the two version sets never meet.
+VLLM_VENV ?= .venv-vllm
+install-vllm: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: constraints/vllm.txt
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q -U pip
+	$(VLLM_VENV)/bin/pip install -c constraints/vllm.txt vllm
+	$(VLLM_VENV)/bin/python -c "import vllm, torch, transformers; from vllm.tokenizers import get_tokenizer; \
+	  print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
+	touch $@
+
+check-vllm: install  # resolver dry run of constraints/vllm.txt against PyPI (nothing installed)
+	$(BIN)/python scripts/check_vllm_resolution.py --documented
 
 demo: install
 	$(OFFLINE) PATH=$(abspath $(BIN)):$$PATH bash scripts/demo.sh
