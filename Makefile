@@ -17,7 +17,7 @@ STAMP   := $(VENV)/.installed-$(PROFILE)
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1 TOKENIZERS_PARALLELISM=false \
            LITELLM_LOCAL_MODEL_COST_MAP=True
 
-.PHONY: bench-gpu gpu-check install install-vllm check-vllm demo study study-all test test-fast lint bench clean-demo
+.PHONY: bench-gpu gpu-check gpu-check-dry install install-vllm check-vllm demo study study-all test test-fast lint bench clean-demo
 
 install: $(STAMP)
 
@@ -76,6 +76,19 @@ bench: install
 
 bench-gpu: install  # PROFILE=gpu on a GPU machine: scorer MFU on a Qwen2.5-3B-shaped model, vs cal_ppl in bf16
 	$(OFFLINE) $(BIN)/python bench/score_mfu.py --compare-packing --profile
+
+# Every GPU figure the README lists as unmeasured, in <= 8 min on one H100/H200 (budget: bench/gpu_check.py's
+# header). Bare image: carry .whl/ from `bash scripts/gpu_setup.sh download`; with a `make install PROFILE=gpu`
+# venv instead: make gpu-check GPU_PYTHON=.venv/bin/python.
+GPU_PYTHON    ?= python3
+GPU_SITE      ?= /tmp/site
+GPU_CHECK_OUT ?= outputs/gpu_check/gpu_check.json
+gpu-check:
+	PYTHON=$(GPU_PYTHON) SITE=$(GPU_SITE) bash scripts/gpu_setup.sh install
+	$(OFFLINE) PYTHONPATH=$(GPU_SITE):$(CURDIR) $(GPU_PYTHON) bench/gpu_check.py --out $(GPU_CHECK_OUT)
+
+gpu-check-dry: install  # the same parts on CPU with tiny shapes (what CI runs): the logic, not GPU figures
+	$(OFFLINE) $(BIN)/python bench/gpu_check.py --dry-run --out outputs/gpu_check/gpu_check_dry.json
 
 clean-demo:
 	rm -rf outputs/demo data/demo
