@@ -49,7 +49,7 @@ BUDGETS = {"model": (40, 60), "doctor": (30, 60), "scorer": (140, 240), "memory_
 SIZES = {  # GPU sizes / CPU dry-run sizes
     "gpu": {"rows": 128, "max_len": 16384, "short_rows": 32, "short_max": 4096, "long": 16000, "repeats": 1,
             "train_tokens": (1024, 4096), "two_rank_rows": 32},
-    "cpu": {"rows": 8, "max_len": 512, "short_rows": 6, "short_max": 256, "long": 2000, "repeats": 0,
+    "cpu": {"rows": 8, "max_len": 512, "short_rows": 6, "short_max": 256, "long": 2000, "repeats": 1,
             "train_tokens": (32, 96), "two_rank_rows": 8},
 }  # fmt: skip
 
@@ -294,7 +294,8 @@ def report(results: dict) -> None:
               "(targets <= 1e-2, >= 0.999)")  # fmt: skip
     m = parts.get("memory_16k", {})
     if "peak_gpu_gb" in m:
-        print(f"one {m['row_tokens']}-token row, default options: peak GPU {_f(m['peak_gpu_gb'], '.2f')} GiB")
+        print(f"one {m['row_tokens']}-token row, default options: peak GPU {_f(m['peak_gpu_gb'], '.2f')} GiB "
+              f"(peak RSS {_f(m.get('peak_rss_gb'), '.2f')} GB)")
     tr = {k: parts.get(f"train_{k}", {}) for k in ("advanced", "advanced_fast")}
     for k, r in tr.items():
         if r.get("rc") == 0:
