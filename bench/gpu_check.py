@@ -4,15 +4,17 @@ BUDGET (one H100/H200, bare image, wheels carried: scripts/gpu_setup.sh install 
 per part (estimates, not yet measured on a GPU):
 
   part              budget  what
-  model               40 s  a random-initialised Qwen2.5-3B shape, bf16, saved once for the scorer parts
-  doctor              30 s  llamafactory_ext.doctor.run_checks(): its table (ok / warn / blocker, fix)
-  scorer             140 s  data-select score at default options (packed) and --packing off (padded) on the
-                            long-tail mix (up to 16K tokens): tokens/s, MFU; bf16 vs an fp32 pass on a short mix:
-                            max |Δ loss_mean|, Spearman (bench/score_mfu.py's functions)
-  memory_16k          30 s  one 16K-token row at default options: peak GPU memory
-  train_advanced      90 s  yaml_recipes/advanced.yaml, 1 warm-up + 3 measured steps, 3B shape, rows of
-  train_advanced_fast 90 s  1K-4K tokens: tokens/s, MFU, peak memory (bench/train_mfu.py; ratio printed)
+  model               35 s  a random-initialised Qwen2.5-3B shape, bf16, saved once for the scorer parts
+  doctor              60 s  llamafactory_ext.doctor.run_checks(): its table (ok / warn / blocker, fix)
+  scorer             100 s  data-select score at default options (packed) and --packing off (padded) on the
+                            long-tail mix (128 rows up to 16K tokens): tokens/s, MFU (bench/score_mfu.py's FLOPs)
+  scorer_fp32         45 s  bf16 vs an fp32 pass on a short mix: max |Δ loss_mean|, Spearman
+  memory_16k          25 s  one 16K-token row at default options: peak GPU memory
   two_rank            45 s  only with >= 2 GPUs: torchrun 2-rank scoring == 1-rank scoring, bit for bit
+  train_advanced      85 s  yaml_recipes/advanced.yaml, 1 warm-up + 3 measured steps, 3B shape, rows of
+  train_advanced_fast 85 s  1K-4K tokens: tokens/s, MFU, peak memory (bench/train_mfu.py; ratio printed)
+
+One GPU: 435 s of parts; with two, two_rank runs too and the last training part is skipped if time is short.
 
 Every part runs as its own subprocess with its budget as a timeout (a hung part is killed, never waited
 for), prints its elapsed time, and is skipped with a note when less time is left than it needs. Results:
@@ -44,8 +46,9 @@ sys.path.insert(0, str(BENCH))
 
 TOTAL_BUDGET_S = 450.0
 # name -> (budget on a GPU, budget for --dry-run on CPU), seconds
-BUDGETS = {"model": (40, 60), "doctor": (30, 60), "scorer": (140, 240), "memory_16k": (30, 90),
-           "train_advanced": (90, 180), "train_advanced_fast": (90, 180), "two_rank": (45, 180)}  # fmt: skip
+BUDGETS = {"model": (35, 60), "doctor": (60, 60), "scorer": (100, 240), "scorer_fp32": (45, 120),
+           "memory_16k": (25, 90), "two_rank": (45, 180), "train_advanced": (85, 180),
+           "train_advanced_fast": (85, 180)}  # fmt: skip
 SIZES = {  # GPU sizes / CPU dry-run sizes
     "gpu": {"rows": 128, "max_len": 16384, "short_rows": 32, "short_max": 4096, "long": 16000, "repeats": 1,
             "train_tokens": (1024, 4096), "two_rank_rows": 32},
@@ -82,7 +85,7 @@ def _scorer_run(ctx, data: Path, dtype: str, packing: str = "auto", repeats: int
 
 def part_scorer(ctx: dict) -> dict:
     import score_vs_cal_ppl as base
-    from score_mfu import error_vs_reference, model_flops
+    from score_mfu import model_flops
     from transformers import AutoConfig
 
     config, s, work = AutoConfig.from_pretrained(ctx["model"]), ctx["sizes"], Path(ctx["work"])
@@ -103,13 +106,22 @@ def part_scorer(ctx: dict) -> dict:
                       "peak_gpu_gb": r.get("peak_gpu_gb")}  # fmt: skip
     if out.get("packed", {}).get("tokens_per_s") and out.get("padded", {}).get("tokens_per_s"):
         out["packing_speedup"] = out["packed"]["tokens_per_s"] / out["padded"]["tokens_per_s"]
+    return out
+
+
+def part_scorer_fp32(ctx: dict) -> dict:
+    import score_vs_cal_ppl as base
+    from score_mfu import error_vs_reference
+
+    s, work, out = ctx["sizes"], Path(ctx["work"]), {}
     short = base.long_tail_lengths(s["short_rows"], 200 if not ctx["dry_run"] else 40, s["short_max"], seed=2)
     base.write_pool(base.make_rows(short, seed=2), work / "short")
     bf16 = _scorer_run(ctx, work / "short", "bf16", repeats=0)
     fp32 = _scorer_run(ctx, work / "short", "fp32", repeats=0)
-    if bf16 and fp32:
-        out["bf16_vs_fp32"] = {"mix": {"n": len(short), "max": max(short)},
-                               **error_vs_reference(bf16["loss_mean"], fp32["loss_mean"])}  # fmt: skip
+    if not (bf16 and fp32):
+        return {"error": f"the {'bf16' if not bf16 else 'fp32'} run failed (see stderr)"}
+    out["bf16_vs_fp32"] = {"mix": {"n": len(short), "max": max(short)},
+                           **error_vs_reference(bf16["loss_mean"], fp32["loss_mean"])}  # fmt: skip
     return out
 
 
@@ -167,9 +179,10 @@ def part_two_rank(ctx: dict) -> dict:
     return {"rows": len(one), "columns": cols, "bit_for_bit": equal, "max_abs_diff": diffs}
 
 
-PARTS = {"model": part_model, "doctor": part_doctor, "scorer": part_scorer, "memory_16k": part_memory_16k,
+PARTS = {"model": part_model, "doctor": part_doctor, "scorer": part_scorer, "scorer_fp32": part_scorer_fp32,
+         "memory_16k": part_memory_16k, "two_rank": part_two_rank,
          "train_advanced": lambda c: part_train(c, "advanced"),
-         "train_advanced_fast": lambda c: part_train(c, "advanced_fast"), "two_rank": part_two_rank}  # fmt: skip
+         "train_advanced_fast": lambda c: part_train(c, "advanced_fast")}  # fmt: skip
 
 
 def child(name: str, ctx_path: Path) -> None:
@@ -288,8 +301,8 @@ def report(results: dict) -> None:
                   f"{_f(r['mfu'], '.1%')}, attn {r['attn']}, peak GPU {_f(r['peak_gpu_gb'], '.1f')} GiB")  # fmt: skip
     if "packing_speedup" in sc:
         print(f"scorer packing speed-up: {sc['packing_speedup']:.2f}x")
-    if "bf16_vs_fp32" in sc:
-        e = sc["bf16_vs_fp32"]
+    if "bf16_vs_fp32" in parts.get("scorer_fp32", {}):
+        e = parts["scorer_fp32"]["bf16_vs_fp32"]
         print(f"scorer bf16 vs fp32: max |Δ loss_mean| {e['max_abs_delta_loss_mean']:.2e}, Spearman {e['spearman']:.5f} "
               "(targets <= 1e-2, >= 0.999)")  # fmt: skip
     m = parts.get("memory_16k", {})
