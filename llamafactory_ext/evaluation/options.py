@@ -30,7 +30,11 @@ class EvalOptions:
     )
     backend: str = field(
         default="auto",
-        metadata={"help": "vllm | accelerate | auto (vllm when a GPU is visible, else accelerate on CPU)."},
+        metadata={
+            "help": "vllm | accelerate | auto (vllm when a GPU is visible or --server_url is given, else "
+            "accelerate on CPU). vllm: `vllm serve` from its own environment (make install-vllm) on "
+            "127.0.0.1, queried by lighteval's litellm backend; accelerate: lighteval's transformers backend."
+        },
     )
     samples: int | None = field(
         default=None,
@@ -88,10 +92,32 @@ class EvalOptions:
     )
     lighteval_bin: str | None = field(
         default=None,
+        metadata={"help": "lighteval executable. Default: $LIGHTEVAL_BIN, else the lighteval next to this Python."},
+    )
+    vllm_bin: str | None = field(
+        default=None,
         metadata={
-            "help": "lighteval executable. Default: $LIGHTEVAL_BIN, else for vllm .venv-vllm/bin/lighteval "
-            "when present, else the lighteval next to this Python."
+            "help": "vllm executable that serves the model (--backend vllm). Default: $VLLM_BIN, else "
+            ".venv-vllm/bin/vllm (make install-vllm), else vllm on PATH."
         },
+    )
+    port: int = field(
+        default=0, metadata={"help": "Port of the vLLM server on 127.0.0.1 (0: a free one, chosen at start)."}
+    )
+    server_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "Use an OpenAI-compatible server that is already running (e.g. http://host:8000/v1) "
+            "instead of starting vllm serve; it must serve the model under the name 'model'."
+        },
+    )
+    server_timeout: float = field(
+        default=900.0,
+        metadata={"help": "Seconds to wait for the vLLM server to load the model and answer /health."},
+    )
+    concurrent_requests: int = field(
+        default=64,
+        metadata={"help": "Requests lighteval keeps in flight to the server (vLLM batches them)."},
     )
     dry_run: bool = field(
         default=False,
@@ -130,3 +156,5 @@ class EvalPlan:
     dtype: str
     system_prompt: str | None
     command: list[str] = field(default_factory=list)
+    base_url: str | None = None  # --backend vllm: the OpenAI-compatible endpoint lighteval queries
+    server_command: list[str] = field(default_factory=list)  # the vllm serve command ([] for --server_url)

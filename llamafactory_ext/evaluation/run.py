@@ -6,8 +6,12 @@ per-sample details are the output, in ``evals/NAME/results/model/results_<time>.
 ``evals/NAME/details/model/<time>/details_<task>|0_<time>.parquet``; ``summary.json``/``summary.md`` beside
 them name the model, protocol, command and headline scores. Everything the run needs is written into the
 folder first (``model_config.yaml``, ``custom_tasks.py`` + ``.json``, ``data/``), so the printed command can
-be re-run by hand, and the subprocess may come from another environment (lighteval's vLLM extra pins
-``vllm<0.10.2``, which needs its own virtual environment: see ``--lighteval_bin``).
+be re-run by hand.
+
+``--backend vllm`` does not use lighteval's in-process vLLM backend (its extra pins ``vllm<0.10.2``, which
+breaks with transformers 5): :mod:`llamafactory_ext.evaluation.vllm_server` starts a current ``vllm serve``
+from its own environment (``make install-vllm``) on 127.0.0.1 and ``lighteval endpoint litellm`` queries it
+over the OpenAI API (``--server_url`` uses a server that is already running).
 
 The model is staged first (:mod:`llamafactory_ext.evaluation.staging`: lighteval never writes into your
 model folder, and samples exactly as the protocol says).
@@ -45,6 +49,10 @@ from llamafactory_ext.evaluation.staging import (
     stage_model,
 )
 from llamafactory_ext.evaluation.suites import parse_suite, read_local_problems
+from llamafactory_ext.evaluation.vllm_server import INSTALL_HINT, log_tail, plan_server, running_server
+
+# litellm fetches its model price list from the internet at import unless told to use its bundled copy
+LIGHTEVAL_ENV = {"TOKENIZERS_PARALLELISM": "false", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 
 
 def _gpu_available() -> bool:
@@ -84,14 +92,18 @@ def model_parameters(
     if plan.system_prompt:
         params["system_prompt"] = plan.system_prompt
     if plan.backend == "vllm":
+        # lighteval's LiteLLMModelConfig (extra="forbid"): the server, not lighteval, holds the model and dtype
         generation["seed"] = opts.seed
-        params.update(
-            max_model_length=plan.max_model_length,
-            gpu_memory_utilization=gpu_memory_utilization,
-            tensor_parallel_size=opts.tensor_parallel_size,
-            data_parallel_size=opts.data_parallel_size,
-            seed=opts.seed,
-        )
+        params = {
+            "model_name": f"openai/{STAGED_MODEL}",  # litellm's generic OpenAI-compatible provider
+            "base_url": plan.base_url,
+            "api_key": "EMPTY",  # vLLM checks no key; litellm's openai provider wants one
+            "concurrent_requests": opts.concurrent_requests,
+            "max_model_length": plan.max_model_length,
+            "timeout": 3600.0,  # one long reasoning answer can take minutes under load
+            "cache_dir": cache_dir,
+            **({"system_prompt": plan.system_prompt} if plan.system_prompt else {}),
+        }
     else:
         params.update(device=plan.device, max_length=plan.max_model_length)
         batch_size = opts.batch_size or (16 if plan.device == "cpu" else None)
@@ -101,11 +113,9 @@ def model_parameters(
     return {"model_parameters": params}
 
 
-def find_lighteval(backend: str, explicit: str | None) -> str:
-    candidates = [explicit, os.environ.get("LIGHTEVAL_BIN")]
-    if backend == "vllm":
-        candidates.append(str(Path(".venv-vllm/bin/lighteval")))
-    candidates += [str(Path(sys.executable).parent / "lighteval"), shutil.which("lighteval")]
+def find_lighteval(explicit: str | None) -> str:
+    candidates = [explicit, os.environ.get("LIGHTEVAL_BIN"), str(Path(sys.executable).parent / "lighteval"),
+                  shutil.which("lighteval")]
     for c in candidates:
         if c and Path(c).is_file():
             return str(Path(c).absolute())
@@ -144,7 +154,9 @@ def plan_eval(opts: EvalOptions) -> tuple[EvalPlan, dict]:
     if opts.backend not in ("auto", "vllm", "accelerate"):
         raise UserError(f"--backend {opts.backend!r}: choose vllm, accelerate or auto")
     gpu = _gpu_available()
-    backend = opts.backend if opts.backend != "auto" else ("vllm" if gpu else "accelerate")
+    backend = opts.backend if opts.backend != "auto" else ("vllm" if gpu or opts.server_url else "accelerate")
+    if opts.server_url and backend != "vllm":
+        raise UserError(f"--server_url is for --backend vllm (an OpenAI-compatible server), not {backend}")
     device = "cuda" if gpu else "cpu"
     dtype = opts.dtype or ("bfloat16" if gpu or backend == "vllm" else "float32")
     samples = proto["samples"]
@@ -175,7 +187,7 @@ def plan_eval(opts: EvalOptions) -> tuple[EvalPlan, dict]:
         model_fingerprint="",
         out=str(Path(opts.out)),
         backend=backend,
-        device="cuda" if backend == "vllm" else device,
+        device=("server" if opts.server_url else "cuda") if backend == "vllm" else device,
         preset=opts.preset,
         tasks=tasks,
         benchmarks=benchmarks,
@@ -220,12 +232,15 @@ def prepare(opts: EvalOptions) -> EvalPlan:
             }
         )
     cache_dir = f"cache/{plan.model_fingerprint}"
+    if plan.backend == "vllm":
+        plan_server(plan, opts, out, proto["gpu_memory_utilization"], served_name=STAGED_MODEL)
     params = model_parameters(plan, opts, cache_dir, proto["gpu_memory_utilization"])
     write_text_atomic(out / "model_config.yaml", yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
 
+    backend_args = ["endpoint", "litellm"] if plan.backend == "vllm" else [plan.backend]
     command = [
-        *seeded_launcher(find_lighteval(plan.backend, opts.lighteval_bin), out, opts.seed, opts.heartbeat),
-        plan.backend,
+        *seeded_launcher(find_lighteval(opts.lighteval_bin), out, opts.seed, opts.heartbeat),
+        *backend_args,
         "model_config.yaml",
         ",".join(plan.tasks),
     ]
@@ -243,7 +258,7 @@ def prepare(opts: EvalOptions) -> EvalPlan:
 
 def run_streaming(command: list[str], cwd: Path, log_path: Path) -> int:
     """Run with output shown live (progress bars included) and kept in ``log_path``."""
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    env = dict(os.environ, **LIGHTEVAL_ENV)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         assert proc.stdout is not None
@@ -256,11 +271,6 @@ def run_streaming(command: list[str], cwd: Path, log_path: Path) -> int:
                 sys.stdout.write(chunk.decode("utf-8", errors="replace"))
             log.write(chunk)
         return proc.wait()
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    text = path.read_text(encoding="utf-8", errors="replace").replace("\r", "\n")
-    return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
 
 
 def newest_results(out: Path, since: float) -> Path:
@@ -284,7 +294,9 @@ def summarize(plan: EvalPlan, out: Path, results_file: Path | None, wall: float 
     }
     if results_file is not None:
         summary["results_file"] = str(results_file.relative_to(out))
-        details = out / "details" / STAGED_MODEL / results_file.stem.removeprefix("results_")
+        # results/<model name>/results_<time>.json -> details/<model name>/<time>/ ("openai/model" for vllm)
+        model_dir = results_file.parent.relative_to(out / "results")
+        details = out / "details" / model_dir / results_file.stem.removeprefix("results_")
         summary["details_dir"] = str(details.relative_to(out)) if details.is_dir() else None
     if any((out / "results").rglob("results_*.json")):  # every run so far in this folder (same model)
         run = read_run(out)
@@ -314,13 +326,17 @@ def summarize(plan: EvalPlan, out: Path, results_file: Path | None, wall: float 
         lines.append(f"| {display_name(bench)} | {s['metric']} | {100 * s['value']:.2f}{err} |")
     lines += [
         "",
-        "Command (run in this folder):",
+        "Command (run in this folder"
+        + (", with the vLLM server below running; its log is vllm_server.log" if plan.server_command else "")
+        + "):",
         "",
         "```",
         " ".join(_quote(c) for c in plan.command),
         "```",
         "",
     ]
+    if plan.server_command:
+        lines += ["vLLM server:", "", "```", " ".join(_quote(c) for c in plan.server_command), "```", ""]
     write_text_atomic(out / "summary.md", "\n".join(lines))
     return summary
 
@@ -343,19 +359,22 @@ def cli_eval(opts: EvalOptions) -> int:
         summarize(plan, out, None, None)
         return 0
     start = time.time()
-    rc = run_streaming(plan.command, out, out / "lighteval.log")
+    if plan.server_command:
+        with running_server(plan.server_command, plan.base_url, STAGED_MODEL, out / "vllm_server.log",
+                            opts.server_timeout):
+            rc = run_streaming(plan.command, out, out / "lighteval.log")
+    else:
+        rc = run_streaming(plan.command, out, out / "lighteval.log")
     if rc != 0:
         hint = ""
         if plan.backend == "vllm":
-            hint = (
-                "\nThe vLLM backend needs lighteval's vllm extra in its own environment: "
-                "python -m venv .venv-vllm && "
-                ".venv-vllm/bin/pip install 'lighteval[vllm]==0.13.0' 'xxhash<4' math-verify; then pass "
-                "--lighteval_bin .venv-vllm/bin/lighteval (or use --backend accelerate)."
-            )
+            hint = (f"\nThe vllm backend runs lighteval's litellm backend here (pip install -e '.[eval]' "
+                    f"installs it) against the server at {plan.base_url}"
+                    + (f" (log: {out / 'vllm_server.log'})" if plan.server_command else "")
+                    + f"; the server needs vLLM: {INSTALL_HINT}. Or use --backend accelerate.")
         raise UserError(
             f"lighteval exited with status {rc}; full log: {out / 'lighteval.log'}\n"
-            f"{_tail(out / 'lighteval.log')}{hint}"
+            f"{log_tail(out / 'lighteval.log')}{hint}"
         )
     results_file = newest_results(out, start)
     summary = summarize(plan, out, results_file, time.time() - start)

@@ -3,6 +3,7 @@
 * lighteval 0.13 seeds only ``random`` and numpy, so its transformers backend samples (temperature 0.6) from an
   unseeded torch generator and the same evaluation gives different scores on each run: every RNG is seeded
   before lighteval starts.
+* lighteval's litellm backend (``--backend vllm``) would answer from litellm's request-keyed disk cache: off.
 * lighteval's progress bar ticks once per batch, and one batch of a model that never stops generating can
   run for an hour on a CPU with no sign of life. On the transformers backend, every ``--heartbeat`` seconds
   (default 30) a line says which batch is generating and how many tokens it has produced of how many allowed.
@@ -71,6 +72,14 @@ def main() -> None:
     set_seed(seed)  # random, numpy, torch (CPU and all GPUs)
     if heartbeat > 0 and args[:1] == ["accelerate"]:
         install_heartbeat(heartbeat)
+    if args[:2] == ["endpoint", "litellm"]:
+        # lighteval turns on litellm's disk cache (./.litellm_cache) at import and asks for it on every request;
+        # its key is the request, not the model behind the server, so a re-run after --overwrite (or of another
+        # checkpoint served under the same name) would get the old answers. lighteval's own per-model cache stays.
+        import lighteval.models.endpoints.litellm_model  # noqa: F401
+        import litellm
+
+        litellm.cache = None
     from lighteval.__main__ import app
 
     sys.argv = ["lighteval", *args]

@@ -18,6 +18,8 @@ from llamafactory_ext.cli import main as lfx_main
 from llamafactory_ext.evaluation.presets import TRAINING_SYSTEM_PROMPT
 from llamafactory_ext.evaluation.run import EvalOptions, prepare, read_local_problems
 
+FAKE_VLLM = REPO_ROOT / "tests" / "fake_vllm.py"  # only needs to exist: these tests start no server
+
 PROBLEMS = [
     {"id": "p0", "problem": "What is 17 + 25?", "answer": "42", "source": "arithmetic"},
     {"id": "p1", "problem": "What is 6 * 7?", "answer": 42, "source": "arithmetic"},
@@ -146,7 +148,8 @@ def test_one_folder_holds_one_model(tiny_qwen_dir, problems_file, tmp_path):
 
 def test_presets_and_vllm_command(tiny_qwen_dir, tmp_path):
     out = tmp_path / "sft-training-llm"
-    plan = prepare(EvalOptions(model=str(tiny_qwen_dir), out=str(out), preset="sft-training-llm", backend="vllm"))
+    plan = prepare(EvalOptions(model=str(tiny_qwen_dir), out=str(out), preset="sft-training-llm", backend="vllm",
+                               vllm_bin=str(FAKE_VLLM)))
     assert plan.tasks == [
         "aime24|0",
         "aime25|0",
@@ -155,10 +158,11 @@ def test_presets_and_vllm_command(tiny_qwen_dir, tmp_path):
         "lcb:codegeneration|0",
         "mmlu_redux_2|0",
     ]
-    assert plan.command[6] == "vllm" and "--custom-tasks" not in plan.command
+    assert plan.command[6:8] == ["endpoint", "litellm"] and "--custom-tasks" not in plan.command
     params = yaml.safe_load((out / "model_config.yaml").read_text())["model_parameters"]
-    assert params["max_model_length"] == 32768 and params["dtype"] == "bfloat16"
-    assert params["gpu_memory_utilization"] == 0.95
+    assert params["max_model_length"] == 32768 and plan.dtype == "bfloat16"
+    assert "--gpu-memory-utilization" in plan.server_command
+    assert plan.server_command[plan.server_command.index("--gpu-memory-utilization") + 1] == "0.95"
     assert params["generation_parameters"] == {"temperature": 0.6, "top_p": 0.95, "seed": 1234}
 
     out8 = tmp_path / "pass8"
@@ -189,15 +193,16 @@ def test_presets_and_vllm_command(tiny_qwen_dir, tmp_path):
 # ------------------------------------------------------------- lighteval in-process: configs, tasks, metrics
 def test_generated_configs_and_tasks_load_in_lighteval(tiny_qwen_dir, problems_file, tmp_path):
     """The files we write are accepted by lighteval 0.13's classes; custom tasks score with math-verify."""
+    from lighteval.models.endpoints.litellm_model import LiteLLMModelConfig
     from lighteval.models.model_output import ModelResponse
     from lighteval.models.transformers.transformers_model import TransformersModelConfig
-    from lighteval.models.vllm.vllm_model import VLLMModelConfig
     from lighteval.tasks.registry import Registry
 
     out = tmp_path / "ev"
-    old_name = prepare(EvalOptions(model=str(tiny_qwen_dir), out=str(out), backend="vllm", preset="seed000"))
+    old_name = prepare(EvalOptions(model=str(tiny_qwen_dir), out=str(out), backend="vllm", preset="seed000",
+                                   vllm_bin=str(FAKE_VLLM)))
     assert old_name.preset == "loss-band-report"  # the earlier release's name still works
-    VLLMModelConfig.from_path(str(out / "model_config.yaml"))  # extra="forbid": a wrong key would raise
+    LiteLLMModelConfig.from_path(str(out / "model_config.yaml"))  # extra="forbid": a wrong key would raise
     plan = prepare(
         EvalOptions(
             model=str(tiny_qwen_dir),
