@@ -99,13 +99,3 @@ def resolve_attn(attn: str, device: str) -> str:
 def dist_env() -> tuple[int, int, int]:
     """(rank, world size, local rank) under torchrun; (0, 1, 0) otherwise."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-
-
-def resolve_device(opt: str, local_rank: int) -> str:
-    import torch
-
-    if opt == "auto":
-        return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    if opt == "cuda":
-        return f"cuda:{local_rank}"
-    return opt
