@@ -53,6 +53,16 @@ def _gpu_available() -> bool:
     return torch.cuda.is_available()
 
 
+def _refuse_unusable_gpus(backend: str) -> None:
+    """``--backend auto``/``vllm`` on a machine whose NVIDIA GPUs torch cannot use: stop instead of running
+    on the CPU (``--backend accelerate`` still runs there when asked for)."""
+    from data_selection.device import torch_gpu_problem
+
+    problem = torch_gpu_problem()
+    if problem:
+        raise UserError(f"--backend {backend}: {problem.replace('--device cpu', '--backend accelerate')}")
+
+
 def resolve_protocol(opts: EvalOptions):
     if opts.preset in PRESET_ALIASES:
         print(f"[eval] --preset {opts.preset} is now called {PRESET_ALIASES[opts.preset]}", file=sys.stderr)
@@ -144,6 +154,8 @@ def plan_eval(opts: EvalOptions) -> tuple[EvalPlan, dict]:
     if opts.backend not in ("auto", "vllm", "accelerate"):
         raise UserError(f"--backend {opts.backend!r}: choose vllm, accelerate or auto")
     gpu = _gpu_available()
+    if not gpu and opts.backend != "accelerate":
+        _refuse_unusable_gpus(opts.backend)
     backend = opts.backend if opts.backend != "auto" else ("vllm" if gpu else "accelerate")
     device = "cuda" if gpu else "cpu"
     dtype = opts.dtype or ("bfloat16" if gpu or backend == "vllm" else "float32")
