@@ -93,18 +93,27 @@ def _check_varlen_contract(q, k, v, cu_q, cu_k, max_q, max_k):
 
 
 def torch_varlen_stand_in(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None, scale=None,
-                          window_size=(-1, -1), enable_gqa=False, seqused_k=None, block_table=None,
-                          num_splits=None):
-    """``torch.nn.attention.varlen.varlen_attn`` as torch 2.11-2.13 declare it, computed on CPU."""
+                          window_size=(-1, -1)):
+    """``torch.nn.attention.varlen.varlen_attn`` exactly as torch 2.11 declares it ([T, H, D], causal =
+    ``window_size=(-1, 0)``, no ``enable_gqa``: K/V must arrive with the query's head count), computed on CPU."""
     _check_varlen_contract(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k)
     assert tuple(window_size) == (-1, 0), "causal is window_size=(-1, 0)"
-    assert enable_gqa == (query.shape[1] != key.shape[1]), "GQA needs enable_gqa=True"
+    assert query.shape[1] == key.shape[1] == value.shape[1], "torch 2.11 has no enable_gqa: K/V heads expanded"
+    return _block_causal_sdpa(query, key, value, cu_seq_q, scale)
+
+
+def torch_212_varlen_stand_in(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None,
+                              scale=None, window_size=(-1, -1), enable_gqa=False, seqused_k=None,
+                              block_table=None, num_splits=None):
+    """``varlen_attn`` as torch 2.12+ declare it (``enable_gqa`` added), computed on CPU."""
+    _check_varlen_contract(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k)
+    assert tuple(window_size) == (-1, 0), "causal is window_size=(-1, 0)"
+    assert enable_gqa == (query.shape[1] != key.shape[1]), "GQA is passed natively where the kernel has it"
     return _block_causal_sdpa(query, key, value, cu_seq_q, scale)
 
 
 def unchecked_torch_varlen_stand_in(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None,
-                                    scale=None, window_size=(-1, -1), enable_gqa=False, seqused_k=None,
-                                    block_table=None, num_splits=None):
+                                    scale=None, window_size=(-1, -1)):
     """:func:`torch_varlen_stand_in` without its contract checks (which read values back to the host)."""
     return _block_causal_sdpa(query, key, value, cu_seq_q, scale)
 
@@ -153,7 +162,10 @@ def install_varlen_stand_ins(monkeypatch, torch_varlen=torch_varlen_stand_in) ->
     fake.__spec__ = importlib.machinery.ModuleSpec("flash_attn", None)
     fake.flash_attn_varlen_func = counted("flash_attn", flash_attn_varlen_stand_in)
     monkeypatch.setitem(sys.modules, "flash_attn", fake)
+    # the stand-ins count as supported and proven here (the proof itself: tests/data_selection/test_kernel_proof.py)
     monkeypatch.setattr(varlen, "kernel_available", lambda kernel, device, dtype: True)
+    monkeypatch.setattr(varlen, "kernel_supported", lambda kernel, device, dtype: True)
+    monkeypatch.setattr(varlen, "kernel_problem", lambda kernel, device, dtype: None)
     varlen._torch_varlen_params.cache_clear()
     monkeypatch.setattr(varlen, "_torch_varlen_params", _uncached(varlen._torch_varlen_params))
     return calls

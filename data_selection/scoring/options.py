@@ -83,15 +83,17 @@ def resolve_dtype(dtype: str, device: str):
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
 
 
-def resolve_attn(attn: str, device: str) -> str:
+def resolve_attn(attn: str, device: str, dtype=None) -> str:
+    """``--attn`` -> transformers' ``attn_implementation``: auto = FlashAttention-2 on a GPU when the flash-attn
+    package runs there (proven on a tiny packed batch, :mod:`data_selection.scoring.kernel_proof`), else SDPA."""
     if attn == "fa2":
         return "flash_attention_2"
     if attn in ("sdpa", "eager"):
         return attn
     if device.startswith("cuda"):
-        import importlib.util
+        from data_selection.scoring.varlen import kernel_available
 
-        if importlib.util.find_spec("flash_attn") is not None:
+        if kernel_available("flash_attn", device, dtype if dtype is not None else resolve_dtype("auto", device)):
             return "flash_attention_2"
     return "sdpa"
 

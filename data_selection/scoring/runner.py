@@ -82,7 +82,7 @@ def load_model(opts, device: str):
     from transformers import AutoModelForCausalLM
 
     dtype = resolve_dtype(opts.dtype, device)
-    attn = resolve_attn(opts.attn, device)
+    attn = resolve_attn(opts.attn, device, dtype)
     model = AutoModelForCausalLM.from_pretrained(
         opts.model, dtype=dtype, attn_implementation=attn, trust_remote_code=opts.trust_remote_code
     )
