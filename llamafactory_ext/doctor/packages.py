@@ -1,0 +1,124 @@
+"""Package probes: DeepSpeed and the ops it will build, Liger, and the vLLM evaluation environment."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from llamafactory_ext.doctor.gpu import NO_GPU, gpu_count
+from llamafactory_ext.doctor.target import Check, Target, _truthy
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _deepspeed_config(t: Target) -> dict:
+    ds = t.recipe.get("deepspeed")
+    if not ds:
+        return {}
+    try:
+        return json.loads(Path(str(ds)).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # the recipe probe reports an unreadable file
+
+
+def check_deepspeed(t: Target) -> Check:
+    """DeepSpeed imports, and the ops this config needs can be built: ``is_compatible`` only (no compile)."""
+    used = bool(t.recipe.get("deepspeed"))
+    if _version("deepspeed") is None:
+        return Check("DeepSpeed ops", "blocker" if used else "skip",
+                     "DeepSpeed not installed" + (f" ({t.recipe_path} uses deepspeed:)" if used else ""),
+                     "pip install -e '.[train]' (make install PROFILE=gpu)")
+    try:
+        from deepspeed.accelerator import get_accelerator
+    except Exception as err:
+        return Check("DeepSpeed ops", "blocker" if used else "warn", f"deepspeed does not import: {err}",
+                     "reinstall deepspeed against this torch: pip install --force-reinstall --no-cache deepspeed")
+    zero = _deepspeed_config(t).get("zero_optimization", {})
+    offload = (zero.get("offload_optimizer") or {}).get("device") == "cpu"
+    needed = ["CPUAdamBuilder"] if offload else []  # ZeRO with HF's own AdamW needs no compiled op otherwise
+    if not gpu_count() and not offload:
+        return Check("DeepSpeed ops", "skip", f"deepspeed {_version('deepspeed')} imports; {NO_GPU}: CUDA op "
+                     "builds not checked")
+    informative = ["FusedAdamBuilder"] if gpu_count() else []
+    acc = get_accelerator()
+    problems, fine = [], []
+    for name in needed + informative:
+        builder = acc.create_op_builder(name)
+        ok = builder is not None and builder.is_compatible(verbose=False)
+        (fine if ok else problems).append(name)
+    from torch.utils.cpp_extension import CUDA_HOME, is_ninja_available
+
+    if needed and not is_ninja_available():
+        problems.append("ninja (JIT builds)")
+    if gpu_count() and needed and CUDA_HOME is None:
+        problems.append("nvcc (CUDA_HOME unset)")
+    blocking = [p for p in problems if p not in informative]
+    detail = (f"deepspeed {_version('deepspeed')} on {acc.device_name()}; buildable: {', '.join(fine) or '-'}"
+              + (f"; not buildable: {', '.join(problems)}" if problems else ""))
+    if blocking:
+        return Check("DeepSpeed ops", "blocker" if used else "warn", detail,
+                     "pip install ninja; install the CUDA toolkit matching torch's CUDA and set CUDA_HOME "
+                     "(ZeRO offload JIT-compiles cpu_adam at start), or use ds_configs/ds_z3.json")
+    return Check("DeepSpeed ops", "warn" if problems else "ok", detail,
+                 "" if not problems else "only informative: this config's ZeRO stage uses HF's AdamW")
+
+
+def check_liger(t: Target) -> Check:
+    used = _truthy(t.recipe.get("enable_liger_kernel"))
+    version = _version("liger-kernel") or _version("liger_kernel")
+    if version is None or importlib.util.find_spec("liger_kernel") is None:
+        return Check("Liger kernel", "blocker" if used else "skip",
+                     "not installed" + (f" ({t.recipe_path} sets enable_liger_kernel: true)" if used else ""),
+                     "pip install liger-kernel")
+    try:
+        import liger_kernel.transformers  # noqa: F401
+    except Exception as err:
+        return Check("Liger kernel", "blocker" if used else "warn", f"liger-kernel {version} does not import: {err}",
+                     "pip install --force-reinstall liger-kernel (it needs triton matching torch)")
+    return Check("Liger kernel", "ok", f"liger-kernel {version} imports")
+
+
+VLLM_PACKAGES = ("vllm", "lighteval", "transformers", "torch")
+
+
+def vllm_python() -> Path | None:
+    """The interpreter of lighteval's vLLM environment: $LIGHTEVAL_BIN's, else ./.venv-vllm's."""
+    for bin_ in (os.environ.get("LIGHTEVAL_BIN"), ".venv-vllm/bin/lighteval"):
+        if bin_ and Path(bin_).with_name("python").is_file():
+            return Path(bin_).with_name("python")
+    return None
+
+
+def check_vllm_env(t: Target) -> Check:
+    needed = t.eval_backend == "vllm"
+    python = vllm_python()
+    if python is None:
+        return Check("vLLM eval environment", "blocker" if needed else "skip",
+                     "no .venv-vllm (nor $LIGHTEVAL_BIN)" + (f": {t.path} evaluates with vLLM" if needed else ""),
+                     "create it as the README's Evaluation section says (or point LIGHTEVAL_BIN at its lighteval)")
+    code = (f"import importlib.metadata as m, json\nv = {{}}\nfor p in {VLLM_PACKAGES!r}:\n"
+            "    try: v[p] = m.version(p)\n    except m.PackageNotFoundError: v[p] = None\nprint(json.dumps(v))")
+    try:
+        out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60, check=True)
+        versions = json.loads(out.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as err:
+        return Check("vLLM eval environment", "blocker" if needed else "warn", f"{python} does not run: {err}",
+                     "recreate the environment (README, Evaluation)")
+    missing = [p for p in ("vllm", "lighteval") if not versions.get(p)]
+    detail = f"{python}: " + ", ".join(f"{p} {v}" for p, v in versions.items() if v)
+    if missing:
+        return Check("vLLM eval environment", "blocker" if needed else "warn", f"{detail}; missing {missing}",
+                     f"{python.parent / 'pip'} install the missing packages (README, Evaluation)")
+    return Check("vLLM eval environment", "ok", detail)
+
+
+PROBES = (check_deepspeed, check_liger, check_vllm_env)
