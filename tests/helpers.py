@@ -173,3 +173,60 @@ def install_varlen_stand_ins(monkeypatch, torch_varlen=torch_varlen_stand_in) ->
 
 def _uncached(cached):
     return cached.__wrapped__
+
+
+# ---------------------------------------------------------------- broken flash-attn installs
+
+
+def broken_flash_attn(*_a, **_k):
+    """A flash-attn build whose CUDA kernels do not load on this GPU."""
+    raise RuntimeError("CUDA error: no kernel image is available for execution on the device\nmore detail")
+
+
+def non_causal_flash_attn(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
+                          softmax_scale=None, causal=False, **_):
+    """A mismatched build: returns attention over the whole packed sequence, not causal within rows."""
+    o = torch.nn.functional.scaled_dot_product_attention(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1),
+                                                         scale=softmax_scale, enable_gqa=True)
+    return o.transpose(0, 1)
+
+
+def fake_flash_attn(monkeypatch, fn):
+    """An importable ``flash_attn`` module whose ``flash_attn_varlen_func`` is ``fn``."""
+    import sys
+    import types
+
+    fake = types.ModuleType("flash_attn")
+    fake.flash_attn_varlen_func = fn
+    monkeypatch.setitem(sys.modules, "flash_attn", fake)
+
+
+def unimportable_flash_attn(monkeypatch, tmp_path):
+    """An installed ``flash_attn`` package that fails to import (built against another torch)."""
+    import sys
+
+    pkg = tmp_path / "site" / "flash_attn"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "raise ImportError('flash_attn_2_cuda.so: undefined symbol: _ZN3c104cuda9SetDeviceEi')\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "flash_attn", raising=False)
+
+
+# ---------------------------------------------------------------- a machine whose GPUs torch cannot use
+
+
+def gpuless_torch_with_old_driver(monkeypatch, tmp_path):
+    """An NVIDIA 550 driver (a fake /proc/driver/nvidia, no nvidia-smi) and a torch CUDA 13.0 wheel that therefore
+    sees no GPU (torch 2.11's default Linux wheel needs a driver >= 580)."""
+    from data_selection import device
+
+    proc = tmp_path / "proc_nvidia"
+    proc.mkdir()
+    (proc / "version").write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 "
+                                  "UTC 2024\nGCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n")
+    monkeypatch.setattr(device, "PROC_NVIDIA", proc)
+    monkeypatch.setattr(device.shutil, "which", lambda name: None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    return proc

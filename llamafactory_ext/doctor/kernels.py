@@ -8,6 +8,8 @@ import importlib.util
 from llamafactory_ext.doctor.gpu import NO_GPU, gpu_count
 from llamafactory_ext.doctor.target import Check, Target, _truthy
 
+PROBE_DEVICE = "cuda:0"  # the kernels are proven here (GPU 0: every GPU of a machine is alike)
+
 
 def check_scoring_kernel(t: Target) -> Check:
     import torch
@@ -18,7 +20,7 @@ def check_scoring_kernel(t: Target) -> Check:
         return Check("scoring attention", "skip", f"{NO_GPU}: sdpa_rows (one SDPA call per row) on the CPU")
     why = {}
     for kernel in KERNELS:
-        why[kernel] = kernel_problem(kernel, "cuda:0", torch.bfloat16)
+        why[kernel] = kernel_problem(kernel, PROBE_DEVICE, torch.bfloat16)
         if why[kernel] is None:
             break
     chosen = next(k for k, w in why.items() if w is None)
@@ -40,7 +42,7 @@ def check_padding_free_kernel(t: Target) -> Check:
         return Check("padding-free attention", "skip", f"{NO_GPU}: SDPA per row on the CPU")
     from llamafactory_ext.train import padding_free as pf
 
-    query = torch.zeros(1, 4, 8, 64, device="cuda:0", dtype=torch.bfloat16)
+    query = torch.zeros(1, 4, 8, 64, device=PROBE_DEVICE, dtype=torch.bfloat16)
     try:
         backend = pf.available_backend(query, requested if requested in pf.BACKENDS else "auto")
     except RuntimeError as err:

@@ -26,9 +26,9 @@ class DoctorOptions:
     POSITIONAL = "config"
 
 
-def checks_for(t: Target, probes=PROBES) -> list[Check]:
+def checks_for(t: Target, probes=None) -> list[Check]:
     out = []
-    for probe in probes:
+    for probe in PROBES if probes is None else probes:
         try:
             out.append(probe(t))
         except Exception as err:  # a probe's own failure is a finding, not a reason to stop the others

@@ -7,26 +7,15 @@ import stat
 
 import pytest
 import torch
+from helpers import gpuless_torch_with_old_driver
 
 from data_selection import device
 from data_selection.command_line import UserError
 
-PROC_VERSION = ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\n"
-                "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n")
-
 
 @pytest.fixture
 def old_driver_gpuless_torch(tmp_path, monkeypatch):
-    """A machine with an NVIDIA 550 driver (a fake /proc/driver/nvidia, no nvidia-smi) and a torch CUDA 13.0 wheel
-    that therefore sees no GPU."""
-    proc = tmp_path / "proc_nvidia"
-    proc.mkdir()
-    (proc / "version").write_text(PROC_VERSION)
-    monkeypatch.setattr(device, "PROC_NVIDIA", proc)
-    monkeypatch.setattr(device.shutil, "which", lambda name: None)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(torch.version, "cuda", "13.0")
-    return proc
+    return gpuless_torch_with_old_driver(monkeypatch, tmp_path)
 
 
 def test_driver_version_is_read_from_proc(old_driver_gpuless_torch):

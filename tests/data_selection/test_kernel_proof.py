@@ -6,13 +6,18 @@ what is under test is the choice, the fallback and the one line that says why.
 
 from __future__ import annotations
 
-import sys
-import types
 from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import flash_attn_varlen_stand_in, torch_varlen_stand_in
+from helpers import (
+    broken_flash_attn,
+    fake_flash_attn,
+    flash_attn_varlen_stand_in,
+    non_causal_flash_attn,
+    torch_varlen_stand_in,
+    unimportable_flash_attn,
+)
 
 from data_selection.scoring import kernel_proof, varlen
 from data_selection.scoring.options import resolve_attn
@@ -23,33 +28,6 @@ def _fresh_verdicts():
     kernel_proof.forget()
     yield
     kernel_proof.forget()
-
-
-def _fails(*_a, **_k):
-    raise RuntimeError("CUDA error: no kernel image is available for execution on the device\nmore detail")
-
-
-def _non_causal(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
-                softmax_scale=None, causal=False, **_):
-    """A mismatched build: returns attention over the whole packed sequence, not causal within rows."""
-    o = torch.nn.functional.scaled_dot_product_attention(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1),
-                                                         scale=softmax_scale, enable_gqa=True)
-    return o.transpose(0, 1)
-
-
-def _fake_flash_attn(monkeypatch, fn):
-    fake = types.ModuleType("flash_attn")
-    fake.flash_attn_varlen_func = fn
-    monkeypatch.setitem(sys.modules, "flash_attn", fake)
-
-
-def _flash_attn_that_does_not_import(monkeypatch, tmp_path):
-    pkg = tmp_path / "site" / "flash_attn"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text(
-        "raise ImportError('flash_attn_2_cuda.so: undefined symbol: _ZN3c104cuda9SetDeviceEi')\n")
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    monkeypatch.delitem(sys.modules, "flash_attn", raising=False)
 
 
 class _Model(torch.nn.Module):
@@ -79,17 +57,17 @@ def test_a_correct_kernel_passes_its_proof_in_each_dtype():
 
 
 def test_a_working_flash_attn_is_chosen(gpu_gate_open, monkeypatch):
-    _fake_flash_attn(monkeypatch, flash_attn_varlen_stand_in)
+    fake_flash_attn(monkeypatch, flash_attn_varlen_stand_in)
     assert varlen.resolve_packing("auto", _Model()) == "flash_attn"
 
 
 @pytest.mark.parametrize("broken", ["import", "kernel", "numbers"])
 def test_a_broken_flash_attn_is_passed_over_with_one_line(broken, gpu_gate_open, monkeypatch, tmp_path, capsys):
     if broken == "import":
-        _flash_attn_that_does_not_import(monkeypatch, tmp_path)
+        unimportable_flash_attn(monkeypatch, tmp_path)
         why = "ImportError: flash_attn_2_cuda.so: undefined symbol"
     else:
-        _fake_flash_attn(monkeypatch, _fails if broken == "kernel" else _non_causal)
+        fake_flash_attn(monkeypatch, broken_flash_attn if broken == "kernel" else non_causal_flash_attn)
         why = "no kernel image is available" if broken == "kernel" else "disagrees with SDPA"
     model = _Model()
     assert varlen.resolve_packing("auto", model) == "torch_varlen"  # the 2.11 stand-in passes its proof
@@ -104,8 +82,8 @@ def test_a_broken_flash_attn_is_passed_over_with_one_line(broken, gpu_gate_open,
 def test_both_fused_kernels_broken_falls_back_to_sdpa_rows(gpu_gate_open, monkeypatch, capsys):
     import torch.nn.attention.varlen as tv
 
-    _fake_flash_attn(monkeypatch, _fails)
-    monkeypatch.setattr(tv, "varlen_attn", _fails)
+    fake_flash_attn(monkeypatch, broken_flash_attn)
+    monkeypatch.setattr(tv, "varlen_attn", broken_flash_attn)
     assert varlen.resolve_packing("auto", _Model()) == "sdpa_rows"
     err = capsys.readouterr().err
     assert "not using flash_attn" in err and "not using torch_varlen" in err
@@ -145,7 +123,7 @@ def padding_free_on_gpu(monkeypatch):
     return pf
 
 
-@pytest.mark.parametrize("broken", [_fails, _non_causal], ids=["kernel", "numbers"])
+@pytest.mark.parametrize("broken", [broken_flash_attn, non_causal_flash_attn], ids=["kernel", "numbers"])
 def test_padding_free_passes_over_a_broken_flash_attn(broken, padding_free_on_gpu, monkeypatch, capsys):
     pf = padding_free_on_gpu
     query = torch.zeros(1, 4, 8, 64, dtype=torch.bfloat16)
