@@ -20,6 +20,21 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _import_failure(name: str, dist: str, module: str, used: bool, why_needed: str, install: str,
+                    reinstall: str) -> Check | None:
+    """A check saying ``dist`` is missing or ``module`` does not import (a blocker when the config uses it);
+    None when it imports."""
+    if _version(dist) is None or importlib.util.find_spec(module.split(".")[0]) is None:
+        return Check(name, "blocker" if used else "skip", f"{dist} not installed" + (f" ({why_needed})" if used
+                                                                                    else ""), install)
+    try:
+        importlib.import_module(module)
+    except Exception as err:
+        return Check(name, "blocker" if used else "warn", f"{dist} {_version(dist)} does not import: "
+                     f"{type(err).__name__}: {err}", reinstall)
+    return None
+
+
 def _deepspeed_config(t: Target) -> dict:
     ds = t.recipe.get("deepspeed")
     if not ds:
@@ -33,15 +48,13 @@ def _deepspeed_config(t: Target) -> dict:
 def check_deepspeed(t: Target) -> Check:
     """DeepSpeed imports, and the ops this config needs can be built: ``is_compatible`` only (no compile)."""
     used = bool(t.recipe.get("deepspeed"))
-    if _version("deepspeed") is None:
-        return Check("DeepSpeed ops", "blocker" if used else "skip",
-                     "DeepSpeed not installed" + (f" ({t.recipe_path} uses deepspeed:)" if used else ""),
-                     "pip install -e '.[train]' (make install PROFILE=gpu)")
-    try:
-        from deepspeed.accelerator import get_accelerator
-    except Exception as err:
-        return Check("DeepSpeed ops", "blocker" if used else "warn", f"deepspeed does not import: {err}",
-                     "reinstall deepspeed against this torch: pip install --force-reinstall --no-cache deepspeed")
+    failed = _import_failure("DeepSpeed ops", "deepspeed", "deepspeed.accelerator", used,
+                             f"{t.recipe_path} uses deepspeed:", "pip install -e '.[train]' (make install PROFILE=gpu)",
+                             "pip install --force-reinstall --no-cache deepspeed (builds against this torch)")
+    if failed:
+        return failed
+    from deepspeed.accelerator import get_accelerator
+
     zero = _deepspeed_config(t).get("zero_optimization", {})
     offload = (zero.get("offload_optimizer") or {}).get("device") == "cpu"
     needed = ["CPUAdamBuilder"] if offload else []  # ZeRO with HF's own AdamW needs no compiled op otherwise
@@ -74,17 +87,10 @@ def check_deepspeed(t: Target) -> Check:
 
 def check_liger(t: Target) -> Check:
     used = _truthy(t.recipe.get("enable_liger_kernel"))
-    version = _version("liger-kernel") or _version("liger_kernel")
-    if version is None or importlib.util.find_spec("liger_kernel") is None:
-        return Check("Liger kernel", "blocker" if used else "skip",
-                     "not installed" + (f" ({t.recipe_path} sets enable_liger_kernel: true)" if used else ""),
-                     "pip install liger-kernel")
-    try:
-        import liger_kernel.transformers  # noqa: F401
-    except Exception as err:
-        return Check("Liger kernel", "blocker" if used else "warn", f"liger-kernel {version} does not import: {err}",
-                     "pip install --force-reinstall liger-kernel (it needs triton matching torch)")
-    return Check("Liger kernel", "ok", f"liger-kernel {version} imports")
+    failed = _import_failure("Liger kernel", "liger-kernel", "liger_kernel.transformers", used,
+                             f"{t.recipe_path} sets enable_liger_kernel: true", "pip install liger-kernel",
+                             "pip install --force-reinstall liger-kernel (it needs triton matching torch)")
+    return failed or Check("Liger kernel", "ok", f"liger-kernel {_version('liger-kernel')} imports")
 
 
 VLLM_PACKAGES = ("vllm", "lighteval", "transformers", "torch")
