@@ -89,7 +89,9 @@ class CheckpointScoreOptions:
                                                 "choices": ("auto", "sdpa", "fa2", "eager")})
     shard_rows: int = field(default=1024, metadata={"help": "Rows per shard (the unit of resumption)."})
     chunk_tokens: int = field(default=0, metadata={"help": "Label positions per lm_head chunk (0 = auto)."})
-    device: str = field(default="auto", metadata={"help": "auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda."})
+    device: str = field(default="auto", metadata={
+        "help": "auto (cuda:LOCAL_RANK when torch sees a GPU, else cpu; stops with the fix when the machine has "
+                "NVIDIA GPUs torch cannot use), cpu, cuda."})
     threads: int = field(default=0, metadata={
         "help": "CPU threads regenerating checkpoints (0 = the available cores / ranks, at most 16)."})
     master_device: str = field(default="auto", metadata={

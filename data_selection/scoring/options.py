@@ -65,7 +65,9 @@ class ScoreOptions:
         default=0, metadata={"help": "Label positions per lm_head chunk (0 = auto: ~512 MB of fp32 logits)."}
     )
     num_proc: int = field(default=0, metadata={"help": "Processes for converting the pool (0 = auto)."})
-    device: str = field(default="auto", metadata={"help": "auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda."})
+    device: str = field(default="auto", metadata={
+        "help": "auto (cuda:LOCAL_RANK when torch sees a GPU, else cpu; stops with the fix when the machine has "
+                "NVIDIA GPUs torch cannot use), cpu, cuda."})
     verify: bool = field(
         default=True,
         metadata={"help": "Before scoring, check the scorer's losses on the first 256 tokens of two short rows "
