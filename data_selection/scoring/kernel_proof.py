@@ -62,7 +62,8 @@ def run_proof(name: str, kernel: Kernel, device, dtype) -> str | None:
     device = torch.device(device)
     try:
         q, k, v, cu, max_len, scale = tiny_packed_batch(device, dtype)
-        with torch.no_grad():
+        # no autograd, and no autocast (training's first forward may run under it): the reference stays fp32
+        with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
             out = kernel(q, k, v, cu, max_len, scale)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
