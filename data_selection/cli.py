@@ -54,6 +54,10 @@ COMMANDS = {
         "data_selection.transforms.runner:PruneOptions:cli_prune_steps",
         "Delete low-PIR verification/multi-method/error-correction steps from the traces of a subset (LIMOPro).",
     ),
+    "doctor": Command(
+        "llamafactory_ext.doctor.runner:DoctorOptions:cli_doctor",
+        "Preflight (same as `llamafactory-ext doctor`): GPUs, driver vs torch CUDA, kernels, disk, hub, recipe.",
+    ),
     "push": Command(
         "data_selection.push:PushOptions:cli_push",
         "Push a selected subset (with its card and manifest) to the Hugging Face Hub.",

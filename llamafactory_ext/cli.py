@@ -17,6 +17,11 @@ COMMANDS = {
         "llamafactory_ext.study.command:StudyOptions:cli_study",
         "Run a selection study from a YAML (score, select, train, evaluate each arm and seed; one report with CIs).",
     ),
+    "doctor": Command(
+        "llamafactory_ext.doctor.runner:DoctorOptions:cli_doctor",
+        "Preflight [RECIPE.yaml | STUDY.yaml]: GPUs, driver vs torch CUDA, bf16, attention kernels, DeepSpeed, "
+        "Liger, vLLM env, disk, hub, strict recipe parse; exit 1 on a blocker.",
+    ),
     "compare": Command(
         "llamafactory_ext.evaluation.compare:CompareOptions:cli_compare",
         "Build the base vs random vs selected table (markdown, CSV) and bar chart from lighteval results.",

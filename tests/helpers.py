@@ -93,18 +93,27 @@ def _check_varlen_contract(q, k, v, cu_q, cu_k, max_q, max_k):
 
 
 def torch_varlen_stand_in(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None, scale=None,
-                          window_size=(-1, -1), enable_gqa=False, seqused_k=None, block_table=None,
-                          num_splits=None):
-    """``torch.nn.attention.varlen.varlen_attn`` as torch 2.11-2.13 declare it, computed on CPU."""
+                          window_size=(-1, -1)):
+    """``torch.nn.attention.varlen.varlen_attn`` exactly as torch 2.11 declares it ([T, H, D], causal =
+    ``window_size=(-1, 0)``, no ``enable_gqa``: K/V must arrive with the query's head count), computed on CPU."""
     _check_varlen_contract(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k)
     assert tuple(window_size) == (-1, 0), "causal is window_size=(-1, 0)"
-    assert enable_gqa == (query.shape[1] != key.shape[1]), "GQA needs enable_gqa=True"
+    assert query.shape[1] == key.shape[1] == value.shape[1], "torch 2.11 has no enable_gqa: K/V heads expanded"
+    return _block_causal_sdpa(query, key, value, cu_seq_q, scale)
+
+
+def torch_212_varlen_stand_in(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None,
+                              scale=None, window_size=(-1, -1), enable_gqa=False, seqused_k=None,
+                              block_table=None, num_splits=None):
+    """``varlen_attn`` as torch 2.12+ declare it (``enable_gqa`` added), computed on CPU."""
+    _check_varlen_contract(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k)
+    assert tuple(window_size) == (-1, 0), "causal is window_size=(-1, 0)"
+    assert enable_gqa == (query.shape[1] != key.shape[1]), "GQA is passed natively where the kernel has it"
     return _block_causal_sdpa(query, key, value, cu_seq_q, scale)
 
 
 def unchecked_torch_varlen_stand_in(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None,
-                                    scale=None, window_size=(-1, -1), enable_gqa=False, seqused_k=None,
-                                    block_table=None, num_splits=None):
+                                    scale=None, window_size=(-1, -1)):
     """:func:`torch_varlen_stand_in` without its contract checks (which read values back to the host)."""
     return _block_causal_sdpa(query, key, value, cu_seq_q, scale)
 
@@ -153,7 +162,10 @@ def install_varlen_stand_ins(monkeypatch, torch_varlen=torch_varlen_stand_in) ->
     fake.__spec__ = importlib.machinery.ModuleSpec("flash_attn", None)
     fake.flash_attn_varlen_func = counted("flash_attn", flash_attn_varlen_stand_in)
     monkeypatch.setitem(sys.modules, "flash_attn", fake)
+    # the stand-ins count as supported and proven here (the proof itself: tests/data_selection/test_kernel_proof.py)
     monkeypatch.setattr(varlen, "kernel_available", lambda kernel, device, dtype: True)
+    monkeypatch.setattr(varlen, "kernel_supported", lambda kernel, device, dtype: True)
+    monkeypatch.setattr(varlen, "kernel_problem", lambda kernel, device, dtype: None)
     varlen._torch_varlen_params.cache_clear()
     monkeypatch.setattr(varlen, "_torch_varlen_params", _uncached(varlen._torch_varlen_params))
     return calls
@@ -161,3 +173,60 @@ def install_varlen_stand_ins(monkeypatch, torch_varlen=torch_varlen_stand_in) ->
 
 def _uncached(cached):
     return cached.__wrapped__
+
+
+# ---------------------------------------------------------------- broken flash-attn installs
+
+
+def broken_flash_attn(*_a, **_k):
+    """A flash-attn build whose CUDA kernels do not load on this GPU."""
+    raise RuntimeError("CUDA error: no kernel image is available for execution on the device\nmore detail")
+
+
+def non_causal_flash_attn(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
+                          softmax_scale=None, causal=False, **_):
+    """A mismatched build: returns attention over the whole packed sequence, not causal within rows."""
+    o = torch.nn.functional.scaled_dot_product_attention(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1),
+                                                         scale=softmax_scale, enable_gqa=True)
+    return o.transpose(0, 1)
+
+
+def fake_flash_attn(monkeypatch, fn):
+    """An importable ``flash_attn`` module whose ``flash_attn_varlen_func`` is ``fn``."""
+    import sys
+    import types
+
+    fake = types.ModuleType("flash_attn")
+    fake.flash_attn_varlen_func = fn
+    monkeypatch.setitem(sys.modules, "flash_attn", fake)
+
+
+def unimportable_flash_attn(monkeypatch, tmp_path):
+    """An installed ``flash_attn`` package that fails to import (built against another torch)."""
+    import sys
+
+    pkg = tmp_path / "site" / "flash_attn"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "raise ImportError('flash_attn_2_cuda.so: undefined symbol: _ZN3c104cuda9SetDeviceEi')\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "flash_attn", raising=False)
+
+
+# ---------------------------------------------------------------- a machine whose GPUs torch cannot use
+
+
+def gpuless_torch_with_old_driver(monkeypatch, tmp_path):
+    """An NVIDIA 550 driver (a fake /proc/driver/nvidia, no nvidia-smi) and a torch CUDA 13.0 wheel that therefore
+    sees no GPU (torch 2.11's default Linux wheel needs a driver >= 580)."""
+    from data_selection import device
+
+    proc = tmp_path / "proc_nvidia"
+    proc.mkdir()
+    (proc / "version").write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 "
+                                  "UTC 2024\nGCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n")
+    monkeypatch.setattr(device, "PROC_NVIDIA", proc)
+    monkeypatch.setattr(device.shutil, "which", lambda name: None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    return proc

@@ -89,7 +89,9 @@ class CheckpointScoreOptions:
                                                 "choices": ("auto", "sdpa", "fa2", "eager")})
     shard_rows: int = field(default=1024, metadata={"help": "Rows per shard (the unit of resumption)."})
     chunk_tokens: int = field(default=0, metadata={"help": "Label positions per lm_head chunk (0 = auto)."})
-    device: str = field(default="auto", metadata={"help": "auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda."})
+    device: str = field(default="auto", metadata={
+        "help": "auto (cuda:LOCAL_RANK when torch sees a GPU, else cpu; stops with the fix when the machine has "
+                "NVIDIA GPUs torch cannot use), cpu, cuda."})
     threads: int = field(default=0, metadata={
         "help": "CPU threads regenerating checkpoints (0 = the available cores / ranks, at most 16)."})
     master_device: str = field(default="auto", metadata={
@@ -237,12 +239,13 @@ def _encode(encoder, pool, rows: list[int], table, prefix: int):
 def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
+    from data_selection.device import use_device
     from data_selection.encoding import TemplateEncoder, load_tokenizer
     from data_selection.perturb.manifest import read_manifest
     from data_selection.perturb.sequence import open_sequence
     from data_selection.scoring.identity import check_out_dir, code_version
     from data_selection.scoring.logprobs import auto_chunk_tokens
-    from data_selection.scoring.options import dist_env, resolve_device
+    from data_selection.scoring.options import dist_env
     from data_selection.scoring.plan import assign_shards
     from data_selection.scoring.runner import load_model
     from data_selection.scoring.self_check import check_against_full_forward, check_windows
@@ -254,6 +257,7 @@ def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
     if opts.prefix < 0 or opts.shard_rows < 1:
         raise UserError("--prefix must be >= 0 and --shard-rows >= 1")
     rank, world, local_rank = dist_env()
+    device = use_device(opts.device, local_rank)  # before any work: this rank's GPU, or why there is none
     manifest = read_manifest(opts.perturb)
     kind = manifest["kind"]
     prefix = opts.prefix or PREFIX[kind]
@@ -298,7 +302,6 @@ def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
     t0 = time.perf_counter()
     tokens = 0
     if summary["units_pending"]:
-        device = resolve_device(opts.device, local_rank)
         model_opts = _ModelOpts(opts.model or manifest["base_model"]["name_or_path"], opts.dtype, opts.attn,
                                 opts.trust_remote_code)
         model, dtype, attn = load_model(model_opts, device)

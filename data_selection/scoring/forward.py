@@ -114,10 +114,14 @@ def _copy_to_host(keys, counts, losses):
 
     if not losses.is_cuda:
         return keys, counts, losses, None
-    host = torch.empty(losses.shape, dtype=losses.dtype, pin_memory=True)
-    host.copy_(losses, non_blocking=True)
-    event = torch.cuda.Event()
-    event.record()
+    # The copy is queued on, and the event recorded on, the stream of the losses' own GPU: a bare
+    # ``event.record()`` uses the *current* device's stream, and a rank whose current device is not its GPU
+    # (cuda:N under torchrun) would then wait on GPU 0 and read a pinned buffer still being filled.
+    with torch.cuda.device(losses.device):
+        host = torch.empty(losses.shape, dtype=losses.dtype, pin_memory=True)
+        host.copy_(losses, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(losses.device))
     return keys, counts, host, event
 
 

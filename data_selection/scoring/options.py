@@ -65,7 +65,9 @@ class ScoreOptions:
         default=0, metadata={"help": "Label positions per lm_head chunk (0 = auto: ~512 MB of fp32 logits)."}
     )
     num_proc: int = field(default=0, metadata={"help": "Processes for converting the pool (0 = auto)."})
-    device: str = field(default="auto", metadata={"help": "auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda."})
+    device: str = field(default="auto", metadata={
+        "help": "auto (cuda:LOCAL_RANK when torch sees a GPU, else cpu; stops with the fix when the machine has "
+                "NVIDIA GPUs torch cannot use), cpu, cuda."})
     verify: bool = field(
         default=True,
         metadata={"help": "Before scoring, check the scorer's losses on the first 256 tokens of two short rows "
@@ -83,15 +85,17 @@ def resolve_dtype(dtype: str, device: str):
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
 
 
-def resolve_attn(attn: str, device: str) -> str:
+def resolve_attn(attn: str, device: str, dtype=None) -> str:
+    """``--attn`` -> transformers' ``attn_implementation``: auto = FlashAttention-2 on a GPU when the flash-attn
+    package runs there (proven on a tiny packed batch, :mod:`data_selection.scoring.kernel_proof`), else SDPA."""
     if attn == "fa2":
         return "flash_attention_2"
     if attn in ("sdpa", "eager"):
         return attn
     if device.startswith("cuda"):
-        import importlib.util
+        from data_selection.scoring.varlen import kernel_available
 
-        if importlib.util.find_spec("flash_attn") is not None:
+        if kernel_available("flash_attn", device, dtype if dtype is not None else resolve_dtype("auto", device)):
             return "flash_attention_2"
     return "sdpa"
 
@@ -99,13 +103,3 @@ def resolve_attn(attn: str, device: str) -> str:
 def dist_env() -> tuple[int, int, int]:
     """(rank, world size, local rank) under torchrun; (0, 1, 0) otherwise."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-
-
-def resolve_device(opt: str, local_rank: int) -> str:
-    import torch
-
-    if opt == "auto":
-        return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    if opt == "cuda":
-        return f"cuda:{local_rank}"
-    return opt

@@ -28,6 +28,7 @@ from typing import Any
 
 from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
 from data_selection.command_line import UserError, json_object_option
+from data_selection.device import use_device
 from data_selection.scoring.identity import check_out_dir, code_version, run_identity
 from data_selection.scoring.layout import (
     CONVERSION_REJECTS,
@@ -39,7 +40,7 @@ from data_selection.scoring.layout import (
     missing_shards,
     shard_path,
 )
-from data_selection.scoring.options import ScoreOptions, dist_env, resolve_attn, resolve_device, resolve_dtype
+from data_selection.scoring.options import ScoreOptions, dist_env, resolve_attn, resolve_dtype
 from data_selection.scoring.plan import assign_shards, plan_shards
 
 __all__ = ["ScoreOptions", "run_score", "cli_score", "load_model"]
@@ -81,7 +82,7 @@ def load_model(opts, device: str):
     from transformers import AutoModelForCausalLM
 
     dtype = resolve_dtype(opts.dtype, device)
-    attn = resolve_attn(opts.attn, device)
+    attn = resolve_attn(opts.attn, device, dtype)
     model = AutoModelForCausalLM.from_pretrained(
         opts.model, dtype=dtype, attn_implementation=attn, trust_remote_code=opts.trust_remote_code
     )
@@ -161,6 +162,7 @@ def run_score(opts: ScoreOptions) -> dict[str, Any]:
     from data_selection.scoring.varlen import resolve_packing
 
     rank, world, local_rank = dist_env()
+    device = use_device(opts.device, local_rank)  # before any work: this rank's GPU, or why there is none
     out = Path(opts.out)
     config, tokenizer, encoder, pool = prepare(opts)
     identity = run_identity(opts, pool, config)
@@ -189,7 +191,6 @@ def run_score(opts: ScoreOptions) -> dict[str, Any]:
 
     mine = assign_shards(shard_chars, world)[rank]
     pending = [k for k in mine if not shard_path(out, k).exists()]
-    device = resolve_device(opts.device, local_rank)
     summary: dict[str, Any] = {"rank": rank, "world_size": world, "shards_total": len(shards),
                                "shards_mine": len(mine), "shards_done_before": len(mine) - len(pending)}
     t0 = time.perf_counter()

@@ -8,8 +8,14 @@ lengths). Each attention layer must then attend causally *within* each row only.
     The flash-attn package's ``flash_attn_varlen_func`` (CUDA, bf16/fp16), when installed.
 ``torch_varlen``
     PyTorch's own FlashAttention-2 varlen kernel, ``torch.nn.attention.varlen.varlen_attn`` (torch >= 2.10,
-    CUDA, sm80+, bf16/fp16; no flash-attn package needed). GQA is native where the installed torch accepts
-    ``enable_gqa`` (2.11+), otherwise K/V heads are expanded. It has no CPU kernel.
+    CUDA, sm80+, bf16/fp16; no flash-attn package needed). Its signature changed: 2.10 takes ``is_causal``; 2.11
+    ``varlen_attn(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None, scale=None,
+    window_size=(-1, -1))`` (causal = ``window_size=(-1, 0)``) and no GQA, so K/V heads are expanded; 2.12 adds
+    ``enable_gqa``, used where :func:`inspect.signature` shows it. It has no CPU kernel.
+
+A fused kernel (the first two) is chosen only after it has run on a tiny packed batch on the model's device
+and agreed with SDPA (:mod:`data_selection.scoring.kernel_proof`): an installed flash-attn that fails to import,
+to load its CUDA kernels, or returns wrong numbers is passed over with one line saying why.
 ``sdpa_rows``
     ``scaled_dot_product_attention(is_causal=True)`` on each row's slice of the packed sequence: any device,
     any dtype, exact, no [T x T] mask; one call per row and layer.
@@ -54,8 +60,8 @@ def _torch_varlen_params() -> frozenset[str]:
 def torch_varlen_kwargs(params: frozenset[str], n_heads: int, n_kv_heads: int, scale: float, head_dim: int):
     """Keyword arguments for ``varlen_attn`` across torch versions, and whether K/V heads must be expanded.
 
-    torch 2.10 takes ``is_causal``; 2.11+ ``window_size=(-1, 0)`` (causal) and ``enable_gqa``. A scale other than
-    the default 1/sqrt(head_dim) needs a ``scale`` parameter.
+    torch 2.10 takes ``is_causal``; 2.11+ ``window_size=(-1, 0)`` (causal); 2.12+ also ``enable_gqa`` (without
+    it K/V heads are expanded). A scale other than the default 1/sqrt(head_dim) needs a ``scale`` parameter.
     """
     kw: dict = {}
     if "window_size" in params:
@@ -135,8 +141,8 @@ def register() -> None:
         AttentionInterface.register(attn_name(kernel), functools.partial(varlen_attention_forward, kernel=kernel))
 
 
-def kernel_available(kernel: str, device: torch.device | str, dtype: torch.dtype) -> bool:
-    """Whether ``kernel`` runs for a model on ``device`` in ``dtype``."""
+def kernel_supported(kernel: str, device: torch.device | str, dtype: torch.dtype) -> bool:
+    """Whether ``kernel`` is meant to run for a model on ``device`` in ``dtype`` (installed, right hardware)."""
     device = torch.device(device)
     if kernel == "sdpa_rows":
         return True
@@ -150,6 +156,29 @@ def kernel_available(kernel: str, device: torch.device | str, dtype: torch.dtype
         flash_ok = getattr(torch.backends.cuda, "is_flash_attention_available", lambda: True)()
         return flash_ok and torch.cuda.get_device_capability(device)[0] >= 8
     raise ValueError(f"unknown packed-attention kernel {kernel!r}")
+
+
+def kernel_problem(kernel: str, device: torch.device | str, dtype: torch.dtype) -> str | None:
+    """Why ``kernel`` cannot be used on ``device`` in ``dtype``; None when it is supported and has run, and agreed
+    with SDPA, on a tiny packed batch there (:mod:`data_selection.scoring.kernel_proof`)."""
+    from data_selection.scoring.kernel_proof import proof_failure
+
+    if not kernel_supported(kernel, device, dtype):
+        return f"{kernel} is not available on {device} in {str(dtype).replace('torch.', '')}"
+    if kernel == "sdpa_rows":
+        return None
+    return proof_failure(f"scoring {kernel}", _KERNEL_FNS[kernel], device, dtype)
+
+
+def kernel_available(kernel: str, device: torch.device | str, dtype: torch.dtype) -> bool:
+    """Whether ``kernel`` runs, correctly, for a model on ``device`` in ``dtype``. A fused kernel that is installed
+    but fails its proof is reported in one line on stderr."""
+    problem = kernel_problem(kernel, device, dtype)
+    if problem and kernel_supported(kernel, device, dtype):
+        from data_selection.scoring.kernel_proof import say_once
+
+        say_once(f"[data-select] packed attention: not using {kernel}: {problem}")
+    return problem is None
 
 
 def unsupported_reason(model) -> str | None:
@@ -185,7 +214,11 @@ def resolve_packing(mode: str, model) -> str:
         raise ValueError(f"unknown packing {mode!r}; choose from auto, off, {', '.join(PACKED_MODES)}")
     if reason:
         raise ValueError(f"packing={mode} is not possible for this model: {reason}; use packing=off")
-    if mode in KERNELS and not kernel_available(mode, param.device, param.dtype):
+    if mode in KERNELS and kernel_supported(mode, param.device, param.dtype):
+        problem = kernel_problem(mode, param.device, param.dtype)
+        if problem:
+            raise ValueError(f"packing={mode}: {problem}. Use packing=auto (it falls back to the next kernel).")
+    elif mode in KERNELS:
         raise ValueError(f"packing={mode} needs a CUDA GPU (sm80+), bf16/fp16 weights"
                          f"{' and the flash-attn package' if mode == 'flash_attn' else ' and torch >= 2.10'}; "
                          f"this model is on {param.device} in {param.dtype}. Use packing=auto.")

@@ -104,7 +104,9 @@ class PruneOptions:
     attn: Literal["auto", "sdpa", "fa2", "eager"] = field(
         default="auto", metadata={"help": "Attention kernel; auto = FlashAttention-2 when installed on a GPU, else SDPA."}
     )
-    device: str = field(default="auto", metadata={"help": "auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda."})
+    device: str = field(default="auto", metadata={
+        "help": "auto (cuda:LOCAL_RANK when torch sees a GPU, else cpu; stops with the fix when the machine has "
+                "NVIDIA GPUs torch cannot use), cpu, cuda."})
     shard_rows: int = field(default=256, metadata={"help": "Rows per shard (the unit of resumption)."})
     num_proc: int = field(default=0, metadata={"help": "Processes for converting the pool (0 = auto)."})
     verify: bool = field(

@@ -23,9 +23,10 @@ from typing import Any
 
 from data_selection.atomic import write_json_atomic, write_parquet_atomic
 from data_selection.command_line import UserError
+from data_selection.device import use_device
 from data_selection.scoring.identity import check_out_dir, code_version, encoding_identity
 from data_selection.scoring.layout import META, PROGRESS, SHARD_DIR, missing_shards, shard_path
-from data_selection.scoring.options import dist_env, resolve_device
+from data_selection.scoring.options import dist_env
 from data_selection.scoring.plan import assign_shards, plan_shards
 from data_selection.transforms.options import PruneOptions, dataset_info_path, validate, work_dir
 from data_selection.transforms.pir import ENCODING_FAILED, NON_FINITE, OVER_CUTOFF, encode_variants
@@ -184,6 +185,7 @@ def run_prune(opts: PruneOptions) -> dict[str, Any]:
             raise UserError(f"{info_path}: entry {opts.name!r} was not created by data-select; pick another "
                             "--name or pass --force to replace it")
     rank, world, local_rank = dist_env()
+    device = use_device(opts.device, local_rank)  # before any work: this rank's GPU, or why there is none
     out = work_dir(opts)
     config, tokenizer, encoder, pool = prepare(opts)
     _refuse_to_overwrite_the_input(opts, pool, info_path)
@@ -210,7 +212,6 @@ def run_prune(opts: PruneOptions) -> dict[str, Any]:
 
     mine = assign_shards(shard_chars, world)[rank]
     pending = [k for k in mine if not shard_path(out, k).exists()]
-    device = resolve_device(opts.device, local_rank)
     summary: dict[str, Any] = {"rank": rank, "world_size": world, "work_dir": str(out), "shards_total": len(shards),
                                "shards_mine": len(mine), "shards_done_before": len(mine) - len(pending)}
     t0 = time.perf_counter()

@@ -61,6 +61,16 @@ def _gpu_available() -> bool:
     return torch.cuda.is_available()
 
 
+def _refuse_unusable_gpus(backend: str) -> None:
+    """``--backend auto``/``vllm`` on a machine whose NVIDIA GPUs torch cannot use: stop instead of running
+    on the CPU (``--backend accelerate`` still runs there when asked for)."""
+    from data_selection.device import torch_gpu_problem
+
+    problem = torch_gpu_problem()
+    if problem:
+        raise UserError(f"--backend {backend}: {problem.replace('--device cpu', '--backend accelerate')}")
+
+
 def resolve_protocol(opts: EvalOptions):
     if opts.preset in PRESET_ALIASES:
         print(f"[eval] --preset {opts.preset} is now called {PRESET_ALIASES[opts.preset]}", file=sys.stderr)
@@ -154,6 +164,8 @@ def plan_eval(opts: EvalOptions) -> tuple[EvalPlan, dict]:
     if opts.backend not in ("auto", "vllm", "accelerate"):
         raise UserError(f"--backend {opts.backend!r}: choose vllm, accelerate or auto")
     gpu = _gpu_available()
+    if not gpu and opts.backend != "accelerate" and not opts.server_url:
+        _refuse_unusable_gpus(opts.backend)  # a server given by URL may run anywhere
     backend = opts.backend if opts.backend != "auto" else ("vllm" if gpu or opts.server_url else "accelerate")
     if opts.server_url and backend != "vllm":
         raise UserError(f"--server_url is for --backend vllm (an OpenAI-compatible server), not {backend}")

@@ -22,6 +22,10 @@ class StudyOptions:
     until: str = field(default="", metadata={
         "help": "Stop after the last step of this kind (the rest runs on the next invocation).",
         "choices": ("", *KINDS)})
+    skip_doctor: bool = field(default=False, metadata={
+        "help": "Do not run `llamafactory-ext doctor STUDY.yaml`'s checks before the first step (they stop the "
+                "study on a blocker: no GPU torch can use, a broken kernel, too little disk, a recipe "
+                "LLaMA-Factory refuses…). Not run with --dry-run."})
 
     POSITIONAL = "config"
 
@@ -48,6 +52,20 @@ def print_plan(cfg, steps) -> None:
         print(f"  assumption: {line}")
 
 
+def preflight(config: str) -> None:
+    """The doctor's checks against the study: print what is not ok, stop on a blocker."""
+    from data_selection.command_line import UserError
+    from llamafactory_ext.doctor.runner import blockers, render, run_checks
+
+    checks = run_checks(config)
+    flagged = [c for c in checks if c.status in ("warn", "blocker")]
+    if flagged:
+        print("[study] doctor:\n" + render(flagged))
+    if blockers(checks):
+        raise UserError(f"{config}: {len(blockers(checks))} blocker(s) above; fix them, or pass --skip-doctor "
+                        "to run anyway")
+
+
 def cli_study(opts: StudyOptions) -> int:
     from data_selection.command_line import UserError
 
@@ -58,6 +76,8 @@ def cli_study(opts: StudyOptions) -> int:
     if opts.dry_run:
         print_plan(cfg, steps)
         return 0
+    if not opts.skip_doctor and not all(s.done for s in steps):
+        preflight(opts.config[0])
     from llamafactory_ext.study.execute import run_steps
     from llamafactory_ext.study.report import write_report
     from llamafactory_ext.study.results import study_results

@@ -111,24 +111,48 @@ def _fused_ok(query: torch.Tensor) -> bool:
     return query.is_cuda and query.dtype in (torch.float16, torch.bfloat16)
 
 
+def _kernel(name: str):
+    """The fused kernel ``name`` as (q, k, v [T, H, D], cu, max_len, scale) -> out, for its proof."""
+    if name == "flash_attn":
+        fn = _flash_attn_varlen()
+        return lambda q, k, v, cu, n, scale: fn(q, k, v, cu, cu, n, n, dropout_p=0.0, softmax_scale=scale,
+                                                causal=True)  # fmt: skip
+    return lambda q, k, v, cu, n, scale: _call_torch_varlen(q, k, v, cu, n, scale)
+
+
+def kernel_problem(name: str, device, dtype) -> str | None:
+    """Why fused kernel ``name`` cannot be used on ``device`` in ``dtype`` (None: installed, and proven on a tiny
+    packed batch against SDPA there, :mod:`data_selection.scoring.kernel_proof`)."""
+    from data_selection.scoring.kernel_proof import proof_failure
+
+    present = _flash_attn_varlen() if name == "flash_attn" else _torch_varlen()
+    if present is None:
+        return "not installed" if name == "flash_attn" else "this torch has no torch.nn.attention.varlen"
+    return proof_failure(f"padding_free {name}", _kernel(name), device, dtype, impl=present)
+
+
 def available_backend(query: torch.Tensor, requested: str = "auto") -> str:
-    """The kernel a call will use: the requested one (an error if it cannot run here) or, for auto, the best."""
+    """The kernel a call will use: the requested one (an error if it cannot run here) or, for auto, the best
+    fused kernel that is installed and has proven itself on a tiny packed batch (one line says why one is
+    passed over), else SDPA per row."""
     if requested not in BACKENDS:
         raise ValueError(f"padding_free_attention must be one of {BACKENDS}, got {requested!r}")
     if requested == "sdpa":
         return "sdpa"
     candidates = ("flash_attn", "torch_varlen") if requested == "auto" else (requested,)
     for name in candidates:
-        present = _flash_attn_varlen() if name == "flash_attn" else _torch_varlen()
-        if present is not None and _fused_ok(query):
-            return name
+        if not _fused_ok(query):
+            why = f"needs CUDA bf16/fp16 tensors, got {query.device} {query.dtype}"
+        else:
+            why = kernel_problem(name, query.device, query.dtype)
+            if why is None:
+                return name
         if requested != "auto":
-            why = (
-                "not installed"
-                if present is None
-                else f"needs CUDA bf16/fp16 tensors, got {query.device} {query.dtype}"
-            )
             raise RuntimeError(f"padding_free_attention={requested}: {why}")
+        if why != "not installed" and _fused_ok(query):
+            from data_selection.scoring.kernel_proof import say_once
+
+            say_once(f"[llamafactory-ext] padding_free: not using {name}: {why}")
     return "sdpa"
 
 
@@ -157,7 +181,8 @@ def _sdpa_per_row(module, query, key, value, cu_seq_lens, dropout, scaling):
 
 
 def _call_torch_varlen(q, k, v, cu_seq_lens, max_length, scaling):
-    """``varlen_attn`` across its signatures: (…, is_causal) in 2.10; window_size, scale, enable_gqa later."""
+    """``varlen_attn`` across its signatures: (…, is_causal) in 2.10; window_size and scale in 2.11 (no GQA: K/V
+    heads expanded); enable_gqa from 2.12."""
     fn = _torch_varlen()
     params = inspect.signature(fn).parameters
     kwargs: dict[str, Any] = {}

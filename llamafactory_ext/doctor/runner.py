@@ -1,0 +1,76 @@
+"""``llamafactory-ext doctor [RECIPE.yaml | STUDY.yaml]``: every probe, one table, exit 1 on a blocker.
+
+Each probe returns one :class:`~llamafactory_ext.doctor.target.Check` (ok / warn / blocker / skip, what it saw,
+how to fix it); a probe that crashes is reported as a warning naming the exception, never as a crash of the
+whole run. Without a GPU every GPU probe says "no GPU". Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from llamafactory_ext.doctor import gpu, hub, kernels, packages, recipe, storage
+from llamafactory_ext.doctor.target import Check, Target, load_target
+
+PROBES = (*gpu.PROBES, *kernels.PROBES, *packages.PROBES, *storage.PROBES, *hub.PROBES, *recipe.PROBES)
+MARK = {"ok": "ok", "warn": "WARN", "blocker": "BLOCKER", "skip": "-"}
+
+
+@dataclass
+class DoctorOptions:
+    config: list[str] = field(default_factory=list, metadata={
+        "help": "Optional: the recipe (yaml_recipes/advanced.yaml) or study (studies/zpd_qwen3b.yaml) to check "
+                "against: its GPUs, precision, kernels, DeepSpeed config, models, pools and disk use."})
+    json: str = field(default="", metadata={"help": "Also write the checks as JSON to this file."})
+
+    POSITIONAL = "config"
+
+
+def checks_for(t: Target, probes=None) -> list[Check]:
+    out = []
+    for probe in PROBES if probes is None else probes:
+        try:
+            out.append(probe(t))
+        except Exception as err:  # a probe's own failure is a finding, not a reason to stop the others
+            name = probe.__name__.removeprefix("check_").replace("_", " ")
+            out.append(Check(name, "warn", f"the probe itself failed: {type(err).__name__}: {err}",
+                             "report it; the other checks are unaffected"))
+    return out
+
+
+def run_checks(config_path: str | None = None) -> list[Check]:
+    """Every doctor check, against the recipe or study at ``config_path`` (or the machine alone)."""
+    return checks_for(load_target(config_path))
+
+
+def render(checks: list[Check]) -> str:
+    """A plain-text table: status, check, what was seen, and the fix where there is one."""
+    width = max(len(c.name) for c in checks)
+    lines = []
+    for c in checks:
+        lines.append(f"{MARK[c.status]:<8} {c.name:<{width}}  {c.detail}")
+        if c.fix and c.status in ("warn", "blocker"):
+            lines.append(f"{'':<8} {'':<{width}}  fix: {c.fix}")
+    counts = {s: sum(c.status == s for c in checks) for s in MARK}
+    lines.append(f"\n{counts['ok']} ok, {counts['warn']} warning(s), {counts['blocker']} blocker(s), "
+                 f"{counts['skip']} skipped")
+    return "\n".join(lines)
+
+
+def blockers(checks: list[Check]) -> list[Check]:
+    return [c for c in checks if c.status == "blocker"]
+
+
+def cli_doctor(opts: DoctorOptions) -> int:
+    from data_selection.atomic import write_json_atomic
+    from data_selection.command_line import UserError
+
+    if len(opts.config) > 1:
+        raise UserError("name at most one recipe or study: llamafactory-ext doctor yaml_recipes/advanced.yaml")
+    checks = run_checks(opts.config[0] if opts.config else None)
+    print(render(checks))
+    if opts.json:
+        write_json_atomic(opts.json, {"config": opts.config[0] if opts.config else None,
+                                      "checks": [asdict(c) for c in checks]})
+    return 1 if blockers(checks) else 0
+
