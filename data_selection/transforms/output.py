@@ -21,28 +21,13 @@ import numpy as np
 from data_selection.command_line import UserError
 from data_selection.transforms.options import PruneOptions, dataset_info_path, recipe
 from data_selection.transforms.prune import steps_to_delete
+from data_selection.transforms.step_table import STEPS_TABLE, merge_steps
 from data_selection.transforms.steps import FUNCTIONAL_TYPES, STEP_TYPES, THINK_CLOSE, THINK_OPEN, segment
 
-STEPS_TABLE = "steps.parquet"
 NOTHING_AT_RATIO = "functional steps, but none to delete at this ratio"
 REJECTED = "rejected by the loader (LLaMA-Factory could not train on it)"
 ANSWER_RULE = ("response tokens that begin at or after the end of </think>, up to the end of the response text "
                "(template end-of-turn tokens excluded)")
-
-
-def merge_steps(out: Path, num_shards: int):
-    """All shards as one table sorted by row, written to ``OUT/steps.parquet``."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from data_selection.atomic import write_parquet_atomic
-    from data_selection.scoring.layout import shard_path
-    from data_selection.transforms.runner import shard_schema
-
-    tables = [pq.read_table(shard_path(out, k)) for k in range(num_shards)]
-    table = pa.concat_tables(tables).sort_by("row") if tables else shard_schema().empty_table()
-    write_parquet_atomic(out / STEPS_TABLE, table)
-    return table.to_pandas()
 
 
 def _stats(values) -> dict[str, float]:

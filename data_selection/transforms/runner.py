@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from data_selection.atomic import write_json_atomic, write_parquet_atomic
+from data_selection.atomic import write_json_atomic
 from data_selection.command_line import UserError
 from data_selection.scoring.identity import check_out_dir, code_version, encoding_identity
 from data_selection.scoring.layout import META, PROGRESS, SHARD_DIR, missing_shards, shard_path
@@ -29,6 +29,7 @@ from data_selection.scoring.options import dist_env, resolve_device
 from data_selection.scoring.plan import assign_shards, plan_shards
 from data_selection.transforms.options import PruneOptions, dataset_info_path, validate, work_dir
 from data_selection.transforms.pir import ENCODING_FAILED, NON_FINITE, OVER_CUTOFF, encode_variants
+from data_selection.transforms.step_table import write_shard
 from data_selection.transforms.steps import PROGRESSIVE, segment
 
 __all__ = ["PruneOptions", "run_prune", "cli_prune_steps"]
@@ -36,19 +37,6 @@ __all__ = ["PruneOptions", "run_prune", "cli_prune_steps"]
 PIR_VERSION = 1  # bump when the definition of the stored values changes (answer tokens, segmentation code)
 IDENTITY_KEYS = ("model", "tokenizer", "template", "cutoff_len", "dtype", "pool_fingerprint", "shard_rows",
                  "system_prompt", "column_mapping", "segmentation", "pir_version")
-
-
-def shard_schema():
-    import pyarrow as pa
-
-    ints, floats = pa.list_(pa.int64()), pa.list_(pa.float64())
-    return pa.schema([
-        ("row", pa.int64()), ("id", pa.string()), ("reason", pa.string()),
-        ("n_response_tokens", pa.int64()), ("truncated", pa.bool_()),
-        ("n_answer_tokens", pa.int64()), ("answer_loss", pa.float64()),
-        ("step_start", ints), ("step_end", ints), ("step_type", pa.list_(pa.string())),
-        ("step_sentences", ints), ("step_tokens", ints), ("step_pir", floats),
-    ])  # fmt: skip
 
 
 def identity_of(opts: PruneOptions, pool, config) -> dict[str, Any]:
@@ -149,12 +137,6 @@ class ShardWorker:
             on_row()
         flush()
         return records, stats
-
-
-def write_shard(path: Path, records: list[dict[str, Any]]) -> None:
-    import pyarrow as pa
-
-    write_parquet_atomic(path, pa.Table.from_pylist(records, schema=shard_schema()))
 
 
 def _refuse_to_overwrite_the_input(opts: PruneOptions, pool, info_path: Path) -> None:

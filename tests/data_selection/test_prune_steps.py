@@ -422,3 +422,19 @@ def test_selection_report_points_to_the_pruning_report(pruned):
     root, _ = pruned
     with pytest.raises(UserError, match="made by `data-select prune-steps`"):
         run_report(ReportOptions(names=["mini_pir30"], dataset_info=str(root / "dataset_info.json")))
+
+
+def test_the_transform_modules_import_one_way():
+    """runner -> output -> step_table: output never imports runner (the shard schema has its own module)."""
+    import ast
+
+    from helpers import REPO_ROOT
+
+    def imports(name: str) -> set[str]:
+        tree = ast.parse((REPO_ROOT / "data_selection" / "transforms" / f"{name}.py").read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+    assert "data_selection.transforms.runner" not in imports("output")
+    assert "data_selection.transforms.runner" not in imports("step_table")
+    assert "data_selection.transforms.output" not in imports("step_table")
+    assert "data_selection.transforms.step_table" in imports("output") & imports("runner")
