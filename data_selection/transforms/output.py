@@ -5,8 +5,10 @@ sees what PIR was computed on) and keep the input's ``id`` column when it has on
 ``select``: the source pool's row id), otherwise the converted row id; ``system`` and ``category``/``source``
 are kept as they are. A pruned row differs from its input only inside ``<think>``: before writing, every pruned
 response is checked to keep the text before ``<think>`` and everything from ``</think>`` on byte for byte.
-Rows LLaMA-Factory could not train on at all (``load_pool`` rejects: empty or missing fields) are left out and
-counted; every other row is written, pruned or unchanged with its reason.
+Rows LLaMA-Factory could not train on at all (``load_pool`` rejects: empty or missing fields, malformed JSON) are
+left out and listed in ``OUT/rejects.jsonl`` (the work folder), one line each with its input row number
+(0-based, as ``score``'s rejects), id and the loader's reason; every other row is written, pruned or unchanged
+with its reason.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from data_selection.command_line import UserError
+from data_selection.scoring.layout import REJECTS
 from data_selection.transforms.options import PruneOptions, dataset_info_path, recipe
 from data_selection.transforms.prune import steps_to_delete
 from data_selection.transforms.step_table import STEPS_TABLE, merge_steps
@@ -57,10 +60,11 @@ def prune_rows(opts: PruneOptions, mk, pool, encoder, table) -> tuple[list[dict[
     pir_kept: dict[str, list[float]] = {t: [] for t in FUNCTIONAL_TYPES}
     pir_deleted: dict[str, list[float]] = {t: [] for t in FUNCTIONAL_TYPES}
     before, after, changed_rows = [], [], []
-    rejected = 0
+    rejects: list[dict[str, Any]] = []
     for ex in pool.converted:
         if ex["reject_reason"]:
-            rejected += 1
+            rid = str(source_ids[ex["_row"]]) if source_ids is not None and source_ids[ex["_row"]] else ex["id"]
+            rejects.append({"row": int(ex["_row"]), "id": rid, "reason": ex["reject_reason"]})
             continue
         rec = by_row.get(int(ex["_row"]))
         if rec is None or rec["id"] != ex["id"]:
@@ -111,7 +115,8 @@ def prune_rows(opts: PruneOptions, mk, pool, encoder, table) -> tuple[list[dict[
         after.append(n_after)
         changed_rows.append(int(ex["_row"]))
     facts = {
-        "rejected": rejected,
+        "rejected": len(rejects),
+        "rejects": rejects,
         "unchanged": dict(sorted(unchanged.items(), key=lambda kv: (-kv[1], kv[0]))),
         "changed": len(changed_rows),
         "steps": steps,
@@ -159,7 +164,9 @@ def build_manifest(opts: PruneOptions, mk, pool, meta: dict[str, Any], out: Path
         "scorer": {"model": meta["model"], "template": opts.template, "cutoff_len": opts.cutoff_len,
                    "dtype": opts.dtype, "tokenizer": opts.tokenizer or None, "code_version": meta["code_version"]},
         "pir_dir": str(out),
-        "rows": {"input": int(pool.describe()["num_rows"]), "rejected": facts["rejected"], "written": n_rows,
+        "rows": {"input": int(pool.describe()["num_rows"]), "rejected": facts["rejected"],
+                 "rejected_by_reason": dict(Counter(r["reason"] for r in facts["rejects"]).most_common()),
+                 "rejects_file": str(out / REJECTS), "written": n_rows,
                  "changed": facts["changed"], "unchanged_total": sum(unchanged.values()), "unchanged": unchanged},
         "steps": facts["steps"],
         "tokens": {
@@ -250,15 +257,17 @@ terms of the source dataset.
 def write_pruned(opts: PruneOptions, mk, pool, encoder, out: Path, num_shards: int, meta: dict[str, Any]
                  ) -> dict[str, Any]:
     """Merge the shards, write subset + manifest + card + report, register. Returns paths and the manifest."""
-    from data_selection.atomic import write_json_atomic, write_text_atomic
+    from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
     from data_selection.registry import register_entry, subset_entry
     from data_selection.subset import subset_paths, write_subset
     from data_selection.transforms.report import write_report
 
     table = merge_steps(out, num_shards)
     examples, facts = prune_rows(opts, mk, pool, encoder, table)
+    write_jsonl_atomic(out / REJECTS, facts["rejects"])  # written every time, so it belongs to this run
     if not examples:
-        raise UserError(f"{opts.dataset}: no row to write (all {facts['rejected']} rows were rejected by the loader)")
+        raise UserError(f"{opts.dataset}: no row to write (all {facts['rejected']} rows were rejected by the loader; "
+                        f"row and reason of each in {out / REJECTS})")
     info_path = dataset_info_path(opts)
     paths = subset_paths(info_path.parent, opts.name)
     formatting, columns, sha = write_subset(paths["data"], examples, pool.meta_columns)
@@ -276,4 +285,4 @@ def write_pruned(opts: PruneOptions, mk, pool, encoder, out: Path, num_shards: i
         action = register_entry(info_path, opts.name, entry, force=opts.force)
     return {"manifest": manifest, "registered": action, "dataset_info": str(info_path),
             "paths": {**{k: str(v) for k, v in paths.items()}, "report": str(report_dir / "report.md"),
-                      "steps": str(out / STEPS_TABLE)}}
+                      "steps": str(out / STEPS_TABLE), "rejects": str(out / REJECTS)}}

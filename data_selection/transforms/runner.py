@@ -34,7 +34,7 @@ from data_selection.transforms.steps import PROGRESSIVE, segment
 
 __all__ = ["PruneOptions", "run_prune", "cli_prune_steps"]
 
-PIR_VERSION = 1  # bump when the definition of the stored values changes (answer tokens, segmentation code)
+PIR_VERSION = 2  # bump when the definition of the stored values changes (answer tokens, segmentation code)
 IDENTITY_KEYS = ("model", "tokenizer", "template", "cutoff_len", "dtype", "pool_fingerprint", "shard_rows",
                  "system_prompt", "column_mapping", "segmentation", "pir_version")
 
@@ -253,8 +253,13 @@ def cli_prune_steps(opts: PruneOptions) -> int:
               f"({s['seconds_per_row']:.3f} s/row, {s['forward_tokens_now']:,} forward tokens, {s['device']})")
     m = s["manifest"]
     rows, tok = m["rows"], m["tokens"]
-    print(f"rows: {rows['written']:,} written, {rows['changed']:,} pruned, {rows['unchanged_total']:,} unchanged"
-          + "".join(f"\n  unchanged, {why}: {n:,}" for why, n in rows["unchanged"].items()))
+    print(f"rows: {rows['written']:,} of {rows['input']:,} written, {rows['changed']:,} pruned, "
+          f"{rows['unchanged_total']:,} unchanged, {rows['rejected']:,} rejected"
+          + "".join(f"\n  unchanged, {why}: {n:,}" for why, n in rows["unchanged"].items())
+          + "".join(f"\n  rejected, {why}: {n:,}" for why, n in rows["rejected_by_reason"].items()))
+    if rows["rejected"]:
+        print(f"rejects: {s['paths']['rejects']} ({rows['rejected']:,} rows not written, each with its row number "
+              "and reason)")
     print("steps deleted / found: " + ", ".join(f"{t} {v['deleted']:,}/{v['found']:,}"
                                                 for t, v in m["steps"].items() if t != PROGRESSIVE))
     print(f"response tokens: {tok['response_before']:,} -> {tok['response_after']:,} "
