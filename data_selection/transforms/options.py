@@ -82,6 +82,17 @@ class PruneOptions:
                           "punctuation): 'But that's wrong', 'Hmm, let me check'. 'none': markers count only at the "
                           "very start of a step."},
     )
+    step_typer: str = field(
+        default="",
+        metadata={"help": "Local instruct model (hub id or folder) that types the steps no marker types, as LIMOPro "
+                          "typed steps with an LLM (prompt: docs/methods.md §5); empty: the marker rules alone."},
+    )
+    step_typer_template: str = field(
+        default="", metadata={"help": "LLaMA-Factory template of --step_typer (default: --template)."}
+    )
+    step_typer_backend: Literal["huggingface", "vllm"] = field(
+        default="huggingface", metadata={"help": "LLaMA-Factory inference backend of --step_typer."}
+    )
     prefix_cache: bool = field(
         default=False,
         metadata={"help": "Run each deletion variant only from its first changed token on the full trace's KV "
@@ -125,7 +136,8 @@ class PruneOptions:
 
     # options that change the PIR values (the work folder's identity); the rest only change what is written
     SEGMENTATION = ("min_sentences", "marker_boundaries", "progressive_phrases", "verification_phrases",
-                    "multi_method_phrases", "error_correction_phrases", "lead_ins")
+                    "multi_method_phrases", "error_correction_phrases", "lead_ins", "step_typer", "step_typer_template",
+                    "step_typer_backend")
 
 
 def markers(opts: PruneOptions) -> MarkerTable:

@@ -61,6 +61,7 @@ def prune_rows(opts: PruneOptions, mk, pool, encoder, table) -> tuple[list[dict[
     pir_deleted: dict[str, list[float]] = {t: [] for t in FUNCTIONAL_TYPES}
     before, after, changed_rows = [], [], []
     rejects: list[dict[str, Any]] = []
+    typed_by: dict[str, dict[str, int]] = {}
     for ex in pool.converted:
         if ex["reject_reason"]:
             rid = str(source_ids[ex["_row"]]) if source_ids is not None and source_ids[ex["_row"]] else ex["id"]
@@ -74,6 +75,8 @@ def prune_rows(opts: PruneOptions, mk, pool, encoder, table) -> tuple[list[dict[
         if source_ids is not None and source_ids[ex["_row"]]:
             ex["id"] = str(source_ids[ex["_row"]])
         types, pirs = list(rec["step_type"]), [float(x) for x in rec["step_pir"]]
+        for t, src in zip(types, rec["step_source"]):
+            typed_by.setdefault(src, dict.fromkeys(STEP_TYPES, 0))[t] += 1
         for t, n in zip(types, rec["step_tokens"]):
             think_tokens[t] += int(n)
         for t in types:
@@ -120,6 +123,7 @@ def prune_rows(opts: PruneOptions, mk, pool, encoder, table) -> tuple[list[dict[
         "unchanged": dict(sorted(unchanged.items(), key=lambda kv: (-kv[1], kv[0]))),
         "changed": len(changed_rows),
         "steps": steps,
+        "typed_by": dict(sorted(typed_by.items())),
         "tokens_removed_by_type": tokens_removed,
         "think_tokens_by_type": think_tokens,
         "pir": {t: {"deleted": _stats(pir_deleted[t]), "kept": _stats(pir_kept[t])} for t in FUNCTIONAL_TYPES},
@@ -159,6 +163,10 @@ def build_manifest(opts: PruneOptions, mk, pool, meta: dict[str, Any], out: Path
             "min_sentences": opts.min_sentences,
             "marker_boundaries": opts.marker_boundaries,
             "phrases": mk.to_dict(),
+            "lead_ins": list(mk.lead_ins),
+            "step_typer": ({"model": opts.step_typer, "template": opts.step_typer_template or opts.template,
+                            "backend": opts.step_typer_backend, "types": "steps without a marker"}
+                           if opts.step_typer else None),
             "answer_tokens": ANSWER_RULE,
         },
         "scorer": {"model": meta["model"], "template": opts.template, "cutoff_len": opts.cutoff_len,
@@ -169,6 +177,7 @@ def build_manifest(opts: PruneOptions, mk, pool, meta: dict[str, Any], out: Path
                  "rejects_file": str(out / REJECTS), "written": n_rows,
                  "changed": facts["changed"], "unchanged_total": sum(unchanged.values()), "unchanged": unchanged},
         "steps": facts["steps"],
+        "steps_typed_by": facts["typed_by"],
         "tokens": {
             "response_before": int(before),
             "response_after": int(after),
@@ -211,6 +220,7 @@ def render_card(manifest: dict[str, Any], license: str = "") -> str:
     step_rows = "\n".join(f"| {t.replace('_', ' ')} | {v['found']:,} | {v['deleted']:,} | "
                           f"{tok['removed_by_type'].get(t, 0):,} |" for t, v in manifest["steps"].items())
     why = "\n".join(f"| {k} | {v:,} |" for k, v in rows["unchanged"].items()) or "| — | 0 |"
+    typer = f"; steps without a marker were typed by `{p['step_typer']['model']}`" if p.get("step_typer") else ""
     body = f"""# {name}
 
 `{src.get('resolved_name') or src.get('dataset')}` with low-value reasoning steps removed by LIMOPro's PIR pruning
@@ -218,7 +228,8 @@ def render_card(manifest: dict[str, Any], license: str = "") -> str:
 `data-select prune-steps` (reasoning-data-select, docs/methods.md §5). The text after `</think>` is unchanged.
 
 The `<think>` part is split at blank lines into steps of at least {p['min_sentences']} sentences and each step is
-typed by its opening phrase (progressive, verification, multi-method, error correction). A functional step's
+typed by the marker phrase it opens with, also after lead-ins such as "But" or "Hmm" (progressive, verification,
+multi-method, error correction){typer}. A functional step's
 PIR is log(PPL(answer | reasoning without it) / PPL(answer | full reasoning)) under `{model}` (LLaMA-Factory
 template `{sc['template']}`, cutoff_len {sc['cutoff_len']}); per row and type the round-half-up({p['ratio']} ×
 count) lowest-PIR steps are deleted. Progressive steps are never deleted.

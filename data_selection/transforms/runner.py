@@ -30,11 +30,13 @@ from data_selection.scoring.plan import assign_shards, plan_shards
 from data_selection.transforms.options import PruneOptions, dataset_info_path, validate, work_dir
 from data_selection.transforms.pir import ENCODING_FAILED, NON_FINITE, OVER_CUTOFF, encode_variants
 from data_selection.transforms.step_table import write_shard
+from data_selection.transforms.step_typer import marker_sources
 from data_selection.transforms.steps import PROGRESSIVE, segment
 
 __all__ = ["PruneOptions", "run_prune", "cli_prune_steps"]
 
 PIR_VERSION = 2  # bump when the definition of the stored values changes (answer tokens, segmentation code)
+_INFER_DTYPE = {"auto": "auto", "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 IDENTITY_KEYS = ("model", "tokenizer", "template", "cutoff_len", "dtype", "pool_fingerprint", "shard_rows",
                  "system_prompt", "column_mapping", "segmentation", "pir_version")
 
@@ -50,7 +52,7 @@ def identity_of(opts: PruneOptions, pool, config) -> dict[str, Any]:
 def _record(ex: dict[str, Any]) -> dict[str, Any]:
     return {"row": int(ex["_row"]), "id": ex["id"], "reason": "", "n_response_tokens": -1, "truncated": False,
             "n_answer_tokens": 0, "answer_loss": float("nan"), "step_start": [], "step_end": [], "step_type": [],
-            "step_sentences": [], "step_tokens": [], "step_pir": []}
+            "step_sentences": [], "step_tokens": [], "step_pir": [], "step_source": []}
 
 
 def _fill(rec: dict[str, Any], rv, answer_loss: float, pirs: list[float]) -> None:
@@ -68,8 +70,8 @@ def _fill(rec: dict[str, Any], rv, answer_loss: float, pirs: list[float]) -> Non
 class ShardWorker:
     """Everything one rank needs to turn a shard's rows into records (model loaded once)."""
 
-    def __init__(self, opts: PruneOptions, encoder, markers, model, device: str, chunk_tokens: int):
-        self.opts, self.encoder, self.markers = opts, encoder, markers
+    def __init__(self, opts: PruneOptions, encoder, markers, model, device: str, chunk_tokens: int, typer=None):
+        self.opts, self.encoder, self.markers, self.typer = opts, encoder, markers, typer
         self.model, self.device, self.chunk_tokens = model, device, chunk_tokens
         tok = encoder.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -91,6 +93,11 @@ class ShardWorker:
         if isinstance(seg, str):
             rec["reason"] = seg
             return rec, None
+        if self.typer is not None:
+            seg, sources = self.typer.retype(seg, self.markers)
+        else:
+            sources = marker_sources(seg, self.markers)
+        rec["step_source"] = sources
         rec.update(step_start=[s.start for s in seg.steps], step_end=[s.end for s in seg.steps],
                    step_type=[s.type for s in seg.steps], step_sentences=[s.sentences for s in seg.steps],
                    step_pir=[float("nan")] * len(seg.steps))
@@ -208,7 +215,13 @@ def run_prune(opts: PruneOptions) -> dict[str, Any]:
         if opts.verify:
             summary["self_check_max_abs_diff"] = check_against_full_forward(
                 model, check_windows(encoder, pool.converted, shards[pending[0]]), device, chunk, dtype)
-        worker = ShardWorker(opts, encoder, mk, model, device, chunk)
+        typer = None
+        if opts.step_typer:
+            from data_selection.transforms.step_typer import step_typer_for
+
+            typer = step_typer_for(opts.step_typer, opts.step_typer_template or opts.template, opts.step_typer_backend,
+                                   opts.trust_remote_code, _INFER_DTYPE[opts.dtype])
+        worker = ShardWorker(opts, encoder, mk, model, device, chunk, typer)
         bar = tqdm(total=sum(len(shards[k]) for k in pending), unit="row", desc=f"PIR (rank {rank})",
                    disable=rank != 0)
         for k in pending:
@@ -224,6 +237,8 @@ def run_prune(opts: PruneOptions) -> dict[str, Any]:
             el = time.perf_counter() - t0
             bar.set_postfix(rows_s=f"{totals['rows'] / el:,.2f}", tok_s=f"{totals['forward_tokens'] / el:,.0f}")
         bar.close()
+        if typer is not None:
+            summary["step_typer"] = dict(typer.counts)
     elapsed = time.perf_counter() - t0
     summary.update({f"{k}_now": v for k, v in totals.items()}, seconds=round(elapsed, 2))
     if totals["rows"]:
@@ -251,6 +266,9 @@ def cli_prune_steps(opts: PruneOptions) -> int:
     if s.get("rows_now"):
         print(f"PIR computed on {s['pir_rows_now']:,} of {s['rows_now']:,} rows in {s['seconds']:,.1f} s "
               f"({s['seconds_per_row']:.3f} s/row, {s['forward_tokens_now']:,} forward tokens, {s['device']})")
+    if s.get("step_typer"):
+        print(f"step typer {opts.step_typer}: asked about {s['step_typer']['asked']:,} unmarked steps, "
+              f"{s['step_typer']['unparsed']:,} answers named no type (left progressive)")
     m = s["manifest"]
     rows, tok = m["rows"], m["tokens"]
     print(f"rows: {rows['written']:,} of {rows['input']:,} written, {rows['changed']:,} pruned, "

@@ -2,7 +2,8 @@
 
 One row per input row that reached the PIR job (loader rejects never do): its reason for passing through
 unchanged (``""`` when PIR was computed), its token counts, and per step its character span, type, sentence
-count, token count and PIR (NaN for progressive steps). :mod:`.runner` writes the shards and :mod:`.output`
+count, token count, PIR (NaN for progressive steps) and what typed it (``marker``, ``model`` for
+``--step_typer``, ``unmarked``). :mod:`.runner` writes the shards and :mod:`.output`
 reads the merged table; both import the schema from here, so the imports run one way
 (runner → output → step_table).
 """
@@ -27,6 +28,7 @@ def shard_schema():
         ("n_answer_tokens", pa.int64()), ("answer_loss", pa.float64()),
         ("step_start", ints), ("step_end", ints), ("step_type", pa.list_(pa.string())),
         ("step_sentences", ints), ("step_tokens", ints), ("step_pir", floats),
+        ("step_source", pa.list_(pa.string())),
     ])  # fmt: skip
 
 

@@ -561,3 +561,96 @@ def test_the_transform_modules_import_one_way():
     assert "data_selection.transforms.runner" not in imports("step_table")
     assert "data_selection.transforms.output" not in imports("step_table")
     assert "data_selection.transforms.step_table" in imports("output") & imports("runner")
+
+
+# -- the optional model-based step typer ------------------------------------------------------------------------
+
+UNMARKED_CHECK = "Recomputing 25 + 17 gives 42 again. It matches. Good."  # a check no marker announces
+
+
+@pytest.mark.parametrize("answer, step_type", [
+    ("verification", VERIFICATION), ("Multi-method.", MULTI_METHOD), ("error correction", ERROR_CORRECTION),
+    ("Transitive: progressive", PROGRESSIVE), ("ERROR_CORRECTION, then verification", ERROR_CORRECTION),
+    ("I cannot tell", None), ("", None),
+])  # fmt: skip
+def test_the_typer_reads_the_first_category_its_model_names(answer, step_type):
+    from data_selection.transforms.step_typer import parse_answer
+
+    assert parse_answer(answer) == step_type
+
+
+def test_the_typer_asks_only_about_unmarked_steps_and_shows_the_step_before():
+    from data_selection.transforms.step_typer import BY_MARKER, BY_MODEL, UNMARKED, StepTyper
+
+    asked = []
+
+    def chat(prompt: str) -> str:
+        asked.append(prompt)
+        return "verification" if "Recomputing" in prompt.split("Step to label:")[1] else "no idea"
+
+    text = trace([P1, UNMARKED_CHECK, V1, "The sum stays 42. Nothing changes. End."])
+    seg = segment(text, MARKERS)
+    assert [s.type for s in seg.steps] == [PROGRESSIVE, PROGRESSIVE, VERIFICATION, PROGRESSIVE]
+    typer = StepTyper(chat)
+    typed, sources = typer.retype(seg, MARKERS)
+    assert [s.type for s in typed.steps] == [PROGRESSIVE, VERIFICATION, VERIFICATION, PROGRESSIVE]
+    assert sources == [BY_MARKER, BY_MODEL, BY_MARKER, UNMARKED]  # P1 opens with "First": a marker typed it
+    assert len(asked) == 2 and typer.counts == {"asked": 2, "unparsed": 1}
+    assert P1 in asked[0].split("Step to label:")[0] and UNMARKED_CHECK in asked[0].split("Step to label:")[1]
+    assert [(s.start, s.end) for s in typed.steps] == [(s.start, s.end) for s in seg.steps]  # it types, not splits
+
+
+def test_prune_steps_with_a_step_typer_stores_and_reports_its_types(tiny_qwen_dir, tmp_path, monkeypatch):
+    from data_selection.transforms import step_typer
+    from data_selection.transforms.runner import run_prune
+
+    made = []
+
+    def stand_in(model, template, backend, trust_remote_code, dtype):
+        made.append((model, template, backend))
+        return step_typer.StepTyper(lambda p: "verification" if "Recomputing" in p.split("Step to label:")[1]
+                                    else "progressive")
+
+    monkeypatch.setattr(step_typer, "step_typer_for", stand_in)
+    root = tmp_path
+    rows = [{"instruction": "What is 17 + 25?", "input": "", "output": trace([P1, UNMARKED_CHECK, P2]), "system": SYS}]
+    write_jsonl(rows, root / "data" / "t.jsonl")
+    (root / "dataset_info.json").write_text(json.dumps({"t": {"file_name": "data/t.jsonl", "formatting": "alpaca",
+                                                              "columns": {"prompt": "instruction", "query": "input",
+                                                                          "response": "output",
+                                                                          "system": "system"}}}))
+    s = run_prune(_opts(tiny_qwen_dir, root, dataset="t", name="t_pir", ratio=1.0, step_typer="some/typer"))
+    assert made == [("some/typer", "qwen", "huggingface")] and s["step_typer"] == {"asked": 1, "unparsed": 0}
+    steps = pd.read_parquet(root / "pir" / "steps.parquet")
+    assert list(steps["step_type"][0]) == [PROGRESSIVE, VERIFICATION, PROGRESSIVE]
+    assert list(steps["step_source"][0]) == ["marker", "model", "marker"]  # P1 "First", P2 "Therefore"
+    (out,) = _read_jsonl(root / "data" / "t_pir.jsonl")
+    assert out["output"] == trace([P1, P2])  # ratio 1: the model-typed verification step is deleted
+    m = s["manifest"]
+    assert m["parameters"]["step_typer"]["model"] == "some/typer"
+    assert m["steps_typed_by"] == {"marker": {PROGRESSIVE: 2, VERIFICATION: 0, MULTI_METHOD: 0, ERROR_CORRECTION: 0},
+                                   "model": {PROGRESSIVE: 0, VERIFICATION: 1, MULTI_METHOD: 0, ERROR_CORRECTION: 0}}
+    assert "--step_typer some/typer" in m["recipe"]
+    with pytest.raises(UserError, match="different configuration"):  # the typer is part of the PIR identity
+        run_prune(_opts(tiny_qwen_dir, root, dataset="t", name="t_pir"))
+
+
+def test_the_typer_generates_through_llamafactory_chat_model(tiny_qwen_dir):
+    from data_selection.transforms.step_typer import StepTyper, load_chat
+
+    chat = load_chat(str(tiny_qwen_dir), "qwen", dtype="float32")
+    answer = chat("Answer with one word: verification or progressive.")
+    assert isinstance(answer, str) and len(answer) > 0
+    typer = StepTyper(chat)
+    seg = segment(trace([P1, UNMARKED_CHECK]), MARKERS)
+    typed, sources = typer.retype(seg, MARKERS)
+    assert typer.counts["asked"] == 1 and sources[0] == "marker" and sources[1] in ("model", "unmarked")
+
+
+def test_the_typer_prompt_is_the_one_in_the_methods_doc():
+    from helpers import REPO_ROOT
+
+    from data_selection.transforms.step_typer import PROMPT
+
+    doc = (REPO_ROOT / "docs" / "methods.md").read_text()
+    assert all(line in doc for line in PROMPT.splitlines() if line.strip())
