@@ -408,6 +408,8 @@ def test_every_row_not_written_is_in_rejects_jsonl_with_its_row_and_reason(prune
     m = summary["manifest"]["rows"]
     assert m["rejected_by_reason"] == {rejects[0]["reason"]: 1} and m["rejects_file"] == str(root / "pir" /
                                                                                               "rejects.jsonl")
+    report = (root / "report" / "report.md").read_text()
+    assert str(root / "pir" / "rejects.jsonl") in report and rejects[0]["reason"] in report
     # a malformed JSON line is a reject too, numbered as the loader numbers it, and the console says where
     bad = _pool(tmp_path)
     lines = (bad / "data" / "mini.jsonl").read_text().splitlines()
