@@ -7,6 +7,7 @@ the model's one-word answer becomes the step's type. Steps a marker typed (progr
 sent. The model answers through LLaMA-Factory's own chat path (``llamafactory.chat.ChatModel``: the model's
 LLaMA-Factory template, greedy decoding, at most ``MAX_NEW_TOKENS`` new tokens; ``--step_typer_backend vllm`` on
 GPUs). The step boundaries are those of the marker rules: the model types steps, it does not split them.
+Under ``torchrun`` each rank loads its own copy (LLaMA-Factory's inference placement, ``device_map=auto``).
 
 The answer's first category word counts ("progressive", "verification", "multi_method"/"multi-method"/"multi
 method", "error_correction"/"error correction"), case-insensitive; an answer holding none leaves the step
