@@ -10,6 +10,7 @@ from typing import Literal
 
 from data_selection.command_line import UserError
 from data_selection.transforms.steps import (
+    DEFAULT_LEAD_INS,
     DEFAULT_PHRASES,
     ERROR_CORRECTION,
     MULTI_METHOD,
@@ -54,9 +55,9 @@ class PruneOptions:
         default=3, metadata={"help": "Paragraphs are merged until a step holds at least this many sentences."}
     )
     marker_boundaries: bool = field(
-        default=False,
-        metadata={"help": "A paragraph opening with a functional marker always starts a new step (not folded into "
-                          "a short step before it)."},
+        default=True,
+        metadata={"help": "A paragraph that opens a functional thought always starts a new step, never folded into "
+                          "the short step before it (false: merge by sentence count alone)."},
     )
     progressive_phrases: list[str] = field(
         default_factory=lambda: list(DEFAULT_PHRASES[PROGRESSIVE]),
@@ -74,6 +75,23 @@ class PruneOptions:
     error_correction_phrases: list[str] = field(
         default_factory=lambda: list(DEFAULT_PHRASES[ERROR_CORRECTION]),
         metadata={"help": "Markers of error-correction steps."},
+    )
+    lead_ins: list[str] = field(
+        default_factory=lambda: list(DEFAULT_LEAD_INS),
+        metadata={"help": "Interjections and conjunctions a marker may follow (up to four, each followed by spaces or "
+                          "punctuation): 'But that's wrong', 'Hmm, let me check'. 'none': markers count only at the "
+                          "very start of a step."},
+    )
+    step_typer: str = field(
+        default="",
+        metadata={"help": "Local instruct model (hub id or folder) that types the steps no marker types, as LIMOPro "
+                          "typed steps with an LLM (prompt: docs/methods.md §5); empty: the marker rules alone."},
+    )
+    step_typer_template: str = field(
+        default="", metadata={"help": "LLaMA-Factory template of --step_typer (default: --template)."}
+    )
+    step_typer_backend: Literal["huggingface", "vllm"] = field(
+        default="huggingface", metadata={"help": "LLaMA-Factory inference backend of --step_typer."}
     )
     prefix_cache: bool = field(
         default=False,
@@ -120,12 +138,13 @@ class PruneOptions:
 
     # options that change the PIR values (the work folder's identity); the rest only change what is written
     SEGMENTATION = ("min_sentences", "marker_boundaries", "progressive_phrases", "verification_phrases",
-                    "multi_method_phrases", "error_correction_phrases")
+                    "multi_method_phrases", "error_correction_phrases", "lead_ins", "step_typer", "step_typer_template",
+                    "step_typer_backend")
 
 
 def markers(opts: PruneOptions) -> MarkerTable:
     return phrase_lists(opts.progressive_phrases, opts.verification_phrases, opts.multi_method_phrases,
-                        opts.error_correction_phrases)
+                        opts.error_correction_phrases, [] if opts.lead_ins == ["none"] else opts.lead_ins)
 
 
 def validate(opts: PruneOptions) -> MarkerTable:

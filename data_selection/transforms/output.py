@@ -5,8 +5,10 @@ sees what PIR was computed on) and keep the input's ``id`` column when it has on
 ``select``: the source pool's row id), otherwise the converted row id; ``system`` and ``category``/``source``
 are kept as they are. A pruned row differs from its input only inside ``<think>``: before writing, every pruned
 response is checked to keep the text before ``<think>`` and everything from ``</think>`` on byte for byte.
-Rows LLaMA-Factory could not train on at all (``load_pool`` rejects: empty or missing fields) are left out and
-counted; every other row is written, pruned or unchanged with its reason.
+Rows LLaMA-Factory could not train on at all (``load_pool`` rejects: empty or missing fields, malformed JSON) are
+left out and listed in ``OUT/rejects.jsonl`` (the work folder), one line each with its input row number
+(0-based, as ``score``'s rejects), id and the loader's reason; every other row is written, pruned or unchanged
+with its reason.
 """
 
 from __future__ import annotations
@@ -19,30 +21,16 @@ from typing import Any
 import numpy as np
 
 from data_selection.command_line import UserError
+from data_selection.scoring.layout import REJECTS
 from data_selection.transforms.options import PruneOptions, dataset_info_path, recipe
 from data_selection.transforms.prune import steps_to_delete
+from data_selection.transforms.step_table import STEPS_TABLE, merge_steps
 from data_selection.transforms.steps import FUNCTIONAL_TYPES, STEP_TYPES, THINK_CLOSE, THINK_OPEN, segment
 
-STEPS_TABLE = "steps.parquet"
 NOTHING_AT_RATIO = "functional steps, but none to delete at this ratio"
 REJECTED = "rejected by the loader (LLaMA-Factory could not train on it)"
 ANSWER_RULE = ("response tokens that begin at or after the end of </think>, up to the end of the response text "
                "(template end-of-turn tokens excluded)")
-
-
-def merge_steps(out: Path, num_shards: int):
-    """All shards as one table sorted by row, written to ``OUT/steps.parquet``."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from data_selection.atomic import write_parquet_atomic
-    from data_selection.scoring.layout import shard_path
-    from data_selection.transforms.runner import shard_schema
-
-    tables = [pq.read_table(shard_path(out, k)) for k in range(num_shards)]
-    table = pa.concat_tables(tables).sort_by("row") if tables else shard_schema().empty_table()
-    write_parquet_atomic(out / STEPS_TABLE, table)
-    return table.to_pandas()
 
 
 def _stats(values) -> dict[str, float]:
@@ -72,10 +60,12 @@ def prune_rows(opts: PruneOptions, mk, pool, encoder, table) -> tuple[list[dict[
     pir_kept: dict[str, list[float]] = {t: [] for t in FUNCTIONAL_TYPES}
     pir_deleted: dict[str, list[float]] = {t: [] for t in FUNCTIONAL_TYPES}
     before, after, changed_rows = [], [], []
-    rejected = 0
+    rejects: list[dict[str, Any]] = []
+    typed_by: dict[str, dict[str, int]] = {}
     for ex in pool.converted:
         if ex["reject_reason"]:
-            rejected += 1
+            rid = str(source_ids[ex["_row"]]) if source_ids is not None and source_ids[ex["_row"]] else ex["id"]
+            rejects.append({"row": int(ex["_row"]), "id": rid, "reason": ex["reject_reason"]})
             continue
         rec = by_row.get(int(ex["_row"]))
         if rec is None or rec["id"] != ex["id"]:
@@ -85,6 +75,8 @@ def prune_rows(opts: PruneOptions, mk, pool, encoder, table) -> tuple[list[dict[
         if source_ids is not None and source_ids[ex["_row"]]:
             ex["id"] = str(source_ids[ex["_row"]])
         types, pirs = list(rec["step_type"]), [float(x) for x in rec["step_pir"]]
+        for t, src in zip(types, rec["step_source"]):
+            typed_by.setdefault(src, dict.fromkeys(STEP_TYPES, 0))[t] += 1
         for t, n in zip(types, rec["step_tokens"]):
             think_tokens[t] += int(n)
         for t in types:
@@ -126,10 +118,12 @@ def prune_rows(opts: PruneOptions, mk, pool, encoder, table) -> tuple[list[dict[
         after.append(n_after)
         changed_rows.append(int(ex["_row"]))
     facts = {
-        "rejected": rejected,
+        "rejected": len(rejects),
+        "rejects": rejects,
         "unchanged": dict(sorted(unchanged.items(), key=lambda kv: (-kv[1], kv[0]))),
         "changed": len(changed_rows),
         "steps": steps,
+        "typed_by": dict(sorted(typed_by.items())),
         "tokens_removed_by_type": tokens_removed,
         "think_tokens_by_type": think_tokens,
         "pir": {t: {"deleted": _stats(pir_deleted[t]), "kept": _stats(pir_kept[t])} for t in FUNCTIONAL_TYPES},
@@ -169,14 +163,21 @@ def build_manifest(opts: PruneOptions, mk, pool, meta: dict[str, Any], out: Path
             "min_sentences": opts.min_sentences,
             "marker_boundaries": opts.marker_boundaries,
             "phrases": mk.to_dict(),
+            "lead_ins": list(mk.lead_ins),
+            "step_typer": ({"model": opts.step_typer, "template": opts.step_typer_template or opts.template,
+                            "backend": opts.step_typer_backend, "types": "steps without a marker"}
+                           if opts.step_typer else None),
             "answer_tokens": ANSWER_RULE,
         },
         "scorer": {"model": meta["model"], "template": opts.template, "cutoff_len": opts.cutoff_len,
                    "dtype": opts.dtype, "tokenizer": opts.tokenizer or None, "code_version": meta["code_version"]},
         "pir_dir": str(out),
-        "rows": {"input": int(pool.describe()["num_rows"]), "rejected": facts["rejected"], "written": n_rows,
+        "rows": {"input": int(pool.describe()["num_rows"]), "rejected": facts["rejected"],
+                 "rejected_by_reason": dict(Counter(r["reason"] for r in facts["rejects"]).most_common()),
+                 "rejects_file": str(out / REJECTS), "written": n_rows,
                  "changed": facts["changed"], "unchanged_total": sum(unchanged.values()), "unchanged": unchanged},
         "steps": facts["steps"],
+        "steps_typed_by": facts["typed_by"],
         "tokens": {
             "response_before": int(before),
             "response_after": int(after),
@@ -219,6 +220,7 @@ def render_card(manifest: dict[str, Any], license: str = "") -> str:
     step_rows = "\n".join(f"| {t.replace('_', ' ')} | {v['found']:,} | {v['deleted']:,} | "
                           f"{tok['removed_by_type'].get(t, 0):,} |" for t, v in manifest["steps"].items())
     why = "\n".join(f"| {k} | {v:,} |" for k, v in rows["unchanged"].items()) or "| — | 0 |"
+    typer = f"; steps without a marker were typed by `{p['step_typer']['model']}`" if p.get("step_typer") else ""
     body = f"""# {name}
 
 `{src.get('resolved_name') or src.get('dataset')}` with low-value reasoning steps removed by LIMOPro's PIR pruning
@@ -226,7 +228,8 @@ def render_card(manifest: dict[str, Any], license: str = "") -> str:
 `data-select prune-steps` (reasoning-data-select, docs/methods.md §5). The text after `</think>` is unchanged.
 
 The `<think>` part is split at blank lines into steps of at least {p['min_sentences']} sentences and each step is
-typed by its opening phrase (progressive, verification, multi-method, error correction). A functional step's
+typed by the marker phrase it opens with, also after lead-ins such as "But" or "Hmm" (progressive, verification,
+multi-method, error correction){typer}. A functional step's
 PIR is log(PPL(answer | reasoning without it) / PPL(answer | full reasoning)) under `{model}` (LLaMA-Factory
 template `{sc['template']}`, cutoff_len {sc['cutoff_len']}); per row and type the round-half-up({p['ratio']} ×
 count) lowest-PIR steps are deleted. Progressive steps are never deleted.
@@ -265,15 +268,17 @@ terms of the source dataset.
 def write_pruned(opts: PruneOptions, mk, pool, encoder, out: Path, num_shards: int, meta: dict[str, Any]
                  ) -> dict[str, Any]:
     """Merge the shards, write subset + manifest + card + report, register. Returns paths and the manifest."""
-    from data_selection.atomic import write_json_atomic, write_text_atomic
+    from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
     from data_selection.registry import register_entry, subset_entry
     from data_selection.subset import subset_paths, write_subset
     from data_selection.transforms.report import write_report
 
     table = merge_steps(out, num_shards)
     examples, facts = prune_rows(opts, mk, pool, encoder, table)
+    write_jsonl_atomic(out / REJECTS, facts["rejects"])  # written every time, so it belongs to this run
     if not examples:
-        raise UserError(f"{opts.dataset}: no row to write (all {facts['rejected']} rows were rejected by the loader)")
+        raise UserError(f"{opts.dataset}: no row to write (all {facts['rejected']} rows were rejected by the loader; "
+                        f"row and reason of each in {out / REJECTS})")
     info_path = dataset_info_path(opts)
     paths = subset_paths(info_path.parent, opts.name)
     formatting, columns, sha = write_subset(paths["data"], examples, pool.meta_columns)
@@ -291,4 +296,4 @@ def write_pruned(opts: PruneOptions, mk, pool, encoder, out: Path, num_shards: i
         action = register_entry(info_path, opts.name, entry, force=opts.force)
     return {"manifest": manifest, "registered": action, "dataset_info": str(info_path),
             "paths": {**{k: str(v) for k, v in paths.items()}, "report": str(report_dir / "report.md"),
-                      "steps": str(out / STEPS_TABLE)}}
+                      "steps": str(out / STEPS_TABLE), "rejects": str(out / REJECTS)}}

@@ -100,6 +100,10 @@ def render_markdown(manifest: dict[str, Any], images: list[str]) -> str:
              f"| pruned | {rows['changed']:,} |", f"| unchanged | {rows['unchanged_total']:,} |", "",
              "| unchanged because | rows |", "|---|---|"]
     lines += [f"| {k} | {v:,} |" for k, v in rows["unchanged"].items()] or ["| — | 0 |"]
+    if rows.get("rejected"):
+        lines += ["", f"Rows rejected by the loader, each with its row number and reason: `{rows['rejects_file']}`.", "",
+                  "| rejected because | rows |", "|---|---|"]
+        lines += [f"| {k} | {v:,} |" for k, v in rows.get("rejected_by_reason", {}).items()]
     lines += ["", "| step type | found | PIR computed | deleted | tokens removed | mean PIR deleted | mean PIR kept |",
               "|---|---|---|---|---|---|---|"]
     for t, v in manifest["steps"].items():

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from data_selection.atomic import write_json_atomic, write_parquet_atomic
+from data_selection.atomic import write_json_atomic
 from data_selection.command_line import UserError
 from data_selection.device import use_device
 from data_selection.scoring.identity import check_out_dir, code_version, encoding_identity
@@ -30,26 +30,16 @@ from data_selection.scoring.options import dist_env
 from data_selection.scoring.plan import assign_shards, plan_shards
 from data_selection.transforms.options import PruneOptions, dataset_info_path, validate, work_dir
 from data_selection.transforms.pir import ENCODING_FAILED, NON_FINITE, OVER_CUTOFF, encode_variants
+from data_selection.transforms.step_table import write_shard
+from data_selection.transforms.step_typer import marker_sources
 from data_selection.transforms.steps import PROGRESSIVE, segment
 
 __all__ = ["PruneOptions", "run_prune", "cli_prune_steps"]
 
-PIR_VERSION = 1  # bump when the definition of the stored values changes (answer tokens, segmentation code)
+PIR_VERSION = 2  # bump when the definition of the stored values changes (answer tokens, segmentation code)
+_INFER_DTYPE = {"auto": "auto", "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 IDENTITY_KEYS = ("model", "tokenizer", "template", "cutoff_len", "dtype", "pool_fingerprint", "shard_rows",
                  "system_prompt", "column_mapping", "segmentation", "pir_version")
-
-
-def shard_schema():
-    import pyarrow as pa
-
-    ints, floats = pa.list_(pa.int64()), pa.list_(pa.float64())
-    return pa.schema([
-        ("row", pa.int64()), ("id", pa.string()), ("reason", pa.string()),
-        ("n_response_tokens", pa.int64()), ("truncated", pa.bool_()),
-        ("n_answer_tokens", pa.int64()), ("answer_loss", pa.float64()),
-        ("step_start", ints), ("step_end", ints), ("step_type", pa.list_(pa.string())),
-        ("step_sentences", ints), ("step_tokens", ints), ("step_pir", floats),
-    ])  # fmt: skip
 
 
 def identity_of(opts: PruneOptions, pool, config) -> dict[str, Any]:
@@ -63,7 +53,7 @@ def identity_of(opts: PruneOptions, pool, config) -> dict[str, Any]:
 def _record(ex: dict[str, Any]) -> dict[str, Any]:
     return {"row": int(ex["_row"]), "id": ex["id"], "reason": "", "n_response_tokens": -1, "truncated": False,
             "n_answer_tokens": 0, "answer_loss": float("nan"), "step_start": [], "step_end": [], "step_type": [],
-            "step_sentences": [], "step_tokens": [], "step_pir": []}
+            "step_sentences": [], "step_tokens": [], "step_pir": [], "step_source": []}
 
 
 def _fill(rec: dict[str, Any], rv, answer_loss: float, pirs: list[float]) -> None:
@@ -81,8 +71,8 @@ def _fill(rec: dict[str, Any], rv, answer_loss: float, pirs: list[float]) -> Non
 class ShardWorker:
     """Everything one rank needs to turn a shard's rows into records (model loaded once)."""
 
-    def __init__(self, opts: PruneOptions, encoder, markers, model, device: str, chunk_tokens: int):
-        self.opts, self.encoder, self.markers = opts, encoder, markers
+    def __init__(self, opts: PruneOptions, encoder, markers, model, device: str, chunk_tokens: int, typer=None):
+        self.opts, self.encoder, self.markers, self.typer = opts, encoder, markers, typer
         self.model, self.device, self.chunk_tokens = model, device, chunk_tokens
         tok = encoder.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -104,6 +94,11 @@ class ShardWorker:
         if isinstance(seg, str):
             rec["reason"] = seg
             return rec, None
+        if self.typer is not None:
+            seg, sources = self.typer.retype(seg, self.markers)
+        else:
+            sources = marker_sources(seg, self.markers)
+        rec["step_source"] = sources
         rec.update(step_start=[s.start for s in seg.steps], step_end=[s.end for s in seg.steps],
                    step_type=[s.type for s in seg.steps], step_sentences=[s.sentences for s in seg.steps],
                    step_pir=[float("nan")] * len(seg.steps))
@@ -150,12 +145,6 @@ class ShardWorker:
             on_row()
         flush()
         return records, stats
-
-
-def write_shard(path: Path, records: list[dict[str, Any]]) -> None:
-    import pyarrow as pa
-
-    write_parquet_atomic(path, pa.Table.from_pylist(records, schema=shard_schema()))
 
 
 def _refuse_to_overwrite_the_input(opts: PruneOptions, pool, info_path: Path) -> None:
@@ -227,7 +216,13 @@ def run_prune(opts: PruneOptions) -> dict[str, Any]:
         if opts.verify:
             summary["self_check_max_abs_diff"] = check_against_full_forward(
                 model, check_windows(encoder, pool.converted, shards[pending[0]]), device, chunk, dtype)
-        worker = ShardWorker(opts, encoder, mk, model, device, chunk)
+        typer = None
+        if opts.step_typer:
+            from data_selection.transforms.step_typer import step_typer_for
+
+            typer = step_typer_for(opts.step_typer, opts.step_typer_template or opts.template, opts.step_typer_backend,
+                                   opts.trust_remote_code, _INFER_DTYPE[opts.dtype])
+        worker = ShardWorker(opts, encoder, mk, model, device, chunk, typer)
         bar = tqdm(total=sum(len(shards[k]) for k in pending), unit="row", desc=f"PIR (rank {rank})",
                    disable=rank != 0)
         for k in pending:
@@ -243,6 +238,8 @@ def run_prune(opts: PruneOptions) -> dict[str, Any]:
             el = time.perf_counter() - t0
             bar.set_postfix(rows_s=f"{totals['rows'] / el:,.2f}", tok_s=f"{totals['forward_tokens'] / el:,.0f}")
         bar.close()
+        if typer is not None:
+            summary["step_typer"] = dict(typer.counts)
     elapsed = time.perf_counter() - t0
     summary.update({f"{k}_now": v for k, v in totals.items()}, seconds=round(elapsed, 2))
     if totals["rows"]:
@@ -270,10 +267,18 @@ def cli_prune_steps(opts: PruneOptions) -> int:
     if s.get("rows_now"):
         print(f"PIR computed on {s['pir_rows_now']:,} of {s['rows_now']:,} rows in {s['seconds']:,.1f} s "
               f"({s['seconds_per_row']:.3f} s/row, {s['forward_tokens_now']:,} forward tokens, {s['device']})")
+    if s.get("step_typer"):
+        print(f"step typer {opts.step_typer}: asked about {s['step_typer']['asked']:,} unmarked steps, "
+              f"{s['step_typer']['unparsed']:,} answers named no type (left progressive)")
     m = s["manifest"]
     rows, tok = m["rows"], m["tokens"]
-    print(f"rows: {rows['written']:,} written, {rows['changed']:,} pruned, {rows['unchanged_total']:,} unchanged"
-          + "".join(f"\n  unchanged, {why}: {n:,}" for why, n in rows["unchanged"].items()))
+    print(f"rows: {rows['written']:,} of {rows['input']:,} written, {rows['changed']:,} pruned, "
+          f"{rows['unchanged_total']:,} unchanged, {rows['rejected']:,} rejected"
+          + "".join(f"\n  unchanged, {why}: {n:,}" for why, n in rows["unchanged"].items())
+          + "".join(f"\n  rejected, {why}: {n:,}" for why, n in rows["rejected_by_reason"].items()))
+    if rows["rejected"]:
+        print(f"rejects: {s['paths']['rejects']} ({rows['rejected']:,} rows not written, each with its row number "
+              "and reason)")
     print("steps deleted / found: " + ", ".join(f"{t} {v['deleted']:,}/{v['found']:,}"
                                                 for t, v in m["steps"].items() if t != PROGRESSIVE))
     print(f"response tokens: {tok['response_before']:,} -> {tok['response_after']:,} "

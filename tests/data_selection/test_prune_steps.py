@@ -88,12 +88,110 @@ def test_count_sentences(text, n):
     assert count_sentences(text) == n
 
 
-def test_marker_boundaries_keep_a_short_functional_paragraph_on_its_own():
+def test_a_short_functional_paragraph_starts_its_own_step_by_default():
     text = trace(["We add. It is 42.", "Wait, let me check. 25 + 17 = 42. Yes."])
-    assert [s.type for s in segment(text, MARKERS).steps] == [PROGRESSIVE]  # merged into the 2-sentence step
-    steps = segment(text, MARKERS, marker_boundaries=True).steps
+    steps = segment(text, MARKERS).steps
     assert [s.type for s in steps] == [PROGRESSIVE, VERIFICATION]
     assert [s.sentences for s in steps] == [2, 3]
+    # the old rule (sentence count alone) folds it into the 2-sentence progressive step
+    assert [s.type for s in segment(text, MARKERS, marker_boundaries=False).steps] == [PROGRESSIVE]
+
+
+# LIMOPro's Table 4 phrases the default lists lacked until issue 19, with the type each is listed under.
+TABLE4_ADDED = [("Going back to", ERROR_CORRECTION), ("Using another method", MULTI_METHOD),
+                ("We can also verify", VERIFICATION), ("That's impossible", ERROR_CORRECTION),
+                ("This contradicts", ERROR_CORRECTION), ("The error is", ERROR_CORRECTION)]
+FUNCTIONAL_DEFAULTS = [(p, t) for t in (VERIFICATION, MULTI_METHOD, ERROR_CORRECTION) for p in DEFAULT_PHRASES[t]]
+
+
+@pytest.mark.parametrize("phrase, step_type", TABLE4_ADDED + FUNCTIONAL_DEFAULTS)
+@pytest.mark.parametrize("opening", ["", "But ", "Hmm, ", "So, ", "Okay so "])
+def test_every_default_marker_types_its_step_at_the_start_and_after_a_lead_in(phrase, step_type, opening):
+    assert phrase in DEFAULT_PHRASES[step_type]
+    for text in (f"{opening}{phrase} the sum once more. It is 42.", f"{opening}{phrase.upper()}: 17 + 25 = 42."):
+        assert MARKERS.classify(text) == step_type, text
+
+
+@pytest.mark.parametrize("text, step_type", [
+    ("But that's wrong, because 17 + 25 is not 32.", ERROR_CORRECTION),
+    ("Hmm, let me check the carry once more.", VERIFICATION),
+    ("But let me confirm once again.", VERIFICATION),  # LIMOPro's own Fig. 5 trace
+    ("Hmmm... this contradicts the earlier sum.", ERROR_CORRECTION),
+    ("Oh wait, I made a mistake in the tens.", ERROR_CORRECTION),
+    ("Wait, let me try another approach: count up.", MULTI_METHOD),  # the marker after the lead-in decides
+    ("Okay, so alternatively we round first.", MULTI_METHOD),
+    ("So that's impossible: a sum of positives is positive.", ERROR_CORRECTION),
+    ("**Hmm**, let me verify.", VERIFICATION),
+    ("Alright, going back to the first equation.", ERROR_CORRECTION),
+    ("Wait, so the total is 42.", VERIFICATION),  # a progressive word after "Wait" does not override it
+    ("Wait, no. I misread the question.", ERROR_CORRECTION),
+    ("But the sum is 42.", PROGRESSIVE),  # a lead-in alone is no marker
+    ("Okay, so I need to add 17 and 25.", PROGRESSIVE),
+    ("Hmm.", PROGRESSIVE),
+    ("Butter is not a number; let me check.", PROGRESSIVE),  # whole words only: "Butter" is not "But"
+])  # fmt: skip
+def test_r1_openings_are_typed_by_the_marker_after_their_lead_ins(text, step_type):
+    assert MARKERS.classify(text) == step_type
+
+
+def test_without_lead_ins_markers_count_only_at_the_very_start():
+    bare = MarkerTable(DEFAULT_PHRASES, lead_ins=())
+    assert bare.classify("Hmm, let me check.") == PROGRESSIVE
+    assert bare.classify("Let me check.") == VERIFICATION
+    assert MARKERS.match("But the sum is 42.") == (PROGRESSIVE, None)  # unmarked: what --step_typer types
+    assert MARKERS.match("Then we add.") == (PROGRESSIVE, "then")
+
+
+# A trace in the style of LIMOPro's Fig. 5: six functional paragraphs, three of them after a short paragraph.
+FIG5 = [
+    "Okay, so I need to find the sum of 17 and 25. Let me start with the tens.",  # 2 sentences
+    "Wait, let me verify the tens. 10 + 20 = 30.",  # F1
+    "Then the ones give 7 + 5 = 12. So the total is 30 + 12 = 42. That is the sum.",
+    "Hmm, let me check the ones again. 7 + 5 is 12.",  # F2 (2 sentences)
+    "Alternatively, count up from 25. 25 + 17 = 42.",  # F3
+    "So the answer is 42.",  # 1 sentence
+    "But let me confirm once again. 42 - 17 = 25, which matches.",  # F4
+    "Therefore 42 it is. Nothing is missing. Done.",
+    "That's impossible to doubt, since both checks agree. The sum is 42. No error remains.",  # F5
+    "Wait, no. The question asks for 17 + 25, not 17 + 52. It is still 42.",  # F6
+    "Finally, the answer is 42. We box it. Done.",
+]
+FIG5_FUNCTIONAL = [1, 3, 4, 6, 8, 9]
+
+
+def _paragraphs_opening_no_step(text: str, steps) -> list[int]:
+    """Indexes (into FIG5) of functional paragraphs that do not open a step of their own."""
+    starts = {s.start for s in steps}
+    return [i for i in FIG5_FUNCTIONAL if text.index(FIG5[i]) not in starts]
+
+
+def test_functional_paragraphs_of_a_fig5_like_trace_each_open_their_own_step():
+    text = trace(FIG5)
+    assert [MARKERS.classify(FIG5[i]) != PROGRESSIVE for i in range(len(FIG5))] == \
+           [i in FIG5_FUNCTIONAL for i in range(len(FIG5))]
+    old = segment(text, MARKERS, marker_boundaries=False).steps
+    assert _paragraphs_opening_no_step(text, old) == [1, 4, 6]  # 3 of 6 absorbed by the old default
+    steps = segment(text, MARKERS).steps
+    assert _paragraphs_opening_no_step(text, steps) == []
+    for s in steps:
+        if text[s.start:s.end].startswith(tuple(FIG5[i] for i in FIG5_FUNCTIONAL)):
+            assert s.type != PROGRESSIVE
+    # the unmarked paragraph after a short functional one joins it; a progressive one never takes a functional one
+    types = {text[s.start:s.end]: s.type for s in steps}
+    assert types[FIG5[4] + "\n\n" + FIG5[5]] == MULTI_METHOD
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_no_step_holds_a_functional_paragraph_after_its_first(seed):
+    import random
+
+    rng = random.Random(seed)
+    pool = FIG5 + [P1, P2, V1, V2, M1, E1, "So 42.", "But let me check it.", "Hmm, that's wrong."]
+    paras = [rng.choice(pool) for _ in range(12)]
+    text = trace(paras)
+    for s in segment(text, MARKERS, min_sentences=rng.randint(1, 5)).steps:
+        inner = text[s.start:s.end].split("\n\n")[1:]
+        assert all(MARKERS.classify(p) == PROGRESSIVE for p in inner), text[s.start:s.end]
 
 
 def test_render_deletes_exactly_the_chosen_steps_and_nothing_else():
@@ -298,6 +396,33 @@ def test_rows_without_think_or_functional_steps_pass_through_and_are_counted(pru
                                       ("lengths.png", "tokens_removed.png", "pir.png"))
 
 
+def test_every_row_not_written_is_in_rejects_jsonl_with_its_row_and_reason(pruned, tiny_qwen_dir, tmp_path, capsys):
+    from data_selection.transforms.runner import cli_prune_steps
+
+    root, summary = pruned
+    rejects = _read_jsonl(root / "pir" / "rejects.jsonl")
+    assert rejects == [{"row": 6, "id": "src-6", "reason": rejects[0]["reason"]}]
+    assert "output" in rejects[0]["reason"] and "empty" in rejects[0]["reason"]  # the loader's own reason
+    written = {r["id"] for r in _read_jsonl(root / "data" / "mini_pir30.jsonl")}
+    assert written | {r["id"] for r in rejects} == {f"src-{i}" for i in range(len(ROWS))}
+    m = summary["manifest"]["rows"]
+    assert m["rejected_by_reason"] == {rejects[0]["reason"]: 1} and m["rejects_file"] == str(root / "pir" /
+                                                                                              "rejects.jsonl")
+    report = (root / "report" / "report.md").read_text()
+    assert str(root / "pir" / "rejects.jsonl") in report and rejects[0]["reason"] in report
+    # a malformed JSON line is a reject too, numbered as the loader numbers it, and the console says where
+    bad = _pool(tmp_path)
+    lines = (bad / "data" / "mini.jsonl").read_text().splitlines()
+    lines[2] = lines[2][:-5]  # cut the closing characters: not JSON any more
+    (bad / "data" / "mini.jsonl").write_text("\n".join(lines) + "\n")
+    assert cli_prune_steps(_opts(tiny_qwen_dir, bad)) == 0
+    out = capsys.readouterr().out
+    got = _read_jsonl(bad / "pir" / "rejects.jsonl")
+    assert [r["row"] for r in got] == [2, 6] and all(r["reason"] for r in got)
+    assert f"rows: {len(ROWS) - 2} of {len(ROWS)} written" in out and "2 rejected" in out
+    assert f"rejects: {bad / 'pir' / 'rejects.jsonl'} (2 rows not written" in out
+
+
 def test_output_is_registered_and_loads_with_llamafactory(pruned, tiny_qwen_dir):
     from data_selection.encoding import TemplateEncoder, load_tokenizer
     from data_selection.registry import check_dataset_info
@@ -422,3 +547,112 @@ def test_selection_report_points_to_the_pruning_report(pruned):
     root, _ = pruned
     with pytest.raises(UserError, match="made by `data-select prune-steps`"):
         run_report(ReportOptions(names=["mini_pir30"], dataset_info=str(root / "dataset_info.json")))
+
+
+def test_the_transform_modules_import_one_way():
+    """runner -> output -> step_table: output never imports runner (the shard schema has its own module)."""
+    import ast
+
+    from helpers import REPO_ROOT
+
+    def imports(name: str) -> set[str]:
+        tree = ast.parse((REPO_ROOT / "data_selection" / "transforms" / f"{name}.py").read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+    assert "data_selection.transforms.runner" not in imports("output")
+    assert "data_selection.transforms.runner" not in imports("step_table")
+    assert "data_selection.transforms.output" not in imports("step_table")
+    assert "data_selection.transforms.step_table" in imports("output") & imports("runner")
+
+
+# -- the optional model-based step typer ------------------------------------------------------------------------
+
+UNMARKED_CHECK = "Recomputing 25 + 17 gives 42 again. It matches. Good."  # a check no marker announces
+
+
+@pytest.mark.parametrize("answer, step_type", [
+    ("verification", VERIFICATION), ("Multi-method.", MULTI_METHOD), ("error correction", ERROR_CORRECTION),
+    ("Transitive: progressive", PROGRESSIVE), ("ERROR_CORRECTION, then verification", ERROR_CORRECTION),
+    ("I cannot tell", None), ("", None),
+])  # fmt: skip
+def test_the_typer_reads_the_first_category_its_model_names(answer, step_type):
+    from data_selection.transforms.step_typer import parse_answer
+
+    assert parse_answer(answer) == step_type
+
+
+def test_the_typer_asks_only_about_unmarked_steps_and_shows_the_step_before():
+    from data_selection.transforms.step_typer import BY_MARKER, BY_MODEL, UNMARKED, StepTyper
+
+    asked = []
+
+    def chat(prompt: str) -> str:
+        asked.append(prompt)
+        return "verification" if "Recomputing" in prompt.split("Step to label:")[1] else "no idea"
+
+    text = trace([P1, UNMARKED_CHECK, V1, "The sum stays 42. Nothing changes. End."])
+    seg = segment(text, MARKERS)
+    assert [s.type for s in seg.steps] == [PROGRESSIVE, PROGRESSIVE, VERIFICATION, PROGRESSIVE]
+    typer = StepTyper(chat)
+    typed, sources = typer.retype(seg, MARKERS)
+    assert [s.type for s in typed.steps] == [PROGRESSIVE, VERIFICATION, VERIFICATION, PROGRESSIVE]
+    assert sources == [BY_MARKER, BY_MODEL, BY_MARKER, UNMARKED]  # P1 opens with "First": a marker typed it
+    assert len(asked) == 2 and typer.counts == {"asked": 2, "unparsed": 1}
+    assert P1 in asked[0].split("Step to label:")[0] and UNMARKED_CHECK in asked[0].split("Step to label:")[1]
+    assert [(s.start, s.end) for s in typed.steps] == [(s.start, s.end) for s in seg.steps]  # it types, not splits
+
+
+def test_prune_steps_with_a_step_typer_stores_and_reports_its_types(tiny_qwen_dir, tmp_path, monkeypatch):
+    from data_selection.transforms import step_typer
+    from data_selection.transforms.runner import run_prune
+
+    made = []
+
+    def stand_in(model, template, backend, trust_remote_code, dtype):
+        made.append((model, template, backend))
+        return step_typer.StepTyper(lambda p: "verification" if "Recomputing" in p.split("Step to label:")[1]
+                                    else "progressive")
+
+    monkeypatch.setattr(step_typer, "step_typer_for", stand_in)
+    root = tmp_path
+    rows = [{"instruction": "What is 17 + 25?", "input": "", "output": trace([P1, UNMARKED_CHECK, P2]), "system": SYS}]
+    write_jsonl(rows, root / "data" / "t.jsonl")
+    (root / "dataset_info.json").write_text(json.dumps({"t": {"file_name": "data/t.jsonl", "formatting": "alpaca",
+                                                              "columns": {"prompt": "instruction", "query": "input",
+                                                                          "response": "output",
+                                                                          "system": "system"}}}))
+    s = run_prune(_opts(tiny_qwen_dir, root, dataset="t", name="t_pir", ratio=1.0, step_typer="some/typer"))
+    assert made == [("some/typer", "qwen", "huggingface")] and s["step_typer"] == {"asked": 1, "unparsed": 0}
+    steps = pd.read_parquet(root / "pir" / "steps.parquet")
+    assert list(steps["step_type"][0]) == [PROGRESSIVE, VERIFICATION, PROGRESSIVE]
+    assert list(steps["step_source"][0]) == ["marker", "model", "marker"]  # P1 "First", P2 "Therefore"
+    (out,) = _read_jsonl(root / "data" / "t_pir.jsonl")
+    assert out["output"] == trace([P1, P2])  # ratio 1: the model-typed verification step is deleted
+    m = s["manifest"]
+    assert m["parameters"]["step_typer"]["model"] == "some/typer"
+    assert m["steps_typed_by"] == {"marker": {PROGRESSIVE: 2, VERIFICATION: 0, MULTI_METHOD: 0, ERROR_CORRECTION: 0},
+                                   "model": {PROGRESSIVE: 0, VERIFICATION: 1, MULTI_METHOD: 0, ERROR_CORRECTION: 0}}
+    assert "--step_typer some/typer" in m["recipe"]
+    with pytest.raises(UserError, match="different configuration"):  # the typer is part of the PIR identity
+        run_prune(_opts(tiny_qwen_dir, root, dataset="t", name="t_pir"))
+
+
+def test_the_typer_generates_through_llamafactory_chat_model(tiny_qwen_dir):
+    from data_selection.transforms.step_typer import StepTyper, load_chat
+
+    chat = load_chat(str(tiny_qwen_dir), "qwen", dtype="float32")
+    answer = chat("Answer with one word: verification or progressive.")
+    assert isinstance(answer, str) and len(answer) > 0
+    typer = StepTyper(chat)
+    seg = segment(trace([P1, UNMARKED_CHECK]), MARKERS)
+    typed, sources = typer.retype(seg, MARKERS)
+    assert typer.counts["asked"] == 1 and sources[0] == "marker" and sources[1] in ("model", "unmarked")
+
+
+def test_the_typer_prompt_is_the_one_in_the_methods_doc():
+    from helpers import REPO_ROOT
+
+    from data_selection.transforms.step_typer import PROMPT
+
+    doc = (REPO_ROOT / "docs" / "methods.md").read_text()
+    assert all(line in doc for line in PROMPT.splitlines() if line.strip())
