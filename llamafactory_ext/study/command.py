@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -22,6 +23,20 @@ class StudyOptions:
     until: str = field(default="", metadata={
         "help": "Stop after the last step of this kind (the rest runs on the next invocation).",
         "choices": ("", *KINDS)})
+    executor: str = field(default="local", metadata={
+        "help": "local: run the steps on this machine; slurm: submit every unfinished step as a Slurm job "
+                "(sbatch, --dependency=afterok on the steps it needs, resources from the study's cluster: "
+                "section) and return; run it again to resubmit what failed.", "choices": ("local", "slurm")})
+    status: bool = field(default=False, metadata={
+        "help": "Print each step as done / queued / running / failed / to run (job id, elapsed time, the tail "
+                "of a failed step's log) from the step folders and the scheduler; submit nothing."})
+    gpus: int = field(default=0, metadata={
+        "help": "--executor local: run independent steps concurrently on this many GPUs, each with its own "
+                "CUDA_VISIBLE_DEVICES slice (evaluation 1 GPU, scoring and training the study's gpus); "
+                "0: one step at a time."})
+    jobs: int = field(default=0, metadata={
+        "help": "--executor local --gpus N: at most this many steps at once (default: N)."})
+    run_step: str = field(default="", metadata={"help": argparse.SUPPRESS})  # what a Slurm job runs
 
     POSITIONAL = "config"
 
@@ -55,20 +70,50 @@ def cli_study(opts: StudyOptions) -> int:
         raise UserError("name one study file: llamafactory-ext study studies/demo.yaml")
     cfg = load_study(opts.config[0], known_strategies())
     steps = build_plan(cfg)
+    from llamafactory_ext.study.cluster import cluster_config, step_resources
+
+    cluster = cluster_config(cfg)
+    if opts.run_step:
+        from llamafactory_ext.study.run_one import run_one
+
+        return run_one(cfg, steps, opts.run_step)
+    if opts.status:
+        from llamafactory_ext.study.status import print_status
+
+        return print_status(cfg, steps)
+    # --until for the Slurm executor: submit up to the last step of that kind (as run_steps runs)
+    last = max((i for i, s in enumerate(steps) if s.kind == opts.until), default=len(steps) - 1)
+    steps_now = steps[: last + 1]
     if opts.dry_run:
+        from llamafactory_ext.study.schedule import schedule_lines
+
         print_plan(cfg, steps)
+        print("\n".join(["", *schedule_lines(cfg, steps, cluster)]))
+        if opts.executor == "slurm":
+            from llamafactory_ext.study.executors.slurm import dry_run_scripts
+
+            dry_run_scripts(cfg, steps_now, cluster, report=not opts.until)
+        return 0
+    if opts.executor == "slurm":
+        from llamafactory_ext.study.executors.slurm import submit
+
+        submit(cfg, steps_now, cluster, report=not opts.until)
         return 0
     from llamafactory_ext.study.execute import run_steps
-    from llamafactory_ext.study.report import write_report
-    from llamafactory_ext.study.results import study_results
+    from llamafactory_ext.study.run_one import write_study_report
 
     start = time.time()
-    counts = run_steps(steps, opts.until or None)
+    if opts.gpus > 0:
+        from llamafactory_ext.study.executors.local_parallel import run_parallel
+
+        counts = run_parallel(steps, opts.gpus, lambda s: step_resources(s, cfg, cluster).gpus, opts.jobs,
+                              opts.until or None)
+    else:
+        counts = run_steps(steps, opts.until or None)
     print(f"[study] {counts['ran']} step(s) ran, {counts['skipped']} were done already")
     if opts.until:
         return 0
-    results = study_results([(s.arm, s.seed, s.dir) for s in steps if s.kind == "eval"])
-    write_report(cfg, steps, results, time.time() - start)
+    write_study_report(cfg, steps, time.time() - start)
     report = cfg.report_dir / "report.md"
     print(report.read_text(encoding="utf-8"))
     print(f"[study] report: {report}")

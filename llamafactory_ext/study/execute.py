@@ -48,11 +48,15 @@ def _last_line(path: Path) -> str:
     return lines[-1][:160] if lines else ""
 
 
-def run_step(step: Step, log: Callable[[str], None], heartbeat: float = HEARTBEAT_S) -> float:
-    """Run one step's command; returns its wall time. Raises UserError (with the log's tail) on failure."""
+def run_step(step: Step, log: Callable[[str], None], heartbeat: float = HEARTBEAT_S,
+             extra_env: dict[str, str] | None = None) -> float:
+    """Run one step's command; returns its wall time. Raises UserError (with the log's tail) on failure.
+
+    ``extra_env`` (e.g. the GPU slice of a concurrent run) reaches the command but not its recorded form.
+    """
     step.dir.mkdir(parents=True, exist_ok=True)
     log_path = step.dir / "log.txt"
-    env = {**os.environ, **step.env}
+    env = {**os.environ, **(extra_env or {}), **step.env}
     start = time.time()
     done = threading.Event()
 
