@@ -10,6 +10,7 @@ only rank 0 writes the record.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Callable
 
@@ -37,6 +38,10 @@ def write_study_report(cfg: StudyConfig, steps: list[Step], wall_seconds: float 
     write_report(cfg, steps, results, wall_seconds)
 
 
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def run_one(cfg: StudyConfig, steps: list[Step], step_id: str, log: Callable[[str], None] = print) -> int:
     if step_id == REPORT_ID:
         missing = [s.label for s in steps if not s.done]
@@ -52,6 +57,8 @@ def run_one(cfg: StudyConfig, steps: list[Step], step_id: str, log: Callable[[st
     missing = [d.label for d in step.deps if not d.done]
     if missing:
         raise UserError(f"{step.label}: its inputs are not done: {', '.join(missing)}")
+    # scancel / a time limit send SIGTERM: leave like Ctrl-C, so that run_step stops the command it started
+    signal.signal(signal.SIGTERM, _terminated)
     rank = int(os.environ.get("NODE_RANK", "0") or 0)
     log(f"[study] {step.label} (node rank {rank})\n    $ {step.command}")
     if rank > 0:

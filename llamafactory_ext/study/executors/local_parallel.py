@@ -39,6 +39,7 @@ def run_parallel(steps: list[Step], gpus: int, need: Callable[[Step], int], jobs
     counts = {"skipped": len(todo) - len(pending), "ran": 0}
     jobs = jobs or max(1, gpus)
     free = device_ids(gpus)
+    order = {d: i for i, d in enumerate(free)}  # slices stay in device order (4,5 rather than 5,4)
     running: dict[Future, tuple[Step, list[str]]] = {}
     failures: list[BaseException] = []
     log(f"[study] {counts['skipped']} step(s) done already; {len(pending)} to run on {gpus} GPU(s), "
@@ -50,7 +51,7 @@ def run_parallel(steps: list[Step], gpus: int, need: Callable[[Step], int], jobs
                     n = min(need(step), gpus)
                     if len(running) >= jobs or len(free) < n or not all(d.done for d in step.deps):
                         continue
-                    devices, free[:] = free[:n], free[n:]
+                    devices, free = free[:n], free[n:]
                     pending.remove(step)
                     cvd = ",".join(devices)
                     log(f"[study] start {step.label} (CUDA_VISIBLE_DEVICES={cvd or '-'})\n    $ {step.command}")
@@ -60,7 +61,7 @@ def run_parallel(steps: list[Step], gpus: int, need: Callable[[Step], int], jobs
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for fut in finished:
                 step, devices = running.pop(fut)
-                free.extend(devices)
+                free = sorted([*free, *devices], key=order.__getitem__)
                 err = fut.exception()
                 if err is not None:
                     failures.append(err)
