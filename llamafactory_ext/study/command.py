@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -36,7 +35,9 @@ class StudyOptions:
                 "0: one step at a time."})
     jobs: int = field(default=0, metadata={
         "help": "--executor local --gpus N: at most this many steps at once (default: N)."})
-    run_step: str = field(default="", metadata={"help": argparse.SUPPRESS})  # what a Slurm job runs
+    run_step: str = field(default="", metadata={
+        "help": "Run just this step (its hash: the end of its folder name under OUT/steps) or 'report', once its "
+                "inputs are done; what each Slurm job runs."})
 
     POSITIONAL = "config"
 
