@@ -82,9 +82,9 @@ def cli_study(opts: StudyOptions) -> int:
         from llamafactory_ext.study.status import print_status
 
         return print_status(cfg, steps)
-    # --until for the Slurm executor: submit up to the last step of that kind (as run_steps runs)
-    last = max((i for i, s in enumerate(steps) if s.kind == opts.until), default=len(steps) - 1)
-    steps_now = steps[: last + 1]
+    from llamafactory_ext.study.execute import steps_until
+
+    steps_now = steps_until(steps, opts.until or None)  # the Slurm executor also submits only these
     if opts.dry_run:
         from llamafactory_ext.study.schedule import schedule_lines
 

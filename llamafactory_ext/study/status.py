@@ -66,6 +66,6 @@ def print_status(cfg: StudyConfig, steps: list[Step], log: Callable[[str], None]
         log(f"{'report' if step is None else step.label:<{width}}  {status:<10}  {job_id:>8}  {elapsed}")
         for line in tail:
             log(f"      | {line}")
-    counts = Counter(r[1].split(" ")[0] for r in rows)
+    counts = Counter(r[1].split(" (")[0] for r in rows)
     log("[study] " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     return 0

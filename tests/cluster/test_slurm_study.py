@@ -19,8 +19,8 @@ import yaml
 from helpers import REPO_ROOT
 
 HERE = Path(__file__).parent
-# 1 seed x 2 arms: data, score, then two independent branches select -> train -> eval, then the report
-ARMS = {"random": {"strategy": "random"}, "zpd": {"strategy": "zpd", "low": 0.25, "high": 0.75}}
+# 1 seed, base vs random: data -> score -> select -> train -> eval beside data -> eval base, then the report
+ARMS = {"base": {}, "random": {"strategy": "random"}}
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,7 @@ def _study(tmp_path: Path, model: Path, name: str) -> Path:
     from test_study import MINI
 
     cfg = {**copy.deepcopy(MINI), "model": str(model), "out": str(tmp_path / name), "seeds": [1], "arms": ARMS,
+           "analysis": {"reference": "random", "baseline": "base", "draws": 500},
            "cluster": {"gpus_per_node": 0, "cpus": 1, "time": "00:20:00"}}  # CPU jobs, two at a time on 2 CPUs
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
@@ -95,31 +96,32 @@ def test_study_on_slurm_orders_resumes_and_reports_as_the_local_executor(slurm, 
     first = subprocess.run(_study_cmd(path, "--executor", "slurm"), cwd=REPO_ROOT, env=slurm, capture_output=True,
                            text=True)
     assert first.returncode == 0, first.stderr[-3000:]
-    labels = ["demo pool", "pool scores", "select random seed 1", "train random seed 1", "eval random seed 1",
-              "select zpd seed 1", "train zpd seed 1", "eval zpd seed 1", "report"]
+    labels = ["demo pool", "pool scores", "eval base seed 1", "select random seed 1", "train random seed 1",
+              "eval random seed 1", "report"]
     assert _submitted(first.stdout) == set(labels)  # every step, and returned at once
     jobs = _jobs(out, "mini")
     by_label = {v["label"]: v["jobs"][-1] for v in jobs.values()}
 
-    # cancel the zpd training while it runs: it, its evaluation and the report are what is left to submit
-    victim = by_label["train zpd seed 1"]
-    _wait(lambda: _queue(slurm).get(victim) == "RUNNING", 600, "train zpd to run")
+    # cancel the training while it runs: it, its evaluation and the report are what is left to submit
+    victim = by_label["train random seed 1"]
+    _wait(lambda: _queue(slurm).get(victim) == "RUNNING", 600, "the training to run")
     subprocess.run(["scancel", victim], env=slurm, check=True)
     _wait(lambda: victim not in _queue(slurm), 60, "the cancelled job to leave the queue")
     status = subprocess.run(_study_cmd(path, "--status"), cwd=REPO_ROOT, env=slurm, capture_output=True, text=True)
-    assert re.search(rf"train zpd seed 1\s+failed \(cancelled.*{victim}", status.stdout), status.stdout
+    assert re.search(rf"train random seed 1\s+failed \(cancelled.*{victim}", status.stdout), status.stdout
     again = subprocess.run(_study_cmd(path, "--executor", "slurm"), cwd=REPO_ROOT, env=slurm, capture_output=True,
                            text=True)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert _submitted(again.stdout) == {"train zpd seed 1", "eval zpd seed 1", "report"}, again.stdout
+    resubmitted = {"train random seed 1", "eval random seed 1", "report"}
+    assert _submitted(again.stdout) == resubmitted, again.stdout
     jobs = _jobs(out, "mini")
     assert {v["label"]: len(v["jobs"]) for v in jobs.values()} == {
-        label: 2 if label in ("train zpd seed 1", "eval zpd seed 1", "report") else 1 for label in labels}
+        label: 2 if label in resubmitted else 1 for label in labels}
 
     report = out / "reports" / "mini"
     _wait(lambda: (report / "summary.json").is_file() and not _queue(slurm), 900, "the report job")
     final = subprocess.run(_study_cmd(path, "--status"), cwd=REPO_ROOT, env=slurm, capture_output=True, text=True)
-    assert "[study] 9 done" in final.stdout, final.stdout
+    assert "[study] 7 done" in final.stdout, final.stdout
 
     # dependency order, from the successful jobs' own start/end stamps
     from llamafactory_ext.study.config import load_study

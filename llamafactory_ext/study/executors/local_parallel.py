@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from data_selection.command_line import UserError
-from llamafactory_ext.study.execute import run_step
+from llamafactory_ext.study.execute import run_step, steps_until
 from llamafactory_ext.study.steps import Step
 
 
@@ -33,8 +33,7 @@ def run_parallel(steps: list[Step], gpus: int, need: Callable[[Step], int], jobs
                  runner: Callable[..., float] = run_step) -> dict[str, int]:
     """Run the unfinished steps (up to the last of kind ``until``) on ``gpus`` GPUs, ``jobs`` at a time
     (default: one per GPU, at least one); ``need(step)`` is a step's GPU count (capped at ``gpus``)."""
-    last = max((i for i, s in enumerate(steps) if s.kind == until), default=len(steps) - 1) if until else len(steps) - 1
-    todo = steps[: last + 1]
+    todo = steps_until(steps, until)
     pending = [s for s in todo if not s.done]
     counts = {"skipped": len(todo) - len(pending), "ran": 0}
     jobs = jobs or max(1, gpus)
