@@ -148,3 +148,33 @@ def test_study_on_slurm_orders_resumes_and_reports_as_the_local_executor(slurm, 
     assert ours["tasks"] == theirs["tasks"] and ours["tasks"]
     pd.testing.assert_frame_equal(pd.read_csv(report / "per_problem.csv"),
                                   pd.read_csv(tmp_path / "local" / "reports" / "mini" / "per_problem.csv"))
+
+
+@pytest.mark.slow
+def test_multi_node_job_script_runs_its_launcher_through_srun(slurm, tmp_path, monkeypatch):
+    """The srun branch of a multi-node script, on this one node (sbatch --nodes=1 overrides the script's 2)."""
+    monkeypatch.chdir(REPO_ROOT)
+    from llamafactory_ext.study.cluster import cluster_config, step_resources
+    from llamafactory_ext.study.config import load_study
+    from llamafactory_ext.study.executors.slurm import script_for
+    from llamafactory_ext.study.plan import build_plan, known_strategies
+
+    path = _study(tmp_path, Path("some/model"), "multi")
+    raw = yaml.safe_load(path.read_text())
+    raw["cluster"]["steps"] = {"data": {"nodes": 2}}
+    path.write_text(yaml.safe_dump(raw))
+    cfg = load_study(path, known_strategies())
+    data = build_plan(cfg)[0]
+    res = step_resources(data, cfg, cluster_config(cfg))
+    name, script, text = script_for(cfg, data, res)
+    assert "#SBATCH --nodes=2" in text and "srun " in text
+    script.parent.mkdir(parents=True)
+    (script.parent.parent / "logs").mkdir()
+    script.write_text(text)
+    job = subprocess.run(["sbatch", "--parsable", "--nodes=1", str(script)], env=slurm, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    _wait(lambda: data.done or (job not in _queue(slurm) and "gone"), 300, "the job")
+    log = Path(str(script.parent.parent / "logs" / script.stem) + f"-{job}.log").read_text()
+    assert data.done, log
+    assert "[job] 1 node(s) of 1 process(es), master localhost:" in log and "(node rank 0)" in log
+    assert re.search(r"\[job\] end \S+ exit 0", log)

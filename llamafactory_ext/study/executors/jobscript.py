@@ -58,6 +58,7 @@ def render(name: str, log: Path, workdir: Path, res: Resources, study: Path, ste
             "export MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))",
             "export PET_MASTER_ADDR=$MASTER_ADDR PET_MASTER_PORT=$MASTER_PORT",
             f"export NPROC_PER_NODE={max(1, res.gpus)}",
+            'echo "[job] $NNODES node(s) of $NPROC_PER_NODE process(es), master $MASTER_ADDR:$MASTER_PORT"',
             "srun --nodes=$SLURM_NNODES --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c "
             + shlex.quote("export NODE_RANK=$SLURM_NODEID PET_NODE_RANK=$SLURM_NODEID; exec " + shlex.join(run)),
         ]
