@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from data_selection.command_line import UserError
 from llamafactory_ext.study.config import StudyConfig
 from llamafactory_ext.study.steps import Step
 
@@ -30,7 +31,16 @@ def step_statuses(cfg: StudyConfig, steps: list[Step]) -> list[tuple[Step | None
     from llamafactory_ext.study.executors import slurm
 
     state = slurm.load_state(cfg)
-    known = slurm.queue() if state["steps"] else {}
+    submitted = {k for k, v in state["steps"].items() if v.get("jobs")}
+    unfinished = {slurm.step_id(s) for s in steps if not s.done}
+    if not (cfg.report_dir / "report.md").is_file():
+        unfinished.add(slurm.REPORT_ID)
+    known, unreachable = {}, ""
+    if submitted & unfinished:
+        try:
+            known = slurm.queue()
+        except UserError as err:  # e.g. looking from a machine without the Slurm commands
+            unreachable = str(err)
     rows = []
     for step in [*steps, None]:
         key = slurm.step_id(step)
@@ -44,6 +54,9 @@ def step_statuses(cfg: StudyConfig, steps: list[Step]) -> list[tuple[Step | None
         if not job_id:
             failed = local_log is not None and local_log.is_file()
             rows.append((step, "failed" if failed else "to run", "", "", _tail(local_log) if failed else []))
+            continue
+        if unreachable:
+            rows.append((step, "submitted", job_id, "", [f"scheduler not reachable: {unreachable}"]))
             continue
         job = known.get(job_id) or slurm.job_info(job_id)
         if job is not None and job.state in slurm.ALIVE and job.reason != slurm.NEVER:

@@ -5,6 +5,7 @@ that record when they ran and which CUDA_VISIBLE_DEVICES they got)."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -202,3 +203,14 @@ def test_run_step_refuses_a_step_whose_inputs_are_not_done_and_status_says_what_
     out = capsys.readouterr().out
     assert "pool scores" in out and "failed" in out and "| Traceback: out of memory" in out
     assert "select random seed 1" in out and "to run" in out and "1 failed" in out
+
+
+def test_status_of_submitted_steps_without_the_slurm_commands_says_so(tmp_path, capsys, monkeypatch):
+    path, steps = _mini_run(tmp_path)
+    state = tmp_path / "out" / "slurm" / "tiny" / "jobs.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"steps": {steps[0].hash: {"label": steps[0].label, "jobs": ["41"]}}}))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no squeue here
+    assert lfx_main(["study", str(path), "--status"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"pool scores\s+submitted\s+41", out) and "scheduler not reachable: squeue not found" in out
