@@ -34,7 +34,7 @@ class StudyOptions:
                 "CUDA_VISIBLE_DEVICES slice (evaluation 1 GPU, scoring and training the study's gpus); "
                 "0: one step at a time."})
     jobs: int = field(default=0, metadata={
-        "help": "--executor local --gpus N: at most this many steps at once (default: N)."})
+        "help": "--executor local --gpus N: at most this many steps at once (0: one per GPU)."})
     run_step: str = field(default="", metadata={
         "help": "Run just this step (its hash: the end of its folder name under OUT/steps) or 'report', once its "
                 "inputs are done; what each Slurm job runs."})
