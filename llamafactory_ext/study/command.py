@@ -25,7 +25,23 @@ class StudyOptions:
     skip_doctor: bool = field(default=False, metadata={
         "help": "Do not run `llamafactory-ext doctor STUDY.yaml`'s checks before the first step (they stop the "
                 "study on a blocker: no GPU torch can use, a broken kernel, too little disk, a recipe "
-                "LLaMA-Factory refuses…). Not run with --dry-run."})
+                "LLaMA-Factory refuses…). Not run with --dry-run, --status or --executor slurm (a login node has no GPU: run `llamafactory-ext doctor STUDY.yaml` in a GPU job instead)."})
+    executor: str = field(default="local", metadata={
+        "help": "local: run the steps on this machine; slurm: submit every unfinished step as a Slurm job "
+                "(sbatch, --dependency=afterok on the steps it needs, resources from the study's cluster: "
+                "section) and return; run it again to resubmit what failed.", "choices": ("local", "slurm")})
+    status: bool = field(default=False, metadata={
+        "help": "Print each step as done / queued / running / failed / to run (job id, elapsed time, the tail "
+                "of a failed step's log) from the step folders and the scheduler; submit nothing."})
+    gpus: int = field(default=0, metadata={
+        "help": "--executor local: run independent steps concurrently on this many GPUs, each with its own "
+                "CUDA_VISIBLE_DEVICES slice (evaluation 1 GPU, scoring and training the study's gpus); "
+                "0: one step at a time."})
+    jobs: int = field(default=0, metadata={
+        "help": "--executor local --gpus N: at most this many steps at once (0: one per GPU)."})
+    run_step: str = field(default="", metadata={
+        "help": "Run just this step (its hash: the end of its folder name under OUT/steps) or 'report', once its "
+                "inputs are done; what each Slurm job runs."})
 
     POSITIONAL = "config"
 
@@ -73,22 +89,52 @@ def cli_study(opts: StudyOptions) -> int:
         raise UserError("name one study file: llamafactory-ext study studies/demo.yaml")
     cfg = load_study(opts.config[0], known_strategies())
     steps = build_plan(cfg)
+    from llamafactory_ext.study.cluster import cluster_config, step_resources
+
+    cluster = cluster_config(cfg)
+    if opts.run_step:
+        from llamafactory_ext.study.run_one import run_one
+
+        return run_one(cfg, steps, opts.run_step)
+    if opts.status:
+        from llamafactory_ext.study.status import print_status
+
+        return print_status(cfg, steps)
+    from llamafactory_ext.study.execute import steps_until
+
+    steps_now = steps_until(steps, opts.until or None)  # the Slurm executor also submits only these
     if opts.dry_run:
+        from llamafactory_ext.study.schedule import schedule_lines
+
         print_plan(cfg, steps)
+        print("\n".join(["", *schedule_lines(cfg, steps, cluster)]))
+        if opts.executor == "slurm":
+            from llamafactory_ext.study.executors.slurm import dry_run_scripts
+
+            dry_run_scripts(cfg, steps_now, cluster, report=not opts.until)
+        return 0
+    if opts.executor == "slurm":
+        from llamafactory_ext.study.executors.slurm import submit
+
+        submit(cfg, steps_now, cluster, report=not opts.until)
         return 0
     if not opts.skip_doctor and not all(s.done for s in steps):
         preflight(opts.config[0])
     from llamafactory_ext.study.execute import run_steps
-    from llamafactory_ext.study.report import write_report
-    from llamafactory_ext.study.results import study_results
+    from llamafactory_ext.study.run_one import write_study_report
 
     start = time.time()
-    counts = run_steps(steps, opts.until or None)
+    if opts.gpus > 0:
+        from llamafactory_ext.study.executors.local_parallel import run_parallel
+
+        counts = run_parallel(steps, opts.gpus, lambda s: step_resources(s, cfg, cluster).gpus, opts.jobs,
+                              opts.until or None)
+    else:
+        counts = run_steps(steps, opts.until or None)
     print(f"[study] {counts['ran']} step(s) ran, {counts['skipped']} were done already")
     if opts.until:
         return 0
-    results = study_results([(s.arm, s.seed, s.dir) for s in steps if s.kind == "eval"])
-    write_report(cfg, steps, results, time.time() - start)
+    write_study_report(cfg, steps, time.time() - start)
     report = cfg.report_dir / "report.md"
     print(report.read_text(encoding="utf-8"))
     print(f"[study] report: {report}")

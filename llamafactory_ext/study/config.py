@@ -100,6 +100,7 @@ class StudyConfig:
     score: dict[str, Any] = field(default_factory=dict)  # further `data-select score` options
     gpus: int = 1  # > 1: scoring runs under torchrun on this many GPUs (training: set train.env)
     estimate: dict[str, Any] = field(default_factory=dict)  # assumptions for --dry-run's GPU-hours
+    cluster: dict[str, Any] = field(default_factory=dict)  # job resources (study/cluster.py)
 
     @property
     def report_dir(self) -> Path:
@@ -200,6 +201,7 @@ def load_study(path: str | Path, strategies: set[str]) -> StudyConfig:
         score=dict(raw.get("score") or {}),
         estimate=dict(raw.get("estimate") or {}),
         gpus=int(raw.get("gpus", 1)),
+        cluster=dict(raw.get("cluster") or {}),
     )
     names = [a.name for a in cfg.arms]
     for role in ("reference", "baseline"):

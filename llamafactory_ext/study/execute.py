@@ -48,11 +48,15 @@ def _last_line(path: Path) -> str:
     return lines[-1][:160] if lines else ""
 
 
-def run_step(step: Step, log: Callable[[str], None], heartbeat: float = HEARTBEAT_S) -> float:
-    """Run one step's command; returns its wall time. Raises UserError (with the log's tail) on failure."""
+def run_step(step: Step, log: Callable[[str], None], heartbeat: float = HEARTBEAT_S,
+             extra_env: dict[str, str] | None = None) -> float:
+    """Run one step's command; returns its wall time. Raises UserError (with the log's tail) on failure.
+
+    ``extra_env`` (e.g. the GPU slice of a concurrent run) reaches the command but not its recorded form.
+    """
     step.dir.mkdir(parents=True, exist_ok=True)
     log_path = step.dir / "log.txt"
-    env = {**os.environ, **step.env}
+    env = {**os.environ, **(extra_env or {}), **step.env}
     start = time.time()
     done = threading.Event()
 
@@ -86,11 +90,16 @@ def run_step(step: Step, log: Callable[[str], None], heartbeat: float = HEARTBEA
     return seconds
 
 
+def steps_until(steps: list[Step], until: str | None) -> list[Step]:
+    """The steps up to the last one of kind ``until`` (all of them without it)."""
+    last = max((i for i, s in enumerate(steps) if s.kind == until), default=len(steps) - 1) if until else len(steps) - 1
+    return steps[: last + 1]
+
+
 def run_steps(steps: list[Step], until: str | None = None, log: Callable[[str], None] = print) -> dict[str, int]:
     """Run what is not finished, in order; with ``until`` stop after the last step of that kind."""
-    last = max((i for i, s in enumerate(steps) if s.kind == until), default=len(steps) - 1) if until else len(steps) - 1
     counts = {"skipped": 0, "ran": 0}
-    for i, step in enumerate(steps[: last + 1], 1):
+    for i, step in enumerate(steps_until(steps, until), 1):
         if step.done:
             counts["skipped"] += 1
             log(f"[study] ({i}/{len(steps)}) done already: {step.label}  ({step.dir})")

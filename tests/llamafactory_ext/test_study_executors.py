@@ -1,0 +1,216 @@
+"""Study executors without a cluster: the cluster: section, job scripts (multi-node included), the critical path in
+--dry-run, --run-step, --status, and `--executor local --gpus N` concurrency on stand-in GPU slots (fake steps
+that record when they ran and which CUDA_VISIBLE_DEVICES they got)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import REPO_ROOT
+
+from data_selection.command_line import UserError
+from llamafactory_ext.cli import main as lfx_main
+from llamafactory_ext.study.cluster import cluster_config, step_resources
+from llamafactory_ext.study.config import load_study
+from llamafactory_ext.study.executors import jobscript
+from llamafactory_ext.study.executors.local_parallel import run_parallel
+from llamafactory_ext.study.plan import build_plan, known_strategies
+from llamafactory_ext.study.schedule import Job, critical_path, simulate
+from llamafactory_ext.study.steps import Step
+
+ZPD = "studies/zpd_qwen3b.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+
+
+def zpd_with(tmp_path: Path, cluster: dict) -> Path:
+    raw = yaml.safe_load(Path(ZPD).read_text(encoding="utf-8"))
+    path = tmp_path / "zpd.yaml"
+    path.write_text(yaml.safe_dump({**raw, "out": str(tmp_path / "out"), "cluster": cluster}), encoding="utf-8")
+    return path
+
+
+def test_the_commented_cluster_example_of_zpd_qwen3b_is_valid(tmp_path):
+    text = Path(ZPD).read_text(encoding="utf-8")
+    block = text[text.index("# cluster:"):]
+    example = yaml.safe_load("\n".join(line[2:] for line in block.splitlines() if line.startswith("# ")))
+    cfg = load_study(zpd_with(tmp_path, example["cluster"]), known_strategies())
+    cluster = cluster_config(cfg)
+    by_label = {s.label: s for s in build_plan(cfg)}
+    train = step_resources(by_label["train zpd seed 42"], cfg, cluster)
+    assert (train.nodes, train.gpus, train.time, train.partition) == (2, 8, "10:00:00", "gpu")  # arms.zpd.train
+    assert step_resources(by_label["train random seed 42"], cfg, cluster).time == "08:00:00"  # steps.train
+    ev = step_resources(by_label["eval zpd seed 42"], cfg, cluster)
+    assert (ev.nodes, ev.gpus, ev.mem, ev.sbatch) == (1, 1, "64G", ["--constraint=h200"])
+    assert step_resources(by_label["select zpd seed 42"], cfg, cluster).gpus == 0
+    assert step_resources(by_label["pool scores"], cfg, cluster).gpus == 8
+    assert step_resources(None, cfg, cluster).gpus == 0  # the report job
+
+
+@pytest.mark.parametrize(("cluster", "message"), [
+    ({"partiton": "gpu"}, "cluster: unknown key 'partiton' (did you mean 'partition'?)"),
+    ({"steps": {"trian": {}}}, "cluster.steps: unknown key 'trian' (did you mean 'train'?)"),
+    ({"arms": {"nope": {}}}, "cluster.arms: unknown key 'nope'"),
+    ({"steps": {"train": {"nodes": 0}}}, "cluster.steps.train.nodes must be a whole number >= 1"),
+    ({"gpus": 4}, "gpus is set per step kind"),
+    ({"gpus_per_node": -1}, "gpus_per_node must be a whole number >= 0"),
+])
+def test_cluster_section_mistakes_name_the_key(tmp_path, cluster, message):
+    path = zpd_with(tmp_path, cluster)
+    with pytest.raises(UserError) as err:
+        cluster_config(load_study(path, known_strategies()))
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_cpu_only_cluster_asks_no_step_for_gpus(tmp_path):
+    cfg = load_study(zpd_with(tmp_path, {"gpus_per_node": 0}), known_strategies())
+    cluster = cluster_config(cfg)
+    assert {step_resources(s, cfg, cluster).gpus for s in build_plan(cfg)} == {0}
+
+
+def test_multi_node_job_script_starts_one_launcher_per_node_with_torchrun_variables(tmp_path):
+    cfg = load_study(zpd_with(tmp_path, {"steps": {"train": {"nodes": 2}}, "time": "1:00:00"}), known_strategies())
+    cluster = cluster_config(cfg)
+    train = next(s for s in build_plan(cfg) if s.kind == "train")
+    res = step_resources(train, cfg, cluster)
+    text = jobscript.render("zpd.train", tmp_path / "log-%j", tmp_path, res, cfg.source, train.hash)
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=8",
+                 "#SBATCH --time=1:00:00", "#SBATCH --kill-on-invalid-dep=yes", "export NPROC_PER_NODE=8",
+                 "export NNODES=$SLURM_NNODES", 'scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1'):
+        assert line in text
+    srun = next(line for line in text.splitlines() if line.startswith("srun "))
+    assert "NODE_RANK=$SLURM_NODEID" in srun and f"--run-step {train.hash}" in srun and jobscript.python() in srun
+    single = jobscript.render("zpd.eval", tmp_path / "log-%j", tmp_path, res.__class__(gpus=1), cfg.source, "x")
+    assert "srun" not in single and "NNODES" not in single and "#SBATCH --gpus-per-node=1" in single
+
+
+def test_dry_run_prints_the_critical_path_and_wall_time_on_n_nodes(capsys):
+    assert lfx_main(["study", ZPD, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    score, train, ev = 100_000 * 6000 / 32_400 / 3600, 15_000 * 6000 * 3 / 7460 / 3600, 3.0
+    assert "critical path: pool scores -> select random seed 42 -> train random seed 42 -> eval random seed 42" in out
+    path_wall = score / 8 + train / 8 + ev  # score and train on the study's 8 GPUs, evaluation on one
+    assert f"{score + train + ev:,.2f} GPU-hours, {path_wall:,.2f} h wall" in out
+    total = score + 6 * train + 9 * ev
+    assert f"sequential (the default executor, one step at a time): {total:,.2f} GPU-hours" in out
+    assert f"({total / 8:,.2f} h if every step kept all 8 GPUs busy)" in out
+    walls = out.split("wall time on ")[1].split(" (")[0]
+    hours = [float(part.split()[-2]) for part in walls.split(", ")]
+    assert walls.startswith("1 node ") and hours == sorted(hours, reverse=True) and hours[-1] == pytest.approx(
+        path_wall, abs=0.01)
+
+
+def test_dry_run_with_the_slurm_executor_shows_job_scripts(capsys):
+    assert lfx_main(["study", ZPD, "--dry-run", "--executor", "slurm"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("#!/bin/bash") == 5  # one full script per kind: score, eval, select, train, report
+    assert out.count("--run-step ") == 23 and "--run-step report" in out
+    assert "zpd_qwen3b.train-zpd-seed-43-" in out and "(sbatch --dependency=afterok: the jobs of select zpd seed 43)" in out
+
+
+def _fake(kind: str, label: str, deps: list[Step], root: Path, seconds: float = 0.6) -> Step:
+    """A stand-in step: sleeps, and records its start, end and CUDA_VISIBLE_DEVICES in its folder."""
+    step = Step(kind, label, {"label": label}, deps, root)
+    code = textwrap.dedent(f"""
+        import json, os, time
+        start = time.time(); time.sleep({seconds}); end = time.time()
+        with open({str(step.dir / 'ran.json')!r}, 'w') as f:
+            json.dump({{'start': start, 'end': end, 'cvd': os.environ['CUDA_VISIBLE_DEVICES']}}, f)
+    """)
+    step.argv = [sys.executable, "-c", code]
+    return step
+
+
+def _ran(step: Step) -> dict:
+    return json.loads((step.dir / "ran.json").read_text())
+
+
+def test_local_executor_runs_independent_steps_at_once_on_their_own_gpu_slices(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    score = _fake("score", "score", [], tmp_path)
+    evals = [_fake("eval", f"eval {i}", [score], tmp_path) for i in range(4)]
+    train = _fake("train", "train", [evals[0]], tmp_path)  # needs all 4: waits until every eval is off the GPUs
+    cpu = _fake("select", "select", [score], tmp_path)
+    need = {"score": 2, "eval": 1, "train": 4, "select": 0}
+    counts = run_parallel([score, *evals, cpu, train], 4, lambda s: need[s.kind], log=lambda _: None)
+    assert counts == {"skipped": 0, "ran": 7}
+    s, e, t, c = _ran(score), [_ran(x) for x in evals], _ran(train), _ran(cpu)
+    assert len(s["cvd"].split(",")) == 2 and set(s["cvd"].split(",")) <= {"4", "5", "6", "7"}
+    assert all(x["start"] >= s["end"] for x in [*e, c])  # nothing before the step it reads from
+    assert max(x["start"] for x in e) < min(x["end"] for x in e)  # the four evaluations overlapped ...
+    assert sorted(x["cvd"] for x in e) == ["4", "5", "6", "7"]  # ... each on its own GPU
+    assert c["cvd"] == "" and t["cvd"] == "4,5,6,7" and t["start"] >= max(x["end"] for x in e)
+    assert all(x.done for x in [score, *evals, cpu, train])  # recorded as the sequential executor records
+    assert run_parallel([score, *evals, cpu, train], 4, lambda s: need[s.kind], log=lambda _: None) == {
+        "skipped": 7, "ran": 0}
+
+
+def test_local_executor_defaults_to_one_step_at_a_time_and_stops_on_a_failure(tmp_path):
+    a, b = _fake("eval", "a", [], tmp_path), _fake("eval", "b", [], tmp_path)
+    bad = Step("eval", "bad", {}, [], tmp_path)
+    bad.argv = [sys.executable, "-c", "raise SystemExit(3)"]
+    after = _fake("eval", "after bad", [bad], tmp_path)
+    with pytest.raises(UserError, match="step 'bad' failed"):
+        run_parallel([a, b, bad, after], 0, lambda s: 1, log=lambda _: None)
+    ra, rb = _ran(a), _ran(b)
+    assert ra["end"] <= rb["start"] and a.done and b.done and not bad.done and not after.done
+
+
+def test_critical_path_and_schedule_on_a_diamond():
+    def step(label, deps):
+        return Step("train", label, {"l": label}, deps, Path("/nowhere"))
+
+    a = step("a", [])
+    b, c = step("b", [a]), step("c", [a])
+    d = step("d", [b, c])
+    jobs = [Job(a, 8, 8, 1), Job(b, 16, 8, 1), Job(c, 4, 1, 1), Job(d, 8, 8, 1)]  # hours: 1, 2, 4, 1
+    assert [j.step.label for j in critical_path(jobs)] == ["a", "c", "d"]
+    assert simulate(jobs, 1, 8) == pytest.approx(8.0)  # b needs the whole node, so it cannot overlap c: 1 + 4 + 2 + 1
+    assert simulate(jobs, 2, 8) == pytest.approx(6.0)  # b and c side by side: 1 + 4 + 1 = the critical path
+
+
+def _mini_run(tmp_path: Path) -> tuple[Path, list[Step]]:
+    """A two-step study made of stand-ins: `--run-step` and `--status` read the real plan of a study file."""
+    raw = {"name": "tiny", "out": str(tmp_path / "out"), "model": "some/model", "template": "qwen", "cutoff_len": 64,
+           "pool": {"dataset": "pool.jsonl"}, "subset_size": 2, "seeds": [1], "arms": {"random": {"strategy": "random"}},
+           "train": {"recipe": "yaml_recipes/demo_zpd.yaml"}, "eval": {"suite": "math_500"},
+           "analysis": {"baseline": ""}}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path, build_plan(load_study(path, known_strategies()))
+
+
+def test_run_step_refuses_a_step_whose_inputs_are_not_done_and_status_says_what_is_left(tmp_path, capsys):
+    path, steps = _mini_run(tmp_path)
+    select = next(s for s in steps if s.kind == "select")
+    assert lfx_main(["study", str(path), "--run-step", select.hash]) == 1
+    assert "its inputs are not done: pool scores" in capsys.readouterr().err
+    assert lfx_main(["study", str(path), "--run-step", "0123456789ab"]) == 1
+    assert "no step '0123456789ab'" in capsys.readouterr().err
+    score = steps[0]
+    score.dir.mkdir(parents=True)
+    (score.dir / "log.txt").write_text("$ data-select score ...\nTraceback: out of memory\n")
+    assert lfx_main(["study", str(path), "--status"]) == 0
+    out = capsys.readouterr().out
+    assert "pool scores" in out and "failed" in out and "| Traceback: out of memory" in out
+    assert "select random seed 1" in out and "to run" in out and "1 failed" in out
+
+
+def test_status_of_submitted_steps_without_the_slurm_commands_says_so(tmp_path, capsys, monkeypatch):
+    path, steps = _mini_run(tmp_path)
+    state = tmp_path / "out" / "slurm" / "tiny" / "jobs.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"steps": {steps[0].hash: {"label": steps[0].label, "jobs": ["41"]}}}))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no squeue here
+    assert lfx_main(["study", str(path), "--status"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"pool scores\s+submitted\s+41", out) and "scheduler not reachable: squeue not found" in out
