@@ -76,7 +76,7 @@ def test_statuses_and_cut_points_are_the_selections(pool, qwen_tokenizer_dir):
     rows = [json.loads(line) for line in (root / "pool.jsonl").read_text().splitlines()]
     for i in list(b["texts"])[:5]:
         t, row = b["texts"][i], b["data"]["row"][int(i)]
-        assert rows[row]["output"].strip() in t["response"] and t["response"].endswith("<|im_end|>\n")
+        assert t["response"] == rows[row]["output"] + "<|im_end|>\n" and t["response"].endswith("<|im_end|>\n")
         assert "<|im_start|>assistant" in t["prompt"] and rows[row]["input"] in t["prompt"]
     assert "the tokenizer" in b["text_note"]
     overlap = next(s for s in d["sections"] if s["title"] == "Overlap")["blocks"][0]["rows"][0]

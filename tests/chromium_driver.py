@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--window-size=1400,1000"]
@@ -71,7 +71,7 @@ def severe_console_messages(driver) -> list[str]:
     return [e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
 
 
-if __name__ == "__main__":  # python tests/browser/chromium.py PAGE.html SHOT.png [WIDTH HEIGHT]
+if __name__ == "__main__":  # python tests/chromium_driver.py PAGE.html SHOT.png [WIDTH HEIGHT]
     import sys
 
     d = start()
