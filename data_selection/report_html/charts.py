@@ -104,3 +104,17 @@ def sample(n: int, k: int, seed: int) -> np.ndarray:
     if n <= k:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
+def intervals(title: str, xlabel: str, rows: list[dict[str, Any]], zero: bool = False) -> dict[str, Any]:
+    """``rows``: label, estimate, low, high (and optionally color, text)."""
+    return {"kind": "intervals", "title": title, "xlabel": xlabel, "rows": rows, "zero": zero}
+
+
+def grid(title: str, xlabel: str, rows: list[str], columns: list[str], values: list[list[float | None]]) -> dict[str, Any]:
+    return {"kind": "grid", "title": title, "xlabel": xlabel, "rows": rows, "columns": columns, "values": values}
+
+
+def links(title: str, items: list[dict[str, str]]) -> dict[str, Any]:
+    """``items``: label, href (optional), text (optional)."""
+    return {"kind": "links", "title": title, "items": items}

@@ -151,7 +151,52 @@
     for (const r of b.rows) t.append(h("tr", {}, ...r.map((c) => h("td", {text: fmt(c)}))));
     return [t];
   }
-  const KINDS = {hist, hbar, scatter, table, note: (b) => [h("p", {class: "note", text: b.text})]};
+  function intervals(b) {  // estimate with [low, high] per row (accuracy CIs, paired differences)
+    const W = b.width || 620, M = {l: 190, r: 150, t: 8, b: 34}, rh = 24, H = M.t + M.b + b.rows.length * rh;
+    let lo = Math.min(...b.rows.map((r) => r.low)), hi = Math.max(...b.rows.map((r) => r.high));
+    if (b.zero) { lo = Math.min(lo, 0); hi = Math.max(hi, 0); }
+    const pad = (hi - lo) * 0.05 || 1, xs = scale(lo - pad, hi + pad, M.l, W - M.r, false);
+    const svg = s("svg", {width: W, height: H, class: "chart intervals"});
+    const g = s("g", {class: "axis"});
+    g.append(s("line", {x1: M.l, x2: W - M.r, y1: H - M.b, y2: H - M.b}));
+    for (const t of ticks(lo - pad, hi + pad, false)) {
+      g.append(s("line", {x1: xs(t), x2: xs(t), y1: H - M.b, y2: H - M.b + 4}));
+      g.append(s("text", {x: xs(t), y: H - M.b + 15, "text-anchor": "middle"}, tfmt(t)));
+    }
+    g.append(s("text", {x: (M.l + W - M.r) / 2, y: H - 4, "text-anchor": "middle"}, b.xlabel || ""));
+    svg.append(g);
+    if (b.zero) svg.append(s("line", {x1: xs(0), x2: xs(0), y1: M.t, y2: H - M.b, stroke: "#000"}));
+    b.rows.forEach((r, i) => {
+      const y = M.t + i * rh + rh / 2, c = r.color || "#1f77b4";
+      svg.append(s("text", {x: M.l - 8, y: y + 4, "text-anchor": "end"}, r.label));
+      svg.append(s("line", {x1: xs(r.low), x2: xs(r.high), y1: y, y2: y, stroke: c, "stroke-width": 2}));
+      for (const v of [r.low, r.high]) svg.append(s("line", {x1: xs(v), x2: xs(v), y1: y - 5, y2: y + 5, stroke: c, "stroke-width": 2}));
+      svg.append(s("circle", {cx: xs(r.estimate), cy: y, r: 4, fill: c}));
+      svg.append(s("text", {x: W - M.r + 6, y: y + 4}, r.text || `${fmt(r.estimate)} [${fmt(r.low)}, ${fmt(r.high)}]`));
+    });
+    return [svg];
+  }
+  function grid(b) {  // rows x columns of scores in [0, 1] (arm x seed by problem)
+    const cw = Math.max(2, Math.min(12, Math.floor(900 / b.columns.length))), ch = 14, M = {l: 150, t: 4};
+    const W = Math.max(480, M.l + cw * b.columns.length + 10), H = M.t + ch * b.rows.length + 24;
+    const svg = s("svg", {width: W, height: H, class: "chart grid"});
+    b.rows.forEach((label, i) => {
+      svg.append(s("text", {x: M.l - 6, y: M.t + i * ch + ch - 3, "text-anchor": "end"}, label));
+      b.values[i].forEach((v, j) => {
+        const rect = s("rect", {x: M.l + j * cw, y: M.t + i * ch, width: cw - (cw > 3 ? 1 : 0), height: ch - 1,
+                                fill: v === null ? "#eee" : `rgb(${Math.round(215 - 190 * v)},${Math.round(60 + 120 * v)},${Math.round(60 + 20 * v)})`});
+        rect.append(s("title", {}, `${label} · ${b.columns[j]}: ${v === null ? "—" : fmt(v)}`));
+        svg.append(rect);
+      });
+    });
+    svg.append(s("text", {x: M.l, y: H - 6}, b.xlabel || ""));
+    return [svg, legend([{label: "solved", color: "rgb(25,180,80)"}, {label: "not solved", color: "rgb(215,60,60)"}])];
+  }
+  function links(b) {
+    return [h("ul", {}, ...b.items.map((it) => h("li", {}, it.href ? h("a", {href: it.href, text: it.label}) : it.label,
+                                                   it.text ? ` — ${it.text}` : "")))];
+  }
+  const KINDS = {hist, hbar, scatter, table, intervals, grid, links, note: (b) => [h("p", {class: "note", text: b.text})]};
 
   function renderSections() {
     const main = document.getElementById("sections"), nav = document.getElementById("nav");
