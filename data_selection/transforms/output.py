@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from data_selection.command_line import UserError
+from data_selection.report_html.pruned import MAX_ROWS_SHOWN, struck_steps
 from data_selection.transforms.options import PruneOptions, dataset_info_path, recipe
 from data_selection.transforms.prune import steps_to_delete
 from data_selection.transforms.steps import FUNCTIONAL_TYPES, STEP_TYPES, THINK_CLOSE, THINK_OPEN, segment
@@ -71,7 +72,7 @@ def prune_rows(opts: PruneOptions, mk, pool, encoder, table) -> tuple[list[dict[
     think_tokens = dict.fromkeys(STEP_TYPES, 0)
     pir_kept: dict[str, list[float]] = {t: [] for t in FUNCTIONAL_TYPES}
     pir_deleted: dict[str, list[float]] = {t: [] for t in FUNCTIONAL_TYPES}
-    before, after, changed_rows = [], [], []
+    before, after, changed_rows, shown = [], [], [], []
     rejected = 0
     for ex in pool.converted:
         if ex["reject_reason"]:
@@ -121,6 +122,10 @@ def prune_rows(opts: PruneOptions, mk, pool, encoder, table) -> tuple[list[dict[
             tokens_removed[types[i]] += int(rec["step_tokens"][i])
         ex["_response"] = [{"role": "assistant", "content": pruned}]
         n_after = encoder.encode(ex).n_response_tokens
+        if len(shown) < MAX_ROWS_SHOWN:  # the rows report.html shows, deleted steps struck through
+            shown.append({"row": int(ex["_row"]), "id": ex["id"], "tokens_before": n_before, "tokens_after": n_after,
+                          "steps_deleted": len(drop), "steps": len(types), "pieces": struck_steps(seg, drop),
+                          "prompt": "\n\n".join(m["content"] for m in ex["_prompt"])})
         examples.append(ex)
         before.append(n_before)
         after.append(n_after)
@@ -136,6 +141,7 @@ def prune_rows(opts: PruneOptions, mk, pool, encoder, table) -> tuple[list[dict[
         "pir_values": {"deleted": pir_deleted, "kept": pir_kept},
         "lengths_before": before,
         "lengths_after": after,
+        "shown_rows": shown,
     }
     return examples, facts
 

@@ -332,7 +332,7 @@
         parts.push(h("p", {class: "note", id: "no-text", text: B.text_note || "No text embedded for this row."}));
       } else {
         if (t.note) parts.push(h("p", {class: "note", text: t.note}));
-        parts.push(h("h4", {text: "Prompt (as LLaMA-Factory renders it)"}), h("div", {class: "msg", id: "prompt-text", text: t.prompt}));
+        parts.push(h("h4", {text: t.prompt_label || "Prompt (as LLaMA-Factory renders it)"}), h("div", {class: "msg", id: "prompt-text", text: t.prompt}));
         const resp = h("div", {class: "msg", id: "response-text"});
         if (t.steps) {
           for (const st of t.steps) resp.append(st.deleted ? h("del", {title: `deleted ${st.type || ""} step`, text: st.text})
