@@ -45,6 +45,14 @@ class ReportOptions:
     random_reference: bool = field(
         default=True, metadata={"help": "Overlay a random draw of the same size and seed when no NAME is random."}
     )
+    html: bool = field(default=True, metadata={"help": "Also write report.html (charts + per-example browser, offline)."})
+    html_rows: int = field(default=20000, metadata={"help": "report.html: most pool rows in its table (kept rows first)."})
+    html_texts: int = field(default=1000, metadata={"help": "report.html: most rows whose prompt and response are embedded."})
+    html_text_chars: int = field(default=6000, metadata={"help": "report.html: characters kept of each prompt/response."})
+    html_tokenizer: str = field(
+        default="", metadata={"help": "report.html: tokenizer that renders rows token by token (default: the scores' "
+                              "model when it is a local folder; else the template renders the text)."}
+    )
 
     POSITIONAL = "names"
 
@@ -98,9 +106,9 @@ def plot_key_histogram(path: Path, key_name: str, pool_key: np.ndarray, series: 
                        edges: list[tuple[str, float]]) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 4.8))
-    lo, hi = np.quantile(pool_key, [0.002, 0.998]) if len(pool_key) else (0, 1)
-    span = hi - lo or 1.0
-    bins = np.linspace(lo - 0.02 * span, hi + 0.02 * span, 60)
+    from data_selection.report_html.charts import key_bins
+
+    bins = key_bins(pool_key)
     ax.hist(np.clip(pool_key, bins[0], bins[-1]), bins=bins, density=True, color="#bbbbbb",
             label=f"eligible pool (n={len(pool_key):,})")
     for i, (label, values) in enumerate(series):
@@ -267,8 +275,22 @@ def render_markdown(selections: list[Loaded], images: list[str], reference: str)
     return "\n".join(lines) + "\n"
 
 
-def _loss_plots(opts: ReportOptions, selections: list[Loaded], scores_dir: str, out: Path) -> tuple[list[str], str]:
-    """key_histogram.png and loss_vs_length.png over the scores' eligible rows; returns (images, reference note)."""
+@dataclass
+class LossContext:
+    """What the loss plots (PNG and report.html) draw: the eligible pool and each selection's rows in it."""
+
+    scores: Any  # the whole scores table, normalized (pool-row order)
+    elig: Any  # data_selection.selectors.common.Eligible under the first manifest's key and over-length policy
+    key: str
+    over_length: str
+    series: list[tuple[str, np.ndarray]]  # (label, key values) per selection (+ the random reference)
+    tables: list[tuple[str, Any]]  # (label, eligible rows) per selection (+ the random reference)
+    reference: str
+    edges: list[tuple[str, float]]
+    band: tuple[float, float] | None
+
+
+def loss_context(opts: ReportOptions, selections: list[Loaded], scores_dir: str) -> LossContext:
     from data_selection.select import load_scores
     from data_selection.selectors import select_random
     from data_selection.selectors.common import eligible_rows, normalized
@@ -277,7 +299,8 @@ def _loss_plots(opts: ReportOptions, selections: list[Loaded], scores_dir: str, 
     table, _, _ = load_scores(scores_dir)
     params = first["parameters"]
     key, over_length = params.get("key") or "loss_mean", params.get("over_length", "drop")
-    elig = eligible_rows(normalized(table), key, over_length)
+    scores = normalized(table)
+    elig = eligible_rows(scores, key, over_length)
     pool = elig.table
     series, tables = [], []
     for s in selections:
@@ -301,27 +324,37 @@ def _loss_plots(opts: ReportOptions, selections: list[Loaded], scores_dir: str, 
     edges = []
     if "low_value" in th:
         edges = [(f"q{th['low_quantile']:g}", th["low_value"]), (f"q{th['high_quantile']:g}", th["high_value"])]
-    plot_key_histogram(out / "key_histogram.png", key, elig.key, series, edges)
     band = (th["low_value"], th["high_value"]) if "low_value" in th and key == "loss_mean" else None
-    plot_loss_vs_length(out / "loss_vs_length.png", pool, tables, band, seed=params["seed"])
-    return ["key_histogram.png", "loss_vs_length.png"], reference
+    return LossContext(scores, elig, key, over_length, series, tables, reference, edges, band)
+
+
+def _loss_plots(ctx: LossContext, out: Path, seed: int) -> list[str]:
+    """key_histogram.png and loss_vs_length.png over the scores' eligible rows."""
+    plot_key_histogram(out / "key_histogram.png", ctx.key, ctx.elig.key, ctx.series, ctx.edges)
+    plot_loss_vs_length(out / "loss_vs_length.png", ctx.elig.table, ctx.tables, ctx.band, seed=seed)
+    return ["key_histogram.png", "loss_vs_length.png"]
+
+
+def pass_cv_queries(s: Loaded):
+    """(query table of the verify folder a pass-cv manifest names, mask of the queries the selection took)."""
+    from data_selection.selectors.pass_cv import parse_thresholds, query_table
+    from data_selection.verify.output import load_verified
+
+    m = s.manifest
+    table, _, _ = load_verified(m["verified"]["dir"])
+    p = m["parameters"]
+    q = query_table(table, parse_thresholds(p["pass_thresholds"], "pass_thresholds"),
+                    parse_thresholds(p["cv_thresholds"], "cv_thresholds"))
+    return q, q.index.isin(table.loc[table["id"].isin(s.ids), "query"].unique())
 
 
 def plot_pass_cv(path: Path, selections: list[Loaded]) -> None:
     """CV and pass rate of the queries a pass-cv selection saw (best response passing) and of those it took."""
-    from data_selection.selectors.pass_cv import parse_thresholds, query_table
-    from data_selection.verify.output import load_verified
-
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     drawn_pool = False
     for i, s in enumerate(selections):
-        m = s.manifest
-        table, _, _ = load_verified(m["verified"]["dir"])
-        p = m["parameters"]
-        q = query_table(table, parse_thresholds(p["pass_thresholds"], "pass_thresholds"),
-                        parse_thresholds(p["cv_thresholds"], "cv_thresholds"))
-        taken = q.index.isin(table.loc[table["id"].isin(s.ids), "query"].unique())
+        q, taken = pass_cv_queries(s)
         for ax, col, bins in ((axes[0], "cv", np.linspace(0, max(2.0, float(np.nanmax(q["cv"])) if len(q) else 2), 41)),
                               (axes[1], "pass_rate", np.linspace(0, 1, 21))):
             base = q.loc[q["best_passes"], col].dropna().to_numpy() if col == "cv" else q[col].dropna().to_numpy()
@@ -357,7 +390,9 @@ def run_report(opts: ReportOptions) -> dict[str, Any]:
     scores_dir = opts.scores or (first.get("scores") or {}).get("dir")
     out = Path(opts.out or Path("reports") / "_vs_".join(opts.names))
     out.mkdir(parents=True, exist_ok=True)
-    images, reference = _loss_plots(opts, selections, scores_dir, out) if scores_dir else ([], "")
+    ctx = loss_context(opts, selections, scores_dir) if scores_dir else None
+    images = _loss_plots(ctx, out, first["parameters"]["seed"]) if ctx else []
+    reference = ctx.reference if ctx else ""
     pass_cv = [s for s in selections if s.manifest["strategy"] == "pass-cv"]
     if pass_cv:
         plot_pass_cv(out / "pass_cv.png", pass_cv)
@@ -372,10 +407,18 @@ def run_report(opts: ReportOptions) -> dict[str, Any]:
             writer.writerow([stage, *(s.manifest["funnel"].get(stage, 0) for s in selections)])
     write_text_atomic(out / "funnel.csv", buf.getvalue())
     write_text_atomic(out / "report.md", render_markdown(selections, images, reference))
-    return {"out": str(out), "files": [*images, "funnel.csv", "report.md"]}
+    files = [*images, "funnel.csv", "report.md"]
+    if opts.html:
+        from data_selection.report_html.selection import write_selection_html
+
+        write_selection_html(opts, selections, ctx, scores_dir, out)
+        files.insert(-1, "report.html")
+    return {"out": str(out), "files": files}
 
 
 def cli_report(opts: ReportOptions) -> int:
     res = run_report(opts)
     print(f"report: {Path(res['out']) / 'report.md'} (+ {', '.join(res['files'][:-1])})")
+    if "report.html" in res["files"]:
+        print(f"html: {Path(res['out']) / 'report.html'}")
     return 0

@@ -60,7 +60,8 @@ step "done in $(( $(date +%s) - start ))s. Artefacts:"
 cat <<EOT
   scores            $OUT/scores/scores.parquet (+ meta.json, rejects.jsonl)
   subsets           data/demo_zpd.jsonl, data/demo_random.jsonl (+ .manifest.json), entries in dataset_info.json
-  selection report  $OUT/selection/
+  selection report  $OUT/selection/ (report.md + PNGs)
+  selection page    $OUT/selection/report.html (open it in a browser: charts + every row, offline)
   trained models    $OUT/train_zpd, $OUT/train_random
   lighteval output  $OUT/evals/{base,random,zpd}
   comparison        $OUT/report.md, $OUT/*.csv, $OUT/*.png

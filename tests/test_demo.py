@@ -47,3 +47,5 @@ def test_demo_pipeline_end_to_end(tmp_path, smollm2_dir):
         assert col in report
     assert list(out.glob("*.png")) and list(out.glob("*.csv"))
     assert "done in" in p.stdout
+    assert "selection page    outputs/demo/selection/report.html" in p.stdout
+    assert (out / "selection" / "report.html").stat().st_size > 10_000

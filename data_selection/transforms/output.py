@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from data_selection.command_line import UserError
+from data_selection.report_html.pruned import MAX_ROWS_SHOWN, struck_steps
 from data_selection.scoring.layout import REJECTS
 from data_selection.transforms.options import PruneOptions, dataset_info_path, recipe
 from data_selection.transforms.prune import steps_to_delete
@@ -59,7 +60,7 @@ def prune_rows(opts: PruneOptions, mk, pool, encoder, table) -> tuple[list[dict[
     think_tokens = dict.fromkeys(STEP_TYPES, 0)
     pir_kept: dict[str, list[float]] = {t: [] for t in FUNCTIONAL_TYPES}
     pir_deleted: dict[str, list[float]] = {t: [] for t in FUNCTIONAL_TYPES}
-    before, after, changed_rows = [], [], []
+    before, after, changed_rows, shown = [], [], [], []
     rejects: list[dict[str, Any]] = []
     typed_by: dict[str, dict[str, int]] = {}
     for ex in pool.converted:
@@ -113,6 +114,10 @@ def prune_rows(opts: PruneOptions, mk, pool, encoder, table) -> tuple[list[dict[
             tokens_removed[types[i]] += int(rec["step_tokens"][i])
         ex["_response"] = [{"role": "assistant", "content": pruned}]
         n_after = encoder.encode(ex).n_response_tokens
+        if len(shown) < MAX_ROWS_SHOWN:  # the rows report.html shows, deleted steps struck through
+            shown.append({"row": int(ex["_row"]), "id": ex["id"], "tokens_before": n_before, "tokens_after": n_after,
+                          "steps_deleted": len(drop), "steps": len(types), "pieces": struck_steps(seg, drop),
+                          "prompt": "\n\n".join(m["content"] for m in ex["_prompt"])})
         examples.append(ex)
         before.append(n_before)
         after.append(n_after)
@@ -130,6 +135,7 @@ def prune_rows(opts: PruneOptions, mk, pool, encoder, table) -> tuple[list[dict[
         "pir_values": {"deleted": pir_deleted, "kept": pir_kept},
         "lengths_before": before,
         "lengths_after": after,
+        "shown_rows": shown,
     }
     return examples, facts
 

@@ -4,6 +4,8 @@
 * ``tokens_removed.png``: tokens of the think blocks by step type, kept vs deleted;
 * ``pir.png``: the PIR of each functional step by type, deleted vs kept (the cut is per row, so the two
   distributions overlap);
+* ``report.html``: the same in one offline page, with each pruned row's deleted steps struck through
+  (:mod:`data_selection.report_html.pruned`);
 * ``report.md``: the counts of the manifest: rows pruned and unchanged (with why), steps found and deleted,
   tokens before and after.
 """
@@ -133,4 +135,7 @@ def write_report(out: Path, manifest: dict[str, Any], facts: dict[str, Any]) -> 
     plot_pir(out / "pir.png", facts["pir_values"]["deleted"], facts["pir_values"]["kept"])
     images = ["lengths.png", "tokens_removed.png", "pir.png"]
     write_text_atomic(out / "report.md", render_markdown(manifest, images))
+    from data_selection.report_html.pruned import write_pruned_html
+
+    write_pruned_html(out, manifest, facts)
     return images

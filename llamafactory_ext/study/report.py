@@ -1,7 +1,7 @@
 """The study's report: arm accuracies and paired differences with 95% intervals, a verdict per difference, a
 plot, every command that produced the numbers, the seeds and the configuration.
 
-Written to ``OUT/reports/NAME/``: ``report.md``, ``arms.png``, ``per_problem.csv`` (every score the statistics used),
+Written to ``OUT/reports/NAME/``: ``report.md``, ``report.html`` (:mod:`llamafactory_ext.study.report_html`), ``arms.png``, ``per_problem.csv`` (every score the statistics used),
 ``summary.json`` (the numbers, machine-readable) and ``study.yaml`` (the configuration as run).
 """
 
@@ -164,5 +164,8 @@ def write_report(cfg: StudyConfig, steps: list[Step], results: pd.DataFrame, wal
     with atomic_path(out / "per_problem.csv") as tmp:
         results.to_csv(tmp, index=False)
     write_text_atomic(out / "report.md", "\n".join(lines))
+    from llamafactory_ext.study.report_html import write_study_html
+
+    write_study_html(cfg, steps, stats_by_task, results, out)
     write_json_atomic(out / "summary.json", summary)
     return summary

@@ -656,3 +656,21 @@ def test_the_typer_prompt_is_the_one_in_the_methods_doc():
 
     doc = (REPO_ROOT / "docs" / "methods.md").read_text()
     assert all(line in doc for line in PROMPT.splitlines() if line.strip())
+
+
+def test_report_html_strikes_through_exactly_the_deleted_steps(pruned):
+    import re
+
+    root, _ = pruned
+    text = (root / "report" / "report.html").read_text(encoding="utf-8")
+    page = json.loads(re.search(r'<script id="report-data" type="application/json">(.*?)</script>', text, re.S)[1])
+    b = page["browser"]
+    out = {r["id"]: r for r in _read_jsonl(root / "data" / "mini_pir30.jsonl")}
+    inp = {r["id"]: r for r in _read_jsonl(root / "data" / "mini.jsonl")}
+    manifest = json.loads((root / "data" / "mini_pir30.manifest.json").read_text())
+    assert len(b["data"]["id"]) == manifest["rows"]["changed"] == 3
+    for i, row_id in enumerate(b["data"]["id"]):
+        pieces = b["texts"][str(i)]["steps"]
+        assert "".join(p["text"] for p in pieces if not p["deleted"]) == out[row_id]["output"]
+        assert "".join(p["text"] for p in pieces) == inp[row_id]["output"]
+        assert sum(1 for p in pieces if p["deleted"] and "type" in p) == b["data"]["steps_deleted"][i] > 0

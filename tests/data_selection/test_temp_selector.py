@@ -256,6 +256,17 @@ def test_report_check_and_push_treat_temp_like_zpd_and_random(on_disk):
     for name, s in t["temp"]["allocation"]["sources"].items():
         assert f"| source {name} | {s['rows']:,} |" in md and f"| {s['before_cap']:,} | {s['after_cap']:,} |" in md
     assert f"| band | {t_band(root, 't_zpd')} | {t_band(root, 't_random')} | {t['funnel']['band']:,} |" in md
+    import re
+
+    page = json.loads(re.search(r'<script id="report-data" type="application/json">(.*?)</script>',
+                                (out / "report.html").read_text(encoding="utf-8"), re.S)[1])
+    blocks = [b for sec in page["sections"] for b in sec["blocks"] if b.get("title", "").startswith("t_rep:")]
+    ratios = next(b for b in blocks if b["kind"] == "hbar")
+    assert ratios["series"][0]["values"] == [round(r, 4) for r in d["ratios"]]
+    assert f"checkpoint {d['chosen_checkpoint']} ◀ chosen" in ratios["categories"]
+    alloc = next(b for b in blocks if "allocation" in b["title"])
+    assert [r[0] for r in alloc["rows"]] == [f"{k} {g}" for k in ("domain", "source")
+                                             for g in t["temp"]["allocation"][f"{k}s"]]
     report_first = run_report(ReportOptions(names=["t_rep", "t_zpd"], out=str(root / "reports" / "tf"),
                                             dataset_info=str(info)))
     assert "random reference" in (root / "reports" / "tf" / "report.md").read_text() and report_first["files"]

@@ -167,16 +167,27 @@ def test_select_pass_cv_end_to_end_with_scores_report_and_check(demo_pool, tmp_p
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "## Query funnel (pass-cv)" in md and (tmp_path / "rep" / "pass_cv.png").exists()
     assert (tmp_path / "rep" / "key_histogram.png").exists()  # scores given: the loss plots are drawn too
+    page = _html_payload(tmp_path / "rep" / "report.html")
+    plane = next(b for sec in page["sections"] for b in sec["blocks"] if b.get("title", "").startswith("pc: pass rate / CV"))
+    assert len(plane["groups"][1]["x"]) == 10 and page["browser"]["n_pool"] > 0  # the 10 queries taken
     capsys.readouterr()
     assert main(["select", "--verified", str(tmp_path / "verify"), "--strategy", "pass-cv", "--n", "500",
                  "--name", "pc_all", "--dataset_info", str(info)]) == 0
     assert "not padded" in capsys.readouterr().err
     assert main(["report", "pc_all", "pc", "--out", str(tmp_path / "rep2"), "--dataset_info", str(info)]) == 0
+    assert _html_payload(tmp_path / "rep2" / "report.html")["browser"] is None  # no scores: no table of rows
     run_select(SelectOptions(name="z", strategy="zpd", scores=str(scores), n=10, seed=3, dataset_info=str(info)))
     assert main(["report", "z", "pc", "--out", str(tmp_path / "rep3"), "--dataset_info", str(info)]) == 0
     with open(tmp_path / "rep3" / "funnel.csv", encoding="utf-8") as f:
         funnel = {line.split(",")[0]: line.strip().split(",")[1:] for line in f}
     assert funnel["selected"] == ["10", "10"] and funnel["band"][1] == "0" and funnel["stage1"][0] == "0"
+
+
+def _html_payload(path):
+    import re
+
+    return json.loads(re.search(r'<script id="report-data" type="application/json">(.*?)</script>',
+                                path.read_text(encoding="utf-8"), re.S)[1])
 
 
 def test_inputs_each_strategy_needs(demo_pool, tmp_path, capsys):

@@ -142,6 +142,9 @@ def test_miniature_study_survives_a_kill_and_recomputes_nothing(tmp_path, tiny_q
     report = (tmp_path / "out" / "reports" / "mini" / "report.md").read_text()
     assert report.count("data-select select --scores") == 4 and "llamafactory-cli train" in report
     assert (tmp_path / "out" / "reports" / "mini" / "arms.png").stat().st_size > 10_000
+    page = (tmp_path / "out" / "reports" / "mini" / "report.html").read_text()
+    assert "selections/zpd/report.html" in page and (tmp_path / "out" / "reports" / "mini" / "selections" / "zpd"
+                                                     / "report.html").is_file()
     again = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert "0 step(s) ran, 14 were done already" in again.stdout
 
