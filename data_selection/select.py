@@ -92,6 +92,16 @@ class SelectOptions:
     temp_checkpoint: int = field(default=0, metadata={
         "help": "temp: Gaussian checkpoint of the difficulty filter (0 = the one whose mean L^(100) is 2-3x the "
                 "base model's)."})
+    temp_allocation: str = field(default="official", metadata={
+        "help": "temp: budget split over domains and sources. official = the official Selector (floor shares, one "
+                "smallest-first capping pass, leftovers to the largest groups); water-filling = capped excess "
+                "re-split among all uncapped groups (docs/methods.md §3).", "choices": ("official", "water-filling")})
+    temp_ranking: str = field(default="signed", metadata={
+        "help": "temp: rank inside a cluster by L_last - L_first signed by the cluster's mean change (signed, the "
+                "official code) or by |L_last - L_first| (abs).", "choices": ("signed", "abs")})
+    temp_init_label_num: int = field(default=1000, metadata={
+        "help": "temp: the difficulty filter keeps whole a source of <= this // (sources left) rows, smallest first "
+                "(the official init_label_num; 0 = k-means split every source)."})
     register: bool = field(default=True, metadata={"help": "Add/update the dataset_info.json entry."})
     force: bool = field(default=False, metadata={"help": "Replace a dataset_info.json entry data-select did not create."})
 
