@@ -253,6 +253,7 @@ def test_report_check_and_push_treat_temp_like_zpd_and_random(on_disk):
     assert f"| TEMP difficulty checkpoint (loss ratio) | — | — | checkpoint {d['chosen_checkpoint']} " \
            f"({d['chosen_ratio']:.2f}×) |" in md
     assert "## TEMP choices of t_rep" in md and f"**{d['ratios'][d['chosen_checkpoint'] - 1]:.3f}**" in md
+    assert "**Method**: not the official TEMP: scale = unknown" in md  # the synthetic scores name no perturbation
     for name, s in t["temp"]["allocation"]["sources"].items():
         assert f"| source {name} | {s['rows']:,} |" in md and f"| {s['before_cap']:,} | {s['after_cap']:,} |" in md
     assert f"| band | {t_band(root, 't_zpd')} | {t_band(root, 't_random')} | {t['funnel']['band']:,} |" in md
