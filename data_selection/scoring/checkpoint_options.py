@@ -7,6 +7,7 @@ import shlex
 from dataclasses import dataclass, field, fields
 
 from data_selection.scoring.varlen import PACKED_MODES
+from data_selection.selectors.temp_difficulty import INIT_LABEL_NUM
 
 ROWS = ("auto", "all", "survivors")
 
@@ -27,7 +28,7 @@ class CheckpointScoreOptions:
         "choices": ("drop", "keep")})
     temp_checkpoint: int = field(default=0, metadata={
         "help": "survivors: force the Gaussian checkpoint of the difficulty filter (0 = the one at 2-3x loss)."})
-    temp_init_label_num: int = field(default=1000, metadata={
+    temp_init_label_num: int = field(default=INIT_LABEL_NUM, metadata={
         "help": "survivors: the small-source rule the selection will use (select's --temp-init-label-num)."})
     gaussian: str = field(default="", metadata={
         "help": "directional: another score-checkpoints folder whose Gaussian results to use (default: --out's "
