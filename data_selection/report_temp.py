@@ -27,13 +27,15 @@ def temp_section(name: str, manifest: dict[str, Any]) -> list[str]:
     if not t:
         return []
     d = t["difficulty"]
+    per_source = "small sources kept whole, " if d.get("small_sources", {}).get("kept_whole") else ""
     lines = ["", f"## TEMP choices of {name}", "",
              f"Grouping: domains by `{t['grouping'].get('domain_column') or '—'}`, sources by "
              f"`{t['grouping'].get('source_column') or '—'}`" + (f" ({t['grouping']['note']})."
                                                                if t["grouping"].get("note") else "."), "",
+             *_rules_line(t.get("rules")),
              f"**Difficulty**: base-model mean L^(100) {d['base_mean_loss_first_100']:.4f}; the Gaussian checkpoint "
              f"whose mean is {d['target_ratio'][0]:g}–{d['target_ratio'][1]:g}× that: **{d['chosen_checkpoint']}** "
-             f"(ratio {d['chosen_ratio']:.3f}; {d['choice']}); per source 2-means on its L^(100), high cluster kept.",
+             f"(ratio {d['chosen_ratio']:.3f}; {d['choice']}); {per_source}per other source 2-means on its L^(100), high cluster kept.",
              "", "| checkpoint | " + " | ".join(str(j) for j in range(1, len(d["ratios"]) + 1)) + " |",
              "|---|" + "---|" * len(d["ratios"]),
              "| mean L^(100) / base | " + " | ".join(
@@ -65,3 +67,13 @@ def temp_section(name: str, manifest: dict[str, Any]) -> list[str]:
     for w in manifest.get("warnings", []):
         lines += ["", f"> warning: {w}"]
     return lines
+
+
+def _rules_line(rules: dict[str, Any] | None) -> list[str]:
+    """One line: the official method, or which steps ran one of our options (older manifests: nothing)."""
+    if not rules:
+        return []
+    if rules["official"]:
+        return ["**Method**: the official TEMP rules at every step (scale, small sources, allocation, ranking).", ""]
+    off = ", ".join(f"{k} = {rules[k]['rule']}" for k in rules["deviations"])
+    return [f"**Method**: not the official TEMP: {off} (docs/methods.md §3).", ""]

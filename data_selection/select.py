@@ -22,6 +22,9 @@ from data_selection.quality import REQUIRE_PARTS
 from data_selection.selectors import STRATEGIES, strategy_help
 from data_selection.selectors.common import KEY_DEFINITIONS, OVER_LENGTH, STRATIFY_COLUMNS
 from data_selection.selectors.pass_cv import PASS_THRESHOLDS
+from data_selection.selectors.temp_allocation import ALLOCATIONS
+from data_selection.selectors.temp_difficulty import INIT_LABEL_NUM
+from data_selection.selectors.temp_diversity import RANKINGS
 
 SCORE_READ_COLUMNS = ("id", "row", "n_prompt_tokens", "n_response_tokens", "loss_sum", "loss_mean",
                       "loss_first_100", "loss_first_1000", "truncated", "category", "source")
@@ -92,6 +95,16 @@ class SelectOptions:
     temp_checkpoint: int = field(default=0, metadata={
         "help": "temp: Gaussian checkpoint of the difficulty filter (0 = the one whose mean L^(100) is 2-3x the "
                 "base model's)."})
+    temp_allocation: str = field(default="official", metadata={
+        "help": "temp: budget split over domains and sources. official = the official Selector (floor shares, one "
+                "smallest-first capping pass, leftovers to the largest groups); water-filling = capped excess "
+                "re-split among all uncapped groups (docs/methods.md §3).", "choices": ALLOCATIONS})
+    temp_ranking: str = field(default="signed", metadata={
+        "help": "temp: rank inside a cluster by L_last - L_first signed by the cluster's mean change (signed, the "
+                "official code) or by |L_last - L_first| (abs).", "choices": RANKINGS})
+    temp_init_label_num: int = field(default=INIT_LABEL_NUM, metadata={
+        "help": "temp: the difficulty filter keeps whole a source of <= this // (sources left) rows, smallest first "
+                "(the official init_label_num; 0 = k-means split every source)."})
     register: bool = field(default=True, metadata={"help": "Add/update the dataset_info.json entry."})
     force: bool = field(default=False, metadata={"help": "Replace a dataset_info.json entry data-select did not create."})
 

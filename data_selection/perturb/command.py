@@ -52,9 +52,10 @@ class PerturbOptions:
     start: float = field(default=2e-3, metadata={"help": "gaussian: σ of checkpoint 1."})
     end: float = field(default=8e-3, metadata={"help": "gaussian: σ of the last checkpoint (increments add in "
                                                         "quadrature in between)."})
-    scale: str = field(default="relative", metadata={
-        "help": "gaussian: σ relative to each tensor's RMS in θ0 (docs/methods.md §3) or absolute per element "
-                "(the paper's code).", "choices": gaussian.SCALES})
+    scale: str = field(default="absolute", metadata={
+        "help": "gaussian: absolute = σ is the noise's per-element std (the official code: p += randn_like(p) * σ); "
+                "relative = σ times each tensor's RMS in θ0 (an option; docs/methods.md §3).",
+        "choices": gaussian.SCALES})
     min_radius: float = field(default=1.0, metadata={"help": "directional: ‖θ1 − θ0‖₂."})
     max_radius: float = field(default=10.0, metadata={"help": "directional: ‖θ_num − θ0‖₂ (linear in between)."})
     seed: int = field(default=42, metadata={"help": "Seed of the noise."})
@@ -62,6 +63,13 @@ class PerturbOptions:
         "help": "Regenerate every checkpoint once and record the realised noise / distances (fp32 and bf16)."})
     threads: int = field(default=0, metadata={"help": "CPU threads drawing noise (0 = up to 16 available cores)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace a manifest of different options in --out."})
+    export: int = field(default=0, metadata={
+        "help": "Also write checkpoint INDEX (1..num) of the manifest in --out as a Hugging Face model folder, for "
+                "inspection or evaluation (0 = none; the manifest is made first when --out has none)."})
+    export_dir: str = field(default="", metadata={"help": "--export: the folder (default OUT/checkpoint-INDEX)."})
+    export_dtype: str = field(default="fp32", metadata={
+        "help": "--export: dtype of the written weights (fp32 = the checkpoint exactly; bf16 = one rounding of it, "
+                "what bf16 scoring sees).", "choices": ("fp32", "bf16")})
     trust_remote_code: bool = field(default=False, metadata={"help": "Passed to transformers."})
 
 
@@ -208,7 +216,8 @@ def run_perturb(opts: PerturbOptions) -> dict[str, Any]:
                                             "head tied to the input embeddings")
         manifest["embeddings"] = embedding_names(model)
         manifest["gaussian"] = {
-            "scale": opts.scale, "start": opts.start, "end": opts.end, "sigmas": sigmas, "step_sigmas": steps,
+            "scale": opts.scale, "official_scale": opts.scale == gaussian.OFFICIAL_SCALE,
+            "start": opts.start, "end": opts.end, "sigmas": sigmas, "step_sigmas": steps,
             "delta": steps[1] if len(steps) > 1 else None,
             "variance_rule": "sigma_i^2 = start^2 + (i-1) * delta^2, delta^2 = (end^2 - start^2)/(num-1)",
             "tensor_scales": gaussian.tensor_scales(named, opts.scale),
@@ -270,13 +279,22 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
 
 
 def cli_perturb(opts: PerturbOptions) -> int:
+    from data_selection.perturb.export import export_checkpoint
+
+    if opts.export < 0 or opts.export > opts.num:
+        raise UserError(f"--export {opts.export}: the perturbation has checkpoints 1..{opts.num}")
     res = run_perturb(opts)
     m = res["manifest"]
     if res["status"] == "unchanged":
-        print(f"{res['path']} already describes this perturbation (digest {m['digest']}); nothing to do",
-              file=sys.stderr)
+        print(f"{res['path']} already describes this perturbation (digest {m['digest']})"
+              + ("" if opts.export else "; nothing to do"), file=sys.stderr)
     print("\n".join(summary_lines(m)))
     print(f"manifest: {res['path']} (digest {m['digest']})")
+    if opts.export:
+        folder = export_checkpoint(m, opts.export, opts.export_dir or str(Path(opts.out) / f"checkpoint-{opts.export}"),
+                                   dtype=opts.export_dtype, model=opts.model, target=opts.target,
+                                   threads=opts.threads, trust_remote_code=opts.trust_remote_code)
+        print(f"checkpoint {opts.export}: {folder}")
     print(json.dumps({"seconds": m["created"].get("seconds")}))
     return 0
 

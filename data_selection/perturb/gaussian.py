@@ -5,10 +5,11 @@ Independent increments add in quadrature, so with a first step of σ1 = ``start`
 Δ = √((end² − start²)/(num − 1)), checkpoint i carries noise of per-element standard deviation
 σi = √(start² + (i − 1)Δ²): ``start`` … ``end`` (2e-3 … 8e-3 in the paper).
 
-``scale``: **relative** (the default of docs/methods.md §3 and this project's specification: each tensor's
-noise is σ times the tensor's root-mean-square value in θ0, so a LayerNorm gain of ~1 and a projection of
-~0.02 are disturbed alike) or **absolute** (σ itself, what the paper's published code does:
-``randn_like(param) * σ``). A tensor whose RMS is 0 receives no noise in relative mode.
+``scale``: **absolute** (the default, the official method: σ is the per-element standard deviation of the
+noise itself, ``param += randn_like(param) * σ`` in hjenryin/TEMP-ICML's ``perturb_model_gaussian.py``; the
+paper's "L2/√d" is that noise vector's own norm per √d) or **relative** (an option of this project: each
+tensor's noise is σ times the tensor's root-mean-square value in θ0, so a LayerNorm gain of ~1 and a
+projection of ~0.02 are disturbed alike). A tensor whose RMS is 0 receives no noise in relative mode.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import torch
 from data_selection.command_line import UserError
 from data_selection.perturb.noise import standard_normal
 
-SCALES = ("relative", "absolute")
+SCALES = ("absolute", "relative")  # the first is the default (the official code's)
+OFFICIAL_SCALE = "absolute"
 
 
 def sigma_schedule(start: float, end: float, num: int) -> tuple[list[float], list[float]]:

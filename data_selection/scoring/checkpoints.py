@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
+from data_selection.atomic import write_json_atomic, write_parquet_atomic
 from data_selection.command_line import UserError
 from data_selection.scoring.checkpoint_layout import (
     FEATURES,
@@ -45,72 +44,19 @@ from data_selection.scoring.checkpoint_layout import (
     kind_dir,
     scores_signature,
 )
-from data_selection.scoring.layout import META, PROGRESS, REJECTS, SCORES, SHARD_DIR, read_meta
-from data_selection.scoring.varlen import PACKED_MODES
-
-ROWS = ("auto", "all", "survivors")
-
-
-@dataclass
-class CheckpointScoreOptions:
-    perturb: str = field(metadata={"help": "Perturbation folder written by `data-select perturb` (perturb/NAME)."})
-    scores: str = field(metadata={
-        "help": "Base scores folder written by `data-select score` (scores/POOL): its pool, template, cutoff_len, "
-                "system prompt and tokenizer are reused, so every row is encoded exactly as it was scored."})
-    out: str = field(metadata={"help": "Output folder shared by both kinds (scores/POOL_temp); this run writes "
-                                       "OUT/gaussian or OUT/directional."})
-    rows: str = field(default="auto", metadata={
-        "help": "Rows to score. auto: every scored row for gaussian, the difficulty survivors for directional; "
-                "all; survivors.", "choices": ROWS})
-    over_length: str = field(default="drop", metadata={
-        "help": "survivors: the over-length policy the selection will use (the filter runs on eligible rows).",
-        "choices": ("drop", "keep")})
-    temp_checkpoint: int = field(default=0, metadata={
-        "help": "survivors: force the Gaussian checkpoint of the difficulty filter (0 = the one at 2-3x loss)."})
-    gaussian: str = field(default="", metadata={
-        "help": "directional: another score-checkpoints folder whose Gaussian results to use (default: --out's "
-                "own), copied into OUT/gaussian so that OUT is complete for `select --temp-scores OUT` and one "
-                "Gaussian run serves several directional targets."})
-    prefix: int = field(default=0, metadata={
-        "help": "Response tokens scored per row (0 = the method's: 100 gaussian, 1000 directional)."})
-    model: str = field(default="", metadata={"help": "Base model folder if it moved since `perturb` (digest checked)."})
-    target: str = field(default="", metadata={"help": "Target model folder if it moved (directional; digest checked)."})
-    batch_tokens: int = field(default=32768, metadata={
-        "help": "Token budget of a batch: tokens of the packed sequence (packing on), or rows x longest row, "
-                "padding included (packing off)."})
-    packing: str = field(default="auto", metadata={
-        "help": "Batches as `data-select score` builds them: auto = packed rows with variable-length attention "
-                "(flash-attn or torch varlen on CUDA in bf16/fp16, SDPA row by row elsewhere); off = padded batches. "
-                "docs/methods.md §1.", "choices": ("auto", "off", *PACKED_MODES)})
-    dtype: str = field(default="auto", metadata={"help": "Model dtype; auto = bf16 on GPUs, fp32 on CPU.",
-                                                 "choices": ("auto", "bf16", "fp16", "fp32")})
-    attn: str = field(default="auto", metadata={"help": "Attention the model is loaded with (as `score`: used with "
-                                                        "--packing off and by the self-check's reference forward).",
-                                                "choices": ("auto", "sdpa", "fa2", "eager")})
-    shard_rows: int = field(default=1024, metadata={"help": "Rows per shard (the unit of resumption)."})
-    chunk_tokens: int = field(default=0, metadata={"help": "Label positions per lm_head chunk (0 = auto)."})
-    device: str = field(default="auto", metadata={
-        "help": "auto (cuda:LOCAL_RANK when torch sees a GPU, else cpu; stops with the fix when the machine has "
-                "NVIDIA GPUs torch cannot use), cpu, cuda."})
-    threads: int = field(default=0, metadata={
-        "help": "CPU threads regenerating checkpoints (0 = the available cores / ranks, at most 16)."})
-    master_device: str = field(default="auto", metadata={
-        "help": "Where the float32 copy of the checkpoint lives: auto (the scoring device) or cpu (saves GPU "
-                "memory: ~4 bytes per parameter, twice that for directional)."})
-    verify: bool = field(default=True, metadata={
-        "help": "Self-check of `score` at the first checkpoint scored: the scorer's losses on two short rows' first "
-                "256 tokens against the checkpoint's own full-logits forward."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace results of a different configuration."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Passed to transformers."})
-
-
-def command_line(opts: CheckpointScoreOptions) -> str:
-    defaults = {f.name: f.default for f in fields(CheckpointScoreOptions)}
-    parts = ["data-select", "score-checkpoints", "--perturb", opts.perturb, "--scores", opts.scores, "--out", opts.out]
-    for name in ("gaussian", "rows", "over_length", "temp_checkpoint", "prefix"):
-        if getattr(opts, name) != defaults[name]:
-            parts += [f"--{name.replace('_', '-')}", str(getattr(opts, name))]
-    return shlex.join(parts)
+from data_selection.scoring.checkpoint_options import (  # noqa: F401  (re-exported: the CLI's entry point)
+    ROWS,
+    CheckpointScoreOptions,
+    command_line,
+)
+from data_selection.scoring.checkpoint_shards import (  # noqa: F401  (re-exported)
+    merge_checkpoint_shards,
+    missing,
+    plan,
+    shard_file,
+    shard_frame,
+)
+from data_selection.scoring.layout import META, PROGRESS, REJECTS, SCORES, read_meta
 
 
 def prefix_encoding(input_ids, labels, k: int):
@@ -122,26 +68,6 @@ def prefix_encoding(input_ids, labels, k: int):
     pos = np.flatnonzero(lab != IGNORE_INDEX)
     cut = int(pos[k - 1]) + 1 if len(pos) > k else len(lab)
     return np.asarray(input_ids[:cut], dtype=np.int64), lab[:cut]
-
-
-def plan(rows, costs, shard_rows: int) -> tuple[list[list[int]], list[int]]:
-    """Shards of ``rows`` (costliest first, ties by row) and each shard's cost (tokens forwarded)."""
-    order = sorted(range(len(rows)), key=lambda i: (-costs[i], rows[i]))
-    shards, shard_costs = [], []
-    for i in range(0, len(order), shard_rows):
-        part = order[i : i + shard_rows]
-        shards.append([int(rows[j]) for j in part])
-        shard_costs.append(int(sum(costs[j] for j in part)))
-    return shards, shard_costs
-
-
-def shard_file(out: Path, checkpoint: int, k: int) -> Path:
-    return Path(out) / SHARD_DIR / f"ckpt-{checkpoint:02d}" / f"shard-{k:06d}.parquet"
-
-
-def missing(out: Path, num_checkpoints: int, num_shards: int) -> list[tuple[int, int]]:
-    return [(j, k) for j in range(1, num_checkpoints + 1) for k in range(num_shards)
-            if not shard_file(out, j, k).exists()]
 
 
 def _rows_to_score(opts, kind: str, table, manifest) -> tuple[list[int], dict[str, Any]]:
@@ -159,12 +85,13 @@ def _rows_to_score(opts, kind: str, table, manifest) -> tuple[list[int], dict[st
         raise UserError(f"{kind_dir(source, 'gaussian')} was scored on another --scores than {opts.scores}")
     temp = TempScores(folder=source, gaussian=gauss, directional=None, meta={"gaussian": gmeta},
                       rejected={"gaussian": grej})
-    rows, diff = difficulty_survivors(table, temp, opts.over_length, opts.temp_checkpoint)
+    rows, diff = difficulty_survivors(table, temp, opts.over_length, opts.temp_checkpoint, opts.temp_init_label_num)
     for w in diff.warnings:
         print(f"warning: {w}")
     facts = {k: diff.facts[k] for k in ("chosen_checkpoint", "chosen_ratio", "ratios", "choice", "survivors")}
     return [int(r) for r in rows], {"mode": "survivors", "count": len(rows), "over_length": opts.over_length,
-                                    "temp_checkpoint": opts.temp_checkpoint, "difficulty": facts}
+                                    "temp_checkpoint": opts.temp_checkpoint,
+                                    "temp_init_label_num": opts.temp_init_label_num, "difficulty": facts}
 
 
 GAUSSIAN_RESULTS = (META, SCORES, REJECTS)  # what select and the survivors read of OUT/gaussian
@@ -288,7 +215,8 @@ def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
         "template": smeta.get("template"), "cutoff_len": smeta.get("cutoff_len"),
         "perturb": {"dir": str(opts.perturb), "digest": manifest["digest"], "command": manifest.get("command"),
                     "kind": kind, "options": manifest.get("options")},
-        "rows": rows_facts, "gaussian_from": str(opts.gaussian) if opts.gaussian else None, "num_shards": len(shards), "tokens_planned_per_checkpoint": int(sum(costs)),
+        "rows": rows_facts, "gaussian_from": str(opts.gaussian) if opts.gaussian else None,
+        "num_shards": len(shards), "tokens_planned_per_checkpoint": int(sum(costs)),
         "options": {f.name: getattr(opts, f.name) for f in fields(opts)}, "command": command_line(opts),
         "code_version": code_version(),
     }
@@ -343,7 +271,7 @@ def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
                 ts = time.perf_counter()
                 records, stats = _score_shard(model, encoder, pool, cache, k, shards[k], table, opts, prefix,
                                               features, device, chunk, packing)
-                write_parquet_atomic(shard_file(out, j, k), _frame(records, features))
+                write_parquet_atomic(shard_file(out, j, k), shard_frame(records, features))
                 dt = time.perf_counter() - ts
                 tokens += stats["tokens"]
                 with open(out / PROGRESS, "a", encoding="utf-8") as f:
@@ -381,73 +309,6 @@ def _check_same_model(manifest: dict, smeta: dict, opts) -> None:
         raise UserError(f"--perturb {opts.perturb} perturbs {base.get('name_or_path')} but --scores {opts.scores} was "
                         f"scored by {scored.get('name_or_path')} (weights digest {b} vs {a}): TEMP compares "
                         "checkpoints with the model that scored the pool")
-
-
-def _frame(records: list[dict], features: tuple[int, ...]):
-    import pandas as pd
-
-    df = pd.DataFrame.from_records(records)
-    for f in features:
-        if f"loss_first_{f}" not in df:
-            df[f"loss_first_{f}"] = float("nan")
-    df["reject_reason"] = df["reject_reason"].fillna("")
-    return df
-
-
-def merge_checkpoint_shards(out: str | Path) -> dict[str, Any]:
-    """One table, one row per scored row and one column per checkpoint and feature; rejects; counts."""
-    import numpy as np
-    import pandas as pd
-    from filelock import FileLock
-
-    out = Path(out)
-    meta = read_meta(out)
-    kind, num, nshards = meta["kind"], int(meta["num_checkpoints"]), int(meta["num_shards"])
-    left = missing(out, num, nshards)
-    if left:
-        raise UserError(f"{out}: {len(left)} (checkpoint, shard) units are not finished (first: checkpoint "
-                        f"{left[0][0]}, shard {left[0][1]}); re-run the same score-checkpoints command")
-    with FileLock(str(out / ".merge.lock")):
-        wide = None
-        reasons: dict[int, str] = {}
-        for j in range(1, num + 1):
-            frames = [pd.read_parquet(shard_file(out, j, k)) for k in range(nshards)]
-            df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-                columns=["id", "row", "n_prompt_tokens", "n_response_tokens", "n_scored_tokens", "reject_reason"])
-            for f in meta["features"]:
-                col = f"loss_first_{f}"
-                if col not in df:
-                    df[col] = np.nan
-                bad = (df["reject_reason"] == "") & ~np.isfinite(df[col].to_numpy(np.float64))
-                df.loc[bad, "reject_reason"] = "non-finite loss"
-            for r in df.loc[df["reject_reason"] != "", ["row", "reject_reason"]].itertuples(index=False):
-                reasons.setdefault(int(r.row), f"checkpoint {j}: {r.reject_reason}")
-            cols = {f"loss_first_{f}": feature_column(kind, j, f) for f in meta["features"]}
-            part = df[["row", *cols]].rename(columns=cols)
-            if wide is None:
-                wide = df[["id", "row", "n_prompt_tokens", "n_response_tokens", "n_scored_tokens"]].merge(part, on="row")
-            else:
-                wide = wide.merge(part, on="row", how="outer")
-        ok = ~wide["row"].isin(list(reasons))
-        rejects = wide.loc[~ok, ["row", "id"]]
-        table = wide.loc[ok].sort_values("row", kind="stable").reset_index(drop=True)
-        for c in ("row", "n_prompt_tokens", "n_response_tokens", "n_scored_tokens"):
-            table[c] = table[c].astype("int64")
-        write_parquet_atomic(out / SCORES, table)
-        write_jsonl_atomic(out / REJECTS, sorted(({"row": int(r.row), "id": r.id, "reason": reasons[int(r.row)]}
-                                                  for r in rejects.itertuples()), key=lambda x: x["row"]))
-        counts = {"rows": int(len(wide)), "scored": int(len(table)), "rejected": int((~ok).sum()),
-                  "scored_tokens_per_checkpoint": int(table["n_scored_tokens"].sum())}
-        prog = out / PROGRESS
-        if prog.exists():
-            lines = [json.loads(x) for x in prog.read_text(encoding="utf-8").splitlines() if x.strip()]
-            secs = sum(x["seconds"] for x in lines)
-            counts["score_seconds"] = round(secs, 2)
-            counts["tokens_forwarded"] = int(sum(x["tokens"] for x in lines))
-            counts["tokens_per_s_per_rank"] = round(counts["tokens_forwarded"] / secs, 1) if secs else None
-        meta["counts"] = counts
-        write_json_atomic(out / META, meta)
-    return {"counts": counts}
 
 
 def cli_score_checkpoints(opts: CheckpointScoreOptions) -> int:

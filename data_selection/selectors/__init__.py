@@ -45,7 +45,8 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("random", select_random, "uniform over the eligible pool (the baseline)", COMMON_PARAMETERS),
         Strategy("temp", select_temp, "TEMP: high-loss cluster at a noise checkpoint, then diverse picks along a "
                  "fine-tuning direction (needs --temp-scores; docs/methods.md §3)",
-                 ("n", "seed", "over_length", "temp_scores", "temp_checkpoint"),
+                 ("n", "seed", "over_length", "temp_scores", "temp_checkpoint", "temp_allocation", "temp_ranking",
+                  "temp_init_label_num"),
                  loaders={"temp_scores": lambda opts: _load_temp(opts.temp_scores, opts.scores)}),
         Strategy("pass-cv", select_pass_cv, "DeepDistill: queries whose verified responses disagree most (highest "
                  "CV), one passing response each; needs --verified",

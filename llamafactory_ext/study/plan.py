@@ -202,7 +202,7 @@ def prune_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
 TEMP_PERTURB_OPTIONS = {"gaussian": ("num", "start", "end", "scale", "seed"),
                         "directional": ("num", "min_radius", "max_radius", "seed")}
 # `select` options the directional scoring must share, so that it scores exactly the survivors select sees
-TEMP_SURVIVOR_OPTIONS = ("over_length", "temp_checkpoint")
+TEMP_SURVIVOR_OPTIONS = ("over_length", "temp_checkpoint", "temp_init_label_num")
 # `data-select score` options of the study that score-checkpoints takes too (the same batches and dtype)
 TEMP_SCORING_OPTIONS = ("batch_tokens", "packing", "dtype", "attn", "shard_rows", "chunk_tokens", "device")
 

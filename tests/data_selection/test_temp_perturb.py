@@ -37,6 +37,14 @@ def gaussian_dir(tmp_path_factory, tiny_qwen_dir):
 
 
 @pytest.fixture(scope="module")
+def relative_dir(tmp_path_factory, tiny_qwen_dir):
+    out = tmp_path_factory.mktemp("perturb") / "gauss_relative"
+    run_perturb(PerturbOptions(kind="gaussian", model=str(tiny_qwen_dir), out=str(out), scale="relative",
+                               verify=False))
+    return out
+
+
+@pytest.fixture(scope="module")
 def directional_dir(tmp_path_factory, tiny_qwen_dir, target_dir):
     out = tmp_path_factory.mktemp("perturb") / "dir"
     run_perturb(PerturbOptions(kind="directional", model=str(tiny_qwen_dir), target=str(target_dir), out=str(out),
@@ -65,8 +73,28 @@ def test_sigma_schedule_adds_increments_in_quadrature():
     assert sigma_schedule(2e-3, 8e-3, 1) == ([2e-3], [2e-3])
 
 
-def test_gaussian_noise_has_the_requested_relative_std_and_embeddings_are_untouched(gaussian_dir, tiny_qwen_dir):
+def test_gaussian_noise_by_default_has_the_absolute_per_element_std_sigma(gaussian_dir, tiny_qwen_dir):
+    """The official scale: checkpoint i is θ0 + noise of per-element std σ_i, whatever a tensor's own size."""
     m, ckpts = _walk(gaussian_dir)
+    g = m["gaussian"]
+    assert g["scale"] == "absolute" and g["official_scale"] and set(g["tensor_scales"].values()) == {1.0}
+    theta0 = {n: p.data.double() for n, p in load_fp32(str(tiny_qwen_dir)).named_parameters()}
+    for j, ck in enumerate(ckpts):
+        diffs = torch.cat([(ck[n].double() - theta0[n]).reshape(-1) for n in m["tensors"]])
+        tol = 5 / math.sqrt(2 * diffs.numel())
+        assert float(diffs.pow(2).mean().sqrt()) == pytest.approx(g["sigmas"][j], rel=tol)
+        assert abs(float(diffs.mean())) < 5 * g["sigmas"][j] / math.sqrt(diffs.numel())
+        for n in m["tensors"]:  # every tensor, zero-initialised biases and unit norms alike, gets σ_i
+            d = ck[n].double() - theta0[n]
+            if d.numel() >= 1000:
+                assert float(d.std()) == pytest.approx(g["sigmas"][j], rel=5 / math.sqrt(2 * d.numel())), n
+            assert not torch.equal(ck[n], theta0[n].float()), n
+
+
+def test_relative_gaussian_noise_has_the_requested_relative_std_and_embeddings_are_untouched(relative_dir,
+                                                                                           tiny_qwen_dir):
+    m, ckpts = _walk(relative_dir)
+    assert m["gaussian"]["scale"] == "relative" and not m["gaussian"]["official_scale"]
     theta0 = dict(load_fp32(str(tiny_qwen_dir)).named_parameters())
     embeds = set(m["embeddings"])
     assert embeds == {"model.embed_tokens.weight"} and set(m["not_perturbed"]) == embeds
@@ -107,7 +135,7 @@ def test_gaussian_noise_has_the_requested_relative_std_and_embeddings_are_untouc
 def test_absolute_scale_is_sigma_itself(tmp_path, tiny_qwen_dir):
     out = tmp_path / "abs"
     run_perturb(PerturbOptions(kind="gaussian", model=str(tiny_qwen_dir), out=str(out), num=1, start=0.05, end=0.05,
-                               scale="absolute", verify=False))
+                               verify=False))
     m, (ck,) = _walk(out)
     theta0 = dict(load_fp32(str(tiny_qwen_dir)).named_parameters())
     diffs = torch.cat([(ck[n].double() - theta0[n].double()).reshape(-1) for n in m["tensors"]])
@@ -211,3 +239,39 @@ def test_verification_records_realised_noise_and_distances(tmp_path, tiny_qwen_d
     for r in d["manifest"]["verification"]:
         assert r["distance_fp32"] == pytest.approx(r["radius"], rel=1e-5)
     assert embedding_names(load_fp32(str(tiny_qwen_dir))) == ["model.embed_tokens.weight"]
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "directional"])
+def test_export_writes_the_checkpoint_the_sequence_regenerates_in_memory(kind, tmp_path, tiny_qwen_dir, gaussian_dir,
+                                                                         directional_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from data_selection.perturb.command import cli_perturb
+    from data_selection.perturb.export import EXPORT_RECORD
+
+    folder = gaussian_dir if kind == "gaussian" else directional_dir
+    m = read_manifest(folder)
+    opts = PerturbOptions(kind=kind, model=str(tiny_qwen_dir), out=str(folder), export=2,
+                          export_dir=str(tmp_path / "ckpt2"), verify=False, num=m["num_checkpoints"],
+                          **({"target": m["target_model"]["name_or_path"], "min_radius": 1.0, "max_radius": 10.0}
+                             if kind == "directional" else {}))
+    assert cli_perturb(opts) == 0
+    assert read_manifest(folder)["digest"] == m["digest"]  # the manifest is reused, not rewritten
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt2", dtype=torch.float32)
+    seq = open_sequence(m, "cpu")
+    seq.advance()
+    seq.advance()
+    in_memory = load_fp32(str(tiny_qwen_dir))
+    seq.load_into(in_memory)
+    theirs = dict(exported.named_parameters())
+    for n, p in in_memory.named_parameters():
+        assert torch.equal(p, theirs[n]), n
+    base = dict(load_fp32(str(tiny_qwen_dir)).named_parameters())
+    w = "model.layers.0.mlp.up_proj.weight"
+    assert w in m["tensors"] and not torch.equal(theirs[w], base[w])  # it is perturbed, not θ0
+    record = json.loads((tmp_path / "ckpt2" / EXPORT_RECORD).read_text())
+    assert record["checkpoint"] == 2 and record["perturbation_digest"] == m["digest"]
+    assert AutoTokenizer.from_pretrained(tmp_path / "ckpt2").vocab_size > 0
+    with pytest.raises(UserError, match="checkpoints 1..2"):
+        cli_perturb(PerturbOptions(kind="gaussian", model=str(tiny_qwen_dir), out=str(tmp_path / "g"), num=2,
+                                   export=3))

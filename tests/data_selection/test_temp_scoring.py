@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from helpers import SYSTEM, make_acereason_rows, write_jsonl
@@ -119,12 +121,18 @@ def test_directional_scores_the_difficulty_survivors(run, tmp_path):
     (out / "gaussian").mkdir(parents=True)
     for f in ("meta.json", "scores.parquet", "rejects.jsonl"):
         (out / "gaussian" / f).write_bytes((temp / "gaussian" / f).read_bytes())
+    # a few rows per source: the official small-source rule (init_label_num 1000) would keep them all, so this
+    # scores the survivors of the k-means rule (the option), which drops some
     res = run_score_checkpoints(CheckpointScoreOptions(perturb=str(root / "perturb" / "directional"),
-                                                       scores=str(scores), out=str(out), prefix=20, verify=False))
+                                                       scores=str(scores), out=str(out), prefix=20, verify=False,
+                                                       temp_init_label_num=0))
     base, _, _ = load_scores(scores)
-    expect, diff = difficulty_survivors(base, load_temp_scores(temp, scores))
+    expect, diff = difficulty_survivors(base, load_temp_scores(temp, scores), init_label_num=0)
+    assert len(difficulty_survivors(base, load_temp_scores(temp, scores))[0]) == len(base)
     got = pd.read_parquet(out / "directional" / "scores.parquet")
     assert sorted(got["row"]) == sorted(expect.tolist()) and 0 < len(expect) < len(base)
+    meta = json.loads((out / "directional" / "meta.json").read_text())
+    assert meta["rows"]["temp_init_label_num"] == 0 and "--temp-init-label-num 0" in meta["command"]
     assert res["counts"]["scored"] == len(expect) == diff.facts["survivors"]
     assert list(got.columns) == ["id", "row", "n_prompt_tokens", "n_response_tokens", "n_scored_tokens",
                                  feature_column("directional", 1, 20), feature_column("directional", 2, 20)]

@@ -1,0 +1,104 @@
+"""Work units of ``data-select score-checkpoints``: (checkpoint, shard) files, the plan, and the final merge.
+
+``shards/ckpt-03/shard-000042.parquet`` written atomically is finished work; once every shard of every
+checkpoint exists, :func:`merge_checkpoint_shards` writes ``scores.parquet`` (one row per scored pool row, one
+column per checkpoint and feature) and ``rejects.jsonl`` (:mod:`data_selection.scoring.checkpoint_layout`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
+from data_selection.command_line import UserError
+from data_selection.scoring.checkpoint_layout import feature_column
+from data_selection.scoring.layout import META, PROGRESS, REJECTS, SCORES, SHARD_DIR, read_meta
+
+
+def plan(rows, costs, shard_rows: int) -> tuple[list[list[int]], list[int]]:
+    """Shards of ``rows`` (costliest first, ties by row) and each shard's cost (tokens forwarded)."""
+    order = sorted(range(len(rows)), key=lambda i: (-costs[i], rows[i]))
+    shards, shard_costs = [], []
+    for i in range(0, len(order), shard_rows):
+        part = order[i : i + shard_rows]
+        shards.append([int(rows[j]) for j in part])
+        shard_costs.append(int(sum(costs[j] for j in part)))
+    return shards, shard_costs
+
+
+def shard_file(out: Path, checkpoint: int, k: int) -> Path:
+    return Path(out) / SHARD_DIR / f"ckpt-{checkpoint:02d}" / f"shard-{k:06d}.parquet"
+
+
+def missing(out: Path, num_checkpoints: int, num_shards: int) -> list[tuple[int, int]]:
+    return [(j, k) for j in range(1, num_checkpoints + 1) for k in range(num_shards)
+            if not shard_file(out, j, k).exists()]
+
+
+def shard_frame(records: list[dict], features: tuple[int, ...]):
+    import pandas as pd
+
+    df = pd.DataFrame.from_records(records)
+    for f in features:
+        if f"loss_first_{f}" not in df:
+            df[f"loss_first_{f}"] = float("nan")
+    df["reject_reason"] = df["reject_reason"].fillna("")
+    return df
+
+
+def merge_checkpoint_shards(out: str | Path) -> dict[str, Any]:
+    """One table, one row per scored row and one column per checkpoint and feature; rejects; counts."""
+    import numpy as np
+    import pandas as pd
+    from filelock import FileLock
+
+    out = Path(out)
+    meta = read_meta(out)
+    kind, num, nshards = meta["kind"], int(meta["num_checkpoints"]), int(meta["num_shards"])
+    left = missing(out, num, nshards)
+    if left:
+        raise UserError(f"{out}: {len(left)} (checkpoint, shard) units are not finished (first: checkpoint "
+                        f"{left[0][0]}, shard {left[0][1]}); re-run the same score-checkpoints command")
+    with FileLock(str(out / ".merge.lock")):
+        wide = None
+        reasons: dict[int, str] = {}
+        for j in range(1, num + 1):
+            frames = [pd.read_parquet(shard_file(out, j, k)) for k in range(nshards)]
+            df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+                columns=["id", "row", "n_prompt_tokens", "n_response_tokens", "n_scored_tokens", "reject_reason"])
+            for f in meta["features"]:
+                col = f"loss_first_{f}"
+                if col not in df:
+                    df[col] = np.nan
+                bad = (df["reject_reason"] == "") & ~np.isfinite(df[col].to_numpy(np.float64))
+                df.loc[bad, "reject_reason"] = "non-finite loss"
+            for r in df.loc[df["reject_reason"] != "", ["row", "reject_reason"]].itertuples(index=False):
+                reasons.setdefault(int(r.row), f"checkpoint {j}: {r.reject_reason}")
+            cols = {f"loss_first_{f}": feature_column(kind, j, f) for f in meta["features"]}
+            part = df[["row", *cols]].rename(columns=cols)
+            if wide is None:
+                wide = df[["id", "row", "n_prompt_tokens", "n_response_tokens", "n_scored_tokens"]].merge(part, on="row")
+            else:
+                wide = wide.merge(part, on="row", how="outer")
+        ok = ~wide["row"].isin(list(reasons))
+        rejects = wide.loc[~ok, ["row", "id"]]
+        table = wide.loc[ok].sort_values("row", kind="stable").reset_index(drop=True)
+        for c in ("row", "n_prompt_tokens", "n_response_tokens", "n_scored_tokens"):
+            table[c] = table[c].astype("int64")
+        write_parquet_atomic(out / SCORES, table)
+        write_jsonl_atomic(out / REJECTS, sorted(({"row": int(r.row), "id": r.id, "reason": reasons[int(r.row)]}
+                                                  for r in rejects.itertuples()), key=lambda x: x["row"]))
+        counts = {"rows": int(len(wide)), "scored": int(len(table)), "rejected": int((~ok).sum()),
+                  "scored_tokens_per_checkpoint": int(table["n_scored_tokens"].sum())}
+        prog = out / PROGRESS
+        if prog.exists():
+            lines = [json.loads(x) for x in prog.read_text(encoding="utf-8").splitlines() if x.strip()]
+            secs = sum(x["seconds"] for x in lines)
+            counts["score_seconds"] = round(secs, 2)
+            counts["tokens_forwarded"] = int(sum(x["tokens"] for x in lines))
+            counts["tokens_per_s_per_rank"] = round(counts["tokens_forwarded"] / secs, 1) if secs else None
+        meta["counts"] = counts
+        write_json_atomic(out / META, meta)
+    return {"counts": counts}
