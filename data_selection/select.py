@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from data_selection.command_line import UserError
+from data_selection.jsonl import read_jsonl
 from data_selection.quality import REQUIRE_PARTS
 from data_selection.selectors import STRATEGIES, strategy_help
 from data_selection.selectors.common import KEY_DEFINITIONS, OVER_LENGTH, STRATIFY_COLUMNS
@@ -120,7 +121,7 @@ def load_scores(scores_dir: str | Path, columns: tuple[str, ...] = SCORE_READ_CO
     rejects_path = d / "rejects.jsonl"
     rejects = []
     if rejects_path.exists():
-        rejects = [json.loads(line) for line in rejects_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rejects = read_jsonl(rejects_path)
     return table, meta, rejects
 
 

@@ -13,7 +13,7 @@
       rejects.jsonl             every rejected row with its reason
 
 ``verified.parquet`` columns: ``id``, ``row``, ``query`` (group key), ``category`` (and ``source``),
-``n_prompt_turns``, ``method`` (reference | majority | dataset | ""), ``verify_score`` (NaN = no score),
+``n_prompt_turns``, ``method`` (reference | majority | dataset | empty | ""), ``verify_score`` (NaN = no score),
 ``reason`` (why not), ``answer`` (the final answer extracted), ``answer_found``, ``target`` (what it was
 compared with), ``has_think``, ``has_answer``, ``max_repeat`` (most occurrences of one ``repeat_tokens``-word
 string), ``n_response_chars``, and the dataset's own ``pass_rate_*``, ``ppl``, ``model_name`` when present.
@@ -21,12 +21,12 @@ string), ``n_response_chars``, and the dataset's own ``pass_rate_*``, ``ppl``, `
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
 from data_selection.command_line import UserError
+from data_selection.jsonl import read_jsonl
 from data_selection.scoring.layout import (
     CONVERSION_REJECTS,
     META,
@@ -56,7 +56,7 @@ def merge_verified(out: str | Path) -> dict[str, Any]:
         conv = out / CONVERSION_REJECTS
         rejects = []
         if conv.exists():
-            rejects = [json.loads(x) for x in conv.read_text(encoding="utf-8").splitlines() if x.strip()]
+            rejects = read_jsonl(conv)
         write_jsonl_atomic(out / REJECTS, sorted(rejects, key=lambda r: r["row"]))
         scored = df["verify_score"].notna()
         per_query = df.groupby("query").size() if len(df) else pd.Series(dtype=int)
@@ -79,7 +79,7 @@ def merge_verified(out: str | Path) -> dict[str, Any]:
             counts["missing_answer"] = int((~df["has_answer"].astype(bool)).sum())
         prog = out / PROGRESS
         if prog.exists():
-            lines = [json.loads(x) for x in prog.read_text(encoding="utf-8").splitlines() if x.strip()]
+            lines = read_jsonl(prog)
             secs = sum(x["seconds"] for x in lines)
             counts["worker_seconds"] = round(secs, 2)
             cpu = sum(x.get("cpu_seconds", 0.0) for x in lines)
@@ -121,5 +121,5 @@ def load_verified(verified_dir: str | Path, text_columns: bool = False):
     rejects_path = d / REJECTS
     rejects = []
     if rejects_path.exists():
-        rejects = [json.loads(x) for x in rejects_path.read_text(encoding="utf-8").splitlines() if x.strip()]
+        rejects = read_jsonl(rejects_path)
     return table, meta, rejects

@@ -145,7 +145,7 @@ def run_verify(opts: VerifyOptions) -> dict[str, Any]:
 
     from tqdm.auto import tqdm
 
-    from data_selection.sources import default_num_proc, load_pool, resolve_attr
+    from data_selection.sources import default_num_proc, empty_response_only, load_pool, resolve_attr
     from data_selection.verify.grouping import query_keys
 
     check_options(opts)
@@ -176,7 +176,8 @@ def run_verify(opts: VerifyOptions) -> dict[str, Any]:
     (out / SHARD_DIR).mkdir(exist_ok=True)
 
     keys = query_keys(pool, opts.query_key)
-    reasons = pool.converted["reject_reason"]
+    # an empty or blank response is a failed answer, verified (score 0) in every layout, not rejected
+    reasons = ["" if empty_response_only(r) else r for r in pool.converted["reject_reason"]]
     ok = [r == "" for r in reasons]
     shards = plan_query_shards(keys, ok, opts.shard_rows)
     meta = {
