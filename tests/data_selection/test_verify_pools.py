@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from helpers import write_jsonl
 
+from data_selection.command_line import UserError
 from data_selection.jsonl import jsonl_lines, read_jsonl
+from data_selection.select import SelectOptions, run_select
 from data_selection.selectors.pass_cv import select_pass_cv
 from data_selection.sources import PoolSpec, load_pool
 from data_selection.verify.options import VerifyOptions
@@ -50,7 +52,21 @@ def test_an_empty_response_is_a_failed_response_in_every_layout(layout, empty, t
     # the query is contested: CV = sqrt(3)/3 = 0.577, as the paper computes it; the empty row is never selected
     sel = select_pass_cv(table, n=5, seed=0)
     assert sel.facts["stats"]["key"]["selected"]["max"] == pytest.approx(np.sqrt(3) / 3)
-    assert set(sel.rows.tolist()) <= {0, 1, 3} and len(sel.rows) == 1
+    assert set(sel.rows.tolist()) <= {0, 1, 3} and len(sel.rows) == 1  # Stage II: one response per query
+    assert select_pass_cv(table, n=5, seed=0, responses_per_query="all").rows.tolist() == [0, 1, 3]
+
+
+@pytest.mark.parametrize("layout", ["sharegpt", "acereason"])
+def test_zero_eligible_rows_is_an_error_and_nothing_is_written(layout, tmp_path):
+    make = LAYOUTS[layout]
+    rows = [make(tr("4")) for _ in range(3)]  # every response right: CV 0, nothing to select
+    _verify(write_jsonl(rows, tmp_path / "pool.jsonl"), tmp_path / "v")
+    info = tmp_path / "dataset_info.json"
+    info.write_text("{}\n", encoding="utf-8")
+    with pytest.raises(UserError, match="0 eligible rows.*nothing was written or registered"):
+        run_select(SelectOptions(name="none", strategy="pass-cv", verified=str(tmp_path / "v"), n=3,
+                                 dataset_info=str(info)))
+    assert json.loads(info.read_text()) == {} and not (tmp_path / "data").exists()
 
 
 def test_an_empty_response_is_zero_in_a_majority_check_too(tmp_path):
