@@ -237,8 +237,28 @@ def run_verify(opts: VerifyOptions) -> dict[str, Any]:
         summary.update(merged=False, waiting_for_shards=len(missing))
     else:
         summary["merged"] = True
-        summary.update(merge_verified(out))
+        repeats = None
+        if opts.dataset_repeats:
+            t1 = time.perf_counter()
+            repeats = pool_repeats(pool, [r for shard in shards for r in shard], opts.repeat_tokens)
+            summary["dataset_repeat_seconds"] = round(time.perf_counter() - t1, 2)
+        summary.update(merge_verified(out, dataset_repeat=repeats))
     return summary
+
+
+def pool_repeats(pool, rows: list[int], n: int, batch_size: int = 2_000) -> dict[int, int]:
+    """{pool row: occurrences in these rows' responses of the row's most frequent n-word string}."""
+    from data_selection.ngram_counts import dataset_repeats
+
+    rows = sorted(rows)
+
+    def texts():
+        col = pool.converted.select_columns(["_response"])
+        for start in range(0, len(rows), batch_size):
+            for r in col.select(rows[start: start + batch_size])["_response"]:
+                yield (r[0]["content"] if r else "") or ""
+
+    return dict(zip(rows, dataset_repeats(texts, n).tolist()))
 
 
 def _run_in_processes(pending, workers, batch_of, path_of, settings, finished) -> None:

@@ -266,3 +266,17 @@ def test_responses_per_query():
             select_pass_cv(t, n=3, seed=0, responses_per_query=bad)
     with pytest.raises(UserError, match="--stage"):
         select_pass_cv(t, n=3, seed=0, stage=3)
+
+
+def test_repetition_is_counted_across_the_dataset_by_default():
+    t = hand_table()
+    t["dataset_repeat"] = t["max_repeat"]
+    qb_pass = int(t.index[(t["query"] == "qb") & (t["verify_score"] == 1)][0])
+    t.loc[qb_pass, "dataset_repeat"] = 30  # a template shared by 30 responses of the pool, once in each
+    paper = select_pass_cv(t, n=100, seed=0)
+    assert paper.facts["funnel"]["repetition_dropped"] == 2 and qb_pass not in paper.rows.tolist()
+    assert paper.facts["method"]["repetition"] == {"scope": "dataset", "max_repeats": 20}
+    ours = select_pass_cv(t, n=100, seed=0, repeat_scope="response")
+    assert ours.facts["funnel"]["repetition_dropped"] == 1 and qb_pass in ours.rows.tolist()
+    old = select_pass_cv(t.drop(columns=["dataset_repeat"]), n=100, seed=0)  # a verify output from before
+    assert old.facts["method"]["repetition"]["scope_used"] == "response" and "re-run" in old.facts["warnings"][0]

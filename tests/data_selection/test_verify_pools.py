@@ -124,3 +124,15 @@ def test_a_numeric_reference_answer_is_an_answer(tmp_path):
     t = table.set_index("row")
     assert t["verify_score"].tolist() == [1.0, 0.0, 1.0, 1.0, 1.0]
     assert t.loc[[0, 3], "target"].tolist() == ["4", "0.5"]
+
+
+def test_verify_stores_the_dataset_wide_ngram_count(tmp_path):
+    template = " ".join(f"t{i}" for i in range(20))
+    rows = [{"input": f"What is {k}+0?", "output": f"<think>\n{template}\n</think>\n\\boxed{{{k}}}", "answer": str(k)}
+            for k in range(21)]
+    rows.append({"input": "Other?", "output": tr("1"), "answer": "1"})
+    table, meta, _ = _verify(write_jsonl(rows, tmp_path / "pool.jsonl"), tmp_path / "v")
+    assert table["dataset_repeat"].tolist() == [21] * 21 + [0] and (table["max_repeat"] <= 1).all()
+    assert meta["counts"]["dataset_repeat_over_20"] == 21
+    table2, _, _ = _verify(tmp_path / "pool.jsonl", tmp_path / "v2", dataset_repeats=False)
+    assert "dataset_repeat" not in table2
