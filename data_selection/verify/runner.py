@@ -70,6 +70,8 @@ def check_options(opts: VerifyOptions) -> None:
         raise UserError(f"--shard_rows must be at least 1, got {opts.shard_rows}")
     if opts.workers < 0:
         raise UserError(f"--workers must be >= 0, got {opts.workers}")
+    if opts.recheck_model and not opts.recheck_template:
+        raise UserError("--recheck_model needs --recheck_template (its LLaMA-Factory chat template, e.g. qwen)")
 
 
 def resolve_reference_column(opts: VerifyOptions, pool) -> str:
@@ -243,7 +245,29 @@ def run_verify(opts: VerifyOptions) -> dict[str, Any]:
             repeats = pool_repeats(pool, [r for shard in shards for r in shard], opts.repeat_tokens)
             summary["dataset_repeat_seconds"] = round(time.perf_counter() - t1, 2)
         summary.update(merge_verified(out, dataset_repeat=repeats))
+        if opts.recheck_model:
+            summary["recheck"] = recheck_verified(out, opts)
     return summary
+
+
+def recheck_verified(out: Path, opts: VerifyOptions) -> dict[str, Any]:
+    """Re-check math-verify's 'wrong' verdicts with ``--recheck_model`` and rewrite ``verified.parquet``."""
+    import pandas as pd
+
+    from data_selection.atomic import write_parquet_atomic
+    from data_selection.verify.recheck import recheck
+
+    table = pd.read_parquet(out / VERIFIED)
+    if "reference" not in set(table["method"]) and "reference+model" not in set(table["method"]):
+        return {"note": "no reference-checked rows: nothing to re-check"}
+    base = table.assign(method=table["method"].replace("reference+model", "reference"))
+    base.loc[table["method"] == "reference+model", "verify_score"] = 0.0  # re-checks start from math-verify's verdict
+    table, facts = recheck(out, base, opts.recheck_model, opts.recheck_template, opts.recheck_batch)
+    write_parquet_atomic(out / VERIFIED, table)
+    meta = read_meta(out)
+    meta["recheck"] = facts
+    write_json_atomic(out / META, meta)
+    return facts
 
 
 def pool_repeats(pool, rows: list[int], n: int, batch_size: int = 2_000) -> dict[int, int]:

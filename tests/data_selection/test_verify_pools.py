@@ -136,3 +136,43 @@ def test_verify_stores_the_dataset_wide_ngram_count(tmp_path):
     assert meta["counts"]["dataset_repeat_over_20"] == 21
     table2, _, _ = _verify(tmp_path / "pool.jsonl", tmp_path / "v2", dataset_repeats=False)
     assert "dataset_repeat" not in table2
+
+
+def _wrong_pool(tmp_path):
+    rows = [{"input": "Half?", "output": tr(a), "answer": "1/2"} for a in ("1/2", "one half", "3")]
+    return write_jsonl(rows, tmp_path / "pool.jsonl")
+
+
+def test_recheck_turns_a_model_confirmed_wrong_verdict_right(tmp_path, monkeypatch):
+    import data_selection.verify.recheck as rc
+
+    asked = []
+
+    def stand_in(model, template, pairs, batch_size=16, device=""):  # a judge that knows "one half" = 1/2
+        asked.extend(pairs)
+        return [" Yes." if a == "one half" else "no" for a, _ in pairs]
+
+    monkeypatch.setattr(rc, "ask", stand_in)
+    path = _wrong_pool(tmp_path)
+    plain, _, _ = _verify(path, tmp_path / "plain")
+    assert plain["verify_score"].tolist() == [1.0, 0.0, 0.0]  # math-verify alone: the default
+    table, meta, _ = _verify(path, tmp_path / "v", recheck_model="stand-in", recheck_template="qwen")
+    assert sorted(asked) == [("3", "1/2"), ("one half", "1/2")]  # only math-verify's 'wrong' verdicts are asked
+    assert table["verify_score"].tolist() == [1.0, 1.0, 0.0]
+    assert table["method"].tolist() == ["reference", "reference+model", "reference"]
+    assert meta["recheck"]["asked"] == 2 and meta["recheck"]["turned_right"] == 1
+    asked.clear()
+    table2, meta2, _ = _verify(path, tmp_path / "v", recheck_model="stand-in", recheck_template="qwen")
+    assert asked == [] and meta2["recheck"]["asked_now"] == 0  # a re-run reuses recheck.parquet
+    assert table2["verify_score"].tolist() == [1.0, 1.0, 0.0]
+    with pytest.raises(UserError, match="--recheck_template"):
+        _verify(path, tmp_path / "x", recheck_model="stand-in")
+
+
+@pytest.mark.slow
+def test_recheck_with_the_embedded_smollm2(smollm2_dir, tmp_path):
+    table, meta, _ = _verify(_wrong_pool(tmp_path), tmp_path / "v", recheck_model=str(smollm2_dir),
+                             recheck_template="smollm2")
+    replies = __import__("pandas").read_parquet(tmp_path / "v" / "recheck.parquet")
+    assert sorted(replies["row"]) == [1, 2] and replies["reply"].map(lambda r: isinstance(r, str)).all()
+    assert meta["recheck"]["asked"] == 2 and table.loc[0, "verify_score"] == 1.0
