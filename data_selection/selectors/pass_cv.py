@@ -13,10 +13,15 @@ perplexity filter and over-length rows.
    ``--other_keep_prob`` (0.5). A kept query keeps only its passing responses.
 3. **Quality filters** on those responses, counted one after the other: rows the scorer did not score or
    LLaMA-Factory would truncate (when scores are given; ``--over_length``), perplexity above ``--max_ppl``,
-   some 20-word string repeated more than ``--max_repeats`` times, a missing think or answer part
+   some 20-word string repeated more than ``--max_repeats`` times (in the pool: ``--repeat_scope dataset``, the
+   paper's; or inside the response), a missing think or answer part
    (``--require_parts``); :mod:`data_selection.quality`. Pass rates and CVs are measured before the filters
    (**choice**: they describe the teacher's answers to the query, not which text is fit to train on).
-4. **Stage II**: the ``n`` highest-CV queries that still have a response, one random passing response each.
+4. **Stage II** (``--stage 2``, default): the queries with CV > CV_t that still have a response, highest CV
+   first, one random passing response each (``--responses_per_query auto``); the queries Stage I kept by the
+   probability rule top the budget up only with ``fill_low_cv`` (the paper does not). ``--stage 1`` writes
+   Stage I's output instead: every kept query with all its passing responses. ``--n`` counts rows
+   (:mod:`~data_selection.selectors.pass_cv_take`).
 
 Seed protocol: the probability rule draws u = (first 8 bytes of BLAKE2b("seed:query")) / 2^64 per query and
 keeps the query when u < p (**choice**: a query's fate does not depend on the rest of the pool). Stage II sorts

@@ -17,7 +17,8 @@
 ``reason`` (why not), ``answer`` (the final answer extracted), ``answer_found``, ``target`` (what it was
 compared with), ``has_think``, ``has_answer``, ``max_repeat`` (most occurrences of one ``repeat_tokens``-word
 string inside the response), ``dataset_repeat`` (occurrences in the whole pool of the response's most frequent
-such string; unless ``--dataset_repeats false``), ``n_response_chars``, and the dataset's own ``pass_rate_*``, ``ppl``, ``model_name`` when present.
+such string; unless ``--dataset_repeats false``), ``n_response_chars``, and the dataset's own ``pass_rate_*``,
+``ppl``, ``model_name`` when present. ``--recheck_model`` adds ``recheck.parquet`` (row, reply, model).
 """
 
 from __future__ import annotations
