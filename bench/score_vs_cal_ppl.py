@@ -32,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from data_selection.jsonl import read_jsonl  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -151,7 +153,7 @@ def our_method(model_dir: str, data_dir: str, cutoff: int, batch_tokens: int, re
         else:
             s = run_score(opts)
         df = pd.read_parquet(out / "s" / "scores.parquet").sort_values("row")
-        prog = [json.loads(x) for x in (out / "s" / "progress.jsonl").read_text().splitlines()]
+        prog = read_jsonl(out / "s" / "progress.jsonl")
         if rep:
             times.append(sum(p["seconds"] for p in prog))
         summary = {"tokens": sum(p["tokens"] for p in prog), "loss_mean": df["loss_mean"].tolist(),

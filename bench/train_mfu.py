@@ -44,6 +44,8 @@ sys.path.insert(0, str(BENCH))
 from gpu_peaks import gpu_peak_tflops  # noqa: E402
 from train_flops import mfu, training_flops, uniform_lengths  # noqa: E402
 
+from data_selection.jsonl import read_jsonl  # noqa: E402
+
 SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 # name -> (recipe, launcher, extra overrides); the first four are the issue's, the last two attribute the gain
 VARIANTS = {
@@ -116,14 +118,14 @@ def summarise(probe_files: list[Path], warmup: int) -> dict:
     """Steps after ``warmup``: wall time (rank 0's clock), rows and positions of every rank."""
     per_rank = []
     for path in probe_files:
-        records = [json.loads(line) for line in path.read_text().splitlines()]
+        records = read_jsonl(path)
         per_rank.append({r["step"]: r for r in records if r["event"] == "step"})
     steps = sorted(per_rank[0])
     if len(steps) <= warmup:
         raise RuntimeError(f"only {len(steps)} optimizer steps recorded; need more than --warmup {warmup}")
     t0, t1 = per_rank[0][steps[warmup - 1]]["t"] if warmup else None, per_rank[0][steps[-1]]["t"]
     if t0 is None:
-        begin = [json.loads(x) for x in probe_files[0].read_text().splitlines() if '"begin"' in x]
+        begin = [r for r in read_jsonl(probe_files[0]) if r.get("event") == "begin"]
         t0 = begin[0]["t"]
     measured = steps[warmup:]
     rows = [n for rank in per_rank for s in measured for n in rank[s]["rows"]]
@@ -143,7 +145,7 @@ def step_logs(out_dir: Path) -> list[dict]:
     log = out_dir / "trainer_log.jsonl"
     if not log.is_file():
         return []
-    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    lines = read_jsonl(log)
     return [{"step": x["current_steps"], "loss": x["loss"], "grad_norm": None} for x in lines if "loss" in x]
 
 

@@ -1,9 +1,10 @@
 """DeepDistill's response quality filters (arXiv 2504.17565; docs/methods.md §4).
 
-* **Repetition**: a response in which some 20-token string occurs more than 20 times (a decoding loop) is
-  dropped. Tokens here are whitespace-separated words (**choice**: the paper counts model tokens; words need no
-  tokenizer and keep ``data-select verify`` fast on 4M rows). :func:`max_repeat_count` gives, per response,
-  the largest number of occurrences of any ``n``-word string (overlapping occurrences count), so the threshold
+* **Repetition**: the paper drops a response holding a 20-token string that occurs more than 20 times in the
+  *dataset* (:mod:`data_selection.ngram_counts`, the default). :func:`max_repeat_count` is our per-response
+  variant (``--repeat_scope response``: a decoding loop inside one response). Tokens here are
+  whitespace-separated words (**choice**: the paper counts model tokens; words need no tokenizer and keep
+  ``data-select verify`` fast on 4M rows). Both counts are stored per response by ``verify``, so the threshold
   can change at selection time without re-reading the text.
 * **Missing parts**: a response must hold both a non-empty think part and a non-empty answer part
   (:func:`~data_selection.verify.answers.split_response`); ``answer`` requires only the answer part (pools
@@ -19,31 +20,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from data_selection.ngram_counts import ngram_hashes
+
 REPEAT_TOKENS = 20
 MAX_REPEATS = 20
 MAX_PPL = 20.0
 REQUIRE_PARTS = ("both", "answer", "none")
-_HASH_BASE = np.uint64(1099511628211)  # FNV prime: the polynomial base of the rolling n-gram hash
 
 
 def max_repeat_count(text: str, n: int = REPEAT_TOKENS) -> int:
     """The largest number of occurrences of any ``n``-word string in ``text`` (0 when it has fewer words).
 
-    Each word is hashed, each ``n``-gram gets a polynomial hash of its words (64-bit, vectorised), and the
-    longest run of equal hashes after sorting is the answer; two different n-grams colliding in 64 bits is
-    negligible at these sizes.
+    The n-grams' 64-bit hashes (:func:`~data_selection.ngram_counts.ngram_hashes`) are sorted and the longest
+    run of equal hashes is the answer; two different n-grams colliding in 64 bits is negligible at these sizes.
     """
-    words = text.split()
-    m = len(words) - n + 1
-    if m <= 0:
+    h = ngram_hashes(text, n)
+    if not len(h):
         return 0
-    ids = np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
-    h = ids[:m].copy()
-    for j in range(1, n):
-        h *= _HASH_BASE
-        h += ids[j: j + m]
     h.sort()
-    bounds = np.concatenate(([-1], np.flatnonzero(h[1:] != h[:-1]), [m - 1]))
+    bounds = np.concatenate(([-1], np.flatnonzero(h[1:] != h[:-1]), [len(h) - 1]))
     return int(np.diff(bounds).max())
 
 

@@ -30,6 +30,7 @@ from llamafactory.extras.constants import FILEEXT2TYPE
 
 from data_selection.atomic import write_json_atomic
 from data_selection.command_line import UserError, json_object_option
+from data_selection.jsonl import jsonl_lines
 
 MARKER_KEY = "created_by"
 MARKER = "data-select"
@@ -124,11 +125,9 @@ def file_columns(path: Path) -> list[str]:
     """Column names of a data file (first row of json/jsonl, schema of parquet/arrow, header of csv)."""
     suffix = path.suffix.lstrip(".")
     if suffix == "jsonl" or (suffix == "json" and _first_char(path) != "["):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    row = json.loads(line)
-                    return list(row) if isinstance(row, dict) else []
+        for _, line in jsonl_lines(path):
+            row = json.loads(line)
+            return list(row) if isinstance(row, dict) else []
         return []
     if suffix == "parquet":
         import pyarrow.parquet as pq

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from data_selection.command_line import UserError
+from data_selection.jsonl import jsonl_lines
 
 COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 FUNNEL_STAGES = ["pool", "rejected", "scored", "verified", "no_verify_score", "verify_scored", "stage1",
@@ -76,10 +77,8 @@ def load_selection(dataset_dir: Path, name: str) -> Loaded:
     if not data.exists():
         raise UserError(f"{data} not found (named by {paths['manifest']})")
     ids = set()
-    with open(data, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                ids.add(json.loads(line)["id"])
+    for _, line in jsonl_lines(data):
+        ids.add(json.loads(line)["id"])
     return Loaded(name, manifest, ids)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from data_selection.command_line import UserError
+from data_selection.jsonl import read_jsonl
 from data_selection.quality import REQUIRE_PARTS
 from data_selection.selectors import STRATEGIES, strategy_help
 from data_selection.selectors.common import KEY_DEFINITIONS, OVER_LENGTH, STRATIFY_COLUMNS
@@ -80,11 +81,30 @@ class SelectOptions:
                                 "ppl column)."}
     )
     max_repeats: int = field(
-        default=20, metadata={"help": "pass-cv: drop responses repeating one 20-word string more often (0 = off)."}
+        default=20, metadata={"help": "pass-cv: drop responses holding a 20-word string repeated more often "
+                              "(see --repeat_scope; 0 = off)."}
     )
     require_parts: str = field(
         default="both", metadata={"help": "pass-cv: parts a response must have (both = think and answer).",
                                   "choices": REQUIRE_PARTS}
+    )
+    stage: int = field(
+        default=2, metadata={"help": "pass-cv: 2 = the paper's Stage II (queries with CV > CV_t, highest first); "
+                             "1 = Stage I's output (every query Stage I kept, with its passing responses).",
+                             "choices": (1, 2)}
+    )
+    responses_per_query: str = field(
+        default="auto", metadata={"help": "pass-cv: responses written per chosen query: auto (the paper's stage: "
+                                  "1 in Stage II, all in Stage I), all, or N; --n counts rows."}
+    )
+    fill_low_cv: bool = field(
+        default=False, metadata={"help": "pass-cv Stage II: top the budget up with the low-CV queries Stage I kept "
+                                 "by --other_keep_prob (the paper does not; a shortfall is reported instead)."}
+    )
+    repeat_scope: str = field(
+        default="dataset", metadata={"help": "pass-cv: where a 20-word string's repetitions are counted for "
+                                     "--max_repeats: dataset (the paper: across the pool) or response (within it).",
+                                     "choices": ("dataset", "response")}
     )
     dataset_info: str = field(
         default="dataset_info.json",
@@ -133,7 +153,7 @@ def load_scores(scores_dir: str | Path, columns: tuple[str, ...] = SCORE_READ_CO
     rejects_path = d / "rejects.jsonl"
     rejects = []
     if rejects_path.exists():
-        rejects = [json.loads(line) for line in rejects_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rejects = read_jsonl(rejects_path)
     return table, meta, rejects
 
 
@@ -268,6 +288,10 @@ def run_select(opts: SelectOptions) -> dict[str, Any]:
                             "--name or pass --force to replace it")
     table, meta, rejects, extra = load_inputs(opts)
     selection = run_strategy(table, opts)
+    if len(selection.rows) == 0:  # an empty subset is not a dataset: say why, write and register nothing
+        steps = " → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in selection.facts.get("funnel", {}).items())
+        raise UserError(f"--strategy {opts.strategy} found 0 eligible rows ({steps}); nothing was written or "
+                        f"registered for {opts.name!r}: loosen the strategy's thresholds or check its input")
     pool = load_scored_pool(meta, opts.verified if extra else opts.scores)
     recorded = meta["pool"].get("fingerprint")
     if recorded and recorded != pool.fingerprint:

@@ -30,6 +30,7 @@ from typing import Any
 from llamafactory.extras.constants import FILEEXT2TYPE
 
 from data_selection.command_line import UserError
+from data_selection.jsonl import LOAD_ERROR, NUMBER_FIELDS, load_json_tolerant
 
 META_COLUMNS = ("category", "source")
 
@@ -146,58 +147,11 @@ def _load_raw(attr, spec: PoolSpec):
             return load_dataset(kind, data_files=files, split=attr.split)
         except Exception as err:  # datasets raises many kinds; name the file
             if kind == "json":  # mixed types or a broken line: read row by row, reject only the bad rows
-                return _load_json_tolerant(files)
+                return load_json_tolerant(files)
             raise UserError(f"{local}: could not be read as a dataset ({type(err).__name__}: {err})") from err
     if attr.load_from == "hf_hub":
         return load_dataset(attr.dataset_name, name=attr.subset, data_dir=attr.folder, split=attr.split)
     raise UserError(f"dataset {spec.dataset!r}: load_from={attr.load_from} is not supported by the scorer")
-
-
-def _load_json_tolerant(files: list[str]):
-    """Read JSON Lines row by row when Arrow refuses the file (a number where text is expected, a broken line,
-    invalid UTF-8). Bad values become null and the row carries ``_load_error``, so it is rejected with a reason
-    naming the file, line and field instead of stopping the run."""
-    from datasets import Dataset
-
-    records: list[dict[str, Any]] = []
-    for path in files:
-        with open(path, "rb") as f:
-            data = f.read()
-        text = data.decode("utf-8", errors="replace")
-        stripped = text.lstrip()
-        if stripped.startswith("["):
-            try:
-                items = [(i + 1, item, "") for i, item in enumerate(json.loads(stripped))]
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}: not valid JSON ({err})") from err
-        else:
-            items = []
-            for lineno, line in enumerate(text.splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    items.append((lineno, json.loads(line), ""))
-                except json.JSONDecodeError as err:
-                    items.append((lineno, {}, f"{path} line {lineno}: invalid JSON ({err.msg})"))
-        for lineno, item, err in items:
-            if not isinstance(item, dict):
-                item, err = {}, err or f"{path} line {lineno}: not a JSON object"
-            records.append({"_lineno": lineno, "_load_error": err, **item})
-    keys = [k for k in dict.fromkeys(k for r in records for k in r) if k not in ("_lineno", "_load_error")]
-    for k in keys:
-        kinds = {type(r[k]).__name__ for r in records if r.get(k) is not None}
-        if len(kinds) <= 1:
-            continue
-        major = "str" if "str" in kinds else sorted(kinds)[0]
-        for r in records:
-            v = r.get(k)
-            if v is not None and type(v).__name__ != major:
-                r["_load_error"] = r["_load_error"] or (
-                    f"{Path(files[0]).name} line {r['_lineno']}: field {k!r} is {type(v).__name__}, not a string"
-                    if major == "str" else f"line {r['_lineno']}: field {k!r} has type {type(v).__name__}")
-                r[k] = None
-    rows = [{k: r.get(k) for k in keys} | {"_load_error": r["_load_error"]} for r in records]
-    return Dataset.from_list(rows)
 
 
 def row_id(row: int, prompt: list, response: list, system: str) -> str:
@@ -205,17 +159,27 @@ def row_id(row: int, prompt: list, response: list, system: str) -> str:
     return f"{row:08d}-{hashlib.sha1(payload.encode('utf-8')).hexdigest()[:12]}"
 
 
+EMPTY_RESPONSE = "(response) is empty"  # in the reason of a row whose only fault is an empty or blank response
+
+
+def empty_response_only(reason: str) -> bool:
+    """The row was rejected only because its response is empty or blank (``verify`` scores such a row 0)."""
+    return reason.endswith(EMPTY_RESPONSE)
+
+
 def _check_row(example: dict[str, Any], attr) -> str:
     """Why LLaMA-Factory could not train on this raw row ("" when fine): missing, empty or non-string fields."""
     if attr.formatting == "alpaca":
+        numbers = set(filter(None, (example.get(NUMBER_FIELDS) or "").split(",")))
         for role, col in (("prompt", attr.prompt), ("response", attr.response)):
             if col not in example:
                 return f"field {col!r} ({role}) missing"
             val = example[col]
             if val is None:
                 return f"field {col!r} ({role}) is null"
-            if not isinstance(val, str):
-                return f"field {col!r} ({role}) is {type(val).__name__}, not a string"
+            if not isinstance(val, str) or col in numbers:
+                kind = "a number" if col in numbers else type(val).__name__
+                return f"field {col!r} ({role}) is {kind}, not a string"
             if not val.strip():
                 return f"field {col!r} ({role}) is empty"
             if "\ufffd" in val:
@@ -238,10 +202,11 @@ def _converter(attr):
 
 def convert_example(example: dict[str, Any], row: int, attr, converter) -> dict[str, Any]:
     """LLaMA-Factory's conversion of one raw row, plus ``_row``, ``id``, ``n_chars`` and ``reject_reason``."""
-    reason = example.get("_load_error") or _check_row(example, attr)
+    reason = example.get(LOAD_ERROR) or _check_row(example, attr)
     out: dict[str, Any] = {"_row": row, "reject_reason": reason}
     conv = {"_prompt": [], "_response": [], "_system": "", "_tools": ""}
-    if not reason:
+    # a row whose only fault is an empty response is still converted: `verify` scores it 0 (a failed answer)
+    if not reason or empty_response_only(reason):
         try:
             c = converter(example)
             conv = {k: c[k] for k in conv}

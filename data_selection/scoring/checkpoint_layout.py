@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from data_selection.command_line import UserError
+from data_selection.jsonl import read_jsonl
 
 KINDS = ("gaussian", "directional")
 PREFIX = {"gaussian": 100, "directional": 1000}  # response tokens scored per row
@@ -77,7 +78,7 @@ def read_kind(folder: str | Path, kind: str, hint: str = "") -> tuple[Any, dict[
     rejected: set[int] = set()
     rej = d / "rejects.jsonl"
     if rej.exists():
-        rejected = {json.loads(x)["row"] for x in rej.read_text(encoding="utf-8").splitlines() if x.strip()}
+        rejected = {r["row"] for r in read_jsonl(rej)}
     return table, meta, rejected
 
 

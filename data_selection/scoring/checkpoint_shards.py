@@ -7,12 +7,12 @@ column per checkpoint and feature) and ``rejects.jsonl`` (:mod:`data_selection.s
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
 from data_selection.command_line import UserError
+from data_selection.jsonl import read_jsonl
 from data_selection.scoring.checkpoint_layout import feature_column
 from data_selection.scoring.layout import META, PROGRESS, REJECTS, SCORES, SHARD_DIR, read_meta
 
@@ -94,7 +94,7 @@ def merge_checkpoint_shards(out: str | Path) -> dict[str, Any]:
                   "scored_tokens_per_checkpoint": int(table["n_scored_tokens"].sum())}
         prog = out / PROGRESS
         if prog.exists():
-            lines = [json.loads(x) for x in prog.read_text(encoding="utf-8").splitlines() if x.strip()]
+            lines = read_jsonl(prog)
             secs = sum(x["seconds"] for x in lines)
             counts["score_seconds"] = round(secs, 2)
             counts["tokens_forwarded"] = int(sum(x["tokens"] for x in lines))

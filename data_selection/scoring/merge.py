@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
+from data_selection.jsonl import read_jsonl
 from data_selection.scoring.layout import (
     CONVERSION_REJECTS,
     META,
@@ -62,7 +63,7 @@ def merge_shards(out: str | os.PathLike) -> dict[str, Any]:
         rejects = []
         conv = out / CONVERSION_REJECTS
         if conv.exists():
-            rejects += [json.loads(line) for line in conv.read_text(encoding="utf-8").splitlines() if line.strip()]
+            rejects += read_jsonl(conv)
         rejects += [{"row": int(r.row), "id": r.id, "reason": r.reject_reason} for r in rej.itertuples()]
         rejects.sort(key=lambda r: r["row"])
         write_jsonl_atomic(out / REJECTS, rejects)
@@ -76,7 +77,7 @@ def merge_shards(out: str | os.PathLike) -> dict[str, Any]:
         }
         prog = out / PROGRESS
         if prog.exists():
-            lines = [json.loads(x) for x in prog.read_text(encoding="utf-8").splitlines() if x.strip()]
+            lines = read_jsonl(prog)
             secs = sum(x["seconds"] for x in lines)
             toks = sum(x["tokens"] for x in lines)
             counts["gpu_seconds"] = round(secs, 2)

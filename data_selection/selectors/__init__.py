@@ -48,10 +48,11 @@ STRATEGIES: dict[str, Strategy] = {
                  ("n", "seed", "over_length", "temp_scores", "temp_checkpoint", "temp_allocation", "temp_ranking",
                   "temp_init_label_num"),
                  loaders={"temp_scores": lambda opts: _load_temp(opts.temp_scores, opts.scores)}),
-        Strategy("pass-cv", select_pass_cv, "DeepDistill: queries whose verified responses disagree most (highest "
-                 "CV), one passing response each; needs --verified",
+        Strategy("pass-cv", select_pass_cv, "DeepDistill: queries whose verified responses disagree most (CV > "
+                 "CV_t, highest first), one passing response each (--stage 1: all of them); needs --verified",
                  ("n", "seed", "pass_thresholds", "cv_thresholds", "other_keep_prob", "max_ppl", "max_repeats",
-                  "require_parts", "over_length"), needs=("verified",)),
+                  "require_parts", "over_length", "stage", "responses_per_query", "fill_low_cv", "repeat_scope"),
+                 needs=("verified",)),
     )
 }
 

@@ -13,10 +13,15 @@ perplexity filter and over-length rows.
    ``--other_keep_prob`` (0.5). A kept query keeps only its passing responses.
 3. **Quality filters** on those responses, counted one after the other: rows the scorer did not score or
    LLaMA-Factory would truncate (when scores are given; ``--over_length``), perplexity above ``--max_ppl``,
-   some 20-word string repeated more than ``--max_repeats`` times, a missing think or answer part
+   some 20-word string repeated more than ``--max_repeats`` times (in the pool: ``--repeat_scope dataset``, the
+   paper's; or inside the response), a missing think or answer part
    (``--require_parts``); :mod:`data_selection.quality`. Pass rates and CVs are measured before the filters
    (**choice**: they describe the teacher's answers to the query, not which text is fit to train on).
-4. **Stage II**: the ``n`` highest-CV queries that still have a response, one random passing response each.
+4. **Stage II** (``--stage 2``, default): the queries with CV > CV_t that still have a response, highest CV
+   first, one random passing response each (``--responses_per_query auto``); the queries Stage I kept by the
+   probability rule top the budget up only with ``fill_low_cv`` (the paper does not). ``--stage 1`` writes
+   Stage I's output instead: every kept query with all its passing responses. ``--n`` counts rows
+   (:mod:`~data_selection.selectors.pass_cv_take`).
 
 Seed protocol: the probability rule draws u = (first 8 bytes of BLAKE2b("seed:query")) / 2^64 per query and
 keeps the query when u < p (**choice**: a query's fate does not depend on the rest of the pool). Stage II sorts
@@ -37,6 +42,7 @@ import pandas as pd
 from data_selection.command_line import UserError
 from data_selection.quality import missing_parts, perplexity_too_high, repetitive
 from data_selection.selectors.common import Selection, composition, describe_values
+from data_selection.selectors.pass_cv_take import parse_responses_per_query, take, take_facts
 
 PASS_THRESHOLDS = "math=0.99,code=0.99,instruction_following=0.99,science=4.99,other=0.7"
 CANONICAL = ("math", "code", "instruction_following", "science", "other")
@@ -143,6 +149,28 @@ def query_table(table: pd.DataFrame, pass_t: dict[str, float], cv_t: dict[str, f
     return q
 
 
+REPEAT_SCOPES = ("dataset", "response")
+
+
+def repeat_column(table: pd.DataFrame, scope: str, max_repeats: int) -> tuple[str, dict[str, Any]]:
+    """The verify column the repetition filter reads, and what the manifest says about it.
+
+    ``dataset`` (the paper's): how often the response's most frequent 20-word string occurs in the whole pool
+    (``dataset_repeat``); ``response``: the most occurrences of one 20-word string inside the response
+    (``max_repeat``). A verify output without ``dataset_repeat`` (written before it existed) falls back to the
+    response count, with a warning."""
+    facts: dict[str, Any] = {"scope": scope, "max_repeats": max_repeats}
+    if scope == "dataset" and "dataset_repeat" not in table:
+        facts["warning"] = ("the verify output has no dataset_repeat column (made before dataset-level n-gram "
+                            "counts existed): the repetition filter counted within each response instead; re-run "
+                            "`data-select verify` for the paper's dataset-level count")
+        scope = facts["scope_used"] = "response"
+    col = {"dataset": "dataset_repeat", "response": "max_repeat"}[scope]
+    if col not in table:
+        return "", {**facts, "note": f"not applied: no {col} column"}
+    return col, facts
+
+
 def check_table(table: pd.DataFrame) -> None:
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
@@ -165,6 +193,10 @@ def select_pass_cv(
     max_repeats: int = 20,
     require_parts: str = "both",
     over_length: str = "drop",
+    stage: int = 2,
+    responses_per_query: str = "auto",
+    fill_low_cv: bool = False,
+    repeat_scope: str = "dataset",
 ) -> Selection:
     if n <= 0:
         raise UserError(f"--n must be a positive number of rows, got {n}")
@@ -172,6 +204,11 @@ def select_pass_cv(
         raise UserError(f"--other_keep_prob must be in [0, 1], got {other_keep_prob}")
     if require_parts not in ("both", "answer", "none"):
         raise UserError(f"--require_parts must be both, answer or none, got {require_parts!r}")
+    if stage not in (1, 2):
+        raise UserError(f"--stage must be 1 (Stage I's output) or 2 (Stage II: highest CV first), got {stage}")
+    if repeat_scope not in REPEAT_SCOPES:
+        raise UserError(f"--repeat_scope must be one of {', '.join(REPEAT_SCOPES)}, got {repeat_scope!r}")
+    per_query = parse_responses_per_query(responses_per_query, stage)
     check_table(table)
     pass_t = parse_thresholds(pass_thresholds, "pass_thresholds")
     cv_t = parse_thresholds(cv_thresholds, "cv_thresholds")
@@ -228,8 +265,9 @@ def select_pass_cv(
     caught = alive & perplexity_too_high(ppl, max_ppl)
     funnel["perplexity_dropped"] = int(caught.sum())
     alive &= ~caught
-    if "max_repeat" in table:
-        caught = alive & repetitive(table["max_repeat"].to_numpy(), max_repeats)
+    repeat_col, repeat_facts = repeat_column(table, repeat_scope, max_repeats)
+    if repeat_col:
+        caught = alive & repetitive(table[repeat_col].to_numpy(), max_repeats)
         funnel["repetition_dropped"] = int(caught.sum())
         alive &= ~caught
     if "has_think" in table and "has_answer" in table:
@@ -237,34 +275,23 @@ def select_pass_cv(
                                        require_parts)
         funnel["missing_parts_dropped"] = int(caught.sum())
         alive &= ~caught
+    # Stage II (the paper): only queries whose CV exceeds CV_t, highest first; the queries Stage I kept by the
+    # probability rule top the budget up only with --fill_low_cv. --stage 1: every query Stage I kept.
+    filtered = alive.copy()  # the rows every quality filter let through
+    if stage == 2 and not fill_low_cv:
+        low = alive & table["query"].map(by_chance).fillna(False).to_numpy(bool)
+        funnel["low_cv_left_out"] = int(low.sum())
+        alive &= ~low
     funnel["eligible"] = int(alive.sum())
-
-    # Stage II
     candidates = table.loc[alive, ["query", "row"]]
     eligible_q = q.loc[q.index.isin(candidates["query"].unique())]
-    qf["filtered_out"] = qf["stage1"] - len(eligible_q)
+    survivors = set(table.loc[filtered, "query"])
+    qf["filtered_out"] = qf["stage1"] - len(survivors)
+    if stage == 2 and not fill_low_cv:
+        qf["low_cv_left_out"] = int(by_chance.loc[sorted(survivors)].sum()) if survivors else 0
     qf["eligible"] = len(eligible_q)
-    order = eligible_q.sort_values(["cv"], ascending=False, kind="stable")  # index (key) order within equal cv
-    rng = np.random.default_rng(seed)
-    cut: float | None = None
-    tie_facts: dict[str, int] = {}
-    if len(order) <= n:
-        chosen_q = list(order.index)
-    else:
-        cut = float(order["cv"].iloc[n - 1])
-        above = list(order.index[order["cv"] > cut])
-        at = sorted(order.index[order["cv"] == cut])
-        k = n - len(above)
-        picked = [at[i] for i in sorted(rng.choice(len(at), size=k, replace=False))]
-        chosen_q = above + picked
-        tie_facts = {"queries_at_cut": len(at), "taken_at_cut": k}
-    by_query = candidates[candidates["query"].isin(chosen_q)].groupby("query", sort=True)["row"].apply(list)
-    rows = []
-    for key in sorted(chosen_q):
-        options = sorted(by_query[key])
-        rows.append(options[int(rng.integers(len(options)))])
-    rows = np.sort(np.array(rows, dtype=np.int64))
-    qf["selected"] = len(rows)
+    rows, chosen_q, cut, tie_facts = take(eligible_q[["cv"]], candidates, n, per_query, seed)
+    qf["selected"] = len(chosen_q)
     qf["shortfall"] = max(0, n - len(rows))
     funnel["selected"] = len(rows)
 
@@ -292,7 +319,11 @@ def select_pass_cv(
         "strategy": "pass-cv",
         "parameters": {"n": n, "seed": seed, "pass_thresholds": pass_thresholds, "cv_thresholds": cv_thresholds,
                        "other_keep_prob": other_keep_prob, "max_ppl": max_ppl, "max_repeats": max_repeats,
-                       "require_parts": require_parts, "over_length": over_length},
+                       "require_parts": require_parts, "over_length": over_length, "stage": stage,
+                       "responses_per_query": responses_per_query, "fill_low_cv": fill_low_cv,
+                       "repeat_scope": repeat_scope},
+        "method": {**take_facts(per_query, stage, fill_low_cv), "repetition": repeat_facts,
+                   "paper_default": stage == 2 and per_query == 1 and not fill_low_cv and repeat_scope == "dataset"},
         "key": {"name": "cv", "definition": "coefficient of variation (population sigma / mean) of a query's verify "
                 "scores (docs/methods.md §4)"},
         "thresholds": {"pass": {c: threshold(pass_t, c, 0.7) for c in categories},
@@ -307,6 +338,10 @@ def select_pass_cv(
         "stats": stats,
     }
     if qf["shortfall"]:
-        facts["note"] = (f"only {len(rows)} queries are eligible, fewer than --n {n}: all were taken (one response "
-                         "each); the subset is not padded")
+        facts["note"] = (f"only {len(rows)} rows of {len(chosen_q)} eligible queries, fewer than --n {n}: all were "
+                         "taken; the subset is not padded" + (" (low-CV queries are left out of Stage II; "
+                                                              "--fill_low_cv adds them)"
+                                                              if qf.get("low_cv_left_out") else ""))
+    if repeat_facts.get("warning"):
+        facts["warnings"] = [repeat_facts["warning"]]
     return Selection(rows=rows, ids=chosen["id"].astype(str).tolist(), facts=facts)

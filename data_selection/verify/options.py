@@ -57,6 +57,21 @@ class VerifyOptions:
     repeat_tokens: int = field(
         default=20, metadata={"help": "Length in words of the strings whose repetitions are counted (max_repeat)."}
     )
+    dataset_repeats: bool = field(
+        default=True,
+        metadata={"help": "Count every repeat_tokens-word string across the whole pool (dataset_repeat: the paper's "
+                  "repetition filter, `select --repeat_scope dataset`); false skips that pass (the per-response "
+                  "count max_repeat is always stored)."},
+    )
+    recheck_model: str = field(
+        default="",
+        metadata={"help": "Local instruct model that re-checks math-verify's 'wrong' verdicts against the reference "
+                  "(the paper used Qwen2.5-7B-Instruct); a 'yes' makes the score 1. Default: math-verify only."},
+    )
+    recheck_template: str = field(
+        default="", metadata={"help": "LLaMA-Factory chat template of --recheck_model (e.g. qwen, smollm2)."}
+    )
+    recheck_batch: int = field(default=16, metadata={"help": "Prompts per generation batch of the re-check."})
     workers: int = field(default=0, metadata={"help": "Worker processes (0 = one per CPU core; 1 = in this process)."})
     shard_rows: int = field(
         default=1024, metadata={"help": "Rows per shard (whole queries; the unit of resumption and of work)."}

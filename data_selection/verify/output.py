@@ -13,20 +13,22 @@
       rejects.jsonl             every rejected row with its reason
 
 ``verified.parquet`` columns: ``id``, ``row``, ``query`` (group key), ``category`` (and ``source``),
-``n_prompt_turns``, ``method`` (reference | majority | dataset | ""), ``verify_score`` (NaN = no score),
+``n_prompt_turns``, ``method`` (reference | majority | dataset | empty | ""), ``verify_score`` (NaN = no score),
 ``reason`` (why not), ``answer`` (the final answer extracted), ``answer_found``, ``target`` (what it was
 compared with), ``has_think``, ``has_answer``, ``max_repeat`` (most occurrences of one ``repeat_tokens``-word
-string), ``n_response_chars``, and the dataset's own ``pass_rate_*``, ``ppl``, ``model_name`` when present.
+string inside the response), ``dataset_repeat`` (occurrences in the whole pool of the response's most frequent
+such string; unless ``--dataset_repeats false``), ``n_response_chars``, and the dataset's own ``pass_rate_*``,
+``ppl``, ``model_name`` when present. ``--recheck_model`` adds ``recheck.parquet`` (row, reply, model).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
 from data_selection.command_line import UserError
+from data_selection.jsonl import read_jsonl
 from data_selection.scoring.layout import (
     CONVERSION_REJECTS,
     META,
@@ -40,8 +42,10 @@ from data_selection.scoring.layout import (
 VERIFIED = "verified.parquet"
 
 
-def merge_verified(out: str | Path) -> dict[str, Any]:
-    """Concatenate the shards into ``verified.parquet`` and ``rejects.jsonl``; record the counts in meta.json."""
+def merge_verified(out: str | Path, dataset_repeat: dict[int, int] | None = None) -> dict[str, Any]:
+    """Concatenate the shards into ``verified.parquet`` and ``rejects.jsonl``; record the counts in meta.json.
+
+    ``dataset_repeat`` ({row: count}, :func:`~data_selection.ngram_counts.dataset_repeats`) becomes a column."""
     import pandas as pd
     out = Path(out)
     with merge_lock(out):
@@ -52,11 +56,13 @@ def merge_verified(out: str | Path) -> dict[str, Any]:
         df = df.sort_values("row", kind="stable").reset_index(drop=True)
         df["row"] = df["row"].astype("int64")
         df["verify_score"] = df["verify_score"].astype("float64")
+        if dataset_repeat is not None:
+            df["dataset_repeat"] = df["row"].map(dataset_repeat).fillna(0).astype("int64")
         write_parquet_atomic(out / VERIFIED, df)
         conv = out / CONVERSION_REJECTS
         rejects = []
         if conv.exists():
-            rejects = [json.loads(x) for x in conv.read_text(encoding="utf-8").splitlines() if x.strip()]
+            rejects = read_jsonl(conv)
         write_jsonl_atomic(out / REJECTS, sorted(rejects, key=lambda r: r["row"]))
         scored = df["verify_score"].notna()
         per_query = df.groupby("query").size() if len(df) else pd.Series(dtype=int)
@@ -70,6 +76,10 @@ def merge_verified(out: str | Path) -> dict[str, Any]:
             "by_method": {str(k): int(v) for k, v in df.loc[scored, "method"].value_counts().sort_index().items()},
             "no_score_reasons": {str(k): int(v) for k, v in df.loc[~scored, "reason"].value_counts().items()},
         }
+        if "dataset_repeat" in df:
+            counts["dataset_repeat_over_20"] = int((df["dataset_repeat"] > 20).sum())
+        if "max_repeat" in df:
+            counts["max_repeat_over_20"] = int((df["max_repeat"] > 20).sum())
         if len(per_query):
             counts["responses_per_query"] = {"min": int(per_query.min()), "median": float(per_query.median()),
                                              "mean": round(float(per_query.mean()), 3), "max": int(per_query.max())}
@@ -79,7 +89,7 @@ def merge_verified(out: str | Path) -> dict[str, Any]:
             counts["missing_answer"] = int((~df["has_answer"].astype(bool)).sum())
         prog = out / PROGRESS
         if prog.exists():
-            lines = [json.loads(x) for x in prog.read_text(encoding="utf-8").splitlines() if x.strip()]
+            lines = read_jsonl(prog)
             secs = sum(x["seconds"] for x in lines)
             counts["worker_seconds"] = round(secs, 2)
             cpu = sum(x.get("cpu_seconds", 0.0) for x in lines)
@@ -121,5 +131,5 @@ def load_verified(verified_dir: str | Path, text_columns: bool = False):
     rejects_path = d / REJECTS
     rejects = []
     if rejects_path.exists():
-        rejects = [json.loads(x) for x in rejects_path.read_text(encoding="utf-8").splitlines() if x.strip()]
+        rejects = read_jsonl(rejects_path)
     return table, meta, rejects

@@ -70,6 +70,8 @@ def check_options(opts: VerifyOptions) -> None:
         raise UserError(f"--shard_rows must be at least 1, got {opts.shard_rows}")
     if opts.workers < 0:
         raise UserError(f"--workers must be >= 0, got {opts.workers}")
+    if opts.recheck_model and not opts.recheck_template:
+        raise UserError("--recheck_model needs --recheck_template (its LLaMA-Factory chat template, e.g. qwen)")
 
 
 def resolve_reference_column(opts: VerifyOptions, pool) -> str:
@@ -145,7 +147,7 @@ def run_verify(opts: VerifyOptions) -> dict[str, Any]:
 
     from tqdm.auto import tqdm
 
-    from data_selection.sources import default_num_proc, load_pool, resolve_attr
+    from data_selection.sources import default_num_proc, empty_response_only, load_pool, resolve_attr
     from data_selection.verify.grouping import query_keys
 
     check_options(opts)
@@ -176,7 +178,8 @@ def run_verify(opts: VerifyOptions) -> dict[str, Any]:
     (out / SHARD_DIR).mkdir(exist_ok=True)
 
     keys = query_keys(pool, opts.query_key)
-    reasons = pool.converted["reject_reason"]
+    # an empty or blank response is a failed answer, verified (score 0) in every layout, not rejected
+    reasons = ["" if empty_response_only(r) else r for r in pool.converted["reject_reason"]]
     ok = [r == "" for r in reasons]
     shards = plan_query_shards(keys, ok, opts.shard_rows)
     meta = {
@@ -236,8 +239,50 @@ def run_verify(opts: VerifyOptions) -> dict[str, Any]:
         summary.update(merged=False, waiting_for_shards=len(missing))
     else:
         summary["merged"] = True
-        summary.update(merge_verified(out))
+        repeats = None
+        if opts.dataset_repeats:
+            t1 = time.perf_counter()
+            repeats = pool_repeats(pool, [r for shard in shards for r in shard], opts.repeat_tokens)
+            summary["dataset_repeat_seconds"] = round(time.perf_counter() - t1, 2)
+        summary.update(merge_verified(out, dataset_repeat=repeats))
+        if opts.recheck_model:
+            summary["recheck"] = recheck_verified(out, opts)
     return summary
+
+
+def recheck_verified(out: Path, opts: VerifyOptions) -> dict[str, Any]:
+    """Re-check math-verify's 'wrong' verdicts with ``--recheck_model`` and rewrite ``verified.parquet``."""
+    import pandas as pd
+
+    from data_selection.atomic import write_parquet_atomic
+    from data_selection.verify.recheck import recheck
+
+    table = pd.read_parquet(out / VERIFIED)
+    if "reference" not in set(table["method"]) and "reference+model" not in set(table["method"]):
+        return {"note": "no reference-checked rows: nothing to re-check"}
+    base = table.assign(method=table["method"].replace("reference+model", "reference"))
+    base.loc[table["method"] == "reference+model", "verify_score"] = 0.0  # re-checks start from math-verify's verdict
+    table, facts = recheck(out, base, opts.recheck_model, opts.recheck_template, opts.recheck_batch)
+    write_parquet_atomic(out / VERIFIED, table)
+    meta = read_meta(out)
+    meta["recheck"] = facts
+    write_json_atomic(out / META, meta)
+    return facts
+
+
+def pool_repeats(pool, rows: list[int], n: int, batch_size: int = 2_000) -> dict[int, int]:
+    """{pool row: occurrences in these rows' responses of the row's most frequent n-word string}."""
+    from data_selection.ngram_counts import dataset_repeats
+
+    rows = sorted(rows)
+
+    def texts():
+        col = pool.converted.select_columns(["_response"])
+        for start in range(0, len(rows), batch_size):
+            for r in col.select(rows[start: start + batch_size])["_response"]:
+                yield (r[0]["content"] if r else "") or ""
+
+    return dict(zip(rows, dataset_repeats(texts, n).tolist()))
 
 
 def _run_in_processes(pending, workers, batch_of, path_of, settings, finished) -> None:

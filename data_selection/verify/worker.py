@@ -4,7 +4,8 @@ A shard holds whole queries (all their responses), so majority votes never span 
 the think/answer parts and repetition count (:mod:`data_selection.quality`), then the verify score: the
 dataset's own ``verify_score`` when it has one; math-verify for rows of a math category, per query against the
 reference or the majority (:mod:`~data_selection.verify.judge`); none (NaN, with a reason) for other
-categories (code needs test execution, which this tool does not do).
+categories (code needs test execution, which this tool does not do). An empty or blank response is a failed
+response: score 0 (method ``empty``) whatever its category or layout.
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ def verify_batch(batch: dict[str, Any], settings: Settings) -> dict[str, list]:
     verdicts: list[Verdict | None] = [None] * n
     by_query: dict[tuple[str, str], list[int]] = {}  # (query, reference) -> math rows
     for i in range(n):
-        if _finite(dataset_scores[i]):
+        if not texts[i].strip():
+            verdicts[i] = Verdict(score=0.0, method="empty")  # no answer at all: a failed response
+        elif _finite(dataset_scores[i]):
             verdicts[i] = Verdict(score=float(dataset_scores[i]), method="dataset")
         elif settings.is_math(categories[i]):
             by_query.setdefault((batch["query"][i], (references[i] or "").strip()), []).append(i)

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from data_selection.command_line import UserError
+from data_selection.jsonl import jsonl_lines
 from llamafactory_ext.evaluation.presets import SUITES
 
 GENERIC_STEMS = {"eval", "test", "testset", "validation", "valid", "dev", "data", "problems"}
@@ -21,28 +22,25 @@ def read_local_problems(path: Path) -> list[dict]:
     if not path.is_file():
         raise UserError(f"local suite file {path} does not exist")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}, line {lineno}: not valid JSON ({err})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}, line {lineno}: expected a JSON object with problem and answer")
-            for key in ("problem", "answer"):
-                value = row.get(key)
-                if value is None or (isinstance(value, str) and not value.strip()):
-                    raise UserError(f"{path}, line {lineno}: missing or empty field {key!r}")
-            rows.append(
-                {
-                    "id": str(row.get("id", f"row-{len(rows)}")),
-                    "problem": str(row["problem"]),
-                    "answer": str(row["answer"]).strip(),
-                    "source": str(row.get("source", "")),
-                }
-            )
+    for lineno, line in jsonl_lines(path):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}, line {lineno}: not valid JSON ({err})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}, line {lineno}: expected a JSON object with problem and answer")
+        for key in ("problem", "answer"):
+            value = row.get(key)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise UserError(f"{path}, line {lineno}: missing or empty field {key!r}")
+        rows.append(
+            {
+                "id": str(row.get("id", f"row-{len(rows)}")),
+                "problem": str(row["problem"]),
+                "answer": str(row["answer"]).strip(),
+                "source": str(row.get("source", "")),
+            }
+        )
     if not rows:
         raise UserError(f"{path}: no problems in the file")
     return rows

@@ -72,7 +72,7 @@ def direct(t: pd.DataFrame, seed: int, cv_t: float = 0.0, p: float = 0.5):
 def test_each_stage_equals_a_direct_computation(seed):
     t = hand_table()
     stats, kept, outcome = direct(t, seed)
-    sel = select_pass_cv(t, n=len(kept), seed=seed)
+    sel = select_pass_cv(t, n=len(kept), seed=seed, fill_low_cv=True)  # Stage I's chance-kept queries fill
     f, qf = sel.facts["funnel"], sel.facts["query_funnel"]
     assert qf["queries"] == len(QUERIES) and qf["no_score"] == 1  # ql
     for stage, queries in outcome.items():
@@ -146,12 +146,15 @@ def test_probability_rule_is_seeded_per_query():
              "n_prompt_turns": 1, "has_think": True, "has_answer": True, "max_repeat": 0} for i in range(800)]
     t = pd.DataFrame(rows)
     for seed in (0, 5):
-        sel = select_pass_cv(t, n=1000, seed=seed, other_keep_prob=0.5)
+        sel = select_pass_cv(t, n=1000, seed=seed, other_keep_prob=0.5, fill_low_cv=True)
         want = {f"o{k}" for k in range(400) if keep_draw(seed, f"o{k}") < 0.5}
         assert set(t.set_index("row").loc[sel.rows, "query"]) == want
         assert 150 < len(want) < 250
-    assert len(select_pass_cv(t, n=1000, seed=0, other_keep_prob=0.0).rows) == 0
-    assert len(select_pass_cv(t, n=1000, seed=0, other_keep_prob=1.0).rows) == 400
+        stage1 = select_pass_cv(t, n=1000, seed=seed, other_keep_prob=0.5, stage=1)  # all their responses
+        assert set(t.set_index("row").loc[stage1.rows, "query"]) == want and len(stage1.rows) == 2 * len(want)
+        assert len(select_pass_cv(t, n=1000, seed=seed).rows) == 0  # Stage II keeps only CV > CV_t
+    assert len(select_pass_cv(t, n=1000, seed=0, other_keep_prob=0.0, fill_low_cv=True).rows) == 0
+    assert len(select_pass_cv(t, n=1000, seed=0, other_keep_prob=1.0, fill_low_cv=True).rows) == 400
 
 
 def test_thresholds_are_parameters():
@@ -211,3 +214,69 @@ def test_bad_input_is_a_clear_error():
         select_pass_cv(t, n=3, seed=0, other_keep_prob=1.5)
     with pytest.raises(UserError, match="--n"):
         select_pass_cv(t, n=0, seed=0)
+
+
+def small_pool() -> pd.DataFrame:
+    """14 rows: two contested math queries, two "other" queries every response of which passes
+    (CV 0, kept by Stage I's coin or not), one all-correct math query (CV 0)."""
+    spec = {"h1": ("math", [1, 0, 0, 0]), "h2": ("math", [1, 1, 0, 0]), "o1": ("other", [0.9, 0.9]),
+            "o2": ("other", [0.8, 0.8]), "e1": ("math", [1, 1])}
+    rows = []
+    for q, (cat, scores) in spec.items():
+        for s in scores:
+            rows.append({"id": f"{len(rows):08d}-x", "row": len(rows), "query": q, "category": cat,
+                         "verify_score": float(s), "n_prompt_turns": 1, "has_think": True, "has_answer": True,
+                         "max_repeat": 1})
+    return pd.DataFrame(rows)
+
+
+def test_stage_two_does_not_fill_with_low_cv_queries_by_default():
+    t = small_pool()
+    assert len(t) == 14
+    by_q = t.set_index("row")["query"]
+    default = select_pass_cv(t, n=4, seed=0, other_keep_prob=1.0)  # the coin keeps both "other" queries
+    assert set(by_q[default.rows]) == {"h1", "h2"}  # CV > CV_t only
+    qf = default.facts["query_funnel"]
+    assert qf["kept_by_chance"] == 2 and qf["low_cv_left_out"] == 2 and qf["shortfall"] == 2
+    assert default.facts["funnel"]["low_cv_left_out"] == 4 and "--fill_low_cv" in default.facts["note"]
+    assert default.facts["method"]["paper_default"] is True
+    filled = select_pass_cv(t, n=4, seed=0, other_keep_prob=1.0, fill_low_cv=True)  # the old behaviour
+    assert set(by_q[filled.rows]) == {"h1", "h2", "o1", "o2"} and filled.facts["query_funnel"]["shortfall"] == 0
+    assert filled.facts["method"]["paper_default"] is False
+
+
+def test_responses_per_query():
+    t = small_pool()
+    by_q = t.set_index("row")["query"]
+    scores = t.set_index("row")["verify_score"]
+    # Stage I's output (auto = all): every passing response of every kept query
+    s1 = select_pass_cv(t, n=100, seed=0, other_keep_prob=1.0, stage=1)
+    assert sorted(s1.rows) == sorted(t.loc[(t["verify_score"] > 0.7) & (t["query"] != "e1"), "row"])
+    assert s1.facts["method"]["responses_per_query"] == "all"
+    # Stage II with all passing responses: h2 (CV 1) brings 2 rows, h1 (CV sqrt 3) 1
+    s2 = select_pass_cv(t, n=100, seed=0, responses_per_query="all")
+    assert by_q[s2.rows].value_counts().to_dict() == {"h2": 2, "h1": 1} and (scores[s2.rows] == 1).all()
+    # --n counts rows: the highest CV first, the last query brings only what still fits
+    s3 = select_pass_cv(t, n=2, seed=0, responses_per_query="all")
+    assert sorted(by_q[s3.rows]) == ["h1", "h2"] and s3.facts["query_funnel"]["shortfall"] == 0
+    s4 = select_pass_cv(t, n=100, seed=0, other_keep_prob=1.0, stage=1, responses_per_query="1")
+    assert by_q[s4.rows].value_counts().max() == 1 and len(s4.rows) == 4
+    for bad in ("0", "some"):
+        with pytest.raises(UserError, match="--responses_per_query"):
+            select_pass_cv(t, n=3, seed=0, responses_per_query=bad)
+    with pytest.raises(UserError, match="--stage"):
+        select_pass_cv(t, n=3, seed=0, stage=3)
+
+
+def test_repetition_is_counted_across_the_dataset_by_default():
+    t = hand_table()
+    t["dataset_repeat"] = t["max_repeat"]
+    qb_pass = int(t.index[(t["query"] == "qb") & (t["verify_score"] == 1)][0])
+    t.loc[qb_pass, "dataset_repeat"] = 30  # a template shared by 30 responses of the pool, once in each
+    paper = select_pass_cv(t, n=100, seed=0)
+    assert paper.facts["funnel"]["repetition_dropped"] == 2 and qb_pass not in paper.rows.tolist()
+    assert paper.facts["method"]["repetition"] == {"scope": "dataset", "max_repeats": 20}
+    ours = select_pass_cv(t, n=100, seed=0, repeat_scope="response")
+    assert ours.facts["funnel"]["repetition_dropped"] == 1 and qb_pass in ours.rows.tolist()
+    old = select_pass_cv(t.drop(columns=["dataset_repeat"]), n=100, seed=0)  # a verify output from before
+    assert old.facts["method"]["repetition"]["scope_used"] == "response" and "re-run" in old.facts["warnings"][0]

@@ -8,6 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from data_selection.ngram_counts import dataset_repeats
 from data_selection.quality import max_repeat_count, missing_parts, perplexity_too_high, repetitive
 from data_selection.verify.answers import split_response
 
@@ -77,3 +78,49 @@ def test_the_demo_pools_bad_responses_are_the_ones_caught():
     for r, caught_rep, caught_miss in zip(pool, rep, miss):
         assert caught_rep == (r["response_kind"] == "repetitive"), r["output"][:200]
         assert caught_miss == (r["response_kind"] in ("truncated", "no_think")), r["output"][:200]
+
+
+def brute_force_dataset_repeats(texts, n):
+    grams = Counter(g for t in texts for g in (tuple(t.split()[i: i + n]) for i in range(len(t.split()) - n + 1)))
+    out = []
+    for t in texts:
+        w = t.split()
+        out.append(max((grams[tuple(w[i: i + n])] for i in range(len(w) - n + 1)), default=0))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("budget", [10**9, 50])  # one pass, and many partitioned passes
+def test_dataset_repeats_equal_a_direct_count_across_the_pool(seed, budget):
+    rng = random.Random(seed)
+    vocab = ["a", "b", "so", "x", "=", "1", "the", "answer", "is", "42."]
+    template = [rng.choice(vocab) for _ in range(8)]
+    texts = []
+    for _ in range(40):
+        words = [rng.choice(vocab) for _ in range(rng.randint(0, 60))]
+        if rng.random() < 0.5:  # a shared template phrase, once per response
+            at = rng.randint(0, len(words))
+            words[at:at] = template
+        texts.append(" ".join(words))
+    for n in (1, 3, 8):
+        assert dataset_repeats(lambda: iter(texts), n, budget=budget).tolist() == brute_force_dataset_repeats(texts, n)
+
+
+def test_the_papers_dataset_count_catches_a_template_no_single_response_repeats():
+    template = " ".join(f"t{i}" for i in range(20))
+    texts = [f"<think>\nproblem {k}: {template} so {k}\n</think>\n\\boxed{{{k}}}" for k in range(21)]
+    texts.append(OK_20)
+    ours = repetitive(np.array([max_repeat_count(t) for t in texts]), 20)
+    paper = repetitive(dataset_repeats(lambda: iter(texts), 20), 20)
+    assert not ours.any()  # no response repeats anything inside itself more than 20 times
+    assert paper.tolist() == [True] * 21 + [False]  # the template occurs 21 times in the pool; OK_20 only 20
+
+
+def test_on_the_demo_pool_the_dataset_count_catches_every_loop_the_response_count_does():
+    from data_selection.demo_data import DemoDataConfig, generate
+
+    pool, _ = generate(DemoDataConfig(pool_size=300, eval_size=5, seed=3))
+    texts = [r["output"] for r in pool]
+    ours = repetitive(np.array([max_repeat_count(t) for t in texts]), 20)
+    paper = repetitive(dataset_repeats(lambda: iter(texts), 20), 20)
+    assert ours.any() and (paper >= ours).all()

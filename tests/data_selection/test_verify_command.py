@@ -106,12 +106,13 @@ def test_majority_pool_code_rows_and_bad_rows(tmp_path):
         {"category": "math", "source": "s", "input": "What  is 2+2? ", "output": "<think>\nno end"},  # same query
         {"category": "code", "source": "s", "input": "Write code.", "output": "<think>x</think>```py\npass```"},
         {"category": "", "source": "s", "input": "No category?", "output": tr("1")},
-        {"category": "math", "source": "s", "input": "Broken row", "output": ""},
+        {"category": "math", "source": "s", "input": "Broken row", "output": None},
+        {"category": "math", "source": "s", "input": "Empty answer", "output": " "},  # a failed response: 0
     ]
     path = write_jsonl(rows, tmp_path / "pool.jsonl")
     _verify(path, tmp_path / "v")
     table, meta, rejects = load_verified(tmp_path / "v", text_columns=True)
-    assert [r["row"] for r in rejects] == [9] and "empty" in rejects[0]["reason"]
+    assert [r["row"] for r in rejects] == [9] and "null" in rejects[0]["reason"]
     t = table.set_index("row")
     assert t.loc[[0, 1, 2, 3], "verify_score"].tolist() == [1.0, 1.0, 1.0, 0.0]
     assert (t.loc[[0, 1, 2, 3], "method"] == "majority").all()
@@ -121,7 +122,8 @@ def test_majority_pool_code_rows_and_bad_rows(tmp_path):
     assert math.isnan(t.loc[7, "verify_score"]) and "code" in t.loc[7, "reason"] and t.loc[7, "method"] == ""
     assert t.loc[8, "category"] == "math" and t.loc[8, "reason"] == NO_MAJORITY  # no category: checked as math
     c = meta["counts"]
-    assert c["rejected"] == 1 and c["scored"] == 4 and c["no_score"] == 5
+    assert t.loc[10, "verify_score"] == 0.0 and t.loc[10, "method"] == "empty"
+    assert c["rejected"] == 1 and c["scored"] == 5 and c["no_score"] == 5
     assert c["no_score_reasons"][TIE] == 2
 
 
