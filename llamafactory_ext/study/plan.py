@@ -198,6 +198,30 @@ def prune_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     return Subset(step, name, step.dir, [])
 
 
+def matched_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
+    """A random draw matching the response-length distribution of another arm's subset of the same seed
+    (`select --strategy matched-random --match`, data_selection/selectors/matched_random.py)."""
+    from data_selection.command_line import UserError
+    from data_selection.subset import subset_paths
+
+    cfg = inp.cfg
+    options = dict(arm.options)
+    source = options.pop("match", None)
+    if (source, seed) not in inp.subsets:
+        raise UserError(f"{cfg.source}: arms.{arm.name}: `match` must name a trained arm listed before it whose "
+                        f"subset's lengths are matched (got {source!r})")
+    base = inp.subsets[(source, seed)]
+    key = {"strategy": arm.strategy, "match": base.name, "options": options, "n": cfg.subset_size, "seed": seed}
+    step = Step("select", f"select {arm.name} seed {seed}", key, [inp.score, base.step], cfg.out, arm.name, seed)
+    name = subset_name(arm.name, seed, step)
+    step.argv = ["data-select", "select", "--scores", str(inp.score.dir), "--strategy", arm.strategy,
+                 "--match", str(subset_paths(base.dataset_dir, base.name)["data"]), "--n", str(cfg.subset_size),
+                 "--seed", str(seed), "--name", name, "--dataset_info", str(step.dir / "dataset_info.json"), "--force"]
+    for k, v in options.items():
+        step.argv += [_opt(k), str(v)]
+    return Subset(step, name, step.dir, [])
+
+
 # TEMP arm options (docs/methods.md §3): `data-select perturb` options per kind; the rest go to `select`
 TEMP_PERTURB_OPTIONS = {"gaussian": ("num", "start", "end", "scale", "seed"),
                         "directional": ("num", "min_radius", "max_radius", "seed")}
@@ -320,6 +344,7 @@ def json_key(obj) -> str:
 # strategy -> builder of the subset step; strategies with extra inputs add theirs (plain select strategies use
 # select_steps)
 ARM_BUILDERS: dict[str, Callable[[ArmConfig, int, Inputs], Subset]] = {
+    "matched-random": matched_steps,
     "pass-cv": pass_cv_steps,
     "prune-steps": prune_steps,
     "temp": temp_steps,

@@ -24,11 +24,16 @@ from llamafactory_ext.study.steps import Step
 
 
 def comparisons(cfg: StudyConfig, arms: list[str]) -> list[tuple[str, str]]:
-    """Every arm against the reference (random), then against the baseline (base), without repeats."""
+    """Every arm against the reference (random); each matched arm's target against it (zpd − matched-random,
+    beside zpd − random); then every arm against the baseline (base); without repeats."""
     pairs: list[tuple[str, str]] = []
+    matched = [(a.matches, a.name) for a in cfg.arms if a.matches and a.name in arms and a.matches in arms]
     for against in (cfg.analysis.reference, cfg.analysis.baseline):
         if against and against in arms:
-            pairs += [(a, against) for a in arms if a != against and (against, a) not in pairs]
+            pairs += [(a, against) for a in arms if a != against and (against, a) not in pairs
+                      and (a, against) not in pairs]
+        if against == cfg.analysis.reference:
+            pairs += [p for p in matched if p not in pairs and p[::-1] not in pairs]
     return pairs
 
 
