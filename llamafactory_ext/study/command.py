@@ -1,6 +1,7 @@
 """``llamafactory-ext study STUDY.yaml``: score → select → train → evaluate → compare, resumable, one report.
 
-``--dry-run`` prints every command with its status (done / to run) and the estimated GPU-hours per step.
+``--dry-run`` prints every command with its status (done / to run), the estimated GPU-hours per step, and the
+power statement (expected half-width of every paired difference, :mod:`llamafactory_ext.study.power`).
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def cli_study(opts: StudyOptions) -> int:
     steps = build_plan(cfg)
     if opts.dry_run:
         print_plan(cfg, steps)
+        from llamafactory_ext.study.power import power_lines
+
+        print("\n" + "\n".join(power_lines(cfg)))
         return 0
     from llamafactory_ext.study.execute import run_steps
     from llamafactory_ext.study.report import write_report

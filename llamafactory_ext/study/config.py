@@ -84,6 +84,8 @@ class AnalysisConfig:
     confidence: float = 0.95
     draws: int = 10_000  # bootstrap draws
     seed: int = 0
+    pilot: str = ""  # a finished study's OUT/reports/NAME/summary.json: --dry-run's power from its variance
+    assumptions: dict[str, Any] = field(default_factory=dict)  # else these (llamafactory_ext/study/power.py)
 
 
 @dataclass
