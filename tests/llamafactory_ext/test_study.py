@@ -107,8 +107,8 @@ def test_full_scale_study_dry_run_prints_every_command_and_gpu_hours(capsys):
     assert out.count("llamafactory-ext eval --model") == 12 and "--suite reasoning" in out  # base sampled per seed
     score_h = 100_000 * 6000 / 32_400 / 3600
     train_h = 9 * 15_000 * 6000 * 3 / 7460 / 3600
-    assert f"score {score_h:,.2f}" in out and f"train {train_h:,.2f}" in out and "eval 36.00" in out
-    assert f"total {score_h + train_h + 36:,.2f}" in out
+    assert f"score {score_h:,.2f}" in out and f"train {train_h:,.2f}" in out and "eval 72.00" in out
+    assert f"total {score_h + train_h + 72:,.2f}" in out
     assert "assumption: tokens_per_row = 6,000" in out
 
 
