@@ -35,7 +35,7 @@ def length_facts(table, manifest: dict[str, Any], ids: set[str]) -> dict[str, An
 
 def length_section(selections, table) -> list[str]:
     """Markdown lines: one row per selection (``selections``: report.Loaded)."""
-    head = " | ".join(f"p{int(100 * q)}" for q in QUANTILES)
+    head = " · ".join(f"p{int(100 * q)}" for q in QUANTILES)
     lines = ["", "## Response length", "",
              "Spearman ρ of the key with n_response_tokens over the eligible pool (|ρ| near 1: the key ranks by "
              "length), and the response-token quantiles of the subset against that pool; KS: two-sample "
