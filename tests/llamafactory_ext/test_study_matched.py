@@ -37,7 +37,7 @@ def test_a_matched_arm_matches_the_named_arms_subset_of_the_same_seed(tmp_path, 
     bad = write_study(tmp_path, str(tiny_qwen_dir), arms={"random": {"strategy": "random"},
                                                           "m": {"strategy": "matched-random", "match": "zpd"},
                                                           "zpd": {"strategy": "zpd"}})
-    with pytest.raises(UserError, match="`match` must name a trained arm listed before it"):
+    with pytest.raises(UserError, match="`match` must name an arm listed before it"):
         build_plan(load_study(bad, known_strategies()))
 
 
