@@ -17,7 +17,7 @@ STAMP   := $(VENV)/.installed-$(PROFILE)
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1 TOKENIZERS_PARALLELISM=false \
            LITELLM_LOCAL_MODEL_COST_MAP=True
 
-.PHONY: bench-gpu gpu-check gpu-check-dry install install-vllm check-vllm demo study study-all test test-fast lint bench clean-demo
+.PHONY: bench-gpu gpu-check gpu-check-dry install install-vllm check-vllm demo study study-all study-matched test test-fast lint bench clean-demo
 
 install: $(STAMP)
 
@@ -58,6 +58,9 @@ study: install
 
 study-all: install  # every strategy's arm (longer; its measured time is in the README)
 	$(OFFLINE) $(BIN)/llamafactory-ext study studies/demo_all.yaml
+
+study-matched: install  # random, zpd and a length-matched random arm (measured time in the README)
+	$(OFFLINE) $(BIN)/llamafactory-ext study studies/demo_matched.yaml
 
 test: install
 	$(OFFLINE) $(BIN)/python -m pytest -q

@@ -206,7 +206,8 @@ def _dict(d: dict[str, float] | None) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in (d or {}).items()) or "—"
 
 
-def render_markdown(selections: list[Loaded], images: list[str], reference: str) -> str:
+def render_markdown(selections: list[Loaded], images: list[str], reference: str, length: list[str] | None = None
+                    ) -> str:
     lines = [f"# Selection report: {', '.join(s.name for s in selections)}", ""]
     lines += ["| | " + " | ".join(s.name for s in selections) + " |", "|---|" + "---|" * len(selections)]
 
@@ -267,6 +268,7 @@ def render_markdown(selections: list[Loaded], images: list[str], reference: str)
 
     for s in selections:
         lines += temp_section(s.name, s.manifest)
+    lines += length or []
     lines += ["", "## Plots", ""]
     if reference:
         lines += [reference, ""]
@@ -405,7 +407,13 @@ def run_report(opts: ReportOptions) -> dict[str, Any]:
         if any(stage in s.manifest["funnel"] for s in selections):
             writer.writerow([stage, *(s.manifest["funnel"].get(stage, 0) for s in selections)])
     write_text_atomic(out / "funnel.csv", buf.getvalue())
-    write_text_atomic(out / "report.md", render_markdown(selections, images, reference))
+    length = []
+    if scores_dir:
+        from data_selection.report_length import length_section
+        from data_selection.select import load_scores
+
+        length = length_section(selections, load_scores(scores_dir)[0])
+    write_text_atomic(out / "report.md", render_markdown(selections, images, reference, length))
     files = [*images, "funnel.csv", "report.md"]
     if opts.html:
         from data_selection.report_html.selection import write_selection_html

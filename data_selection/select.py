@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,19 @@ class SelectOptions:
     temp_init_label_num: int = field(default=INIT_LABEL_NUM, metadata={
         "help": "temp: the difficulty filter keeps whole a source of <= this // (sources left) rows, smallest first "
                 "(the official init_label_num; 0 = k-means split every source)."})
+    match: str = field(default="", metadata={
+        "help": "matched-random (or random): the subset whose response-length distribution to match: a registered "
+                "name (in --dataset_info), its .manifest.json, its subset file or an ids file (one id a line)."})
+    match_on: str = field(default="n_response_tokens", metadata={
+        "help": "matched-random: columns to match, n_response_tokens plus optionally source or category "
+                "(e.g. n_response_tokens,source: length bins within each source)."})
+    match_bins: int = field(default=10, metadata={
+        "help": "matched-random: quantile bins of the matched subset's response lengths."})
+    borrow: bool = field(default=False, metadata={
+        "help": "matched-random: a bin with too few candidates takes its shortfall from the nearest length bins "
+                "(default: stop with an error naming the bin)."})
+    include_matched: bool = field(default=False, metadata={
+        "help": "matched-random: the matched subset's own rows may be drawn too (default: excluded)."})
     register: bool = field(default=True, metadata={"help": "Add/update the dataset_info.json entry."})
     force: bool = field(default=False, metadata={"help": "Replace a dataset_info.json entry data-select did not create."})
 
@@ -168,6 +181,8 @@ def run_strategy(table, opts: SelectOptions):
     strategy = strategy_named(opts.strategy)
     if opts.temp_scores and "temp_scores" not in strategy.parameters:
         raise UserError(f"--temp-scores is for --strategy temp, not {opts.strategy}")
+    if opts.match and "match" not in strategy.parameters:
+        raise UserError(f"--match is for --strategy matched-random (or random), not {opts.strategy}")
     kwargs = {p: getattr(opts, p) for p in strategy.parameters}
     for p, load in strategy.loaders.items():
         kwargs[p] = load(opts)
@@ -278,6 +293,8 @@ def run_select(opts: SelectOptions) -> dict[str, Any]:
     from data_selection.registry import is_ours, read_dataset_info, register_entry, subset_entry
     from data_selection.subset import render_card, selected_examples, subset_paths, write_subset
 
+    if opts.strategy == "random" and opts.match:  # `--strategy random --match SUBSET` is the matched baseline
+        opts = replace(opts, strategy="matched-random")
     if not opts.name or "/" in opts.name or opts.name.startswith("."):
         raise UserError(f"--name {opts.name!r} must be a plain name (it becomes data/NAME.jsonl)")
     info_path = Path(opts.dataset_info)
@@ -325,6 +342,10 @@ def cli_select(opts: SelectOptions) -> int:
         print("queries: " + " → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in m["query_funnel"].items()))
     if m.get("note"):
         print(f"note: {m['note']}", file=sys.stderr)
+    if "matching" in m:
+        mt = m["matching"]
+        print(f"matched {mt['target']['source']}: {len(mt['cells'])} cells, borrowed "
+              f"{sum(b['rows'] for b in mt['borrowed'])} row(s); KS of lengths {mt['ks_lengths']['statistic']:.3f}")
     th = m["thresholds"]
     if "low_value" in th:
         print(f"band of {m['parameters']['key']}: [{th['low_value']:.4f}, {th['high_value']:.4f}]")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data_selection.selectors.common import KEYS, Selection
+from data_selection.selectors.matched_random import select_matched_random
 from data_selection.selectors.pass_cv import select_pass_cv
 from data_selection.selectors.random import select_random
 from data_selection.selectors.temp import select_temp
@@ -43,6 +44,10 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("zpd", select_zpd, "drop the easiest --low and hardest 1 - --high by the key, then uniform",
                  (*COMMON_PARAMETERS, "low", "high")),
         Strategy("random", select_random, "uniform over the eligible pool (the baseline)", COMMON_PARAMETERS),
+        Strategy("matched-random", select_matched_random, "uniform within the length bins of another subset "
+                 "(--match SUBSET): a random baseline with the same response-length distribution",
+                 ("n", "seed", "key", "over_length", "match", "match_on", "match_bins", "borrow", "include_matched"),
+                 loaders={"match": lambda opts: _load_match(opts.match, opts.dataset_info)}),
         Strategy("temp", select_temp, "TEMP: high-loss cluster at a noise checkpoint, then diverse picks along a "
                  "fine-tuning direction (needs --temp-scores; docs/methods.md §3)",
                  ("n", "seed", "over_length", "temp_scores", "temp_checkpoint", "temp_allocation", "temp_ranking",
@@ -57,6 +62,12 @@ STRATEGIES: dict[str, Strategy] = {
 }
 
 
+def _load_match(subset: str, dataset_info: str):
+    from data_selection.match_target import load_match_target
+
+    return load_match_target(subset, dataset_info)
+
+
 def _load_temp(folder: str, scores: str):
     from data_selection.scoring.checkpoint_layout import load_temp_scores
 
@@ -67,5 +78,5 @@ def strategy_help() -> str:
     return "; ".join(f"{s.name}: {s.summary}" for s in STRATEGIES.values())
 
 
-__all__ = ["KEYS", "STRATEGIES", "Selection", "Strategy", "select_pass_cv", "select_random", "select_temp",
+__all__ = ["KEYS", "STRATEGIES", "Selection", "Strategy", "select_matched_random", "select_pass_cv", "select_random", "select_temp",
            "select_zpd", "strategy_help"]

@@ -1,6 +1,7 @@
 """``llamafactory-ext study STUDY.yaml``: score → select → train → evaluate → compare, resumable, one report.
 
-``--dry-run`` prints every command with its status (done / to run) and the estimated GPU-hours per step.
+``--dry-run`` prints every command with its status (done / to run), the estimated GPU-hours per step, and the
+power statement (expected half-width of every paired difference, :mod:`llamafactory_ext.study.power`).
 """
 
 from __future__ import annotations
@@ -104,9 +105,11 @@ def cli_study(opts: StudyOptions) -> int:
 
     steps_now = steps_until(steps, opts.until or None)  # the Slurm executor also submits only these
     if opts.dry_run:
+        from llamafactory_ext.study.power import power_lines
         from llamafactory_ext.study.schedule import schedule_lines
 
         print_plan(cfg, steps)
+        print("\n" + "\n".join(power_lines(cfg)))
         print("\n".join(["", *schedule_lines(cfg, steps, cluster)]))
         if opts.executor == "slurm":
             from llamafactory_ext.study.executors.slurm import dry_run_scripts

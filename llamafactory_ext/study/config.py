@@ -49,6 +49,11 @@ class ArmConfig:
     strategy: str | None  # None: the untrained base model
     options: dict[str, Any] = field(default_factory=dict)  # further `data-select select` options (low, high, key…)
 
+    @property
+    def matches(self) -> str | None:
+        """The arm whose subset this length-matched baseline copies (``match: ARM``), else None."""
+        return self.options.get("match") if self.strategy == "matched-random" else None
+
 
 @dataclass
 class TrainConfig:
@@ -79,6 +84,8 @@ class AnalysisConfig:
     confidence: float = 0.95
     draws: int = 10_000  # bootstrap draws
     seed: int = 0
+    pilot: str = ""  # a finished study's OUT/reports/NAME/summary.json: --dry-run's power from its variance
+    assumptions: dict[str, Any] = field(default_factory=dict)  # else these (llamafactory_ext/study/power.py)
 
 
 @dataclass
@@ -143,6 +150,8 @@ def _arms(path: Path, raw: Any, strategies: set[str]) -> list[ArmConfig]:
     for name, opts in raw.items():
         opts = dict(opts or {})
         strategy = opts.pop("strategy", None)
+        if strategy == "random" and "match" in opts:  # {strategy: random, match: zpd}: the length-matched baseline
+            strategy = "matched-random"
         if name == BASE_ARM:
             if strategy or opts:
                 raise UserError(f"{path}: arms.base is the untrained model and takes no options")

@@ -174,17 +174,22 @@ def pass_cv_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     return Subset(step, name, step.dir, new)
 
 
-def prune_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
-    """LIMOPro step pruning (docs/methods.md §5) of another arm's subset of the same seed."""
+def sibling_subset(arm: ArmConfig, seed: int, inp: Inputs, option: str, what: str) -> tuple[dict[str, Any], Subset]:
+    """(the arm's other options, the subset of the arm its ``option`` names, same seed) for arms built on another."""
     from data_selection.command_line import UserError
 
-    cfg = inp.cfg
     options = dict(arm.options)
-    source = options.pop("from", None)
+    source = options.pop(option, None)
     if (source, seed) not in inp.subsets:
-        raise UserError(f"{cfg.source}: arms.{arm.name}: `from` must name an arm listed before it whose subset is "
-                        f"pruned (got {source!r})")
-    base = inp.subsets[(source, seed)]
+        raise UserError(f"{inp.cfg.source}: arms.{arm.name}: `{option}` must name an arm listed before it whose "
+                        f"subset is {what} (got {source!r})")
+    return options, inp.subsets[(source, seed)]
+
+
+def prune_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
+    """LIMOPro step pruning (docs/methods.md §5) of another arm's subset of the same seed."""
+    cfg = inp.cfg
+    options, base = sibling_subset(arm, seed, inp, "from", "pruned")
     key = {"from": base.name, "options": options, "model": inp.model_key, "template": cfg.template,
            "cutoff_len": cfg.cutoff_len}
     step = Step("prune", f"prune {arm.name} seed {seed}", key, [base.step], cfg.out, arm.name, seed)
@@ -193,6 +198,24 @@ def prune_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
                  "--dataset_dir", str(base.dataset_dir), "--template", cfg.template, "--cutoff_len",
                  str(cfg.cutoff_len), "--name", name, "--dataset_info", str(step.dir / "dataset_info.json"),
                  "--out", str(step.dir / "pir"), "--report_dir", str(step.dir / "report"), "--force"]
+    for k, v in options.items():
+        step.argv += [_opt(k), str(v)]
+    return Subset(step, name, step.dir, [])
+
+
+def matched_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
+    """A random draw matching the response-length distribution of another arm's subset of the same seed
+    (`select --strategy matched-random --match`, data_selection/selectors/matched_random.py)."""
+    from data_selection.subset import subset_paths
+
+    cfg = inp.cfg
+    options, base = sibling_subset(arm, seed, inp, "match", "length-matched")
+    key = {"strategy": arm.strategy, "match": base.name, "options": options, "n": cfg.subset_size, "seed": seed}
+    step = Step("select", f"select {arm.name} seed {seed}", key, [inp.score, base.step], cfg.out, arm.name, seed)
+    name = subset_name(arm.name, seed, step)
+    step.argv = ["data-select", "select", "--scores", str(inp.score.dir), "--strategy", arm.strategy,
+                 "--match", str(subset_paths(base.dataset_dir, base.name)["data"]), "--n", str(cfg.subset_size),
+                 "--seed", str(seed), "--name", name, "--dataset_info", str(step.dir / "dataset_info.json"), "--force"]
     for k, v in options.items():
         step.argv += [_opt(k), str(v)]
     return Subset(step, name, step.dir, [])
@@ -320,6 +343,7 @@ def json_key(obj) -> str:
 # strategy -> builder of the subset step; strategies with extra inputs add theirs (plain select strategies use
 # select_steps)
 ARM_BUILDERS: dict[str, Callable[[ArmConfig, int, Inputs], Subset]] = {
+    "matched-random": matched_steps,
     "pass-cv": pass_cv_steps,
     "prune-steps": prune_steps,
     "temp": temp_steps,

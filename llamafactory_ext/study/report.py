@@ -19,16 +19,21 @@ import pandas as pd
 
 from data_selection.atomic import atomic_path, write_json_atomic, write_text_atomic
 from llamafactory_ext.study.config import StudyConfig
-from llamafactory_ext.study.stats import StudyStats, bootstrap, verdict
+from llamafactory_ext.study.stats import StudyStats, bootstrap, score_matrix, verdict
 from llamafactory_ext.study.steps import Step
 
 
 def comparisons(cfg: StudyConfig, arms: list[str]) -> list[tuple[str, str]]:
-    """Every arm against the reference (random), then against the baseline (base), without repeats."""
+    """Every arm against the reference (random); each matched arm's target against it (zpd − matched-random,
+    beside zpd − random); then every arm against the baseline (base); without repeats."""
     pairs: list[tuple[str, str]] = []
+    matched = [(a.matches, a.name) for a in cfg.arms if a.matches and a.name in arms and a.matches in arms]
     for against in (cfg.analysis.reference, cfg.analysis.baseline):
         if against and against in arms:
-            pairs += [(a, against) for a in arms if a != against and (against, a) not in pairs]
+            pairs += [(a, against) for a in arms if a != against and (against, a) not in pairs
+                      and (a, against) not in pairs]
+        if against == cfg.analysis.reference:
+            pairs += [p for p in matched if p not in pairs and p[::-1] not in pairs]
     return pairs
 
 
@@ -107,6 +112,24 @@ def _per_seed(results: pd.DataFrame, task: str, arm: str) -> str:
     return ", ".join(f"s{seed}: {100 * v:.1f}" for seed, v in means.items())
 
 
+def variance_split(results: pd.DataFrame, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """Per paired difference of one task: the bootstrap variance split into seeds, problems, seed x problem and
+    the part from sampling (llamafactory_ext/study/variance.py)."""
+    from llamafactory_ext.study.variance import decompose
+
+    problems = sorted(results["problem"].unique())
+    k = (results.groupby("arm")["samples"].max() if "samples" in results else pd.Series(dtype=int)).to_dict()
+    return {(a, b): decompose(score_matrix(results, a, problems), score_matrix(results, b, problems),
+                              int(k.get(a, 1)), int(k.get(b, 1))) for a, b in pairs}
+
+
+def _split_line(a: str, b: str, c) -> str:
+    sh = c.shares()
+    return (f"- {a} − {b}: of the interval's variance, seeds {100 * sh['seeds']:.0f}%, problems "
+            f"{100 * sh['problems']:.0f}%, seed × problem {100 * sh['seed x problem']:.0f}%; within-problem sampling "
+            f"({c.samples} sample(s) per problem) accounts for {100 * sh['of which sampling']:.0f}% of the total.")
+
+
 def write_report(cfg: StudyConfig, steps: list[Step], results: pd.DataFrame, wall_seconds: float | None) -> dict[str, Any]:
     out = cfg.report_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -146,12 +169,17 @@ def write_report(cfg: StudyConfig, steps: list[Step], results: pd.DataFrame, wal
             lines.append(f"| {a} − {b} | {iv.estimate:+.1f} | [{iv.low:+.1f}, {iv.high:+.1f}] | {iv.half_width:.1f} | "
                          f"{'yes' if ok else 'no'} |")
         lines += [""] + [f"- {verdict(iv, cfg.analysis.resolution, a, b)}" for (a, b), iv in st.differences.items()]
+        split = variance_split(results[results["task"] == task], list(st.differences))
+        lines += ["", "Where the width comes from (exact split of the bootstrap variance, "
+                  "`llamafactory_ext/study/variance.py`):", ""]
+        lines += [_split_line(a, b, c) for (a, b), c in split.items()]
         lines.append("")
         summary["tasks"][task] = {
             "problems": st.problems, "replicates": st.replicates,
             "arms": {a: vars(iv) | {"half_width": iv.half_width} for a, iv in st.arms.items()},
             "differences": {f"{a} - {b}": vars(iv) | {"half_width": iv.half_width,
-                                                      "resolved": iv.half_width <= cfg.analysis.resolution}
+                                                      "resolved": iv.half_width <= cfg.analysis.resolution,
+                                                      "variance": split[(a, b)].as_dict()}
                             for (a, b), iv in st.differences.items()},
         }
     plot(stats_by_task, cfg, out / "arms.png")

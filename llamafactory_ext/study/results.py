@@ -3,12 +3,15 @@
 Every ``llamafactory-ext eval`` folder holds ``details/<model>/<time>/details_<task>|0_<time>.parquet`` with one
 row per problem: the document (``doc.specific.id`` for our local tasks, else the query text identifies the
 problem) and the sample-level metrics. The score of a problem is the task's headline sample metric:
-``extractive_match`` (one answer checked by math-verify), else pass@1 over the samples, else accuracy.
+``extractive_match`` (one answer checked by math-verify), else pass@1 over the samples (= the mean accuracy of
+the problem's samples), else accuracy. ``samples`` is how many samples that score averages (read from the
+metric's name, ``pass@k:k=1&n=8``): the report's variance split estimates the sampling noise from it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +36,12 @@ def _pick_metric(metrics: dict) -> str:
     return sorted(metrics)[0]
 
 
+def samples_of(metric: str) -> int:
+    """Samples per problem a metric averages: ``pass@k:k=1&n=8`` and ``math_pass@1:8_samples`` -> 8, else 1."""
+    m = re.search(r"[&:]n=(\d+)", metric) or re.search(r":(\d+)_samples", metric)
+    return int(m.group(1)) if m else 1
+
+
 def _task_of(path: Path) -> str:
     stem = path.stem.removeprefix("details_")
     return stem.split("|")[0]
@@ -54,11 +63,12 @@ def read_eval(folder: Path) -> pd.DataFrame:
             if not metrics:
                 raise UserError(f"{f}: a problem without metrics")
             name = _pick_metric(metrics)
-            rows.append({"task": task, "problem": _problem_id(doc), "metric": name, "score": float(metrics[name])})
+            rows.append({"task": task, "problem": _problem_id(doc), "metric": name, "score": float(metrics[name]),
+                         "samples": samples_of(name)})
     out = pd.DataFrame(rows)
     dup = out.duplicated(["task", "problem"])
     if dup.any():  # the same problem twice (samples are aggregated by lighteval already): average, say so
-        out = out.groupby(["task", "problem", "metric"], as_index=False)["score"].mean()
+        out = out.groupby(["task", "problem", "metric", "samples"], as_index=False)["score"].mean()
     return out
 
 

@@ -203,8 +203,13 @@ def test_disk_sizes_a_study_from_its_estimate(monkeypatch):
     monkeypatch.setattr(storage, "count_parameters", lambda model: 3_085_938_688)
     t = load_target("studies/zpd_qwen3b.yaml")
     need, parts = storage.planned_bytes(t, 3_085_938_688)
-    assert t.train_runs == 6 and "6 training run(s) x (2 checkpoints (save_total_limit)" in parts[0]
-    assert need > 6 * 2 * 3_085_938_688 * 16
+    from llamafactory_ext.study.config import load_study
+    from llamafactory_ext.study.plan import build_plan, known_strategies
+
+    runs = sum(s.kind == "train" for s in build_plan(load_study("studies/zpd_qwen3b.yaml", known_strategies())))
+    assert runs >= 6 and t.train_runs == runs
+    assert f"{runs} training run(s) x (2 checkpoints (save_total_limit)" in parts[0]
+    assert need > runs * 2 * 3_085_938_688 * 16
 
 
 def test_hub_offline_blocks_no_token_warns_token_passes(monkeypatch):

@@ -102,12 +102,13 @@ def test_full_scale_study_dry_run_prints_every_command_and_gpu_hours(capsys):
         for seed in (42, 43, 44):
             assert f"--strategy {arm} --n 15000 --seed {seed}" in out
             assert f"to run train {arm} seed {seed}  (est. GPU-hours 10.05)" in out
-    assert out.count("FORCE_TORCHRUN=1 NPROC_PER_NODE=8 llamafactory-cli train yaml_recipes/advanced.yaml") == 6
-    assert out.count("llamafactory-ext eval --model") == 9 and "--suite reasoning" in out  # base sampled per seed
+    # random, zpd and the length-matched random arm, 3 seeds each
+    assert out.count("FORCE_TORCHRUN=1 NPROC_PER_NODE=8 llamafactory-cli train yaml_recipes/advanced.yaml") == 9
+    assert out.count("llamafactory-ext eval --model") == 12 and "--suite reasoning" in out  # base sampled per seed
     score_h = 100_000 * 6000 / 32_400 / 3600
-    train_h = 6 * 15_000 * 6000 * 3 / 7460 / 3600
-    assert f"score {score_h:,.2f}" in out and f"train {train_h:,.2f}" in out and "eval 27.00" in out
-    assert f"total {score_h + train_h + 27:,.2f}" in out
+    train_h = 9 * 15_000 * 6000 * 3 / 7460 / 3600
+    assert f"score {score_h:,.2f}" in out and f"train {train_h:,.2f}" in out and "eval 72.00" in out
+    assert f"total {score_h + train_h + 72:,.2f}" in out
     assert "assumption: tokens_per_row = 6,000" in out
 
 

@@ -35,7 +35,7 @@ def _repo_cwd(monkeypatch):
 def zpd_with(tmp_path: Path, cluster: dict) -> Path:
     raw = yaml.safe_load(Path(ZPD).read_text(encoding="utf-8"))
     path = tmp_path / "zpd.yaml"
-    path.write_text(yaml.safe_dump({**raw, "out": str(tmp_path / "out"), "cluster": cluster}), encoding="utf-8")
+    path.write_text(yaml.safe_dump({**raw, "out": str(tmp_path / "out"), "cluster": cluster}, sort_keys=False), encoding="utf-8")
     return path
 
 
@@ -96,24 +96,32 @@ def test_multi_node_job_script_starts_one_launcher_per_node_with_torchrun_variab
 def test_dry_run_prints_the_critical_path_and_wall_time_on_n_nodes(capsys):
     assert lfx_main(["study", ZPD, "--dry-run"]) == 0
     out = capsys.readouterr().out
-    score, train, ev = 100_000 * 6000 / 32_400 / 3600, 15_000 * 6000 * 3 / 7460 / 3600, 3.0
+    est = yaml.safe_load(Path(ZPD).read_text(encoding="utf-8"))["estimate"]
+    steps = build_plan(load_study(ZPD, known_strategies()))
+    n_train, n_eval = sum(s.kind == "train" for s in steps), sum(s.kind == "eval" for s in steps)
+    score = est["pool_rows"] * est["tokens_per_row"] / est["score_tokens_per_s"] / 3600
+    train = 15_000 * est["tokens_per_row"] * 3 / est["train_tokens_per_s"] / 3600
+    ev = est["eval_gpu_hours"]
     assert "critical path: pool scores -> select random seed 42 -> train random seed 42 -> eval random seed 42" in out
     path_wall = score / 8 + train / 8 + ev  # score and train on the study's 8 GPUs, evaluation on one
     assert f"{score + train + ev:,.2f} GPU-hours, {path_wall:,.2f} h wall" in out
-    total = score + 6 * train + 9 * ev
+    total = score + n_train * train + n_eval * ev
     assert f"sequential (the default executor, one step at a time): {total:,.2f} GPU-hours" in out
     assert f"({total / 8:,.2f} h if every step kept all 8 GPUs busy)" in out
     walls = out.split("wall time on ")[1].split(" (")[0]
     hours = [float(part.split()[-2]) for part in walls.split(", ")]
+    # on 8 nodes every training gets a node of its own except those beyond the 8th, which wait one training
+    waves = -(-n_train // 8)
     assert walls.startswith("1 node ") and hours == sorted(hours, reverse=True) and hours[-1] == pytest.approx(
-        path_wall, abs=0.01)
+        path_wall + (waves - 1) * train / 8, abs=0.01)
 
 
 def test_dry_run_with_the_slurm_executor_shows_job_scripts(capsys):
     assert lfx_main(["study", ZPD, "--dry-run", "--executor", "slurm"]) == 0
     out = capsys.readouterr().out
     assert out.count("#!/bin/bash") == 5  # one full script per kind: score, eval, select, train, report
-    assert out.count("--run-step ") == 23 and "--run-step report" in out
+    steps = build_plan(load_study(ZPD, known_strategies()))
+    assert out.count("--run-step ") == len(steps) + 1 and "--run-step report" in out  # + the report job
     assert "zpd_qwen3b.train-zpd-seed-43-" in out and "(sbatch --dependency=afterok: the jobs of select zpd seed 43)" in out
 
 
