@@ -47,8 +47,8 @@ def ask(model_path: str, template: str, pairs: list[tuple[str, str]], batch_size
     """The model's reply to :data:`PROMPT` for each (answer, reference) pair, greedy."""
     import torch
 
+    from data_selection.device import resolve_device
     from data_selection.encoding import TemplateEncoder, load_tokenizer
-    from data_selection.scoring.options import resolve_device
     from data_selection.scoring.runner import load_model
 
     device = device or resolve_device("auto", 0)
