@@ -59,7 +59,7 @@ study: install
 study-all: install  # every strategy's arm (longer; its measured time is in the README)
 	$(OFFLINE) $(BIN)/llamafactory-ext study studies/demo_all.yaml
 
-study-matched: install  # random, zpd and a length-matched random arm (measured time in the README)
+study-matched: install  # random, zpd and a length-matched random arm (~40 min on 2 cores, estimated; not yet measured)
 	$(OFFLINE) $(BIN)/llamafactory-ext study studies/demo_matched.yaml
 
 test: install
