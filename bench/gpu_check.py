@@ -163,12 +163,16 @@ def part_two_rank(ctx: dict) -> dict:
     base.write_pool(base.make_rows(lengths, seed=4), work / "ranks")
     args = ["--model", ctx["model"], "--dataset", "pool", "--dataset_dir", str(work / "ranks"), "--template", "qwen",
             "--shard_rows", "4", "--num_proc", "1", "--dtype", "bf16", "--device", "auto"]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    # One CPU thread per process in both runs: torchrun sets OMP_NUM_THREADS=1 for 2 ranks only, and a CPU
+    # reduction's order (so its last bit) depends on the thread count; GPU kernels do not read it.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1")
     frames = {}
     for ranks in (1, 2):
         out = work / f"scores_{ranks}rank"
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(ranks), "-m", "data_selection.cli",
-               "score", *args, "--out", str(out)]  # fmt: skip
+        # --standalone: torchrun's store on a free port (the default 29500 may be taken on a shared CI host)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
+               "-m", "data_selection.cli", "score", *args, "--out", str(out)]  # fmt: skip
         p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         if p.returncode != 0:
             return {"error": f"{ranks}-rank scoring exited {p.returncode}: {(p.stdout + p.stderr)[-1500:]}"}
@@ -178,7 +182,10 @@ def part_two_rank(ctx: dict) -> dict:
     same_rows = one["row"].tolist() == two["row"].tolist()
     diffs = {c: float((one[c] - two[c]).abs().max()) for c in cols} if same_rows else {}
     equal = same_rows and all(one[c].equals(two[c]) for c in cols)
-    return {"rows": len(one), "columns": cols, "bit_for_bit": equal, "max_abs_diff": diffs}
+    result = {"rows": len(one), "columns": cols, "bit_for_bit": equal, "max_abs_diff": diffs}
+    if not equal:
+        result["error"] = f"2-rank scores differ from 1-rank ones: same rows {same_rows}, max |diff| {diffs}"
+    return result
 
 
 PARTS = {"model": part_model, "doctor": part_doctor, "scorer": part_scorer, "scorer_fp32": part_scorer_fp32,
@@ -210,8 +217,9 @@ def run_part(name: str, ctx: dict, ctx_path: Path, budget: float, left: float) -
     if p.returncode != 0 or not result_file.is_file():
         return {"status": "failed", "elapsed_s": elapsed, "note": (p.stdout + p.stderr)[-2000:]}
     result = json.loads(result_file.read_text())
-    status = "failed" if "error" in result else "ok"
-    return {"status": status, "elapsed_s": elapsed, "result": result}
+    if "error" in result:
+        return {"status": "failed", "elapsed_s": elapsed, "result": result, "note": str(result["error"])[-2000:]}
+    return {"status": "ok", "elapsed_s": elapsed, "result": result}
 
 
 def environment(dry_run: bool) -> dict:

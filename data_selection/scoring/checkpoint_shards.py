@@ -12,9 +12,8 @@ from typing import Any
 
 from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
 from data_selection.command_line import UserError
-from data_selection.jsonl import read_jsonl
 from data_selection.scoring.checkpoint_layout import feature_column
-from data_selection.scoring.layout import META, PROGRESS, REJECTS, SCORES, SHARD_DIR, read_meta
+from data_selection.scoring.layout import META, REJECTS, SCORES, SHARD_DIR, read_meta, read_progress
 
 
 def plan(rows, costs, shard_rows: int) -> tuple[list[list[int]], list[int]]:
@@ -92,9 +91,8 @@ def merge_checkpoint_shards(out: str | Path) -> dict[str, Any]:
                                                   for r in rejects.itertuples()), key=lambda x: x["row"]))
         counts = {"rows": int(len(wide)), "scored": int(len(table)), "rejected": int((~ok).sum()),
                   "scored_tokens_per_checkpoint": int(table["n_scored_tokens"].sum())}
-        prog = out / PROGRESS
-        if prog.exists():
-            lines = read_jsonl(prog)
+        lines = read_progress(out)
+        if lines:
             secs = sum(x["seconds"] for x in lines)
             counts["score_seconds"] = round(secs, 2)
             counts["tokens_forwarded"] = int(sum(x["tokens"] for x in lines))

@@ -56,7 +56,7 @@ from data_selection.scoring.checkpoint_shards import (  # noqa: F401  (re-export
     shard_file,
     shard_frame,
 )
-from data_selection.scoring.layout import META, PROGRESS, REJECTS, SCORES, read_meta
+from data_selection.scoring.layout import META, REJECTS, SCORES, append_progress, read_meta
 
 
 def prefix_encoding(input_ids, labels, k: int):
@@ -274,11 +274,10 @@ def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
                 write_parquet_atomic(shard_file(out, j, k), shard_frame(records, features))
                 dt = time.perf_counter() - ts
                 tokens += stats["tokens"]
-                with open(out / PROGRESS, "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"checkpoint": j, "shard": k, "rank": rank, "rows": len(records),
-                                        "tokens": stats["tokens"], "seconds": round(dt, 3),
-                                        "padding_waste": round(stats["padding_waste"], 4),
-                                        "packing": stats["packing"], "time": time.time()}) + "\n")
+                append_progress(out, {"checkpoint": j, "shard": k, "rank": rank, "rows": len(records),
+                                      "tokens": stats["tokens"], "seconds": round(dt, 3),
+                                      "padding_waste": round(stats["padding_waste"], 4),
+                                      "packing": stats["packing"], "time": time.time()})
                 bar.update(len(records))
                 bar.set_postfix(ckpt=j, tok_s=f"{tokens / (time.perf_counter() - t0):,.0f}")
         bar.close()

@@ -65,6 +65,28 @@ def finished_shard_frames(out: Path, command: str) -> tuple[dict[str, Any], list
     return meta, [pq.read_table(shard_path(out, k)).to_pandas() for k in range(n)]
 
 
+def append_progress(out: Path, record: dict[str, Any]) -> None:
+    """Append one line to ``out/progress.jsonl`` under its lock, so a merging rank never reads half a line."""
+    from filelock import FileLock
+
+    with FileLock(str(Path(out) / ".progress.lock")), open(Path(out) / PROGRESS, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_progress(out: Path) -> list[dict[str, Any]]:
+    """The progress lines (under the same lock), the last one per shard: a shard redone after a kill counts once."""
+    from filelock import FileLock
+
+    from data_selection.jsonl import read_jsonl
+
+    path = Path(out) / PROGRESS
+    if not path.exists():
+        return []
+    with FileLock(str(Path(out) / ".progress.lock")):
+        lines = read_jsonl(path)
+    return list({(x.get("checkpoint"), x.get("shard", i)): x for i, x in enumerate(lines)}.values())
+
+
 def merge_lock(out: Path):
     """The lock every merge of ``out`` holds, so two ranks finishing together write the merged files once."""
     from filelock import FileLock

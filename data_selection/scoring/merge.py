@@ -19,11 +19,11 @@ from data_selection.jsonl import read_jsonl
 from data_selection.scoring.layout import (
     CONVERSION_REJECTS,
     META,
-    PROGRESS,
     REJECTS,
     SCORES,
     finished_shard_frames,
     merge_lock,
+    read_progress,
 )
 
 SCORE_COLUMNS = ["id", "row", "n_prompt_tokens", "n_response_tokens", "n_tokens_full", "loss_sum", "loss_mean",
@@ -75,9 +75,8 @@ def merge_shards(out: str | os.PathLike) -> dict[str, Any]:
             "truncated": int(scores["truncated"].sum()),
             "response_tokens": int(scores["n_response_tokens"].sum()),
         }
-        prog = out / PROGRESS
-        if prog.exists():
-            lines = read_jsonl(prog)
+        lines = read_progress(out)
+        if lines:
             secs = sum(x["seconds"] for x in lines)
             toks = sum(x["tokens"] for x in lines)
             counts["gpu_seconds"] = round(secs, 2)

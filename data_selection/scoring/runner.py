@@ -33,10 +33,10 @@ from data_selection.scoring.identity import check_out_dir, code_version, run_ide
 from data_selection.scoring.layout import (
     CONVERSION_REJECTS,
     META,
-    PROGRESS,
     REJECTS,
     SCORES,
     SHARD_DIR,
+    append_progress,
     missing_shards,
     shard_path,
 )
@@ -227,11 +227,9 @@ def run_score(opts: ScoreOptions) -> dict[str, Any]:
                     tokens += stats["tokens"]
                     rows_done += len(records)
                     wastes.append(stats["padding_waste"])
-                    with open(out / PROGRESS, "a", encoding="utf-8") as f:
-                        f.write(json.dumps({"shard": k, "rank": rank, "rows": len(records),
-                                            "tokens": stats["tokens"], "seconds": round(dt, 3),
-                                            "padding_waste": round(stats["padding_waste"], 4),
-                                            "packing": stats["packing"], "time": time.time()}) + "\n")
+                    append_progress(out, {"shard": k, "rank": rank, "rows": len(records), "tokens": stats["tokens"],
+                                          "seconds": round(dt, 3), "padding_waste": round(stats["padding_waste"], 4),
+                                          "packing": stats["packing"], "time": time.time()})
                     bar.update(len(records))
                     el = time.perf_counter() - t0
                     bar.set_postfix(tok_s=f"{tokens / el:,.0f}", rows_s=f"{rows_done / el:,.1f}")

@@ -16,7 +16,6 @@ Work plan (the scorer's, :mod:`data_selection.scoring.runner`):
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from data_selection.atomic import write_json_atomic
 from data_selection.command_line import UserError
 from data_selection.device import use_device
 from data_selection.scoring.identity import check_out_dir, code_version, encoding_identity
-from data_selection.scoring.layout import META, PROGRESS, SHARD_DIR, missing_shards, shard_path
+from data_selection.scoring.layout import META, SHARD_DIR, append_progress, missing_shards, shard_path
 from data_selection.scoring.options import dist_env
 from data_selection.scoring.plan import assign_shards, plan_shards
 from data_selection.transforms.options import PruneOptions, dataset_info_path, validate, work_dir
@@ -232,9 +231,7 @@ def run_prune(opts: PruneOptions) -> dict[str, Any]:
             dt = time.perf_counter() - ts
             for key in totals:
                 totals[key] += stats[key]
-            with open(out / PROGRESS, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"shard": k, "rank": rank, **stats, "seconds": round(dt, 3),
-                                    "time": time.time()}) + "\n")
+            append_progress(out, {"shard": k, "rank": rank, **stats, "seconds": round(dt, 3), "time": time.time()})
             el = time.perf_counter() - t0
             bar.set_postfix(rows_s=f"{totals['rows'] / el:,.2f}", tok_s=f"{totals['forward_tokens'] / el:,.0f}")
         bar.close()

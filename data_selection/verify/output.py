@@ -32,11 +32,11 @@ from data_selection.jsonl import read_jsonl
 from data_selection.scoring.layout import (
     CONVERSION_REJECTS,
     META,
-    PROGRESS,
     REJECTS,
     finished_shard_frames,
     merge_lock,
     read_meta,
+    read_progress,
 )
 
 VERIFIED = "verified.parquet"
@@ -87,9 +87,8 @@ def merge_verified(out: str | Path, dataset_repeat: dict[int, int] | None = None
             counts["answer_found"] = int(df["answer_found"].sum())
             counts["missing_think"] = int((~df["has_think"].astype(bool)).sum())
             counts["missing_answer"] = int((~df["has_answer"].astype(bool)).sum())
-        prog = out / PROGRESS
-        if prog.exists():
-            lines = read_jsonl(prog)
+        lines = read_progress(out)
+        if lines:
             secs = sum(x["seconds"] for x in lines)
             counts["worker_seconds"] = round(secs, 2)
             cpu = sum(x.get("cpu_seconds", 0.0) for x in lines)

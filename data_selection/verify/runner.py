@@ -30,9 +30,9 @@ from data_selection.scoring.identity import check_out_dir, code_version
 from data_selection.scoring.layout import (
     CONVERSION_REJECTS,
     META,
-    PROGRESS,
     REJECTS,
     SHARD_DIR,
+    append_progress,
     missing_shards,
     read_meta,
     shard_path,
@@ -217,8 +217,7 @@ def run_verify(opts: VerifyOptions) -> dict[str, Any]:
     def finished(k: int, res: dict[str, Any]) -> None:
         nonlocal rows_done
         rows_done += res["rows"]
-        with open(out / PROGRESS, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"shard": k, "rank": rank, **res, "time": time.time()}) + "\n")
+        append_progress(out, {"shard": k, "rank": rank, **res, "time": time.time()})
         bar.update(res["rows"])
         bar.set_postfix(rows_s=f"{rows_done / max(time.perf_counter() - t0, 1e-9):,.0f}")
 

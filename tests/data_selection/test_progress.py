@@ -1,0 +1,38 @@
+"""progress.jsonl: appended under a lock by every rank, read back one line per shard by the merge."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+
+from data_selection.scoring.layout import PROGRESS, append_progress, read_progress
+
+
+def _append_many(out: str, rank: int) -> None:
+    for k in range(200):
+        append_progress(out, {"shard": rank * 1000 + k, "rank": rank, "seconds": 0.5, "pad": "x" * 3000})
+
+
+def test_a_shard_redone_after_a_kill_counts_once_and_checkpoints_are_kept_apart(tmp_path):
+    append_progress(tmp_path, {"shard": 0, "seconds": 9.0})
+    append_progress(tmp_path, {"shard": 1, "seconds": 1.0})
+    append_progress(tmp_path, {"shard": 0, "seconds": 2.0})  # the re-run of shard 0
+    append_progress(tmp_path, {"checkpoint": 1, "shard": 0, "seconds": 4.0})
+    got = {(x.get("checkpoint"), x["shard"]): x["seconds"] for x in read_progress(tmp_path)}
+    assert len(read_progress(tmp_path)) == 3
+    assert got == {(None, 0): 2.0, (None, 1): 1.0, (1, 0): 4.0}  # the last line of shard 0 wins
+    assert read_progress(tmp_path / "missing") == []
+
+
+def test_ranks_appending_together_leave_only_whole_lines(tmp_path):
+    procs = [mp.get_context("spawn").Process(target=_append_many, args=(str(tmp_path), r)) for r in range(3)]
+    for p in procs:
+        p.start()
+    seen = 0
+    while any(p.is_alive() for p in procs):
+        seen = max(seen, len(read_progress(tmp_path)))  # never half a line, whatever moment it reads
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    lines = [json.loads(x) for x in (tmp_path / PROGRESS).read_text().splitlines()]
+    assert len(lines) == len(read_progress(tmp_path)) == 600 and seen <= 600
