@@ -62,11 +62,16 @@ study-all: install  # every strategy's arm (longer; its measured time is in the 
 study-matched: install  # random, zpd and a length-matched random arm (~40 min on 2 cores, estimated; not yet measured)
 	$(OFFLINE) $(BIN)/llamafactory-ext study studies/demo_matched.yaml
 
+# Tests run in TEST_WORKERS pytest workers (pytest-xdist), whole files per worker, slow files dealt first; each
+# worker computes on one thread (tests/conftest.py). TEST_WORKERS=0: one process, in file order.
+TEST_WORKERS ?= 2
+PYTEST := $(OFFLINE) $(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+
 test: install
-	$(OFFLINE) $(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: install
-	$(OFFLINE) $(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: install
 	$(BIN)/ruff check data_selection llamafactory_ext tests bench

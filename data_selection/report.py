@@ -29,8 +29,8 @@ import numpy as np
 
 from data_selection.command_line import UserError
 from data_selection.jsonl import jsonl_lines
+from data_selection.report_plots import plot_funnel, plot_key_histogram, plot_loss_vs_length, plot_pass_cv
 
-COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 FUNNEL_STAGES = ["pool", "rejected", "scored", "verified", "no_verify_score", "verify_scored", "stage1",
                  "not_scored_by_scorer", "over_length_dropped", "non_finite_key", "no_checkpoint_scores",
                  "perplexity_dropped", "repetition_dropped", "missing_parts_dropped", "eligible", "dropped_low",
@@ -80,116 +80,6 @@ def load_selection(dataset_dir: Path, name: str) -> Loaded:
     for _, line in jsonl_lines(data):
         ids.add(json.loads(line)["id"])
     return Loaded(name, manifest, ids)
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"figure.dpi": 110, "font.size": 10, "axes.titlesize": 12, "axes.spines.top": False,
-                         "axes.spines.right": False})
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    """PNG without a creation timestamp, written atomically."""
-    from data_selection.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight", metadata={"Software": None})
-
-
-def plot_key_histogram(path: Path, key_name: str, pool_key: np.ndarray, series: list[tuple[str, np.ndarray]],
-                       edges: list[tuple[str, float]]) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 4.8))
-    from data_selection.report_html.charts import key_bins
-
-    bins = key_bins(pool_key)
-    ax.hist(np.clip(pool_key, bins[0], bins[-1]), bins=bins, density=True, color="#bbbbbb",
-            label=f"eligible pool (n={len(pool_key):,})")
-    for i, (label, values) in enumerate(series):
-        ax.hist(np.clip(values, bins[0], bins[-1]), bins=bins, density=True, histtype="step", linewidth=2,
-                color=COLORS[i % len(COLORS)], label=f"{label} (n={len(values):,})")
-    for label, x in edges:
-        ax.axvline(x, color="black", linestyle="--", linewidth=1)
-        ax.annotate(f"{label}\n{x:.3f}", xy=(x, 1), xycoords=("data", "axes fraction"), ha="center", va="bottom",
-                    fontsize=9)
-    ax.set_xlabel(key_name)
-    ax.set_ylabel("density")
-    ax.set_title(f"Distribution of {key_name}: pool, band edges and selections", pad=28)
-    ax.legend(loc="upper right", frameon=False)
-    _save(fig, path)
-    plt.close(fig)
-
-
-def plot_loss_vs_length(path: Path, pool, series: list[tuple[str, Any]], band: tuple[float, float] | None,
-                        seed: int = 0) -> None:
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    from data_selection.selectors.common import fit_length_trend
-
-    plt = _plt()
-    rng = np.random.default_rng(seed)
-    fig, ax = plt.subplots(figsize=(9, 5.2))
-    x, y = pool["n_response_tokens"].to_numpy(np.float64), pool["loss_mean"].to_numpy(np.float64)
-    show = rng.choice(len(x), size=min(len(x), 20_000), replace=False) if len(x) else np.array([], int)
-    ax.scatter(x[show], y[show], s=4, color="#bbbbbb", alpha=0.5, linewidths=0, label=f"eligible pool (n={len(x):,})")
-    for i, (label, t) in enumerate(series):  # the first selection is drawn on top
-        sx, sy = t["n_response_tokens"].to_numpy(np.float64), t["loss_mean"].to_numpy(np.float64)
-        pick = rng.choice(len(sx), size=min(len(sx), 5_000), replace=False) if len(sx) else np.array([], int)
-        ax.scatter(sx[pick], sy[pick], s=7, color=COLORS[i % len(COLORS)], alpha=0.7, linewidths=0,
-                   label=f"{label} (n={len(sx):,})", zorder=3 + len(series) - i)
-    ok = (x > 0) & np.isfinite(y)
-    if ok.sum() >= 2:
-        a, b = fit_length_trend(y[ok], x[ok])
-        grid = np.geomspace(x[ok].min(), x[ok].max(), 100)
-        ax.plot(grid, a + b * np.log(grid), color="black", linewidth=1.5, zorder=10,
-                label=f"OLS: loss = {a:.3f} {'+' if b >= 0 else '-'} {abs(b):.3f}·ln(tokens)")
-    if band is not None:
-        for v in band:
-            ax.axhline(v, color="black", linestyle="--", linewidth=1)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("response tokens (log scale)")
-    ax.set_ylabel("mean response loss (nats/token)")
-    ax.set_title("Mean loss vs response length" + (" (dashed: loss_mean band)" if band else ""))
-    ax.legend(loc="best", frameon=False, markerscale=3)
-    _save(fig, path)
-    plt.close(fig)
-
-
-def plot_funnel(path: Path, funnels: list[tuple[str, dict[str, int]]]) -> None:
-    from matplotlib.ticker import FuncFormatter
-
-    plt = _plt()
-    stages = [s for s in FUNNEL_STAGES if any(s in f for _, f in funnels)]
-    k = len(funnels)
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(stages) * max(1, k * 0.7) + 1.2))
-    height = 0.8 / k
-    ypos = np.arange(len(stages))
-    top = max((v for _, f in funnels for v in f.values()), default=1) or 1
-    for i, (label, f) in enumerate(funnels):
-        vals = [f.get(s, 0) for s in stages]
-        pos = ypos + (i - (k - 1) / 2) * height
-        ax.barh(pos, vals, height=height * 0.95, color=COLORS[i % len(COLORS)], label=label)
-        for p, v in zip(pos, vals):
-            ax.text(v + top * 0.01, p, f"{v:,}", va="center", fontsize=9)
-    ax.set_yticks(ypos, [s.replace("_", " ") for s in stages])
-    ax.invert_yaxis()
-    ax.set_xlim(0, top * 1.15)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    ax.set_xlabel("rows")
-    ax.set_title("Selection funnel")
-    if k > 1:
-        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=k, frameon=False)
-        ax.set_title("Selection funnel", pad=24)
-    _save(fig, path)
-    plt.close(fig)
 
 
 def _shares(counts: dict[str, int]) -> dict[str, float]:
@@ -349,33 +239,6 @@ def pass_cv_queries(s: Loaded):
     return q, q.index.isin(table.loc[table["id"].isin(s.ids), "query"].unique())
 
 
-def plot_pass_cv(path: Path, selections: list[Loaded]) -> None:
-    """CV and pass rate of the queries a pass-cv selection saw (best response passing) and of those it took."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    drawn_pool = False
-    for i, s in enumerate(selections):
-        q, taken = pass_cv_queries(s)
-        for ax, col, bins in ((axes[0], "cv", np.linspace(0, max(2.0, float(np.nanmax(q["cv"])) if len(q) else 2), 41)),
-                              (axes[1], "pass_rate", np.linspace(0, 1, 21))):
-            base = q.loc[q["best_passes"], col].dropna().to_numpy() if col == "cv" else q[col].dropna().to_numpy()
-            if not drawn_pool:
-                label = "queries whose best response passes" if col == "cv" else "all scored queries"
-                ax.hist(base, bins=bins, color="#bbbbbb", label=f"{label} (n={len(base):,})")
-            sel = q.loc[taken, col].dropna().to_numpy()
-            ax.hist(sel, bins=bins, histtype="step", linewidth=2, color=COLORS[i % len(COLORS)],
-                    label=f"{s.name} (n={len(sel):,})")
-        drawn_pool = True
-    axes[0].set_xlabel("CV of the query's verify scores (population σ/μ)")
-    axes[1].set_xlabel("pass rate of the query's responses")
-    for ax in axes:
-        ax.set_ylabel("queries")
-        ax.legend(loc="upper right", frameon=False, fontsize=8)
-    fig.suptitle("pass-cv: what the queries looked like, and which were taken")
-    _save(fig, path)
-    plt.close(fig)
-
-
 def run_report(opts: ReportOptions) -> dict[str, Any]:
     from data_selection.atomic import write_text_atomic
 
@@ -396,9 +259,9 @@ def run_report(opts: ReportOptions) -> dict[str, Any]:
     reference = ctx.reference if ctx else ""
     pass_cv = [s for s in selections if s.manifest["strategy"] == "pass-cv"]
     if pass_cv:
-        plot_pass_cv(out / "pass_cv.png", pass_cv)
+        plot_pass_cv(out / "pass_cv.png", [(s.name, *pass_cv_queries(s)) for s in pass_cv])
         images.append("pass_cv.png")
-    plot_funnel(out / "funnel.png", [(s.name, s.manifest["funnel"]) for s in selections])
+    plot_funnel(out / "funnel.png", [(s.name, s.manifest["funnel"]) for s in selections], FUNNEL_STAGES)
     images.append("funnel.png")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

@@ -15,10 +15,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-from helpers import make_acereason_rows, make_alpaca_rows
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest worker per core (-n): each, and every process it starts, computes on one thread,
+    # so the workers share the cores instead of oversubscribing them (two 2-thread torch jobs on 2 cores thrash).
+    # Set before torch is imported (it reads these once); a test that needs more threads sets them itself.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
 
-from data_selection.tiny_model import build_tiny_qwen
+import pytest  # noqa: E402
+from helpers import make_acereason_rows, make_alpaca_rows  # noqa: E402
+
+from data_selection.tiny_model import build_tiny_qwen  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -63,3 +70,14 @@ def _grad_enabled():
 
     torch.set_grad_enabled(True)
     yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files holding a slow test first (in file order), then the rest; each file's tests stay together.
+
+    With workers (``-n``, ``--dist loadfile``) files are dealt in this order, so the few multi-minute files start
+    at once instead of one of them running alone at the end; in one process the order only changes which file
+    runs when.
+    """
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items[:] = sorted(items, key=lambda item: item.path not in slow_files)  # stable: file order kept inside

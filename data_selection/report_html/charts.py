@@ -1,7 +1,7 @@
 """Chart blocks for ``report.html``: numbers binned here (numpy), drawn as SVG by ``assets/report.js``.
 
 Each function returns one JSON-ready block (``kind`` ``hist``, ``hbar``, ``scatter``, ``table`` or ``note``).
-Colours follow the PNG reports (:data:`data_selection.report.COLORS`), the pool is grey.
+Colours follow the PNG reports (:data:`data_selection.report_plots.COLORS`), the pool is grey.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ POOL_COLOR = "#bbbbbb"
 
 
 def colors() -> list[str]:
-    from data_selection.report import COLORS
+    from data_selection.report_plots import COLORS
 
     return COLORS
 

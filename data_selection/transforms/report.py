@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from data_selection.report import COLORS, _plt, _save
+from data_selection.report_plots import COLORS, pyplot, save_png
 from data_selection.transforms.steps import FUNCTIONAL_TYPES, STEP_TYPES
 
 
 def plot_lengths(path: Path, before: list[int], after: list[int]) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.8))
     b, a = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
     lo = max(1.0, float(min(b.min(), a.min()))) if len(b) else 1.0
@@ -42,12 +42,12 @@ def plot_lengths(path: Path, before: list[int], after: list[int]) -> None:
     ax.set_ylabel("rows")
     ax.set_title("Response length before and after PIR pruning")
     ax.legend(loc="best", frameon=False)
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
 
 
 def plot_tokens_by_type(path: Path, think_by_type: dict[str, int], removed_by_type: dict[str, int]) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.8))
     y = np.arange(len(STEP_TYPES))
     removed = [removed_by_type.get(t, 0) for t in STEP_TYPES]
@@ -63,12 +63,12 @@ def plot_tokens_by_type(path: Path, think_by_type: dict[str, int], removed_by_ty
     ax.set_xlabel("think tokens (rows whose PIR was computed)")
     ax.set_title("Tokens by step type: deleted vs kept")
     ax.legend(loc="lower right", frameon=False)
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
 
 
 def plot_pir(path: Path, deleted: dict[str, list[float]], kept: dict[str, list[float]]) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(FUNCTIONAL_TYPES), figsize=(12, 3.8), sharey=False)
     for ax, t in zip(axes, FUNCTIONAL_TYPES):
         d, k = np.asarray(deleted[t], dtype=np.float64), np.asarray(kept[t], dtype=np.float64)
@@ -87,7 +87,7 @@ def plot_pir(path: Path, deleted: dict[str, list[float]], kept: dict[str, list[f
         ax.set_xlabel("PIR (nats)")
     axes[0].set_ylabel("steps")
     fig.suptitle("PIR of functional steps (lower = the answer needs the step less)")
-    _save(fig, path)
+    save_png(fig, path)
     plt.close(fig)
 
 
