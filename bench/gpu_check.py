@@ -147,11 +147,18 @@ def part_train(ctx: dict, recipe: str) -> dict:
     cmd += ["--smoke", "--steps", "1"] if ctx["dry_run"] else ["--steps", "3", "--warmup", "1"]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if not report.is_file():
-        return {"error": f"train_mfu.py exited {p.returncode}: {(p.stdout + p.stderr)[-1500:]}"}
+        return {"error": f"train_mfu.py exited {p.returncode}: {failure_text(p.stdout + p.stderr)}"}
     r = json.loads(report.read_text())["recipes"][recipe]
     keep = ("rc", "tokens_per_s", "mfu", "tflops_per_s", "padding_share", "max_allocated_gib", "max_reserved_gib",
             "nvidia_smi_peak_gb", "steps", "step_logs", "error", "wall_s")  # fmt: skip
     return {k: r.get(k) for k in keep if k in r}
+
+
+def failure_text(output: str, limit: int = 1500) -> str:
+    """What a failed command printed that says why: its first Python traceback when it has one (torchrun prints
+    its own summary after the rank's traceback, which a plain tail keeps instead), else its last lines."""
+    start = output.find("Traceback (most recent call last)")
+    return output[start:start + limit] if start >= 0 else output[-limit:]
 
 
 def part_two_rank(ctx: dict) -> dict:
@@ -175,7 +182,7 @@ def part_two_rank(ctx: dict) -> dict:
                "-m", "data_selection.cli", "score", *args, "--out", str(out)]  # fmt: skip
         p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         if p.returncode != 0:
-            return {"error": f"{ranks}-rank scoring exited {p.returncode}: {(p.stdout + p.stderr)[-1500:]}"}
+            return {"error": f"{ranks}-rank scoring exited {p.returncode}: {failure_text(p.stdout + p.stderr)}"}
         frames[ranks] = pd.read_parquet(out / "scores.parquet").sort_values("row").reset_index(drop=True)
     one, two = frames[1], frames[2]
     cols = [c for c in one.columns if c.startswith("loss") and one[c].dtype.kind == "f"]
@@ -275,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         results["parts"][name] = r
         elapsed = f"{r['elapsed_s']:.1f} s" if "elapsed_s" in r else "-"
         print(f"[gpu_check] {name:<20} {r['status']:<8} {elapsed:>8}  (total {time.monotonic() - t0:.0f} s)"
-              + (f"  {r['note'][-300:]}" if r.get("note") else ""), flush=True)  # fmt: skip
+              + (f"\n{r['note']}" if r.get("note") else ""), flush=True)  # fmt: skip
     results["total_s"] = time.monotonic() - t0
     report(results)
     out = Path(args.out)

@@ -56,7 +56,7 @@ from data_selection.scoring.checkpoint_shards import (  # noqa: F401  (re-export
     shard_file,
     shard_frame,
 )
-from data_selection.scoring.layout import META, REJECTS, SCORES, append_progress, read_meta
+from data_selection.scoring.layout import META, REJECTS, SCORES, append_progress, read_meta, wait_for_meta
 
 
 def prefix_encoding(input_ids, labels, k: int):
@@ -222,6 +222,7 @@ def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
     }
     if rank == 0:
         write_json_atomic(out / META, meta)
+    wait_for_meta(out, rank)  # no shard before rank 0 has written meta.json
     mine = assign_shards(shard_costs, world)[rank]
     todo = {j: [k for k in mine if not shard_file(out, j, k).exists()] for j in range(1, num + 1)}
     summary: dict[str, Any] = {"kind": kind, "rank": rank, "world_size": world, "rows": len(rows),

@@ -39,6 +39,7 @@ from data_selection.scoring.layout import (
     append_progress,
     missing_shards,
     shard_path,
+    wait_for_meta,
 )
 from data_selection.scoring.options import ScoreOptions, dist_env, resolve_attn, resolve_dtype
 from data_selection.scoring.plan import assign_shards, plan_shards
@@ -188,6 +189,7 @@ def run_score(opts: ScoreOptions) -> dict[str, Any]:
         write_json_atomic(out / META, meta)
         write_jsonl_atomic(out / CONVERSION_REJECTS, ({"row": r["_row"], "id": r["id"], "reason": r["reject_reason"]}
                                                        for r in conv_rejects))
+    wait_for_meta(out, rank)  # no shard before rank 0 has written meta.json
 
     mine = assign_shards(shard_chars, world)[rank]
     pending = [k for k in mine if not shard_path(out, k).exists()]

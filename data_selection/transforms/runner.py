@@ -24,7 +24,14 @@ from data_selection.atomic import write_json_atomic
 from data_selection.command_line import UserError
 from data_selection.device import use_device
 from data_selection.scoring.identity import check_out_dir, code_version, encoding_identity
-from data_selection.scoring.layout import META, SHARD_DIR, append_progress, missing_shards, shard_path
+from data_selection.scoring.layout import (
+    META,
+    SHARD_DIR,
+    append_progress,
+    missing_shards,
+    shard_path,
+    wait_for_meta,
+)
 from data_selection.scoring.options import dist_env
 from data_selection.scoring.plan import assign_shards, plan_shards
 from data_selection.transforms.options import PruneOptions, dataset_info_path, validate, work_dir
@@ -197,6 +204,7 @@ def run_prune(opts: PruneOptions) -> dict[str, Any]:
     }
     if rank == 0:
         write_json_atomic(out / META, meta)
+    wait_for_meta(out, rank)  # no shard before rank 0 has written meta.json
 
     mine = assign_shards(shard_chars, world)[rank]
     pending = [k for k in mine if not shard_path(out, k).exists()]

@@ -36,6 +36,7 @@ from data_selection.scoring.layout import (
     missing_shards,
     read_meta,
     shard_path,
+    wait_for_meta,
 )
 from data_selection.scoring.options import dist_env
 from data_selection.scoring.plan import assign_shards
@@ -200,6 +201,7 @@ def run_verify(opts: VerifyOptions) -> dict[str, Any]:
         ids = pool.converted.select([i for i, _ in rejected])["id"] if rejected else []
         write_jsonl_atomic(out / CONVERSION_REJECTS, ({"row": i, "id": rid, "reason": r}
                                                       for (i, r), rid in zip(rejected, ids)))
+    wait_for_meta(out, rank)  # no shard before rank 0 has written meta.json
 
     mine = assign_shards([len(s) for s in shards], world)[rank]
     pending = [k for k in mine if not shard_path(out, k).exists()]

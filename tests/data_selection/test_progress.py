@@ -36,3 +36,25 @@ def test_ranks_appending_together_leave_only_whole_lines(tmp_path):
         assert p.exitcode == 0
     lines = [json.loads(x) for x in (tmp_path / PROGRESS).read_text().splitlines()]
     assert len(lines) == len(read_progress(tmp_path)) == 600 and seen <= 600
+
+
+def test_other_ranks_write_no_shard_before_rank_0_has_written_meta(tmp_path):
+    import threading
+    import time
+
+    import pytest
+
+    from data_selection.command_line import UserError
+    from data_selection.scoring.layout import META, wait_for_meta
+
+    wait_for_meta(tmp_path, 0)  # rank 0 never waits: it writes meta.json
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (wait_for_meta(tmp_path, 1), done.set()))
+    t.start()
+    time.sleep(0.6)
+    assert not done.is_set()  # rank 1 is still waiting: no meta.json yet
+    (tmp_path / META).write_text("{}")
+    t.join(5)
+    assert done.is_set()
+    with pytest.raises(UserError, match="waited 0 s for rank 0"):
+        wait_for_meta(tmp_path / "never", 1, timeout_s=0.3)
