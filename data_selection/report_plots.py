@@ -25,6 +25,16 @@ def pyplot():
     return plt
 
 
+def log_token_axis(ax) -> None:
+    """A log-scale x axis of token counts, ticked at 1, 2, 5 per decade and labelled in plain numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def save_png(fig, path: Path) -> None:
     """PNG without a creation timestamp, written atomically."""
     from data_selection.atomic import atomic_path
@@ -59,7 +69,6 @@ def plot_key_histogram(path: Path, key_name: str, pool_key: np.ndarray, series: 
 
 def plot_loss_vs_length(path: Path, pool, series: list[tuple[str, Any]], band: tuple[float, float] | None,
                         seed: int = 0) -> None:
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     from data_selection.selectors.common import fit_length_trend
 
@@ -83,10 +92,7 @@ def plot_loss_vs_length(path: Path, pool, series: list[tuple[str, Any]], band: t
     if band is not None:
         for v in band:
             ax.axhline(v, color="black", linestyle="--", linewidth=1)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    log_token_axis(ax)
     ax.set_xlabel("response tokens (log scale)")
     ax.set_ylabel("mean response loss (nats/token)")
     ax.set_title("Mean loss vs response length" + (" (dashed: loss_mean band)" if band else ""))

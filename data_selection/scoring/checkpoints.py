@@ -35,7 +35,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from data_selection.atomic import write_json_atomic, write_parquet_atomic
+from data_selection.atomic import write_parquet_atomic
 from data_selection.command_line import UserError
 from data_selection.scoring.checkpoint_layout import (
     FEATURES,
@@ -56,7 +56,7 @@ from data_selection.scoring.checkpoint_shards import (  # noqa: F401  (re-export
     shard_file,
     shard_frame,
 )
-from data_selection.scoring.layout import META, REJECTS, SCORES, append_progress, read_meta, wait_for_meta
+from data_selection.scoring.layout import META, REJECTS, SCORES, append_progress, publish_meta, read_meta
 
 
 def prefix_encoding(input_ids, labels, k: int):
@@ -220,9 +220,7 @@ def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
         "options": {f.name: getattr(opts, f.name) for f in fields(opts)}, "command": command_line(opts),
         "code_version": code_version(),
     }
-    if rank == 0:
-        write_json_atomic(out / META, meta)
-    wait_for_meta(out, rank)  # no shard before rank 0 has written meta.json
+    publish_meta(out, meta, rank)  # rank 0 writes it; the others wait for it before any shard
     mine = assign_shards(shard_costs, world)[rank]
     todo = {j: [k for k in mine if not shard_file(out, j, k).exists()] for j in range(1, num + 1)}
     summary: dict[str, Any] = {"kind": kind, "rank": rank, "world_size": world, "rows": len(rows),

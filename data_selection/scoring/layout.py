@@ -43,16 +43,21 @@ def read_meta(out: Path) -> dict[str, Any]:
         raise UserError(f"{path}: not valid JSON ({err})") from err
 
 
-def wait_for_meta(out: Path, rank: int, timeout_s: float = 1800.0) -> None:
-    """Ranks other than 0 wait here until rank 0 has written ``meta.json``, before writing any shard.
+def publish_meta(out: Path, meta: dict[str, Any], rank: int, timeout_s: float = 1800.0) -> None:
+    """Rank 0 writes ``meta.json``; every other rank waits until it exists, before writing any shard.
 
     Rank 0 refuses a folder that holds shards without a meta.json (another run's leftovers); without this wait a
     fast rank's first shard could land before a slow rank 0 had written it, and rank 0 would stop the whole job.
     """
     import time
 
+    from data_selection.atomic import write_json_atomic
+
+    if rank == 0:
+        write_json_atomic(Path(out) / META, meta)
+        return
     deadline = time.monotonic() + timeout_s
-    while rank != 0 and not (Path(out) / META).exists():
+    while not (Path(out) / META).exists():
         if time.monotonic() > deadline:
             raise UserError(f"{out}: rank {rank} waited {timeout_s:.0f} s for rank 0 to write {META}; did rank 0 fail?")
         time.sleep(0.2)

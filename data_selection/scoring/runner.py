@@ -26,20 +26,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
+from data_selection.atomic import write_jsonl_atomic, write_parquet_atomic
 from data_selection.command_line import UserError, json_object_option
 from data_selection.device import use_device
 from data_selection.scoring.identity import check_out_dir, code_version, run_identity
 from data_selection.scoring.layout import (
     CONVERSION_REJECTS,
-    META,
     REJECTS,
     SCORES,
     SHARD_DIR,
     append_progress,
     missing_shards,
+    publish_meta,
     shard_path,
-    wait_for_meta,
 )
 from data_selection.scoring.options import ScoreOptions, dist_env, resolve_attn, resolve_dtype
 from data_selection.scoring.plan import assign_shards, plan_shards
@@ -185,11 +184,10 @@ def run_score(opts: ScoreOptions) -> dict[str, Any]:
         "code_version": code_version(),
         "meta_columns": pool.meta_columns,
     }
+    publish_meta(out, meta, rank)  # rank 0 writes it; the others wait for it before any shard
     if rank == 0:
-        write_json_atomic(out / META, meta)
         write_jsonl_atomic(out / CONVERSION_REJECTS, ({"row": r["_row"], "id": r["id"], "reason": r["reject_reason"]}
                                                        for r in conv_rejects))
-    wait_for_meta(out, rank)  # no shard before rank 0 has written meta.json
 
     mine = assign_shards(shard_chars, world)[rank]
     pending = [k for k in mine if not shard_path(out, k).exists()]

@@ -17,12 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from data_selection.report_plots import COLORS, pyplot, save_png
+from data_selection.report_plots import COLORS, log_token_axis, pyplot, save_png
 from data_selection.transforms.steps import FUNCTIONAL_TYPES, STEP_TYPES
 
 
 def plot_lengths(path: Path, before: list[int], after: list[int]) -> None:
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.8))
@@ -34,10 +33,7 @@ def plot_lengths(path: Path, before: list[int], after: list[int]) -> None:
         med = float(np.median(values)) if len(values) else float("nan")
         ax.hist(values, bins=bins, histtype="stepfilled" if label == "before" else "step", linewidth=2,
                 color=color, label=f"{label}: {int(values.sum()):,} tokens, median {med:,.0f}")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    log_token_axis(ax)
     ax.set_xlabel("response tokens per row (log scale)")
     ax.set_ylabel("rows")
     ax.set_title("Response length before and after PIR pruning")

@@ -20,17 +20,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from data_selection.atomic import write_json_atomic
 from data_selection.command_line import UserError
 from data_selection.device import use_device
 from data_selection.scoring.identity import check_out_dir, code_version, encoding_identity
 from data_selection.scoring.layout import (
-    META,
     SHARD_DIR,
     append_progress,
     missing_shards,
+    publish_meta,
     shard_path,
-    wait_for_meta,
 )
 from data_selection.scoring.options import dist_env
 from data_selection.scoring.plan import assign_shards, plan_shards
@@ -202,9 +200,7 @@ def run_prune(opts: PruneOptions) -> dict[str, Any]:
         "code_version": code_version(),
         "meta_columns": pool.meta_columns,
     }
-    if rank == 0:
-        write_json_atomic(out / META, meta)
-    wait_for_meta(out, rank)  # no shard before rank 0 has written meta.json
+    publish_meta(out, meta, rank)  # rank 0 writes it; the others wait for it before any shard
 
     mine = assign_shards(shard_chars, world)[rank]
     pending = [k for k in mine if not shard_path(out, k).exists()]

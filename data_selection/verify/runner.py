@@ -34,9 +34,9 @@ from data_selection.scoring.layout import (
     SHARD_DIR,
     append_progress,
     missing_shards,
+    publish_meta,
     read_meta,
     shard_path,
-    wait_for_meta,
 )
 from data_selection.scoring.options import dist_env
 from data_selection.scoring.plan import assign_shards
@@ -195,13 +195,12 @@ def run_verify(opts: VerifyOptions) -> dict[str, Any]:
         "code_version": code_version(),
         "meta_columns": pool.meta_columns,
     }
+    publish_meta(out, meta, rank)  # rank 0 writes it; the others wait for it before any shard
     if rank == 0:
-        write_json_atomic(out / META, meta)
         rejected = [(i, r) for i, r in enumerate(reasons) if r]
         ids = pool.converted.select([i for i, _ in rejected])["id"] if rejected else []
         write_jsonl_atomic(out / CONVERSION_REJECTS, ({"row": i, "id": rid, "reason": r}
                                                       for (i, r), rid in zip(rejected, ids)))
-    wait_for_meta(out, rank)  # no shard before rank 0 has written meta.json
 
     mine = assign_shards([len(s) for s in shards], world)[rank]
     pending = [k for k in mine if not shard_path(out, k).exists()]

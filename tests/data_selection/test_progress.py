@@ -45,11 +45,12 @@ def test_other_ranks_write_no_shard_before_rank_0_has_written_meta(tmp_path):
     import pytest
 
     from data_selection.command_line import UserError
-    from data_selection.scoring.layout import META, wait_for_meta
+    from data_selection.scoring.layout import META, publish_meta
 
-    wait_for_meta(tmp_path, 0)  # rank 0 never waits: it writes meta.json
+    publish_meta(tmp_path / "r0", {"k": 1}, 0)  # rank 0 never waits: it writes meta.json
+    assert (tmp_path / "r0" / META).read_text().strip().startswith("{")
     done = threading.Event()
-    t = threading.Thread(target=lambda: (wait_for_meta(tmp_path, 1), done.set()))
+    t = threading.Thread(target=lambda: (publish_meta(tmp_path, {}, 1), done.set()))
     t.start()
     time.sleep(0.6)
     assert not done.is_set()  # rank 1 is still waiting: no meta.json yet
@@ -57,4 +58,4 @@ def test_other_ranks_write_no_shard_before_rank_0_has_written_meta(tmp_path):
     t.join(5)
     assert done.is_set()
     with pytest.raises(UserError, match="waited 0 s for rank 0"):
-        wait_for_meta(tmp_path / "never", 1, timeout_s=0.3)
+        publish_meta(tmp_path / "never", {}, 1, timeout_s=0.3)
