@@ -17,7 +17,7 @@ STAMP   := $(VENV)/.installed-$(PROFILE)
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1 TOKENIZERS_PARALLELISM=false \
            LITELLM_LOCAL_MODEL_COST_MAP=True
 
-.PHONY: bench-gpu gpu-check gpu-check-dry install install-vllm check-vllm demo study study-all study-matched test test-fast lint bench clean-demo
+.PHONY: bench-gpu gpu-check gpu-check-dry install install-vllm check-vllm demo study study-all study-matched study-temp test test-fast lint bench clean-demo
 
 install: $(STAMP)
 
@@ -61,6 +61,9 @@ study-all: install  # every strategy's arm (longer; its measured time is in the 
 
 study-matched: install  # random, zpd and a length-matched random arm (51 min from scratch on 2 cores, measured 2026-12-02)
 	$(OFFLINE) $(BIN)/llamafactory-ext study studies/demo_matched.yaml
+
+study-temp: install  # random, zpd and TEMP as its authors run it (default σ), on 150 held-out problems
+	$(OFFLINE) $(BIN)/llamafactory-ext study studies/demo_temp.yaml
 
 # Tests run in TEST_WORKERS pytest workers (pytest-xdist), whole files per worker, slow files dealt first; each
 # worker computes on one thread (tests/conftest.py). TEST_WORKERS=0: one process, in file order.

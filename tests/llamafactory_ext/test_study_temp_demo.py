@@ -1,0 +1,46 @@
+"""studies/demo_temp.yaml: TEMP at its official defaults on the demo, sharing its steps with the other demo studies."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import REPO_ROOT
+
+from llamafactory_ext.study.config import load_study
+from llamafactory_ext.study.plan import build_plan, known_strategies
+
+SIGMA_OPTIONS = ("--start", "--end", "--scale", "--num")
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+
+
+def _plan(name):
+    return build_plan(load_study(REPO_ROOT / "studies" / name, known_strategies()))
+
+
+def test_the_demo_temp_arm_runs_the_official_gaussian_grid_in_both_studies():
+    for name in ("demo_temp.yaml", "demo_all.yaml"):
+        perturbs = [s for s in _plan(name) if s.kind == "perturb" and "--kind" in s.argv
+                    and s.argv[s.argv.index("--kind") + 1] == "gaussian"]
+        assert len(perturbs) == 1, f"{name}: one Gaussian sequence is to serve every seed, got {len(perturbs)}"
+        argv = perturbs[0].argv
+        overridden = [o for o in SIGMA_OPTIONS if o in argv]
+        assert not overridden, f"{name}: the TEMP arm overrides the default σ grid with {overridden}"
+        selects = [s for s in _plan(name) if s.kind == "select" and "temp" in s.argv]
+        assert selects and not any(o in s.argv for s in selects for o in ("--temp-allocation", "--temp_allocation",
+                                                                           "--temp-ranking", "--temp_ranking"))
+
+
+def test_demo_temp_reuses_demo_matched_and_shares_its_temp_steps_with_demo_all():
+    temp = _plan("demo_temp.yaml")
+    matched_dirs = {s.dir for s in _plan("demo_matched.yaml")}
+    own = [s for s in temp if s.kind in ("perturb", "checkpoints") or any(w in s.label for w in ("temp", "base"))]
+    assert len(own) == 1 + 1 + 3 * 2 + 3 * 3 + 1, [s.label for s in own]  # perturb+scores, 3x directional, 3x sel/train/eval, base
+    recomputed = [s.label for s in temp if s not in own and s.dir not in matched_dirs]
+    assert not recomputed, f"demo_temp.yaml would recompute {recomputed} that demo_matched.yaml has"
+    all_dirs = {s.dir for s in _plan("demo_all.yaml")}
+    not_shared = [s.label for s in temp if s.kind != "eval" and s.dir not in all_dirs]
+    assert not not_shared, f"demo_temp.yaml's {not_shared} differ from demo_all.yaml's"
+    assert sum(1 for s in temp if s.kind == "train" and "temp" in s.label) == 3
