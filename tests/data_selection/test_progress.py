@@ -50,12 +50,40 @@ def test_other_ranks_write_no_shard_before_rank_0_has_written_meta(tmp_path):
     publish_meta(tmp_path / "r0", {"k": 1}, 0)  # rank 0 never waits: it writes meta.json
     assert (tmp_path / "r0" / META).read_text().strip().startswith("{")
     done = threading.Event()
-    t = threading.Thread(target=lambda: (publish_meta(tmp_path, {}, 1), done.set()))
+    t = threading.Thread(target=lambda: (publish_meta(tmp_path, {"identity": {"a": 1}}, 1), done.set()))
     t.start()
     time.sleep(0.6)
     assert not done.is_set()  # rank 1 is still waiting: no meta.json yet
-    (tmp_path / META).write_text("{}")
+    (tmp_path / META).write_text('{"identity": {"a": 1}}')
     t.join(5)
     assert done.is_set()
-    with pytest.raises(UserError, match="waited 0 s for rank 0"):
+    with pytest.raises(UserError, match="waited 0 s for rank 0 .*found no meta.json"):
         publish_meta(tmp_path / "never", {}, 1, timeout_s=0.3)
+
+
+def test_under_overwrite_other_ranks_wait_for_this_runs_meta_not_the_old_one(tmp_path):
+    """--overwrite onto another configuration's folder: its meta.json is there before rank 0 clears it."""
+    import threading
+    import time
+
+    import pytest
+
+    from data_selection.command_line import UserError
+    from data_selection.scoring.layout import META, publish_meta
+
+    new_meta = {"identity": {"model": "m", "cutoff_len": 512, "keys": ("a", "b")}, "num_shards": 3}
+    (tmp_path / META).write_text('{"identity": {"model": "m", "cutoff_len": 256, "keys": ["a", "b"]}}')
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (publish_meta(tmp_path, new_meta, 1), done.set()))
+    t.start()
+    time.sleep(0.6)
+    assert not done.is_set()  # the old configuration's meta.json does not release rank 1
+    (tmp_path / META).write_text("{trunc")  # a torn read is not this run's identity either
+    time.sleep(0.4)
+    assert not done.is_set()
+    publish_meta(tmp_path, new_meta, 0)  # rank 0, after clearing the old files (tuples read back as lists)
+    t.join(5)
+    assert done.is_set()
+    (tmp_path / META).write_text('{"identity": {"model": "other"}}')
+    with pytest.raises(UserError, match="found another configuration's meta.json"):
+        publish_meta(tmp_path, new_meta, 2, timeout_s=0.3)
