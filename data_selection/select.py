@@ -23,6 +23,7 @@ from data_selection.quality import REQUIRE_PARTS
 from data_selection.selectors import STRATEGIES, strategy_help
 from data_selection.selectors.common import KEY_DEFINITIONS, OVER_LENGTH, STRATIFY_COLUMNS
 from data_selection.selectors.pass_cv import PASS_THRESHOLDS
+from data_selection.selectors.temp import SHORTFALLS
 from data_selection.selectors.temp_allocation import ALLOCATIONS
 from data_selection.selectors.temp_difficulty import INIT_LABEL_NUM
 from data_selection.selectors.temp_diversity import RANKINGS
@@ -125,6 +126,11 @@ class SelectOptions:
     temp_init_label_num: int = field(default=INIT_LABEL_NUM, metadata={
         "help": "temp: the difficulty filter keeps whole a source of <= this // (sources left) rows, smallest first "
                 "(the official init_label_num; 0 = k-means split every source)."})
+    temp_shortfall: str = field(default="take", metadata={
+        "help": "temp: when fewer rows survive the difficulty filter than --n: take = all of them, a smaller subset "
+                "(the official Selector: every group capped at its size; the manifest records the shortfall); "
+                "fill = all of them plus a uniform draw of the rest from the other eligible rows; error = stop, "
+                "writing nothing.", "choices": SHORTFALLS})
     match: str = field(default="", metadata={
         "help": "matched-random (or random): the subset whose response-length distribution to match: a registered "
                 "name (in --dataset_info), its .manifest.json, its subset file or an ids file (one id a line)."})

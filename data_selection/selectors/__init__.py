@@ -51,7 +51,7 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("temp", select_temp, "TEMP: high-loss cluster at a noise checkpoint, then diverse picks along a "
                  "fine-tuning direction (needs --temp-scores; docs/methods.md §3)",
                  ("n", "seed", "over_length", "temp_scores", "temp_checkpoint", "temp_allocation", "temp_ranking",
-                  "temp_init_label_num"),
+                  "temp_init_label_num", "temp_shortfall"),
                  loaders={"temp_scores": lambda opts: _load_temp(opts.temp_scores, opts.scores)}),
         Strategy("pass-cv", select_pass_cv, "DeepDistill: queries whose verified responses disagree most (CV > "
                  "CV_t, highest first), one passing response each (--stage 1: all of them); needs --verified",

@@ -52,8 +52,13 @@ from data_selection.selectors.temp_difficulty import (  # noqa: F401
 )
 from data_selection.selectors.temp_diversity import DIVERSITY_N_INIT, RANKINGS, pick_source  # noqa: F401
 
+# fewer difficulty survivors than n: the official Selector caps every group at its size (all survivors, a smaller
+# subset); fill and error are ours
+SHORTFALLS = ("take", "fill", "error")
 
-def rules(temp: TempScores, allocation: str, ranking: str, init_label_num: int) -> dict[str, Any]:
+
+def rules(temp: TempScores, allocation: str, ranking: str, init_label_num: int,
+          shortfall: str = "take") -> dict[str, Any]:
     """Which rule ran at each step, and whether the selection is the official method."""
     from data_selection.perturb.gaussian import OFFICIAL_SCALE
 
@@ -67,9 +72,18 @@ def rules(temp: TempScores, allocation: str, ranking: str, init_label_num: int) 
                        "official": allocation == "official"},
         "ranking": {"rule": ranking, "description": diversity_rules.DESCRIPTIONS[ranking],
                     "official": ranking == "signed"},
+        "shortfall": {"rule": shortfall, "description": SHORTFALL_DESCRIPTIONS[shortfall],
+                      "official": shortfall == "take"},
     }
     off = [k for k, v in steps.items() if not v["official"]]
     return {**steps, "official": not off, "deviations": off}
+
+
+SHORTFALL_DESCRIPTIONS = {
+    "take": "fewer survivors than n: all of them (the official Selector caps every group at its size)",
+    "fill": "fewer survivors than n: all of them plus a uniform draw of the rest from the other eligible rows",
+    "error": "fewer survivors than n: stop, writing nothing",
+}
 
 
 # -- the strategy -------------------------------------------------------------------------------------------------
@@ -77,8 +91,10 @@ def rules(temp: TempScores, allocation: str, ranking: str, init_label_num: int) 
 
 def select_temp(scores: pd.DataFrame, *, temp_scores: TempScores, n: int, seed: int, over_length: str = "drop",
                 temp_checkpoint: int = 0, temp_allocation: str = "official", temp_ranking: str = "signed",
-                temp_init_label_num: int = INIT_LABEL_NUM) -> Selection:
+                temp_init_label_num: int = INIT_LABEL_NUM, temp_shortfall: str = "take") -> Selection:
     check_parameters(n, KEY, "", over_length)
+    if temp_shortfall not in SHORTFALLS:
+        raise UserError(f"--temp-shortfall must be one of {', '.join(SHORTFALLS)}, got {temp_shortfall!r}")
     if temp_allocation not in ALLOCATIONS:
         raise UserError(f"--temp-allocation must be one of {', '.join(ALLOCATIONS)}, got {temp_allocation!r}")
     if temp_ranking not in RANKINGS:
@@ -116,13 +132,17 @@ def select_temp(scores: pd.DataFrame, *, temp_scores: TempScores, n: int, seed: 
     l1000 = [feature_column("directional", j, 1000) for j in range(1, jd + 1)]
     first100, last100 = (matched[c].to_numpy(np.float64) for c in l100)
     feats = matched[l1000].to_numpy(np.float64)
-    if len(survivors) < n:
+    short = max(0, n - len(survivors))
+    if short and (temp_shortfall == "error" or not len(survivors)):
         raise UserError(f"the difficulty filter keeps {len(survivors)} rows with directional scores (of "
-                        f"{len(elig.table)} eligible), fewer than --n {n}")
+                        f"{len(elig.table)} eligible), fewer than --n {n} (--temp-shortfall take: all of them, "
+                        "as the official code does; fill: topped up at random)")
+    if short and len(elig.table) < n and temp_shortfall == "fill":
+        raise UserError(f"--temp-shortfall fill: the pool has {len(elig.table)} eligible rows, fewer than --n {n}")
 
-    # allocation: domains, then sources within each domain
+    # allocation: domains, then sources within each domain (of all survivors when they are fewer than n)
     dom, src = domains[survivors], sources[survivors]
-    dom_alloc, dom_stats = allocate(n, dom, first100, last100, temp_allocation)
+    dom_alloc, dom_stats = allocate(n - short, dom, first100, last100, temp_allocation)
     src_alloc: dict[tuple[str, str], int] = {}
     src_stats: dict[str, Any] = {}
     for d in sorted(dom_alloc):
@@ -142,6 +162,11 @@ def select_temp(scores: pd.DataFrame, *, temp_scores: TempScores, n: int, seed: 
         chosen.append(survivors[idx[pos]])
         div[_group_name(d, s, domains)] = info
     chosen_pos = np.concatenate(chosen) if chosen else np.arange(0)
+    filled = np.arange(0)
+    if short and temp_shortfall == "fill":  # the rest uniformly from the eligible rows that did not survive
+        others = np.setdiff1d(np.arange(len(elig.table)), survivors)
+        filled = np.sort(rng.choice(others, size=short, replace=False))
+        chosen_pos = np.concatenate([chosen_pos, filled])
 
     funnel = dict(elig.funnel)
     funnel = {"scored": funnel["scored"], "over_length_dropped": funnel["over_length_dropped"],
@@ -150,6 +175,12 @@ def select_temp(scores: pd.DataFrame, *, temp_scores: TempScores, n: int, seed: 
               "dropped_low": len(elig.table) - int(diff.keep.sum()), "dropped_high": 0, "band": len(survivors)}
     total_rejected = int(rejected.sum())
     warnings = list(diff.warnings)
+    if short:
+        warnings.append(f"the difficulty filter keeps {len(survivors)} rows with directional scores, fewer than --n "
+                        f"{n}: " + (f"all of them and {short} drawn at random from the other eligible rows "
+                                    "(--temp-shortfall fill)" if temp_shortfall == "fill" else
+                                    f"the subset is all {len(survivors)} (--temp-shortfall take, the official "
+                                    "Selector); it is not padded"))
     clipped = [g for g, st in {**dom_stats, **src_stats}.items() if st["clipped"]]
     if clipped:
         warnings.append(f"L̄last < L̄first in {', '.join(clipped)}: difficulty score clipped to 0")
@@ -158,14 +189,16 @@ def select_temp(scores: pd.DataFrame, *, temp_scores: TempScores, n: int, seed: 
         "parameters": {"n": n, "seed": seed, "key": KEY, "over_length": over_length, "stratify": None,
                        "temp_scores": temp.folder, "temp_checkpoint": temp_checkpoint,
                        "temp_allocation": temp_allocation, "temp_ranking": temp_ranking,
-                       "temp_init_label_num": temp_init_label_num},
+                       "temp_init_label_num": temp_init_label_num, "temp_shortfall": temp_shortfall},
         "key": elig.key_facts,
         "thresholds": {},
         "funnel": funnel,
         "warnings": warnings,
         "temp": {
             "method": "TEMP (arXiv 2606.26797, ICML 2026; official code hjenryin/TEMP-ICML); docs/methods.md §3",
-            "rules": rules(temp, temp_allocation, temp_ranking, temp_init_label_num),
+            "rules": rules(temp, temp_allocation, temp_ranking, temp_init_label_num, temp_shortfall),
+            "shortfall": {"n": n, "survivors": len(survivors), "short": short, "rule": temp_shortfall,
+                          "filled_at_random": len(filled)},
             "grouping": grouping,
             "checkpoints": {k: {"num": temp.num_checkpoints(k), "perturbation": temp.meta[k].get("perturb", {})}
                             for k in ("gaussian", "directional")},

@@ -198,3 +198,37 @@ def test_the_manifest_says_which_rules_ran_and_whether_the_method_is_official():
     assert rules["deviations"] == ["scale", "allocation", "ranking"] and rules["official"] is False
     assert sel.facts["parameters"]["temp_allocation"] == "water-filling"
     assert sel.facts["temp"]["difficulty"]["small_sources"]["init_label_num"] == 1000
+
+
+# -- fewer survivors than n -------------------------------------------------------------------------------------
+
+
+def test_fewer_survivors_than_n_takes_them_all_by_default_and_fill_tops_up_at_random():
+    scores = synthetic_scores(3000, seed=4, truncated_share=0.0, sources=3)  # 1000 // 3 < a source: all split
+    temp = synthetic_temp(scores, seed=5)
+    probe = select_temp(scores, temp_scores=temp, n=10, seed=1)
+    survivors = probe.facts["temp"]["difficulty"]["survivors"]
+    n = survivors + 40
+    assert n <= 3000
+    take = select_temp(scores, temp_scores=temp, n=n, seed=1)  # the official Selector: every group capped
+    short = take.facts["temp"]["shortfall"]
+    assert len(take.rows) == survivors and short == {"n": n, "survivors": survivors, "short": 40, "rule": "take",
+                                                       "filled_at_random": 0}
+    assert take.facts["temp"]["rules"]["shortfall"]["official"]
+    assert "shortfall" not in take.facts["temp"]["rules"]["deviations"]
+    assert any("it is not padded" in w for w in take.facts["warnings"])
+    # every survivor is taken: the allocation of all survivors gives each source all of its survivors
+    band = set(take.facts["funnel"].items())
+    assert ("band", survivors) in band and ("selected", survivors) in band
+    fill = select_temp(scores, temp_scores=temp, n=n, seed=1, temp_shortfall="fill")
+    assert len(fill.rows) == n and len(set(fill.rows.tolist())) == n
+    assert set(take.rows.tolist()) <= set(fill.rows.tolist())  # the survivors, then 40 others
+    assert fill.facts["temp"]["shortfall"]["filled_at_random"] == 40
+    assert fill.facts["temp"]["rules"]["deviations"] == [*take.facts["temp"]["rules"]["deviations"], "shortfall"]
+    again = select_temp(scores, temp_scores=temp, n=n, seed=1, temp_shortfall="fill")
+    other = select_temp(scores, temp_scores=temp, n=n, seed=2, temp_shortfall="fill")
+    assert np.array_equal(fill.rows, again.rows) and not np.array_equal(fill.rows, other.rows)
+    with pytest.raises(UserError, match=f"keeps {survivors} rows .* fewer than --n {n}"):
+        select_temp(scores, temp_scores=temp, n=n, seed=1, temp_shortfall="error")
+    enough = select_temp(scores, temp_scores=temp, n=survivors, seed=1)  # no shortfall: nothing changes
+    assert enough.facts["temp"]["shortfall"]["short"] == 0 and len(enough.rows) == survivors

@@ -148,7 +148,11 @@ def test_select_temp_allocations_sum_to_n_within_group_sizes_and_are_seeded(tabl
 def test_select_temp_edge_cases_are_errors_or_recorded(tables):
     scores, temp = tables
     with pytest.raises(UserError, match="fewer than --n"):
-        select_temp(scores, temp_scores=temp, n=len(scores), seed=0)
+        select_temp(scores, temp_scores=temp, n=len(scores), seed=0, temp_shortfall="error")
+    with pytest.raises(UserError, match="--temp-shortfall fill: the pool has"):  # over-length rows are dropped
+        select_temp(scores, temp_scores=temp, n=len(scores), seed=0, temp_shortfall="fill")
+    with pytest.raises(UserError, match="--temp-shortfall must be one of"):
+        select_temp(scores, temp_scores=temp, n=50, seed=0, temp_shortfall="pad")
     other = synthetic_temp(scores, seed=3)
     other.gaussian.loc[5, "id"] = "00000005-ffffffffffff"
     with pytest.raises(UserError, match="different pools: pool row 5"):
