@@ -37,10 +37,14 @@ def test_demo_temp_reuses_demo_matched_and_shares_its_temp_steps_with_demo_all()
     temp = _plan("demo_temp.yaml")
     matched_dirs = {s.dir for s in _plan("demo_matched.yaml")}
     own = [s for s in temp if s.kind in ("perturb", "checkpoints") or any(w in s.label for w in ("temp", "base"))]
-    assert len(own) == 1 + 1 + 3 * 2 + 3 * 3 + 1, [s.label for s in own]  # perturb+scores, 3x directional, 3x sel/train/eval, base
+    # one Gaussian perturbation and its scores, 3 directional ones and theirs (shared by temp and temp_fill),
+    # 3 x select/train/eval for each of temp and temp_fill, the base evaluation
+    assert len(own) == 1 + 1 + 3 * 2 + 2 * 3 * 3 + 1, [s.label for s in own]
     recomputed = [s.label for s in temp if s not in own and s.dir not in matched_dirs]
     assert not recomputed, f"demo_temp.yaml would recompute {recomputed} that demo_matched.yaml has"
     all_dirs = {s.dir for s in _plan("demo_all.yaml")}
-    not_shared = [s.label for s in temp if s.kind != "eval" and s.dir not in all_dirs]
+    not_shared = [s.label for s in temp if s.kind != "eval" and "temp_fill" not in s.label and s.dir not in all_dirs]
     assert not not_shared, f"demo_temp.yaml's {not_shared} differ from demo_all.yaml's"
-    assert sum(1 for s in temp if s.kind == "train" and "temp" in s.label) == 3
+    assert sum(1 for s in temp if s.kind == "train" and "temp" in s.label) == 6
+    fill = [s for s in temp if s.label.startswith("select temp_fill")]
+    assert fill and all(s.argv[-2:] == ["--temp_shortfall", "fill"] for s in fill)
