@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from llamafactory_ext.study.arm_inputs import Inputs, Subset, flag, json_key, shared_step, subset_name
+from llamafactory_ext.study.arm_inputs import (
+    Inputs,
+    Subset,
+    arm_rows,
+    flag,
+    json_key,
+    shared_step,
+    subset_name,
+)
 from llamafactory_ext.study.config import ArmConfig
 from llamafactory_ext.study.steps import Step
 
@@ -14,11 +22,11 @@ from llamafactory_ext.study.steps import Step
 def select_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     """A `data-select select` strategy (zpd, random, ...) on the pool scores."""
     cfg = inp.cfg
-    key = {"strategy": arm.strategy, "options": arm.options, "n": cfg.subset_size, "seed": seed}
+    key = {"strategy": arm.strategy, "options": arm.options, "n": arm_rows(arm, cfg), "seed": seed}
     step = Step("select", f"select {arm.name} seed {seed}", key, [inp.score], cfg.out, arm.name, seed)
     name = subset_name(arm.name, seed, step)
     step.argv = ["data-select", "select", "--scores", str(inp.score.dir), "--strategy", arm.strategy,
-                 "--n", str(cfg.subset_size), "--seed", str(seed), "--name", name,
+                 "--n", str(arm_rows(arm, cfg)), "--seed", str(seed), "--name", name,
                  "--dataset_info", str(step.dir / "dataset_info.json"), "--force"]
     for k, v in arm.options.items():
         step.argv += [flag(k), str(v)]
@@ -44,11 +52,11 @@ def pass_cv_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
         return step
 
     verify, new = shared_step(inp, f"verify {json_key(verify_options)}", make_verify)
-    key = {"strategy": arm.strategy, "options": options, "n": cfg.subset_size, "seed": seed}
+    key = {"strategy": arm.strategy, "options": options, "n": arm_rows(arm, cfg), "seed": seed}
     step = Step("select", f"select {arm.name} seed {seed}", key, [inp.score, verify], cfg.out, arm.name, seed)
     name = subset_name(arm.name, seed, step)
     step.argv = ["data-select", "select", "--verified", str(verify.dir), "--scores", str(inp.score.dir),
-                 "--strategy", arm.strategy, "--n", str(cfg.subset_size), "--seed", str(seed), "--name", name,
+                 "--strategy", arm.strategy, "--n", str(arm_rows(arm, cfg)), "--seed", str(seed), "--name", name,
                  "--dataset_info", str(step.dir / "dataset_info.json"), "--force"]
     for k, v in options.items():
         step.argv += [flag(k), str(v)]
@@ -91,11 +99,11 @@ def matched_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
 
     cfg = inp.cfg
     options, base = sibling_subset(arm, seed, inp, "match", "length-matched")
-    key = {"strategy": arm.strategy, "match": base.name, "options": options, "n": cfg.subset_size, "seed": seed}
+    key = {"strategy": arm.strategy, "match": base.name, "options": options, "n": arm_rows(arm, cfg), "seed": seed}
     step = Step("select", f"select {arm.name} seed {seed}", key, [inp.score, base.step], cfg.out, arm.name, seed)
     name = subset_name(arm.name, seed, step)
     step.argv = ["data-select", "select", "--scores", str(inp.score.dir), "--strategy", arm.strategy,
-                 "--match", str(subset_paths(base.dataset_dir, base.name)["data"]), "--n", str(cfg.subset_size),
+                 "--match", str(subset_paths(base.dataset_dir, base.name)["data"]), "--n", str(arm_rows(arm, cfg)),
                  "--seed", str(seed), "--name", name, "--dataset_info", str(step.dir / "dataset_info.json"), "--force"]
     for k, v in options.items():
         step.argv += [flag(k), str(v)]

@@ -48,6 +48,7 @@ class ArmConfig:
     name: str
     strategy: str | None  # None: the untrained base model
     options: dict[str, Any] = field(default_factory=dict)  # further `data-select select` options (low, high, key…)
+    subset_size: int | None = None  # this arm's rows instead of the study's subset_size (e.g. a size control)
 
     @property
     def matches(self) -> str | None:
@@ -163,7 +164,11 @@ def _arms(path: Path, raw: Any, strategies: set[str]) -> list[ArmConfig]:
                             + (f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(sorted(strategies))}"))
         if not str(name).replace("_", "").replace("-", "").isalnum():
             raise UserError(f"{path}: arm name {name!r} must be letters, digits, '-' or '_'")
-        arms.append(ArmConfig(str(name), strategy, opts))
+        size = opts.pop("subset_size", None)
+        if size is not None and (name == BASE_ARM or isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise UserError(f"{path}: arms.{name}.subset_size must be a positive integer (this arm's rows instead of "
+                            f"the study's subset_size), got {size!r}")
+        arms.append(ArmConfig(str(name), strategy, opts, size))
     return arms
 
 

@@ -46,7 +46,9 @@ def gpu_hours(step: Step, cfg: StudyConfig) -> float | None:
         if step.kind == "score":
             return e["pool_rows"] * e["tokens_per_row"] / e["score_tokens_per_s"] / 3600
         if step.kind == "train":
-            return cfg.subset_size * e["tokens_per_row"] * _epochs(cfg) / e["train_tokens_per_s"] / 3600
+            arm = next((a for a in cfg.trained_arms if a.name == step.arm), None)
+            rows = (arm.subset_size if arm is not None else None) or cfg.subset_size
+            return rows * e["tokens_per_row"] * _epochs(cfg) / e["train_tokens_per_s"] / 3600
         if step.kind == "eval":
             return float(e["eval_gpu_hours"])
     except KeyError:

@@ -147,7 +147,8 @@ def write_report(cfg: StudyConfig, steps: list[Step], results: pd.DataFrame, wal
              + (f"; this run's wall time {wall_seconds / 60:,.1f} min." if wall_seconds is not None else "."), "",
              f"Model `{cfg.model}` (template `{cfg.template}`, cutoff {cfg.cutoff_len}); pool "
              f"`{cfg.pool.dataset or 'procedural demo pool ' + json.dumps(cfg.pool.demo_data)}`; subsets of "
-             f"{cfg.subset_size:,} rows; training recipe `{cfg.train.recipe}` {json.dumps(cfg.train.overrides)}; "
+             f"{cfg.subset_size:,} rows" + "".join(f" ({a.name}: {a.subset_size:,})" for a in cfg.trained_arms
+                                         if a.subset_size) + f"; training recipe `{cfg.train.recipe}` {json.dumps(cfg.train.overrides)}; "
              f"seeds {cfg.seeds} (each seed: one subset draw and one training run per arm); evaluation "
              f"`{cfg.eval.suite}` {json.dumps({k: v for k, v in vars(cfg.eval).items() if v is not None and k != 'suite'})}.",
              "",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from llamafactory_ext.study.arm_inputs import (
     Inputs,
     Subset,
+    arm_rows,
     flag,
     json_key,
     launcher,
@@ -117,11 +118,11 @@ def temp_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     theta_f = _temp_target(arm, seed, inp, target)
     d_perturb = perturbation("directional", int(perturb["directional"].get("seed", seed)), False, theta_f)
     d_scores = checkpoint_scores("directional", d_perturb, g_scores, False)
-    key = {"strategy": arm.strategy, "options": options, "n": cfg.subset_size, "seed": seed}
+    key = {"strategy": arm.strategy, "options": options, "n": arm_rows(arm, cfg), "seed": seed}
     step = Step("select", f"select {arm.name} seed {seed}", key, [inp.score, d_scores], cfg.out, arm.name, seed)
     name = subset_name(arm.name, seed, step)
     step.argv = ["data-select", "select", "--scores", str(inp.score.dir), "--temp-scores", str(d_scores.dir / "temp"),
-                 "--strategy", arm.strategy, "--n", str(cfg.subset_size), "--seed", str(seed), "--name", name,
+                 "--strategy", arm.strategy, "--n", str(arm_rows(arm, cfg)), "--seed", str(seed), "--name", name,
                  "--dataset_info", str(step.dir / "dataset_info.json"), "--force"]
     for k, v in options.items():
         step.argv += [flag(k), str(v)]
