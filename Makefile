@@ -62,7 +62,7 @@ study-all: install  # every strategy's arm (longer; its measured time is in the 
 study-matched: install  # random, zpd and a length-matched random arm (51 min from scratch on 2 cores, measured 2026-12-02)
 	$(OFFLINE) $(BIN)/llamafactory-ext study studies/demo_matched.yaml
 
-study-temp: install  # random, zpd, TEMP as its authors run it (default σ) and at equal size; 72 min after study-matched (2026-12-02)
+study-temp: install  # random, zpd, TEMP as its authors run it (default σ) and size controls; 86 min after study-matched (2026-12-02)
 	$(OFFLINE) $(BIN)/llamafactory-ext study studies/demo_temp.yaml
 
 # Tests run in TEST_WORKERS pytest workers (pytest-xdist), whole files per worker, slow files dealt first; each

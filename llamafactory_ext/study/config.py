@@ -15,6 +15,7 @@ Example (``studies/demo.yaml`` is the annotated one)::
       base: {}                         # the untrained model
       random: {strategy: random}
       zpd: {strategy: zpd, low: 0.25, high: 0.75}
+      random_40: {strategy: random, subset_size: 40}   # an arm of its own size (a size control)
     train: {recipe: yaml_recipes/demo_zpd.yaml, overrides: {num_train_epochs: 1}}
     eval: {suite: heldout, max_new_tokens: 128, temperature: 0.0, batch_size: 64}
     analysis: {reference: random, baseline: base, resolution: 2.5}
@@ -86,6 +87,7 @@ class AnalysisConfig:
     draws: int = 10_000  # bootstrap draws
     seed: int = 0
     pilot: str = ""  # a finished study's OUT/reports/NAME/summary.json: --dry-run's power from its variance
+    pairs: list[list[str]] = field(default_factory=list)  # more paired differences [[A, B], ...]: A − B
     assumptions: dict[str, Any] = field(default_factory=dict)  # else these (llamafactory_ext/study/power.py)
 
 
@@ -222,6 +224,10 @@ def load_study(path: str | Path, strategies: set[str]) -> StudyConfig:
         arm = getattr(cfg.analysis, role)
         if arm and arm not in names:
             raise UserError(f"{path}: analysis.{role} {arm!r} is not one of the arms {names}")
+    for pair in cfg.analysis.pairs:
+        if not isinstance(pair, list) or len(pair) != 2 or pair[0] == pair[1] or any(a not in names for a in pair):
+            raise UserError(f"{path}: analysis.pairs: each pair is [ARM, OTHER_ARM], two different arms of {names} "
+                            f"(reported as ARM − OTHER_ARM), got {pair!r}")
     if cfg.eval.suite == "heldout" and pool.demo_data is None:
         raise UserError(f"{path}: eval.suite heldout needs pool.demo_data (its held-out set); name a suite")
     if cfg.subset_size < 1:

@@ -25,7 +25,7 @@ from llamafactory_ext.study.steps import Step
 
 def comparisons(cfg: StudyConfig, arms: list[str]) -> list[tuple[str, str]]:
     """Every arm against the reference (random); each matched arm's target against it (zpd − matched-random,
-    beside zpd − random); then every arm against the baseline (base); without repeats."""
+    beside zpd − random); then every arm against the baseline (base); then ``analysis.pairs``; without repeats."""
     pairs: list[tuple[str, str]] = []
     matched = [(a.matches, a.name) for a in cfg.arms if a.matches and a.name in arms and a.matches in arms]
     for against in (cfg.analysis.reference, cfg.analysis.baseline):
@@ -34,6 +34,8 @@ def comparisons(cfg: StudyConfig, arms: list[str]) -> list[tuple[str, str]]:
                       and (a, against) not in pairs]
         if against == cfg.analysis.reference:
             pairs += [p for p in matched if p not in pairs and p[::-1] not in pairs]
+    extra = [(a, b) for a, b in cfg.analysis.pairs if a in arms and b in arms]
+    pairs += [p for p in extra if p not in pairs and p[::-1] not in pairs]
     return pairs
 
 

@@ -73,3 +73,26 @@ def test_an_arm_with_its_own_subset_size_changes_only_its_own_steps(tmp_path, ti
                                                                                  "subset_size": bad}})
         with pytest.raises(UserError, match="arms.small.subset_size must be a positive integer"):
             load_study(path, known_strategies())
+
+
+def test_analysis_pairs_add_paired_differences_and_bad_pairs_name_the_key(tmp_path, tiny_qwen_dir):
+    from test_study import write_study
+
+    from data_selection.command_line import UserError
+    from llamafactory_ext.study.report import comparisons
+
+    arms = {"base": {}, "random": {"strategy": "random"}, "zpd": {"strategy": "zpd"},
+            "small": {"strategy": "random", "subset_size": 7}}
+    plain = load_study(write_study(tmp_path, str(tiny_qwen_dir), arms=arms), known_strategies())
+    names = [a.name for a in plain.arms]
+    assert ("zpd", "small") not in comparisons(plain, names)
+    paired = load_study(write_study(tmp_path, str(tiny_qwen_dir), arms=arms,
+                                    analysis={"pairs": [["zpd", "small"], ["zpd", "random"]]}), known_strategies())
+    pairs = comparisons(paired, names)
+    assert pairs[:len(comparisons(plain, names))] == comparisons(plain, names)  # the usual ones first, in order
+    assert pairs.count(("zpd", "small")) == 1 and pairs.count(("zpd", "random")) == 1  # no repeat of zpd − random
+    assert ("zpd", "small") not in comparisons(paired, ["base", "random", "zpd"])  # an arm without results: skipped
+    for bad in (["zpd"], ["zpd", "zpd"], ["zpd", "nope"], "zpd-small"):
+        path = write_study(tmp_path, str(tiny_qwen_dir), arms=arms, analysis={"pairs": [bad]})
+        with pytest.raises(UserError, match=r"analysis.pairs: each pair is \[ARM, OTHER_ARM\]"):
+            load_study(path, known_strategies())
