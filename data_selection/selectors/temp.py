@@ -55,6 +55,11 @@ from data_selection.selectors.temp_diversity import DIVERSITY_N_INIT, RANKINGS, 
 # fewer difficulty survivors than n: the official Selector caps every group at its size (all survivors, a smaller
 # subset); fill and error are ours
 SHORTFALLS = ("take", "fill", "error")
+SHORTFALL_DESCRIPTIONS = {
+    "take": "fewer survivors than n: all of them (the official Selector caps every group at its size)",
+    "fill": "fewer survivors than n: all of them plus a uniform draw of the rest from the other eligible rows",
+    "error": "fewer survivors than n: stop, writing nothing",
+}
 
 
 def rules(temp: TempScores, allocation: str, ranking: str, init_label_num: int,
@@ -77,13 +82,6 @@ def rules(temp: TempScores, allocation: str, ranking: str, init_label_num: int,
     }
     off = [k for k, v in steps.items() if not v["official"]]
     return {**steps, "official": not off, "deviations": off}
-
-
-SHORTFALL_DESCRIPTIONS = {
-    "take": "fewer survivors than n: all of them (the official Selector caps every group at its size)",
-    "fill": "fewer survivors than n: all of them plus a uniform draw of the rest from the other eligible rows",
-    "error": "fewer survivors than n: stop, writing nothing",
-}
 
 
 # -- the strategy -------------------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ def shared_step(inp: Inputs, name: str, make: Callable[[], Step]) -> tuple[Step,
     inp.shared[name] = make()
     return inp.shared[name], [inp.shared[name]]
 
+
 def arm_rows(arm, cfg: StudyConfig) -> int:
     """The rows of this arm's subset: its own ``subset_size`` if it has one, else the study's."""
     return arm.subset_size or cfg.subset_size

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from llamafactory_ext.study.arm_inputs import arm_rows
 from llamafactory_ext.study.config import StudyConfig
 from llamafactory_ext.study.steps import Step
 
@@ -47,7 +48,7 @@ def gpu_hours(step: Step, cfg: StudyConfig) -> float | None:
             return e["pool_rows"] * e["tokens_per_row"] / e["score_tokens_per_s"] / 3600
         if step.kind == "train":
             arm = next((a for a in cfg.trained_arms if a.name == step.arm), None)
-            rows = (arm.subset_size if arm is not None else None) or cfg.subset_size
+            rows = arm_rows(arm, cfg) if arm is not None else cfg.subset_size
             return rows * e["tokens_per_row"] * _epochs(cfg) / e["train_tokens_per_s"] / 3600
         if step.kind == "eval":
             return float(e["eval_gpu_hours"])

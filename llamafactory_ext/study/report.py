@@ -144,13 +144,14 @@ def write_report(cfg: StudyConfig, steps: list[Step], results: pd.DataFrame, wal
     records = [json.loads(s.record.read_text(encoding="utf-8")) for s in steps if s.record.is_file()]
     step_seconds = sum(r["seconds"] for r in records)
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    own_sizes = "".join(f" ({a.name}: {a.subset_size:,})" for a in cfg.trained_arms if a.subset_size)
     lines = [f"# Study `{cfg.name}`", "",
              f"{now} on {machine()}. Steps took {step_seconds / 60:,.1f} min of compute in all"
              + (f"; this run's wall time {wall_seconds / 60:,.1f} min." if wall_seconds is not None else "."), "",
              f"Model `{cfg.model}` (template `{cfg.template}`, cutoff {cfg.cutoff_len}); pool "
              f"`{cfg.pool.dataset or 'procedural demo pool ' + json.dumps(cfg.pool.demo_data)}`; subsets of "
-             f"{cfg.subset_size:,} rows" + "".join(f" ({a.name}: {a.subset_size:,})" for a in cfg.trained_arms
-                                         if a.subset_size) + f"; training recipe `{cfg.train.recipe}` {json.dumps(cfg.train.overrides)}; "
+             f"{cfg.subset_size:,} rows{own_sizes}; training recipe `{cfg.train.recipe}` "
+             f"{json.dumps(cfg.train.overrides)}; "
              f"seeds {cfg.seeds} (each seed: one subset draw and one training run per arm); evaluation "
              f"`{cfg.eval.suite}` {json.dumps({k: v for k, v in vars(cfg.eval).items() if v is not None and k != 'suite'})}.",
              "",
