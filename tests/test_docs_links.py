@@ -26,6 +26,11 @@ LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"
 REFERENCE = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+.*)?$")
 HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 HTML_ANCHOR = re.compile(r"<a\s+(?:name|id)=\"([^\"]+)\"")
+REPO_PATH = re.compile(
+    r"(?<![\w/.-])((?:data_selection|llamafactory_ext|tests|bench|scripts|yaml_recipes|studies|ds_configs|constraints"
+    r"|docs)/[\w./-]*\.(?:py|yaml|json|sh|txt|md))"
+)
+PLACEHOLDER = re.compile(r"\b[A-Z]{3,}\b")  # studies/NAME.yaml, scores/POOL: stand for a file the user names
 
 
 def github_slug(heading: str) -> str:
@@ -92,6 +97,12 @@ def broken_links(path: Path, root: Path = REPO) -> list[str]:
     return problems
 
 
+def missing_paths(path: Path, root: Path = REPO) -> list[str]:
+    """Files of the repository a page names in its text (code included) that do not exist."""
+    named = {m for m in REPO_PATH.findall(path.read_text(encoding="utf-8")) if not PLACEHOLDER.search(m)}
+    return sorted(m for m in named if not (root / m).exists())
+
+
 @pytest.mark.parametrize(
     ("heading", "slug"),
     [
@@ -129,6 +140,21 @@ def test_the_checker_finds_a_missing_file_and_a_missing_anchor(tmp_path):
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_relative_link_and_anchor_resolves(page):
     assert not broken_links(page)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_repository_file_a_page_names_exists(page):
+    """A renamed module, test or script must take its docs along (`bench/x.py`, `tests/.../test_y.py`)."""
+    assert missing_paths(page) == []
+
+
+def test_the_path_check_skips_placeholders_and_finds_a_renamed_file(tmp_path):
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "real.py").write_text("", encoding="utf-8")
+    page = tmp_path / "page.md"
+    page.write_text("`python bench/real.py` and `bench/gone.py`; `studies/NAME.yaml`, `outputs/x.json`\n",
+                    encoding="utf-8")
+    assert missing_paths(page, root=tmp_path) == ["bench/gone.py"]
 
 
 def test_the_docs_pages_are_linked_from_the_readme():
