@@ -19,7 +19,7 @@ from data_selection.scoring.checkpoint_layout import feature_column, load_temp_s
 from data_selection.scoring.checkpoints import CheckpointScoreOptions, run_score_checkpoints, shard_file
 from data_selection.scoring.forward import score_sequences
 from data_selection.scoring.runner import ScoreOptions, run_score
-from data_selection.select import load_scored_pool, load_scores
+from data_selection.scores_table import load_scored_pool, load_scores
 from data_selection.selectors.temp import difficulty_survivors
 from data_selection.tiny_model import build_tiny_qwen
 
