@@ -17,7 +17,8 @@ import pytest
 from chromium_driver import ROOT, BrowserUnavailable, severe_console_messages, start, stop
 from score_fixtures import make_scores_dir
 
-from data_selection.report import ReportOptions, run_report
+from data_selection.options.report import ReportOptions
+from data_selection.reports.selection import run_report
 from data_selection.select import SelectOptions, run_select
 
 pytestmark = pytest.mark.slow

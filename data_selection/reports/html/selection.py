@@ -3,8 +3,8 @@
 Sections: overview, funnel, key and length (the key's histogram with the band's cut points, response length
 pool vs selections, loss vs length with the OLS trend), composition (pool share, selected share, mean key per
 source / category), overlap (counts, Jaccard), each strategy's own stages (zpd band, random draw, TEMP's
-checkpoint, clusters and allocation, pass-cv's pass-rate / CV plane), and the per-example browser. The numbers
-come from :func:`data_selection.report.loss_context` and the manifests, the same ones the PNGs and
+checkpoint, clusters and allocation, pass-cv's pass-rate / CV plane: :mod:`.stages`), and the per-example browser. The numbers
+come from :func:`data_selection.reports.facts.loss_context` and the manifests, the same ones the PNGs and
 ``report.md`` show.
 """
 
@@ -16,13 +16,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from data_selection.report_html import charts
+from data_selection.reports.bins import key_bins, log_bins
+from data_selection.reports.colors import POOL_COLOR, color
+from data_selection.reports.funnel import stages_present
+from data_selection.reports.html import charts
+from data_selection.reports.html.browser import attach_texts, build_browser, text_positions
+from data_selection.reports.html.page import write_page
+from data_selection.reports.html.stages import strategy_blocks
+from data_selection.reports.html.texts import Renderer
+from data_selection.reports.temp import difficulty_cell
+from data_selection.scores_table import load_scored_pool
+from data_selection.selectors.common import fit_length_trend
 
 
 def _overview(selections) -> dict[str, Any]:
-    from data_selection.report_temp import difficulty_cell
-
     def band(m):
         th = m.get("thresholds", {})
         if "low_value" in th:
@@ -46,9 +55,7 @@ def _overview(selections) -> dict[str, Any]:
 
 
 def _funnel(selections) -> list[dict[str, Any]]:
-    from data_selection.report import FUNNEL_STAGES
-
-    stages = [st for st in FUNNEL_STAGES if any(st in s.manifest["funnel"] for s in selections)]
+    stages = stages_present([s.manifest["funnel"] for s in selections])
     series = [(s.name, [s.manifest["funnel"].get(st) for st in stages]) for s in selections]
     return [charts.hbar("pool → eligible → band / filters → selected", [st.replace("_", " ") for st in stages], series),
             charts.table("", ["stage", *(s.name for s in selections)],
@@ -56,23 +63,21 @@ def _funnel(selections) -> list[dict[str, Any]]:
 
 
 def _loss_blocks(ctx, seed: int) -> list[dict[str, Any]]:
-    from data_selection.selectors.common import fit_length_trend
-
     pool = ctx.elig.table
     blocks = [charts.hist(f"{ctx.key}: eligible pool, band cut points, selections", ctx.key,
-                          ("eligible pool", ctx.elig.key), ctx.series, charts.key_bins(ctx.elig.key), ctx.edges)]
+                          ("eligible pool", ctx.elig.key), ctx.series, key_bins(ctx.elig.key), ctx.edges)]
     length = pool["n_response_tokens"].to_numpy(np.float64)
     blocks.append(charts.hist("Response length: pool vs selections", "response tokens (log scale)",
                               ("eligible pool", length),
                               [(n, t["n_response_tokens"].to_numpy(np.float64)) for n, t in ctx.tables],
-                              charts.log_bins(length), log_x=True, density_per_log=True))
+                              log_bins(length), log_x=True, density_per_log=True))
     loss = pool["loss_mean"].to_numpy(np.float64)
     pick = charts.sample(len(pool), 20_000, seed)
-    groups = [{"label": f"eligible pool ({len(pick):,} of {len(pool):,} shown)", "color": charts.POOL_COLOR,
+    groups = [{"label": f"eligible pool ({len(pick):,} of {len(pool):,} shown)", "color": POOL_COLOR,
                "x": length[pick], "y": loss[pick], "opacity": 0.5}]
     for i, (name, t) in reversed(list(enumerate(ctx.tables))):  # the first selection on top
         p = charts.sample(len(t), 5_000, seed + 1 + i)
-        groups.append({"label": f"{name} (n={len(t):,})", "color": charts.color(i), "r": 2.0,
+        groups.append({"label": f"{name} (n={len(t):,})", "color": color(i), "r": 2.0,
                        "x": t["n_response_tokens"].to_numpy(np.float64)[p], "y": t["loss_mean"].to_numpy(np.float64)[p]})
     line = None
     ok = (length > 0) & np.isfinite(loss)
@@ -124,88 +129,8 @@ def _overlap(selections) -> list[dict[str, Any]]:
     return [charts.table("", ["pair", "rows A", "rows B", "in both", "Jaccard"], rows)] if rows else []
 
 
-def _zpd(s) -> list[dict[str, Any]]:
-    th, f = s.manifest["thresholds"], s.manifest["funnel"]
-    blocks = [charts.note(f"{s.name}: the eligible rows ranked by {s.manifest['parameters'].get('key')}; the lowest "
-                          f"{f.get('dropped_low', 0):,} dropped as too easy, the highest {f.get('dropped_high', 0):,} "
-                          f"as too hard; {f.get('selected', 0):,} drawn uniformly (seed "
-                          f"{s.manifest['parameters']['seed']}) from the {f.get('band', 0):,} in the band.")]
-    if "per_stratum" in th:
-        rows = [[k, v["eligible"], v["band"], v["quota"], v.get("low_value"), v.get("high_value")]
-                for k, v in th["per_stratum"].items()]
-        blocks.append(charts.table(f"{s.name}: band per stratum", ["stratum", "eligible", "band", "quota",
-                                                                   "low value", "high value"], rows))
-    return blocks
-
-
-def _temp(s) -> list[dict[str, Any]]:
-    t = s.manifest["temp"]
-    d, a, v = t["difficulty"], t["allocation"], t["diversity"]
-    blocks = [charts.hbar(f"{s.name}: mean L^(100) of each Gaussian checkpoint / base (chosen: "
-                          f"{d['chosen_checkpoint']}, target {d['target_ratio'][0]:g}–{d['target_ratio'][1]:g}×)",
-                          [f"checkpoint {j}" + (" ◀ chosen" if j == d["chosen_checkpoint"] else "")
-                           for j in range(1, len(d["ratios"]) + 1)], [("ratio", [round(r, 4) for r in d["ratios"]])]),
-              charts.table(f"{s.name}: difficulty clusters per source (high cluster kept)",
-                           ["source", "rows", "kept", "centres (low, high)", "cluster sizes"],
-                           [[src, x["rows"], x["kept"], ", ".join(f"{c:.3f}" for c in x.get("centres", [])) or
-                             x.get("note", ""), ", ".join(str(c) for c in x.get("cluster_sizes", [])) or "—"]
-                            for src, x in d["per_source"].items()])]
-    rows = [[f"{kind} {g}", x["rows"], x["mean_first"], x["mean_last"], x["score"], round(x["softmax"], 4),
-             x["before_cap"], x["after_cap"]] for kind, groups in (("domain", a["domains"]), ("source", a["sources"]))
-            for g, x in groups.items()]
-    blocks.append(charts.table(f"{s.name}: allocation (softmax T = {a['temperature']:g} of {a['score']})",
-                               ["group", "survivors", "L̄ first", "L̄ last", "score", "softmax", "before cap",
-                                "after cap"], rows))
-    blocks.append(charts.table(f"{s.name}: diversity pick (k-means on {v['features']}, k = {v['k']})",
-                               ["source", "survivors", "quota", "k used", "by rank", "at random"],
-                               [[src, x["rows"], x["quota"], "all" if x.get("taken_whole") else x.get("k_used"),
-                                 x["picked_by_rank"], x["filled_at_random"]] for src, x in v["per_source"].items()]))
-    return blocks
-
-
-def _pass_cv(s) -> list[dict[str, Any]]:
-    from data_selection.report import pass_cv_queries
-
-    q, taken = pass_cv_queries(s)
-    x, y = q["pass_rate"].to_numpy(np.float64), q["cv"].to_numpy(np.float64)
-    pick = charts.sample(len(q), 20_000, 0)
-    groups = [{"label": f"queries ({len(q):,})", "color": charts.POOL_COLOR, "x": x[pick], "y": y[pick]},
-              {"label": f"taken by {s.name} ({int(taken.sum()):,})", "color": charts.color(0), "r": 2.2,
-               "x": x[taken], "y": y[taken]}]
-    blocks = [charts.scatter(f"{s.name}: pass rate / CV plane of the verified queries", "pass rate", "CV of verify scores",
-                             groups)]
-    qf = s.manifest.get("query_funnel")
-    if qf:
-        blocks.append(charts.table(f"{s.name}: query funnel", ["stage", "queries"],
-                                   [[k.replace("_", " "), v] for k, v in qf.items()]))
-    return blocks
-
-
-def _strategy_blocks(selections) -> list[dict[str, Any]]:
-    blocks = []
-    for s in selections:
-        st = s.manifest["strategy"]
-        if st == "zpd":
-            blocks += _zpd(s)
-        elif st == "random":
-            blocks.append(charts.note(f"{s.name}: a uniform draw of {len(s.ids):,} eligible rows (seed "
-                                      f"{s.manifest['parameters']['seed']}), the baseline's protocol."))
-        elif st == "temp" and "temp" in s.manifest:
-            blocks += _temp(s)
-        elif st == "pass-cv" and "verified" in s.manifest:
-            blocks += _pass_cv(s)
-        for w in s.manifest.get("warnings", []):
-            blocks.append(charts.note(f"{s.name} warning: {w}"))
-    return blocks
-
-
 def _texts(ctx, scores_dir: str, shown: np.ndarray, idx: np.ndarray, opts) -> tuple[dict[int, dict], str]:
     """Rendered texts of the shown rows ``idx`` (indices into ``shown``, positions of ``ctx.scores``)."""
-    import pyarrow.parquet as pq
-
-    from data_selection.report_html.texts import Renderer
-    from data_selection.select import load_scored_pool
-
     meta = json.loads((Path(scores_dir) / "meta.json").read_text(encoding="utf-8"))
     model = (meta.get("model") or {}).get("name_or_path", "")
     tokenizer = opts.html_tokenizer or (model if model and Path(model).is_dir() else "")
@@ -238,8 +163,6 @@ def _texts(ctx, scores_dir: str, shown: np.ndarray, idx: np.ndarray, opts) -> tu
 
 
 def selection_payload(opts, selections, ctx, scores_dir: str) -> dict[str, Any]:
-    from data_selection.report_html.browser import attach_texts, build_browser, text_positions
-
     seed = selections[0].manifest["parameters"]["seed"]
     sections = [{"title": "Overview", "blocks": [_overview(selections)]},
                 {"title": "Funnel", "blocks": _funnel(selections)}]
@@ -249,7 +172,7 @@ def selection_payload(opts, selections, ctx, scores_dir: str) -> dict[str, Any]:
     overlap = _overlap(selections)
     if overlap:
         sections.append({"title": "Overlap", "blocks": overlap})
-    sections.append({"title": "Strategy stages", "blocks": _strategy_blocks(selections)})
+    sections.append({"title": "Strategy stages", "blocks": strategy_blocks(selections)})
     browser = None
     if ctx is not None:
         browser, shown, kept_shown = build_browser(ctx.scores, selections, max_rows=opts.html_rows, seed=seed)
@@ -263,6 +186,4 @@ def selection_payload(opts, selections, ctx, scores_dir: str) -> dict[str, Any]:
 
 
 def write_selection_html(opts, selections, ctx, scores_dir: str, out: Path) -> Path:
-    from data_selection.report_html.page import write_page
-
     return write_page(out / "report.html", selection_payload(opts, selections, ctx, scores_dir))

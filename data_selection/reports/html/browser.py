@@ -18,15 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data_selection.selectors.common import eligible_rows, strata_of
+from data_selection.selectors.zpd import band_positions
+
 KEPT = "kept"
 NUM_COLUMNS = ("loss_mean", "loss_first_100", "loss_first_1000", "n_prompt_tokens", "n_response_tokens")
 
 
 def _band_status(elig, p: dict[str, Any], status: np.ndarray, where: np.ndarray) -> None:
     """Below / above / in the band, for the eligible rows at positions ``where`` of the scores table."""
-    from data_selection.selectors.common import strata_of
-    from data_selection.selectors.zpd import band_positions
-
     groups = strata_of(elig.table, p["stratify"]) if p.get("stratify") else {"": np.arange(len(elig.table))}
     for name, positions in groups.items():
         key = elig.key[positions]
@@ -43,8 +43,6 @@ def _band_status(elig, p: dict[str, Any], status: np.ndarray, where: np.ndarray)
 
 def statuses(scores: pd.DataFrame, manifest: dict[str, Any], ids: set[str]) -> np.ndarray:
     """One status string per row of ``scores`` (normalized, pool-row order) for one selection."""
-    from data_selection.selectors.common import eligible_rows
-
     p = manifest["parameters"]
     strategy = manifest["strategy"]
     key, over_length = p.get("key") or "loss_mean", p.get("over_length", "drop")
