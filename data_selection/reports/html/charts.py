@@ -38,7 +38,17 @@ def hist(title: str, xlabel: str, pool: tuple[str, np.ndarray], series: list[tup
             enumerate(series)]
     return {"kind": "hist", "title": title, "xlabel": xlabel, "ylabel": ylabel + (" per log10" if density_per_log else ""),
             "edges": [float(e) for e in edges], "log_x": log_x, "series": out,
-            "cuts": [{"label": c, "value": float(v)} for c, v in cuts]}
+            "cuts": cut_marks(cuts)}
+
+
+def cut_marks(cuts: list[tuple[str, float]]) -> list[dict[str, Any]]:
+    """Cut points and where each label sits: with two or more, the lowest label ends left of its line and the
+    highest starts right of it, so a band's two labels never overlap however close its edges are; one is centred."""
+    order = sorted(range(len(cuts)), key=lambda i: cuts[i][1])
+    anchor = dict.fromkeys(order, "middle")
+    if len(order) >= 2:
+        anchor[order[0]], anchor[order[-1]] = "end", "start"
+    return [{"label": c, "value": float(v), "anchor": anchor[i]} for i, (c, v) in enumerate(cuts)]
 
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from data_selection.reports.bins import key_bins, log_bins
+from data_selection.reports.bins import integer_log_bins, key_bins
 from data_selection.reports.colors import POOL_COLOR, color
 from data_selection.reports.funnel import stages_present
 from data_selection.reports.html import charts
@@ -26,6 +26,7 @@ from data_selection.reports.html.browser import attach_texts, build_browser, tex
 from data_selection.reports.html.page import write_page
 from data_selection.reports.html.stages import strategy_blocks
 from data_selection.reports.html.texts import Renderer
+from data_selection.reports.length import QUANTILES, length_facts
 from data_selection.reports.temp import difficulty_cell
 from data_selection.scores_table import load_scored_pool
 from data_selection.selectors.common import fit_length_trend
@@ -62,7 +63,7 @@ def _funnel(selections) -> list[dict[str, Any]]:
                          [[st.replace("_", " "), *(s.manifest["funnel"].get(st) for s in selections)] for st in stages])]
 
 
-def _loss_blocks(ctx, seed: int) -> list[dict[str, Any]]:
+def _loss_blocks(ctx, selections, seed: int) -> list[dict[str, Any]]:
     pool = ctx.elig.table
     blocks = [charts.hist(f"{ctx.key}: eligible pool, band cut points, selections", ctx.key,
                           ("eligible pool", ctx.elig.key), ctx.series, key_bins(ctx.elig.key), ctx.edges)]
@@ -70,7 +71,7 @@ def _loss_blocks(ctx, seed: int) -> list[dict[str, Any]]:
     blocks.append(charts.hist("Response length: pool vs selections", "response tokens (log scale)",
                               ("eligible pool", length),
                               [(n, t["n_response_tokens"].to_numpy(np.float64)) for n, t in ctx.tables],
-                              log_bins(length), log_x=True, density_per_log=True))
+                              integer_log_bins(length), log_x=True, density_per_log=True))
     loss = pool["loss_mean"].to_numpy(np.float64)
     pick = charts.sample(len(pool), 20_000, seed)
     groups = [{"label": f"eligible pool ({len(pick):,} of {len(pool):,} shown)", "color": POOL_COLOR,
@@ -92,32 +93,46 @@ def _loss_blocks(ctx, seed: int) -> list[dict[str, Any]]:
                                  hlines=hlines, line=line))
     if ctx.reference:
         blocks.append(charts.note(ctx.reference))
+    blocks.append(_lengths(ctx, selections))
     return blocks
 
 
 def _composition(ctx) -> list[dict[str, Any]]:
+    """Per source / category: the share of rows, then the mean key, of the pool and each selection (one column
+    per selection in each table, so three selections still fit a laptop's width)."""
     pool = ctx.elig.table
     blocks = []
     for col in ("source", "category"):
         if col not in pool.columns:
             continue
-        frame = pd.DataFrame({"v": pool[col].astype(str).to_numpy(), "k": ctx.elig.key})
-        g = frame.groupby("v")["k"]
+        g = pd.DataFrame({"v": pool[col].astype(str).to_numpy(), "k": ctx.elig.key}).groupby("v")["k"]
         base_n, base_mean = g.size(), g.mean()
-        cols = [col, "pool rows", "pool share", f"pool mean {ctx.key}"]
         per = []
-        for (name, t), (_, keys) in zip(ctx.tables, ctx.series):
+        for (_, t), (_, keys) in zip(ctx.tables, ctx.series):
             sg = pd.DataFrame({"v": t[col].astype(str).to_numpy(), "k": keys}).groupby("v")["k"]
             per.append((sg.size(), sg.mean(), len(t)))
-            cols += [f"{name} share", f"{name} mean {ctx.key}"]
-        rows = []
-        for v in base_n.index:
-            row = [v, int(base_n[v]), f"{100 * base_n[v] / len(pool):.1f}%", float(base_mean[v])]
-            for n_, m_, total in per:
-                row += [f"{100 * n_.get(v, 0) / (total or 1):.1f}%", float(m_[v]) if v in m_ else None]
-            rows.append(row)
-        blocks.append(charts.table(f"By {col}", cols, rows))
+        names = [name for name, _ in ctx.tables]
+        shares = [[v, int(base_n[v]), f"{100 * base_n[v] / len(pool):.1f}%",
+                   *(f"{100 * n_.get(v, 0) / (total or 1):.1f}%" for n_, _, total in per)] for v in base_n.index]
+        means = [[v, float(base_mean[v]), *((float(m_[v]) if v in m_ else None) for _, m_, _ in per)]
+                 for v in base_n.index]
+        blocks += [charts.table(f"By {col}: share of rows", [col, "pool rows", "pool", *names], shares),
+                   charts.table(f"By {col}: mean {ctx.key}", [col, "pool", *names], means)]
     return blocks
+
+
+def _lengths(ctx, selections) -> dict[str, Any]:
+    """report.md's response-length table: Spearman(key, length) over each selection's eligible pool, length
+    quantiles of subset and pool, KS (:func:`data_selection.reports.length.length_facts`)."""
+    head = " · ".join(f"p{int(100 * q)}" for q in QUANTILES)
+    rows = []
+    for s in selections:
+        f = length_facts(ctx.scores, s.manifest, s.ids)
+        rows.append([s.name, f["key"], round(f["spearman"], 3),
+                     " · ".join(f"{a:,.0f} / {b:,.0f}" for a, b in zip(f["subset"], f["pool"])), round(f["ks"], 3)])
+    return charts.table("Response length per selection (|ρ| near 1: the key ranks by length)",
+                        ["selection", "key", "Spearman ρ (pool)", f"lengths {head} (subset / pool)", "KS vs pool"],
+                        rows)
 
 
 def _overlap(selections) -> list[dict[str, Any]]:
@@ -167,7 +182,7 @@ def selection_payload(opts, selections, ctx, scores_dir: str) -> dict[str, Any]:
     sections = [{"title": "Overview", "blocks": [_overview(selections)]},
                 {"title": "Funnel", "blocks": _funnel(selections)}]
     if ctx is not None:
-        sections += [{"title": "Key and length", "blocks": _loss_blocks(ctx, seed)},
+        sections += [{"title": "Key and length", "blocks": _loss_blocks(ctx, selections, seed)},
                      {"title": "Composition", "blocks": _composition(ctx)}]
     overlap = _overlap(selections)
     if overlap:

@@ -1,6 +1,7 @@
 """The "Strategy stages" section of a selection's ``report.html``: each selection's own stages, from its manifest.
 
-zpd: the band (and per stratum); random: the draw; TEMP: checkpoint ratios, difficulty clusters, allocation and
+zpd: the band (and per stratum); random: the draw; matched-random: its length bins (target, drawn, candidates)
+and the KS of the lengths; TEMP: checkpoint ratios, difficulty clusters, allocation and
 diversity pick; pass-cv: the pass-rate / CV plane of the verified queries and the query funnel.
 """
 
@@ -70,6 +71,34 @@ def _pass_cv(s) -> list[dict[str, Any]]:
     return blocks
 
 
+def _matched(s) -> list[dict[str, Any]]:
+    """matched-random: the length bins of the subset it matches, each bin's target / drawn / candidates, and the KS."""
+    m, p = s.manifest["matching"], s.manifest["parameters"]
+    cells = m.get("cells", [])
+    ks = m.get("ks_lengths") or {}
+    bound = m.get("ks_bound_exact_fill")
+    text = (f"{s.name}: a uniform draw (seed {p['seed']}) matched to {m['target']['source']} ({m['target']['rows']:,} "
+            f"rows) on {p.get('match_on', 'n_response_tokens')}, {len(cells)} cell(s): {m.get('bin_rule', '')}.")
+    if ks:
+        text += (f" Two-sample KS of the lengths, drawn vs target: {ks['statistic']:.3f} (p = {ks['pvalue']:.3g})"
+                 + (f"; an exact fill of these bins can reach {bound:.3f}." if bound is not None else "."))
+    blocks = [charts.note(text),
+              charts.hbar(f"{s.name}: rows per length bin, target vs drawn", [c["cell"] for c in cells],
+                          [("target", [c["target"] for c in cells]), ("drawn", [c["drawn"] for c in cells])]),
+              charts.table(f"{s.name}: length bins", ["bin", "target", "quota", "drawn", "candidates"],
+                           [[c["cell"], c["target"], c["quota"], c["drawn"], c["candidates"]] for c in cells])]
+    if m.get("borrowed"):
+        blocks.append(charts.table(f"{s.name}: rows borrowed from neighbouring bins", ["bin", "from", "rows"],
+                                   [[b["cell"], b["from"], b["rows"]] for b in m["borrowed"]]))
+    lengths = m.get("lengths") or {}
+    if lengths:
+        stats = ["mean", "min", "p25", "median", "p75", "max"]
+        blocks.append(charts.table(f"{s.name}: response tokens, target vs drawn", ["", *stats],
+                                   [[who, *(lengths[who].get(k) for k in stats)] for who in ("target", "drawn")
+                                    if who in lengths]))
+    return blocks
+
+
 def strategy_blocks(selections) -> list[dict[str, Any]]:
     blocks = []
     for s in selections:
@@ -79,6 +108,8 @@ def strategy_blocks(selections) -> list[dict[str, Any]]:
         elif st == "random":
             blocks.append(charts.note(f"{s.name}: a uniform draw of {len(s.ids):,} eligible rows (seed "
                                       f"{s.manifest['parameters']['seed']}), the baseline's protocol."))
+        elif st == "matched-random" and "matching" in s.manifest:
+            blocks += _matched(s)
         elif st == "temp" and "temp" in s.manifest:
             blocks += _temp(s)
         elif st == "pass-cv" and "verified" in s.manifest:
