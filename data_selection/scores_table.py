@@ -57,7 +57,7 @@ def load_scores(scores_dir: str | Path, columns: tuple[str, ...] = SCORE_READ_CO
 def load_scored_pool(meta: dict[str, Any], scores_dir: str | Path):
     """The pool the scorer read, loaded again the same way (spec recorded in meta.json)."""
     # lazy: sources imports LLaMA-Factory (seconds); reading the table itself must not pay for it
-    from data_selection.sources import PoolSpec, default_num_proc, load_pool
+    from data_selection.sources import PoolSpec, default_num_proc, load_pool  # lazy: LLaMA-Factory
 
     if "pool" not in meta:
         raise UserError(f"{Path(scores_dir) / 'meta.json'}: no 'pool' record; cannot find the rows' text")

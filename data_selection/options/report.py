@@ -1,8 +1,10 @@
-"""Options of ``data-select report NAME…`` (light: standard library only)."""
+"""Options of ``data-select report NAME…`` (light: standard library and our plumbing only)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from data_selection.command_line import UserError
 
 
 @dataclass
@@ -24,3 +26,10 @@ class ReportOptions:
     )
 
     POSITIONAL = "names"
+
+    def validate(self) -> None:
+        if not self.names:
+            raise UserError("name at least one selected subset: data-select report NAME [NAME…]")
+        for name in ("html_rows", "html_texts", "html_text_chars"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name} must be >= 0, got {getattr(self, name)}")

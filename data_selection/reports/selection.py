@@ -54,8 +54,7 @@ def _funnel_csv(names: list[str], selections) -> str:
 
 
 def run_report(opts: ReportOptions) -> dict[str, Any]:
-    if not opts.names:
-        raise UserError("name at least one selected subset: data-select report NAME [NAME…]")
+    opts.validate()
     dataset_dir = Path(opts.dataset_info).parent
     selections = [load_selection(dataset_dir, n) for n in opts.names]
     edited = [s.name for s in selections if s.manifest.get("transform")]

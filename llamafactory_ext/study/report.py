@@ -51,7 +51,7 @@ def machine() -> str:
         pass
     desc = f"{cpu}, {os.cpu_count()} cores"
     try:
-        import torch
+        import torch  # lazy: torch (seconds) only to name the GPUs, and it may be missing
 
         if torch.cuda.is_available():
             desc += f", {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
@@ -61,7 +61,7 @@ def machine() -> str:
 
 
 def plot(stats_by_task: dict[str, StudyStats], cfg: StudyConfig, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib loads only when the plot is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

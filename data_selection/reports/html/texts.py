@@ -33,10 +33,9 @@ def _join(elements: list[Any]) -> str:
 
 class Renderer:
     def __init__(self, template: str, cutoff_len: int, tokenizer_path: str = "", max_chars: int = 6000):
-        # lazy: LLaMA-Factory (seconds to import) loads only when a page embeds texts, not with the reports
-        from llamafactory.data.template import TEMPLATES
+        from llamafactory.data.template import TEMPLATES  # lazy: LLaMA-Factory (seconds)
 
-        from data_selection.encoding import TemplateEncoder, load_tokenizer
+        from data_selection.encoding import TemplateEncoder, load_tokenizer  # lazy: imports LLaMA-Factory
 
         self.max_chars = max_chars
         self.encoder = None
