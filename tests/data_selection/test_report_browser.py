@@ -60,8 +60,8 @@ def _set(d, element_id: str, value: str) -> None:
 
 
 def test_report_page_in_chromium(driver, page):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.common.by import By  # lazy: selenium is optional (skips without it)
+    from selenium.webdriver.support.ui import WebDriverWait  # lazy: as above
 
     root, scores, html = page
     d = driver
