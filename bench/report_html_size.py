@@ -24,6 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from score_fixtures import synthetic_scores  # noqa: E402  (tests/ on the path first)
+
+from data_selection.options.report import ReportOptions  # noqa: E402
+from data_selection.reports.facts import Loaded, loss_context  # noqa: E402
+from data_selection.reports.html import selection as sel  # noqa: E402
+from data_selection.reports.html.page import write_page  # noqa: E402
+from data_selection.selectors import select_random, select_zpd  # noqa: E402
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,14 +40,6 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--browser", action="store_true", help="also time opening the page in headless chromium")
     args = ap.parse_args()
-
-    from score_fixtures import synthetic_scores
-
-    from data_selection.report import Loaded, ReportOptions, loss_context
-    from data_selection.report_html import selection as sel
-    from data_selection.report_html.page import write_page
-    from data_selection.selectors import select_random, select_zpd
-
     table = synthetic_scores(args.rows, seed=0)
     tmp = Path(tempfile.mkdtemp(prefix="report_html_bench_"))
     scores_dir = tmp / "scores"
@@ -70,7 +70,7 @@ def main() -> int:
     print(f"  build {statistics.median(times):.2f} s median of {args.repeats} (range {min(times):.2f}-{max(times):.2f}); "
           f"includes reading scores.parquet and the eligibility/band recomputation")
     if args.browser:
-        from chromium_driver import BrowserUnavailable, severe_console_messages, start, stop
+        from chromium_driver import BrowserUnavailable, severe_console_messages, start, stop  # lazy: selenium
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support.ui import WebDriverWait
 

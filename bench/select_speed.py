@@ -43,7 +43,8 @@ def main() -> int:
 
     from score_fixtures import synthetic_scores
 
-    from data_selection.select import SelectOptions, load_scores, run_strategy
+    from data_selection.scores_table import load_scores
+    from data_selection.select import SelectOptions, run_strategy
 
     table = synthetic_scores(args.rows, seed=0)
     results = []

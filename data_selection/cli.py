@@ -47,7 +47,7 @@ COMMANDS = {
         "Validate every entry of a dataset_info.json with LLaMA-Factory's own loader.",
     ),
     "report": Command(
-        "data_selection.report:ReportOptions:cli_report",
+        "data_selection.commands.report:ReportOptions:run",
         "Plots and a markdown summary of one or more selections.",
     ),
     "prune-steps": Command(

@@ -10,7 +10,6 @@ beside the ``dataset_info.json``; register the entry (:mod:`data_selection.regis
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from dataclasses import dataclass, field, fields, replace
@@ -18,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from data_selection.command_line import UserError
-from data_selection.jsonl import read_jsonl
 from data_selection.quality import REQUIRE_PARTS
+from data_selection.scores_table import load_scored_pool, load_scores
 from data_selection.selectors import STRATEGIES, strategy_help
 from data_selection.selectors.common import KEY_DEFINITIONS, OVER_LENGTH, STRATIFY_COLUMNS
 from data_selection.selectors.pass_cv import PASS_THRESHOLDS
@@ -27,9 +26,6 @@ from data_selection.selectors.temp import SHORTFALLS
 from data_selection.selectors.temp_allocation import ALLOCATIONS
 from data_selection.selectors.temp_difficulty import INIT_LABEL_NUM
 from data_selection.selectors.temp_diversity import RANKINGS
-
-SCORE_READ_COLUMNS = ("id", "row", "n_prompt_tokens", "n_response_tokens", "loss_sum", "loss_mean",
-                      "loss_first_100", "loss_first_1000", "truncated", "category", "source")
 
 
 @dataclass
@@ -148,34 +144,6 @@ class SelectOptions:
     force: bool = field(default=False, metadata={"help": "Replace a dataset_info.json entry data-select did not create."})
 
 
-def load_scores(scores_dir: str | Path, columns: tuple[str, ...] = SCORE_READ_COLUMNS):
-    """(scores DataFrame without per-token losses, meta dict, rejects list) of a scoring output folder."""
-    import pyarrow.parquet as pq
-
-    d = Path(scores_dir)
-    if not d.is_dir():
-        raise UserError(f"scores folder {d} not found (run `data-select score ... --out {d}` first)")
-    parquet, meta_path = d / "scores.parquet", d / "meta.json"
-    for p in (meta_path, parquet):
-        if not p.exists():
-            raise UserError(f"{p} not found: is {d} a finished `data-select score` output? "
-                            f"(unfinished runs: re-run the score command or `data-select merge --scores {d}`)")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UserError(f"{meta_path}: not valid JSON ({err})") from err
-    try:
-        names = pq.read_schema(parquet).names
-        table = pq.read_table(parquet, columns=[c for c in columns if c in names]).to_pandas()
-    except Exception as err:
-        raise UserError(f"{parquet}: cannot be read as parquet ({type(err).__name__}: {err})") from err
-    rejects_path = d / "rejects.jsonl"
-    rejects = []
-    if rejects_path.exists():
-        rejects = read_jsonl(rejects_path)
-    return table, meta, rejects
-
-
 def strategy_named(name: str):
     if name not in STRATEGIES:
         raise UserError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
@@ -236,25 +204,6 @@ def _recipe(opts: SelectOptions) -> str:
         if p in strategy.parameters and getattr(opts, p) != defaults[p]:
             parts += [f"--{p.replace('_', '-')}", str(getattr(opts, p))]
     return shlex.join(parts)
-
-
-def load_scored_pool(meta: dict[str, Any], scores_dir: str | Path):
-    """The pool the scorer read, loaded again the same way (spec recorded in meta.json)."""
-    from data_selection.sources import PoolSpec, default_num_proc, load_pool
-
-    if "pool" not in meta:
-        raise UserError(f"{Path(scores_dir) / 'meta.json'}: no 'pool' record; cannot find the rows' text")
-    record = dict(meta["pool"])
-    if not record.get("columns"):
-        # Pool.describe() reports the *resolved* formatting under the spec's "formatting" key; a spec that
-        # gave no columns had its formatting detected, so it must be detected again.
-        record["formatting"] = ""
-    spec = PoolSpec.from_dict(record)
-    try:
-        return load_pool(spec, num_proc=default_num_proc())
-    except UserError as err:
-        raise UserError(f"cannot reload the scored pool ({spec.dataset!r}, dataset_dir {spec.dataset_dir!r}, as "
-                        f"recorded in {Path(scores_dir) / 'meta.json'}): {err}") from err
 
 
 MANIFEST_FACTS = ("strategy", "parameters", "key", "thresholds", "funnel", "over_length_rows", "composition", "stats")

@@ -170,6 +170,7 @@ def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
     from data_selection.encoding import TemplateEncoder, load_tokenizer
     from data_selection.perturb.manifest import read_manifest
     from data_selection.perturb.sequence import open_sequence
+    from data_selection.scores_table import SCORE_READ_COLUMNS, load_scored_pool, load_scores
     from data_selection.scoring.identity import check_out_dir, code_version
     from data_selection.scoring.logprobs import auto_chunk_tokens
     from data_selection.scoring.options import dist_env
@@ -177,7 +178,6 @@ def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
     from data_selection.scoring.runner import load_model
     from data_selection.scoring.self_check import check_against_full_forward, check_windows
     from data_selection.scoring.varlen import resolve_packing
-    from data_selection.select import SCORE_READ_COLUMNS, load_scored_pool, load_scores
 
     if opts.rows not in ROWS:
         raise UserError(f"--rows must be one of {', '.join(ROWS)}, got {opts.rows!r}")

@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from data_selection.command_line import UserError
-from data_selection.report_html.pruned import MAX_ROWS_SHOWN, struck_steps
 from data_selection.scoring.layout import REJECTS
 from data_selection.transforms.options import PruneOptions, dataset_info_path, recipe
 from data_selection.transforms.prune import steps_to_delete
 from data_selection.transforms.step_table import STEPS_TABLE, merge_steps
 from data_selection.transforms.steps import FUNCTIONAL_TYPES, STEP_TYPES, THINK_CLOSE, THINK_OPEN, segment
+from data_selection.transforms.struck_steps import MAX_ROWS_SHOWN, struck_steps
 
 NOTHING_AT_RATIO = "functional steps, but none to delete at this ratio"
 REJECTED = "rejected by the loader (LLaMA-Factory could not train on it)"
@@ -276,8 +276,8 @@ def write_pruned(opts: PruneOptions, mk, pool, encoder, out: Path, num_shards: i
     """Merge the shards, write subset + manifest + card + report, register. Returns paths and the manifest."""
     from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
     from data_selection.registry import register_entry, subset_entry
+    from data_selection.reports.pruned import write_report
     from data_selection.subset import subset_paths, write_subset
-    from data_selection.transforms.report import write_report
 
     table = merge_steps(out, num_shards)
     examples, facts = prune_rows(opts, mk, pool, encoder, table)

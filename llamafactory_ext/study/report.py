@@ -19,8 +19,10 @@ import pandas as pd
 
 from data_selection.atomic import atomic_path, write_json_atomic, write_text_atomic
 from llamafactory_ext.study.config import StudyConfig
+from llamafactory_ext.study.report_html import write_study_html
 from llamafactory_ext.study.stats import StudyStats, bootstrap, score_matrix, verdict
 from llamafactory_ext.study.steps import Step
+from llamafactory_ext.study.variance import decompose
 
 
 def comparisons(cfg: StudyConfig, arms: list[str]) -> list[tuple[str, str]]:
@@ -49,7 +51,7 @@ def machine() -> str:
         pass
     desc = f"{cpu}, {os.cpu_count()} cores"
     try:
-        import torch
+        import torch  # lazy: torch (seconds) only to name the GPUs, and it may be missing
 
         if torch.cuda.is_available():
             desc += f", {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
@@ -59,7 +61,7 @@ def machine() -> str:
 
 
 def plot(stats_by_task: dict[str, StudyStats], cfg: StudyConfig, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib loads only when the plot is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -117,8 +119,6 @@ def _per_seed(results: pd.DataFrame, task: str, arm: str) -> str:
 def variance_split(results: pd.DataFrame, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
     """Per paired difference of one task: the bootstrap variance split into seeds, problems, seed x problem and
     the part from sampling (llamafactory_ext/study/variance.py)."""
-    from llamafactory_ext.study.variance import decompose
-
     problems = sorted(results["problem"].unique())
     k = (results.groupby("arm")["samples"].max() if "samples" in results else pd.Series(dtype=int)).to_dict()
     return {(a, b): decompose(score_matrix(results, a, problems), score_matrix(results, b, problems),
@@ -196,8 +196,6 @@ def write_report(cfg: StudyConfig, steps: list[Step], results: pd.DataFrame, wal
     with atomic_path(out / "per_problem.csv") as tmp:
         results.to_csv(tmp, index=False)
     write_text_atomic(out / "report.md", "\n".join(lines))
-    from llamafactory_ext.study.report_html import write_study_html
-
     write_study_html(cfg, steps, stats_by_task, results, out)
     write_json_atomic(out / "summary.json", summary)
     return summary

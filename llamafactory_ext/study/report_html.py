@@ -1,7 +1,7 @@
 """The study's ``report.html``: arm accuracies with CIs, paired differences with verdicts, the per-problem grid.
 
 Beside ``report.md`` in ``OUT/reports/NAME/``, drawn by the same inline script as the selection pages
-(:mod:`data_selection.report_html`). Each trained arm links to the selection page of its first seed's subset:
+(:mod:`data_selection.reports.html`). Each trained arm links to the selection page of its first seed's subset:
 ``data-select report`` is run on it into ``selections/ARM/`` (a pruned arm links to the page its
 ``prune-steps`` step wrote). The numbers are the ones :func:`llamafactory_ext.study.stats.bootstrap` computed
 for ``report.md``.
@@ -15,17 +15,19 @@ from typing import Any
 
 import pandas as pd
 
-from data_selection.report_html import charts
+from data_selection.options.report import ReportOptions
+from data_selection.reports.colors import color
+from data_selection.reports.html import charts
+from data_selection.reports.html.page import write_page
+from data_selection.reports.selection import run_report
 from llamafactory_ext.study.config import StudyConfig
+from llamafactory_ext.study.plan import subset_name
 from llamafactory_ext.study.stats import StudyStats, verdict
 from llamafactory_ext.study.steps import Step
 
 
 def selection_pages(cfg: StudyConfig, steps: list[Step], out: Path) -> dict[str, tuple[str, str]]:
     """arm -> (relative link or "", what it is), for the first seed's subset of every trained arm."""
-    from data_selection.report import ReportOptions, run_report
-    from llamafactory_ext.study.plan import subset_name
-
     first_seed = min(cfg.seeds)
     pages: dict[str, tuple[str, str]] = {}
     for step in steps:
@@ -69,7 +71,7 @@ def study_payload(cfg: StudyConfig, stats_by_task: dict[str, StudyStats], result
     sections = []
     for task, st in stats_by_task.items():
         rows = [{"label": f"{a} (×{st.replicates[a]})", "estimate": iv.estimate, "low": iv.low, "high": iv.high,
-                 "color": "#888888" if a in (cfg.analysis.reference, cfg.analysis.baseline) else charts.color(1),
+                 "color": "#888888" if a in (cfg.analysis.reference, cfg.analysis.baseline) else color(1),
                  "text": f"{iv.estimate:.1f} [{iv.low:.1f}, {iv.high:.1f}]"}
                 for a, iv in st.arms.items()]
         diffs = [{"label": f"{a} − {b}", "estimate": iv.estimate, "low": iv.low, "high": iv.high,
@@ -94,7 +96,5 @@ def study_payload(cfg: StudyConfig, stats_by_task: dict[str, StudyStats], result
 
 def write_study_html(cfg: StudyConfig, steps: list[Step], stats_by_task: dict[str, StudyStats],
                      results: pd.DataFrame, out: Path) -> Path:
-    from data_selection.report_html.page import write_page
-
     pages = selection_pages(cfg, steps, out)
     return write_page(out / "report.html", study_payload(cfg, stats_by_task, results, pages))

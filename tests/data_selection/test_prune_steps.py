@@ -542,7 +542,8 @@ def test_the_planned_pruned_subset_entry_names_the_command_that_makes_it():
 
 
 def test_selection_report_points_to_the_pruning_report(pruned):
-    from data_selection.report import ReportOptions, run_report
+    from data_selection.options.report import ReportOptions
+    from data_selection.reports.selection import run_report
 
     root, _ = pruned
     with pytest.raises(UserError, match="made by `data-select prune-steps`"):

@@ -10,7 +10,8 @@ from score_fixtures import make_scores_dir
 
 from data_selection.cli import main
 from data_selection.command_line import UserError
-from data_selection.report import ReportOptions, run_report
+from data_selection.options.report import ReportOptions
+from data_selection.reports.selection import run_report
 from data_selection.select import SelectOptions, run_select
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -17,7 +17,8 @@ import pytest
 from chromium_driver import ROOT, BrowserUnavailable, severe_console_messages, start, stop
 from score_fixtures import make_scores_dir
 
-from data_selection.report import ReportOptions, run_report
+from data_selection.options.report import ReportOptions
+from data_selection.reports.selection import run_report
 from data_selection.select import SelectOptions, run_select
 
 pytestmark = pytest.mark.slow
@@ -41,8 +42,10 @@ def page(tmp_path_factory, qwen_tokenizer_dir):
     for strategy in ("zpd", "random"):
         run_select(SelectOptions(scores=str(scores), name=f"b_{strategy}", strategy=strategy, n=80, seed=42,
                                  dataset_info=str(info)))
-    out = root / "report"
-    run_report(ReportOptions(names=["b_zpd", "b_random"], out=str(out), dataset_info=str(info),
+    run_select(SelectOptions(scores=str(scores), name="b_mr", strategy="random", match="b_zpd", n=80, seed=42,
+                             match_bins=5, borrow=True, dataset_info=str(info)))
+    out = root / "report"  # three selections: the page must still fit a 1,400 px window (issue 28)
+    run_report(ReportOptions(names=["b_zpd", "b_random", "b_mr"], out=str(out), dataset_info=str(info),
                              html_tokenizer=str(qwen_tokenizer_dir)))
     return root, scores, out / "report.html"
 
@@ -57,8 +60,8 @@ def _set(d, element_id: str, value: str) -> None:
 
 
 def test_report_page_in_chromium(driver, page):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.common.by import By  # lazy: selenium is optional (skips without it)
+    from selenium.webdriver.support.ui import WebDriverWait  # lazy: as above
 
     root, scores, html = page
     d = driver
@@ -78,6 +81,12 @@ def test_report_page_in_chromium(driver, page):
     assert cuts == [th["low_value"], th["high_value"]]
     labels = [e.text for e in d.find_elements(By.CSS_SELECTOR, "text.cut-label")]
     assert labels == [f"q0.25 {th['low_value']:.4f}", f"q0.75 {th['high_value']:.4f}"]
+    # ... and their labels do not overlap (issue 27.10), nor does any table widen the page (issue 28)
+    boxes = d.execute_script("return [...document.querySelectorAll('text.cut-label')].map(e => {"
+                             "const b = e.getBoundingClientRect(); return [b.left, b.right]; })")
+    assert boxes[0][1] <= boxes[1][0]
+    assert d.execute_script("return document.documentElement.scrollWidth") <= d.execute_script(
+        "return document.documentElement.clientWidth")
 
     # every scored row is in the table, and the page says so
     table = pd.read_parquet(scores / "scores.parquet")
@@ -97,7 +106,9 @@ def test_report_page_in_chromium(driver, page):
 
     # sorting by the key orders the filtered rows
     d.find_element(By.CSS_SELECTOR, "th[data-key='loss_mean']").click()
-    keys = d.execute_script("return [...document.querySelectorAll('#rows tr')].map(r => +r.children[4].textContent)")
+    keys = d.execute_script("const i = [...document.querySelectorAll('#example-table th')].findIndex("
+                            "th => th.dataset.key === 'loss_mean');"
+                            "return [...document.querySelectorAll('#rows tr')].map(r => +r.children[i].textContent)")
     assert keys == sorted(keys) and len(keys) == len(want)
 
     # text search, then clicking a row shows that row's response

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from score_fixtures import make_scores_dir
 
-from data_selection.report import ReportOptions, run_report
-from data_selection.report_html.browser import KEPT
+from data_selection.options.report import ReportOptions
+from data_selection.reports.html.browser import KEPT
+from data_selection.reports.selection import run_report
 from data_selection.select import SelectOptions, run_select
 
 

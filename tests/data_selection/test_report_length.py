@@ -7,7 +7,7 @@ import pytest
 from score_fixtures import make_scores_dir, synthetic_scores
 
 from data_selection.cli import main
-from data_selection.report_length import length_facts
+from data_selection.reports.length import length_facts
 from data_selection.select import SelectOptions, run_select
 
 

@@ -15,11 +15,11 @@ from data_selection.perturb.command import PerturbOptions, run_perturb
 from data_selection.perturb.manifest import read_manifest
 from data_selection.perturb.params import load_fp32
 from data_selection.perturb.sequence import open_sequence
+from data_selection.scores_table import load_scored_pool, load_scores
 from data_selection.scoring.checkpoint_layout import feature_column, load_temp_scores
 from data_selection.scoring.checkpoints import CheckpointScoreOptions, run_score_checkpoints, shard_file
 from data_selection.scoring.forward import score_sequences
 from data_selection.scoring.runner import ScoreOptions, run_score
-from data_selection.select import load_scored_pool, load_scores
 from data_selection.selectors.temp import difficulty_survivors
 from data_selection.tiny_model import build_tiny_qwen
 

@@ -240,9 +240,10 @@ def test_temp_scores_of_another_pool_or_strategy_misuse_are_clear_errors(on_disk
 
 
 def test_report_check_and_push_treat_temp_like_zpd_and_random(on_disk):
+    from data_selection.options.report import ReportOptions
     from data_selection.push import prepare_upload
     from data_selection.registry import check_dataset_info
-    from data_selection.report import ReportOptions, run_report
+    from data_selection.reports.selection import run_report
 
     root, scores_dir, temp_dir = on_disk
     info = root / "dataset_info.json"

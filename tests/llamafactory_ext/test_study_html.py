@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 import yaml
+from helpers import REPO_ROOT
 from score_fixtures import make_scores_dir
 
 from data_selection.select import SelectOptions, run_select
@@ -30,8 +31,6 @@ def _payload(path):
 
 
 def test_study_page(tmp_path, monkeypatch):
-    from helpers import REPO_ROOT
-
     monkeypatch.chdir(REPO_ROOT)
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump({**STUDY, "out": str(tmp_path / "out")}), encoding="utf-8")

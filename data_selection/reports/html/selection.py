@@ -3,8 +3,8 @@
 Sections: overview, funnel, key and length (the key's histogram with the band's cut points, response length
 pool vs selections, loss vs length with the OLS trend), composition (pool share, selected share, mean key per
 source / category), overlap (counts, Jaccard), each strategy's own stages (zpd band, random draw, TEMP's
-checkpoint, clusters and allocation, pass-cv's pass-rate / CV plane), and the per-example browser. The numbers
-come from :func:`data_selection.report.loss_context` and the manifests, the same ones the PNGs and
+checkpoint, clusters and allocation, pass-cv's pass-rate / CV plane: :mod:`.stages`), and the per-example browser. The numbers
+come from :func:`data_selection.reports.facts.loss_context` and the manifests, the same ones the PNGs and
 ``report.md`` show.
 """
 
@@ -16,13 +16,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from data_selection.report_html import charts
+from data_selection.reports.bins import integer_log_bins, key_bins
+from data_selection.reports.colors import POOL_COLOR, color
+from data_selection.reports.funnel import stages_present
+from data_selection.reports.html import charts
+from data_selection.reports.html.browser import attach_texts, build_browser, text_positions
+from data_selection.reports.html.page import write_page
+from data_selection.reports.html.stages import strategy_blocks
+from data_selection.reports.html.texts import Renderer
+from data_selection.reports.length import QUANTILES, length_facts
+from data_selection.reports.temp import difficulty_cell
+from data_selection.scores_table import load_scored_pool
+from data_selection.selectors.common import fit_length_trend
 
 
 def _overview(selections) -> dict[str, Any]:
-    from data_selection.report_temp import difficulty_cell
-
     def band(m):
         th = m.get("thresholds", {})
         if "low_value" in th:
@@ -46,33 +56,29 @@ def _overview(selections) -> dict[str, Any]:
 
 
 def _funnel(selections) -> list[dict[str, Any]]:
-    from data_selection.report import FUNNEL_STAGES
-
-    stages = [st for st in FUNNEL_STAGES if any(st in s.manifest["funnel"] for s in selections)]
+    stages = stages_present([s.manifest["funnel"] for s in selections])
     series = [(s.name, [s.manifest["funnel"].get(st) for st in stages]) for s in selections]
     return [charts.hbar("pool → eligible → band / filters → selected", [st.replace("_", " ") for st in stages], series),
             charts.table("", ["stage", *(s.name for s in selections)],
                          [[st.replace("_", " "), *(s.manifest["funnel"].get(st) for s in selections)] for st in stages])]
 
 
-def _loss_blocks(ctx, seed: int) -> list[dict[str, Any]]:
-    from data_selection.selectors.common import fit_length_trend
-
+def _loss_blocks(ctx, selections, seed: int) -> list[dict[str, Any]]:
     pool = ctx.elig.table
     blocks = [charts.hist(f"{ctx.key}: eligible pool, band cut points, selections", ctx.key,
-                          ("eligible pool", ctx.elig.key), ctx.series, charts.key_bins(ctx.elig.key), ctx.edges)]
+                          ("eligible pool", ctx.elig.key), ctx.series, key_bins(ctx.elig.key), ctx.edges)]
     length = pool["n_response_tokens"].to_numpy(np.float64)
     blocks.append(charts.hist("Response length: pool vs selections", "response tokens (log scale)",
                               ("eligible pool", length),
                               [(n, t["n_response_tokens"].to_numpy(np.float64)) for n, t in ctx.tables],
-                              charts.log_bins(length), log_x=True, density_per_log=True))
+                              integer_log_bins(length), log_x=True, density_per_log=True))
     loss = pool["loss_mean"].to_numpy(np.float64)
     pick = charts.sample(len(pool), 20_000, seed)
-    groups = [{"label": f"eligible pool ({len(pick):,} of {len(pool):,} shown)", "color": charts.POOL_COLOR,
+    groups = [{"label": f"eligible pool ({len(pick):,} of {len(pool):,} shown)", "color": POOL_COLOR,
                "x": length[pick], "y": loss[pick], "opacity": 0.5}]
     for i, (name, t) in reversed(list(enumerate(ctx.tables))):  # the first selection on top
         p = charts.sample(len(t), 5_000, seed + 1 + i)
-        groups.append({"label": f"{name} (n={len(t):,})", "color": charts.color(i), "r": 2.0,
+        groups.append({"label": f"{name} (n={len(t):,})", "color": color(i), "r": 2.0,
                        "x": t["n_response_tokens"].to_numpy(np.float64)[p], "y": t["loss_mean"].to_numpy(np.float64)[p]})
     line = None
     ok = (length > 0) & np.isfinite(loss)
@@ -87,32 +93,46 @@ def _loss_blocks(ctx, seed: int) -> list[dict[str, Any]]:
                                  hlines=hlines, line=line))
     if ctx.reference:
         blocks.append(charts.note(ctx.reference))
+    blocks.append(_lengths(ctx, selections))
     return blocks
 
 
 def _composition(ctx) -> list[dict[str, Any]]:
+    """Per source / category: the share of rows, then the mean key, of the pool and each selection (one column
+    per selection in each table, so three selections still fit a laptop's width)."""
     pool = ctx.elig.table
     blocks = []
     for col in ("source", "category"):
         if col not in pool.columns:
             continue
-        frame = pd.DataFrame({"v": pool[col].astype(str).to_numpy(), "k": ctx.elig.key})
-        g = frame.groupby("v")["k"]
+        g = pd.DataFrame({"v": pool[col].astype(str).to_numpy(), "k": ctx.elig.key}).groupby("v")["k"]
         base_n, base_mean = g.size(), g.mean()
-        cols = [col, "pool rows", "pool share", f"pool mean {ctx.key}"]
         per = []
-        for (name, t), (_, keys) in zip(ctx.tables, ctx.series):
+        for (_, t), (_, keys) in zip(ctx.tables, ctx.series):
             sg = pd.DataFrame({"v": t[col].astype(str).to_numpy(), "k": keys}).groupby("v")["k"]
             per.append((sg.size(), sg.mean(), len(t)))
-            cols += [f"{name} share", f"{name} mean {ctx.key}"]
-        rows = []
-        for v in base_n.index:
-            row = [v, int(base_n[v]), f"{100 * base_n[v] / len(pool):.1f}%", float(base_mean[v])]
-            for n_, m_, total in per:
-                row += [f"{100 * n_.get(v, 0) / (total or 1):.1f}%", float(m_[v]) if v in m_ else None]
-            rows.append(row)
-        blocks.append(charts.table(f"By {col}", cols, rows))
+        names = [name for name, _ in ctx.tables]
+        shares = [[v, int(base_n[v]), f"{100 * base_n[v] / len(pool):.1f}%",
+                   *(f"{100 * n_.get(v, 0) / (total or 1):.1f}%" for n_, _, total in per)] for v in base_n.index]
+        means = [[v, float(base_mean[v]), *((float(m_[v]) if v in m_ else None) for _, m_, _ in per)]
+                 for v in base_n.index]
+        blocks += [charts.table(f"By {col}: share of rows", [col, "pool rows", "pool", *names], shares),
+                   charts.table(f"By {col}: mean {ctx.key}", [col, "pool", *names], means)]
     return blocks
+
+
+def _lengths(ctx, selections) -> dict[str, Any]:
+    """report.md's response-length table: Spearman(key, length) over each selection's eligible pool, length
+    quantiles of subset and pool, KS (:func:`data_selection.reports.length.length_facts`)."""
+    head = " · ".join(f"p{int(100 * q)}" for q in QUANTILES)
+    rows = []
+    for s in selections:
+        f = length_facts(ctx.scores, s.manifest, s.ids)
+        rows.append([s.name, f["key"], round(f["spearman"], 3),
+                     " · ".join(f"{a:,.0f} / {b:,.0f}" for a, b in zip(f["subset"], f["pool"])), round(f["ks"], 3)])
+    return charts.table("Response length per selection (|ρ| near 1: the key ranks by length)",
+                        ["selection", "key", "Spearman ρ (pool)", f"lengths {head} (subset / pool)", "KS vs pool"],
+                        rows)
 
 
 def _overlap(selections) -> list[dict[str, Any]]:
@@ -124,88 +144,8 @@ def _overlap(selections) -> list[dict[str, Any]]:
     return [charts.table("", ["pair", "rows A", "rows B", "in both", "Jaccard"], rows)] if rows else []
 
 
-def _zpd(s) -> list[dict[str, Any]]:
-    th, f = s.manifest["thresholds"], s.manifest["funnel"]
-    blocks = [charts.note(f"{s.name}: the eligible rows ranked by {s.manifest['parameters'].get('key')}; the lowest "
-                          f"{f.get('dropped_low', 0):,} dropped as too easy, the highest {f.get('dropped_high', 0):,} "
-                          f"as too hard; {f.get('selected', 0):,} drawn uniformly (seed "
-                          f"{s.manifest['parameters']['seed']}) from the {f.get('band', 0):,} in the band.")]
-    if "per_stratum" in th:
-        rows = [[k, v["eligible"], v["band"], v["quota"], v.get("low_value"), v.get("high_value")]
-                for k, v in th["per_stratum"].items()]
-        blocks.append(charts.table(f"{s.name}: band per stratum", ["stratum", "eligible", "band", "quota",
-                                                                   "low value", "high value"], rows))
-    return blocks
-
-
-def _temp(s) -> list[dict[str, Any]]:
-    t = s.manifest["temp"]
-    d, a, v = t["difficulty"], t["allocation"], t["diversity"]
-    blocks = [charts.hbar(f"{s.name}: mean L^(100) of each Gaussian checkpoint / base (chosen: "
-                          f"{d['chosen_checkpoint']}, target {d['target_ratio'][0]:g}–{d['target_ratio'][1]:g}×)",
-                          [f"checkpoint {j}" + (" ◀ chosen" if j == d["chosen_checkpoint"] else "")
-                           for j in range(1, len(d["ratios"]) + 1)], [("ratio", [round(r, 4) for r in d["ratios"]])]),
-              charts.table(f"{s.name}: difficulty clusters per source (high cluster kept)",
-                           ["source", "rows", "kept", "centres (low, high)", "cluster sizes"],
-                           [[src, x["rows"], x["kept"], ", ".join(f"{c:.3f}" for c in x.get("centres", [])) or
-                             x.get("note", ""), ", ".join(str(c) for c in x.get("cluster_sizes", [])) or "—"]
-                            for src, x in d["per_source"].items()])]
-    rows = [[f"{kind} {g}", x["rows"], x["mean_first"], x["mean_last"], x["score"], round(x["softmax"], 4),
-             x["before_cap"], x["after_cap"]] for kind, groups in (("domain", a["domains"]), ("source", a["sources"]))
-            for g, x in groups.items()]
-    blocks.append(charts.table(f"{s.name}: allocation (softmax T = {a['temperature']:g} of {a['score']})",
-                               ["group", "survivors", "L̄ first", "L̄ last", "score", "softmax", "before cap",
-                                "after cap"], rows))
-    blocks.append(charts.table(f"{s.name}: diversity pick (k-means on {v['features']}, k = {v['k']})",
-                               ["source", "survivors", "quota", "k used", "by rank", "at random"],
-                               [[src, x["rows"], x["quota"], "all" if x.get("taken_whole") else x.get("k_used"),
-                                 x["picked_by_rank"], x["filled_at_random"]] for src, x in v["per_source"].items()]))
-    return blocks
-
-
-def _pass_cv(s) -> list[dict[str, Any]]:
-    from data_selection.report import pass_cv_queries
-
-    q, taken = pass_cv_queries(s)
-    x, y = q["pass_rate"].to_numpy(np.float64), q["cv"].to_numpy(np.float64)
-    pick = charts.sample(len(q), 20_000, 0)
-    groups = [{"label": f"queries ({len(q):,})", "color": charts.POOL_COLOR, "x": x[pick], "y": y[pick]},
-              {"label": f"taken by {s.name} ({int(taken.sum()):,})", "color": charts.color(0), "r": 2.2,
-               "x": x[taken], "y": y[taken]}]
-    blocks = [charts.scatter(f"{s.name}: pass rate / CV plane of the verified queries", "pass rate", "CV of verify scores",
-                             groups)]
-    qf = s.manifest.get("query_funnel")
-    if qf:
-        blocks.append(charts.table(f"{s.name}: query funnel", ["stage", "queries"],
-                                   [[k.replace("_", " "), v] for k, v in qf.items()]))
-    return blocks
-
-
-def _strategy_blocks(selections) -> list[dict[str, Any]]:
-    blocks = []
-    for s in selections:
-        st = s.manifest["strategy"]
-        if st == "zpd":
-            blocks += _zpd(s)
-        elif st == "random":
-            blocks.append(charts.note(f"{s.name}: a uniform draw of {len(s.ids):,} eligible rows (seed "
-                                      f"{s.manifest['parameters']['seed']}), the baseline's protocol."))
-        elif st == "temp" and "temp" in s.manifest:
-            blocks += _temp(s)
-        elif st == "pass-cv" and "verified" in s.manifest:
-            blocks += _pass_cv(s)
-        for w in s.manifest.get("warnings", []):
-            blocks.append(charts.note(f"{s.name} warning: {w}"))
-    return blocks
-
-
 def _texts(ctx, scores_dir: str, shown: np.ndarray, idx: np.ndarray, opts) -> tuple[dict[int, dict], str]:
     """Rendered texts of the shown rows ``idx`` (indices into ``shown``, positions of ``ctx.scores``)."""
-    import pyarrow.parquet as pq
-
-    from data_selection.report_html.texts import Renderer
-    from data_selection.select import load_scored_pool
-
     meta = json.loads((Path(scores_dir) / "meta.json").read_text(encoding="utf-8"))
     model = (meta.get("model") or {}).get("name_or_path", "")
     tokenizer = opts.html_tokenizer or (model if model and Path(model).is_dir() else "")
@@ -238,18 +178,16 @@ def _texts(ctx, scores_dir: str, shown: np.ndarray, idx: np.ndarray, opts) -> tu
 
 
 def selection_payload(opts, selections, ctx, scores_dir: str) -> dict[str, Any]:
-    from data_selection.report_html.browser import attach_texts, build_browser, text_positions
-
     seed = selections[0].manifest["parameters"]["seed"]
     sections = [{"title": "Overview", "blocks": [_overview(selections)]},
                 {"title": "Funnel", "blocks": _funnel(selections)}]
     if ctx is not None:
-        sections += [{"title": "Key and length", "blocks": _loss_blocks(ctx, seed)},
+        sections += [{"title": "Key and length", "blocks": _loss_blocks(ctx, selections, seed)},
                      {"title": "Composition", "blocks": _composition(ctx)}]
     overlap = _overlap(selections)
     if overlap:
         sections.append({"title": "Overlap", "blocks": overlap})
-    sections.append({"title": "Strategy stages", "blocks": _strategy_blocks(selections)})
+    sections.append({"title": "Strategy stages", "blocks": strategy_blocks(selections)})
     browser = None
     if ctx is not None:
         browser, shown, kept_shown = build_browser(ctx.scores, selections, max_rows=opts.html_rows, seed=seed)
@@ -263,6 +201,4 @@ def selection_payload(opts, selections, ctx, scores_dir: str) -> dict[str, Any]:
 
 
 def write_selection_html(opts, selections, ctx, scores_dir: str, out: Path) -> Path:
-    from data_selection.report_html.page import write_page
-
     return write_page(out / "report.html", selection_payload(opts, selections, ctx, scores_dir))

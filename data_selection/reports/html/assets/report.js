@@ -95,7 +95,8 @@
       const x = xs(Math.min(Math.max(c.value, E[0]), E[E.length - 1]));
       svg.append(s("line", {class: "cut", x1: x, x2: x, y1: M.t - 4, y2: H - M.b, "data-value": String(c.value),
                             "data-label": c.label}));
-      svg.append(s("text", {x, y: M.t - 8, "text-anchor": "middle", class: "cut-label"}, `${c.label} ${fmt(c.value)}`));
+      const anchor = c.anchor || "middle", dx = anchor === "end" ? -4 : anchor === "start" ? 4 : 0;
+      svg.append(s("text", {x: x + dx, y: M.t - 8, "text-anchor": anchor, class: "cut-label"}, `${c.label} ${fmt(c.value)}`));
     }
     return [svg, legend(b.series)];
   }
@@ -149,7 +150,7 @@
     const t = h("table", {class: "t"});
     t.append(h("tr", {}, ...b.columns.map((c) => h("th", {text: c}))));
     for (const r of b.rows) t.append(h("tr", {}, ...r.map((c) => h("td", {text: fmt(c)}))));
-    return [t];
+    return [h("div", {class: "tscroll"}, t)];  // a wide table scrolls inside its block, never the page
   }
   function intervals(b) {  // estimate with [low, high] per row (accuracy CIs, paired differences)
     const W = b.width || 620, M = {l: 190, r: 150, t: 8, b: 34}, rh = 24, H = M.t + M.b + b.rows.length * rh;
@@ -222,6 +223,7 @@
     const root = document.getElementById("browser");
     document.getElementById("nav").append(h("a", {href: "#browser", text: "Examples"}));
     const cols = B.columns, data = B.data, n = data[cols[0].key].length, legendOf = B.status_legend;
+    const shortOf = B.status_short || legendOf;  // what a status cell shows; the whole sentence is its tooltip
     const cell = (c, i) => { const v = data[c.key][i]; return c.type === "status" ? legendOf[v] : v; };
     const state = {order: [...Array(n).keys()], match: null, sort: null, desc: false, page: 0, size: 50, active: -1};
     const ranges = {}, statusFilter = {};
@@ -308,8 +310,8 @@
         const tr = h("tr", {class: "row" + (i === state.active ? " active" : ""), "data-pos": i, onclick: () => show(i, tr)});
         for (const c of cols) {
           const v = cell(c, i);
-          const td = h("td", {text: fmt(v)});
-          if (c.type === "status") td.className = String(v).startsWith("kept") ? "kept" : "dropped";
+          const td = c.type === "status" ? h("td", {text: shortOf[data[c.key][i]], title: v}) : h("td", {text: fmt(v)});
+          if (c.type === "status") td.className = "status " + (String(v).startsWith("kept") ? "kept" : "dropped");
           tr.append(td);
         }
         frag.append(tr);

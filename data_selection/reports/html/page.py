@@ -5,8 +5,8 @@ The page's content is a JSON payload::
     {"title": ..., "subtitle": ..., "sections": [{"title": ..., "blocks": [BLOCK, ...]}, ...],
      "links": [{"label": ..., "href": ...}], "browser": BROWSER or null}
 
-``BLOCK`` is one of the kinds ``assets/report.js`` draws (:mod:`data_selection.report_html.charts` builds
-them); ``BROWSER`` is the per-example table (:mod:`data_selection.report_html.browser`). Nothing is fetched
+``BLOCK`` is one of the kinds ``assets/report.js`` draws (:mod:`data_selection.reports.html.charts` builds
+them); ``BROWSER`` is the per-example table (:mod:`data_selection.reports.html.browser`). Nothing is fetched
 when the page opens: no CDN, no font, no image outside the file.
 """
 
@@ -17,6 +17,8 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+
+from data_selection.atomic import write_text_atomic
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -56,8 +58,6 @@ def build_page(payload: dict[str, Any]) -> str:
 
 def write_page(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``path`` atomically; returns it."""
-    from data_selection.atomic import write_text_atomic
-
     path = Path(path)
     write_text_atomic(path, build_page(payload))
     return path

@@ -18,15 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data_selection.selectors.common import eligible_rows, strata_of
+from data_selection.selectors.zpd import band_positions
+
 KEPT = "kept"
 NUM_COLUMNS = ("loss_mean", "loss_first_100", "loss_first_1000", "n_prompt_tokens", "n_response_tokens")
 
 
 def _band_status(elig, p: dict[str, Any], status: np.ndarray, where: np.ndarray) -> None:
     """Below / above / in the band, for the eligible rows at positions ``where`` of the scores table."""
-    from data_selection.selectors.common import strata_of
-    from data_selection.selectors.zpd import band_positions
-
     groups = strata_of(elig.table, p["stratify"]) if p.get("stratify") else {"": np.arange(len(elig.table))}
     for name, positions in groups.items():
         key = elig.key[positions]
@@ -43,8 +43,6 @@ def _band_status(elig, p: dict[str, Any], status: np.ndarray, where: np.ndarray)
 
 def statuses(scores: pd.DataFrame, manifest: dict[str, Any], ids: set[str]) -> np.ndarray:
     """One status string per row of ``scores`` (normalized, pool-row order) for one selection."""
-    from data_selection.selectors.common import eligible_rows
-
     p = manifest["parameters"]
     strategy = manifest["strategy"]
     key, over_length = p.get("key") or "loss_mean", p.get("over_length", "drop")
@@ -69,6 +67,20 @@ def statuses(scores: pd.DataFrame, manifest: dict[str, Any], ids: set[str]) -> n
     status[kept] = KEPT
     status[kept & truncated] = "kept (over-length: trained on cut)"
     return status
+
+
+def short_status(status: str) -> str:
+    """The few words a table cell shows for a status (the whole sentence is the cell's tooltip)."""
+    if status.startswith(KEPT):
+        return "kept (cut)" if "over-length" in status else KEPT
+    reason = status.removeprefix("dropped · ")
+    for start, short in (("below the band", "below band"), ("above the band", "above band"),
+                         ("in the band", "in band, not drawn"), ("outside the band", "outside band"),
+                         ("over-length", "over-length"), ("non-finite", "non-finite key"),
+                         ("eligible, not drawn", "not drawn"), ("eligible, not chosen", "not chosen")):
+        if reason.startswith(start):
+            return short
+    return reason[:18]
 
 
 def sample_rows(n: int, kept_any: np.ndarray, max_rows: int, seed: int) -> tuple[np.ndarray, str]:
@@ -109,6 +121,12 @@ def build_browser(scores: pd.DataFrame, selections: list, *, max_rows: int, seed
     sub = scores.iloc[shown]
     columns: list[dict[str, Any]] = [{"key": "row", "label": "row", "type": "num"}, {"key": "id", "label": "id", "type": "str"}]
     data: dict[str, list] = {"row": sub["row"].astype(np.int64).tolist(), "id": sub["id"].astype(str).tolist()}
+    codes_of: dict[str, int] = {}
+    for name, st in all_status:  # right after the id: each selection's verdict is visible without scrolling
+        codes = [codes_of.setdefault(v, len(codes_of)) for v in st[shown]]
+        columns.append({"key": f"sel:{name}", "label": name, "type": "status", "help": f"kept or dropped by {name}"})
+        data[f"sel:{name}"] = codes
+    legend = list(codes_of)
     for c in ("source", "category"):
         if c in sub.columns:
             columns.append({"key": c, "label": c, "type": "str"})
@@ -123,14 +141,8 @@ def build_browser(scores: pd.DataFrame, selections: list, *, max_rows: int, seed
             data[c] = _col(sub[c].to_numpy())
     columns.append({"key": "over_length", "label": "over-length", "type": "str"})
     data["over_length"] = np.where(sub["truncated"].to_numpy(bool), "over-length", "").tolist()
-    legend: list[str] = []
-    codes_of: dict[str, int] = {}
-    for name, st in all_status:
-        codes = [codes_of.setdefault(v, len(codes_of)) for v in st[shown]]
-        columns.append({"key": f"sel:{name}", "label": name, "type": "status", "help": f"kept or dropped by {name}"})
-        data[f"sel:{name}"] = codes
-    legend = list(codes_of)
     payload = {"n_pool": int(len(scores)), "columns": columns, "data": data, "status_legend": legend,
+               "status_short": [short_status(v) for v in legend],
                "note": f"Rows: {how}. Click a row for its prompt and response; click a header to sort.",
                "texts": {}, "text_note": ""}
     return payload, shown, kept_any[shown]

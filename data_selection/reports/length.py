@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from data_selection.selectors.common import eligible_rows, normalized
+
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
 def length_facts(table, manifest: dict[str, Any], ids: set[str]) -> dict[str, Any]:
     """Spearman(key, length) over the eligible pool, and length quantiles of pool and subset (+ KS)."""
-    from scipy.stats import ks_2samp, spearmanr
-
-    from data_selection.selectors.common import eligible_rows, normalized
+    from scipy.stats import ks_2samp, spearmanr  # lazy: scipy.stats takes a second to import
 
     params = manifest["parameters"]
     key, over_length = params.get("key") or "loss_mean", params.get("over_length", "drop")
@@ -34,7 +34,7 @@ def length_facts(table, manifest: dict[str, Any], ids: set[str]) -> dict[str, An
 
 
 def length_section(selections, table) -> list[str]:
-    """Markdown lines: one row per selection (``selections``: report.Loaded)."""
+    """Markdown lines: one row per selection (``selections``: :class:`data_selection.reports.facts.Loaded`)."""
     head = " · ".join(f"p{int(100 * q)}" for q in QUANTILES)
     lines = ["", "## Response length", "",
              "Spearman ρ of the key with n_response_tokens over the eligible pool (|ρ| near 1: the key ranks by "

@@ -33,22 +33,22 @@ def _join(elements: list[Any]) -> str:
 
 class Renderer:
     def __init__(self, template: str, cutoff_len: int, tokenizer_path: str = "", max_chars: int = 6000):
+        from llamafactory.data.template import TEMPLATES  # lazy: LLaMA-Factory (seconds)
+
+        from data_selection.encoding import TemplateEncoder, load_tokenizer  # lazy: imports LLaMA-Factory
+
         self.max_chars = max_chars
         self.encoder = None
         self.why = ""
         self.template_name = template
         if tokenizer_path:
             try:
-                from data_selection.encoding import TemplateEncoder, load_tokenizer
-
                 self.encoder = TemplateEncoder(load_tokenizer(tokenizer_path), template, cutoff_len)
             except Exception as err:  # the page is still useful without token-level rendering
                 self.why = f"tokenizer {tokenizer_path!r} not loaded ({type(err).__name__}: {str(err)[:200]})"
         else:
             self.why = "no tokenizer given"
         if self.encoder is None:
-            from llamafactory.data.template import TEMPLATES
-
             self.template = TEMPLATES.get(template) or TEMPLATES["empty"]
 
     @property
@@ -61,7 +61,7 @@ class Renderer:
     def render(self, ex: dict[str, Any], token_losses: list[float] | None = None) -> dict[str, Any]:
         if self.encoder is None:
             return self._render_text(ex)
-        from llamafactory.extras.constants import IGNORE_INDEX
+        from llamafactory.extras.constants import IGNORE_INDEX  # lazy: as in __init__
 
         tok = self.encoder.tokenizer
         enc = self.encoder.encode(ex)

@@ -1,7 +1,7 @@
 """The PNG charts of ``data-select report`` (and of ``prune-steps``' report): matplotlib, headless, no timestamps.
 
 Each function draws one figure from arrays and tables it is given; reading selections, scores and manifests is
-:mod:`data_selection.report`'s job.
+:mod:`data_selection.reports.facts`' job. The pruned subset's charts are :mod:`data_selection.reports.pruned_plots`.
 """
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ from typing import Any
 
 import numpy as np
 
-COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+from data_selection.atomic import atomic_path
+from data_selection.reports.bins import key_bins
+from data_selection.reports.colors import COLORS, POOL_COLOR
+from data_selection.selectors.common import fit_length_trend
 
 
 def pyplot():
-    import matplotlib
+    import matplotlib  # lazy: matplotlib loads only when a PNG is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -27,7 +30,7 @@ def pyplot():
 
 def log_token_axis(ax) -> None:
     """A log-scale x axis of token counts, ticked at 1, 2, 5 per decade and labelled in plain numbers."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # lazy: matplotlib, as in pyplot()
 
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
@@ -37,8 +40,6 @@ def log_token_axis(ax) -> None:
 
 def save_png(fig, path: Path) -> None:
     """PNG without a creation timestamp, written atomically."""
-    from data_selection.atomic import atomic_path
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight", metadata={"Software": None})
 
@@ -47,10 +48,8 @@ def plot_key_histogram(path: Path, key_name: str, pool_key: np.ndarray, series: 
                        edges: list[tuple[str, float]]) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.8))
-    from data_selection.report_html.charts import key_bins
-
     bins = key_bins(pool_key)
-    ax.hist(np.clip(pool_key, bins[0], bins[-1]), bins=bins, density=True, color="#bbbbbb",
+    ax.hist(np.clip(pool_key, bins[0], bins[-1]), bins=bins, density=True, color=POOL_COLOR,
             label=f"eligible pool (n={len(pool_key):,})")
     for i, (label, values) in enumerate(series):
         ax.hist(np.clip(values, bins[0], bins[-1]), bins=bins, density=True, histtype="step", linewidth=2,
@@ -69,15 +68,12 @@ def plot_key_histogram(path: Path, key_name: str, pool_key: np.ndarray, series: 
 
 def plot_loss_vs_length(path: Path, pool, series: list[tuple[str, Any]], band: tuple[float, float] | None,
                         seed: int = 0) -> None:
-
-    from data_selection.selectors.common import fit_length_trend
-
     plt = pyplot()
     rng = np.random.default_rng(seed)
     fig, ax = plt.subplots(figsize=(9, 5.2))
     x, y = pool["n_response_tokens"].to_numpy(np.float64), pool["loss_mean"].to_numpy(np.float64)
     show = rng.choice(len(x), size=min(len(x), 20_000), replace=False) if len(x) else np.array([], int)
-    ax.scatter(x[show], y[show], s=4, color="#bbbbbb", alpha=0.5, linewidths=0, label=f"eligible pool (n={len(x):,})")
+    ax.scatter(x[show], y[show], s=4, color=POOL_COLOR, alpha=0.5, linewidths=0, label=f"eligible pool (n={len(x):,})")
     for i, (label, t) in enumerate(series):  # the first selection is drawn on top
         sx, sy = t["n_response_tokens"].to_numpy(np.float64), t["loss_mean"].to_numpy(np.float64)
         pick = rng.choice(len(sx), size=min(len(sx), 5_000), replace=False) if len(sx) else np.array([], int)
@@ -103,7 +99,7 @@ def plot_loss_vs_length(path: Path, pool, series: list[tuple[str, Any]], band: t
 
 def plot_funnel(path: Path, funnels: list[tuple[str, dict[str, int]]], order: list[str]) -> None:
     """One bar group per selection: the row count at each funnel stage it has, stages in ``order``."""
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter  # lazy: matplotlib, as in pyplot()
 
     plt = pyplot()
     stages = [s for s in order if any(s in f for _, f in funnels)]
@@ -134,7 +130,7 @@ def plot_funnel(path: Path, funnels: list[tuple[str, dict[str, int]]], order: li
 def plot_pass_cv(path: Path, selections: list[tuple[str, Any, Any]]) -> None:
     """CV and pass rate of the queries a pass-cv selection saw (best response passing) and of those it took.
 
-    ``selections``: (name, query table, mask of the queries taken), as :func:`data_selection.report.pass_cv_queries`
+    ``selections``: (name, query table, mask of the queries taken), as :func:`data_selection.reports.facts.pass_cv_queries`
     returns them.
     """
     plt = pyplot()
@@ -146,7 +142,7 @@ def plot_pass_cv(path: Path, selections: list[tuple[str, Any, Any]]) -> None:
             base = q.loc[q["best_passes"], col].dropna().to_numpy() if col == "cv" else q[col].dropna().to_numpy()
             if not drawn_pool:
                 label = "queries whose best response passes" if col == "cv" else "all scored queries"
-                ax.hist(base, bins=bins, color="#bbbbbb", label=f"{label} (n={len(base):,})")
+                ax.hist(base, bins=bins, color=POOL_COLOR, label=f"{label} (n={len(base):,})")
             sel = q.loc[taken, col].dropna().to_numpy()
             ax.hist(sel, bins=bins, histtype="step", linewidth=2, color=COLORS[i % len(COLORS)],
                     label=f"{name} (n={len(sel):,})")

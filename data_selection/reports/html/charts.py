@@ -1,7 +1,8 @@
 """Chart blocks for ``report.html``: numbers binned here (numpy), drawn as SVG by ``assets/report.js``.
 
 Each function returns one JSON-ready block (``kind`` ``hist``, ``hbar``, ``scatter``, ``table`` or ``note``).
-Colours follow the PNG reports (:data:`data_selection.report_plots.COLORS`), the pool is grey.
+Colours and bins are the PNG reports' (:mod:`data_selection.reports.colors`, :mod:`data_selection.reports.bins`),
+the pool is grey.
 """
 
 from __future__ import annotations
@@ -10,31 +11,7 @@ from typing import Any
 
 import numpy as np
 
-POOL_COLOR = "#bbbbbb"
-
-
-def colors() -> list[str]:
-    from data_selection.report_plots import COLORS
-
-    return COLORS
-
-
-def color(i: int) -> str:
-    c = colors()
-    return c[i % len(c)]
-
-
-def key_bins(values: np.ndarray, n: int = 60) -> np.ndarray:
-    """Bin edges over the 0.2–99.8% quantiles of ``values`` plus 2% margins (outliers go to the end bins)."""
-    lo, hi = np.quantile(values, [0.002, 0.998]) if len(values) else (0.0, 1.0)
-    span = hi - lo or 1.0
-    return np.linspace(lo - 0.02 * span, hi + 0.02 * span, n)
-
-
-def log_bins(values: np.ndarray, n: int = 50) -> np.ndarray:
-    v = values[np.isfinite(values) & (values > 0)]
-    lo, hi = (float(v.min()), float(v.max())) if len(v) else (1.0, 10.0)
-    return np.geomspace(max(lo, 1e-9), max(hi, lo * 1.01), n)
+from data_selection.reports.colors import POOL_COLOR, color
 
 
 def _density(values: np.ndarray, edges: np.ndarray) -> list[float]:
@@ -61,7 +38,18 @@ def hist(title: str, xlabel: str, pool: tuple[str, np.ndarray], series: list[tup
             enumerate(series)]
     return {"kind": "hist", "title": title, "xlabel": xlabel, "ylabel": ylabel + (" per log10" if density_per_log else ""),
             "edges": [float(e) for e in edges], "log_x": log_x, "series": out,
-            "cuts": [{"label": c, "value": float(v)} for c, v in cuts]}
+            "cuts": cut_marks(cuts)}
+
+
+def cut_marks(cuts: list[tuple[str, float]]) -> list[dict[str, Any]]:
+    """Cut points and where each label sits: with two or more, the lowest label ends left of its line and the
+    highest starts right of it, so a band's two labels never overlap however close its edges are; one is centred."""
+    order = sorted(range(len(cuts)), key=lambda i: cuts[i][1])
+    anchor = dict.fromkeys(order, "middle")
+    if len(order) >= 2:
+        anchor[order[0]], anchor[order[-1]] = "end", "start"
+    return [{"label": c, "value": float(v), "anchor": anchor[i]} for i, (c, v) in enumerate(cuts)]
+
 
 
 def hbar(title: str, categories: list[str], series: list[tuple[str, list[float | None]]]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Charts from the same facts as ``report.md``'s PNGs (lengths before / after, think tokens by step type kept vs
 deleted, PIR of deleted vs kept functional steps) and a browser over the rows, where a pruned row's response
-shows its deleted steps struck through between the kept ones (:func:`struck_steps`).
+shows its deleted steps struck through between the kept ones (the pieces
+:func:`data_selection.transforms.struck_steps.struck_steps` made while the subset was written).
 """
 
 from __future__ import annotations
@@ -11,36 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from data_selection.report_html import charts
-
-MAX_ROWS_SHOWN = 2000  # pruned rows whose text the page embeds
-
-
-def struck_steps(seg, drop, limit: int = 20000) -> list[dict[str, Any]]:
-    """The whole response as pieces: text outside the steps, each step (deleted or kept) and its separator.
-
-    Joining the pieces not marked deleted gives ``seg.render(drop)``: a deleted step's following separator is
-    deleted with it, except after the last kept step (as ``render`` joins kept steps).
-    """
-    r, steps, drop = seg.response, seg.steps, set(drop)
-    kept = [i for i in range(len(steps)) if i not in drop]
-    out = [{"text": r[: steps[0].start], "deleted": False}]
-    for i, st in enumerate(steps):
-        out.append({"text": r[st.start:st.end], "type": st.type, "deleted": i in drop})
-        if i + 1 < len(steps):
-            sep_kept = i not in drop and kept and i != kept[-1]
-            out.append({"text": r[st.end:steps[i + 1].start], "deleted": not sep_kept})
-    out.append({"text": r[steps[-1].end:], "deleted": False})
-    total = 0
-    for p in out:  # bound the embedded text
-        p["text"] = p["text"][: max(0, limit - total)]
-        total += len(p["text"])
-    return [p for p in out if p["text"]]
+from data_selection.reports.bins import key_bins, log_bins
+from data_selection.reports.html import charts
+from data_selection.reports.html.page import write_page
+from data_selection.transforms.steps import FUNCTIONAL_TYPES, STEP_TYPES
+from data_selection.transforms.struck_steps import MAX_ROWS_SHOWN
 
 
 def pruned_payload(manifest: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
-    from data_selection.transforms.steps import FUNCTIONAL_TYPES, STEP_TYPES
-
     rows, tok = manifest["rows"], manifest["tokens"]
     before = np.asarray(facts["lengths_before"], np.float64)
     after = np.asarray(facts["lengths_after"], np.float64)
@@ -54,7 +33,7 @@ def pruned_payload(manifest: dict[str, Any], facts: dict[str, Any]) -> dict[str,
     kept = [tok["think_by_type"].get(t, 0) - r for t, r in zip(STEP_TYPES, removed)]
     blocks = [summary,
               charts.hist("Response length before and after pruning", "response tokens per row (log scale)",
-                          ("before", before), [("after", after)], charts.log_bins(np.concatenate([before, after])),
+                          ("before", before), [("after", after)], log_bins(np.concatenate([before, after])),
                           log_x=True, ylabel="rows' density", density_per_log=True),
               charts.hbar("Think tokens by step type", [t.replace("_", " ") for t in STEP_TYPES],
                           [("kept", kept), ("deleted", removed)])]
@@ -64,7 +43,7 @@ def pruned_payload(manifest: dict[str, Any], facts: dict[str, Any]) -> dict[str,
         both = np.concatenate([d, k])
         if len(both):
             blocks.append(charts.hist(f"PIR of {t.replace('_', ' ')} steps", "PIR (nats; lower = needed less)",
-                                      ("kept", k), [("deleted", d)], charts.key_bins(both, 30), ylabel="density"))
+                                      ("kept", k), [("deleted", d)], key_bins(both, 30), ylabel="density"))
     shown = facts.get("shown_rows", [])
     browser = None
     if shown:
@@ -84,6 +63,4 @@ def pruned_payload(manifest: dict[str, Any], facts: dict[str, Any]) -> dict[str,
 
 
 def write_pruned_html(out, manifest: dict[str, Any], facts: dict[str, Any]):
-    from data_selection.report_html.page import write_page
-
     return write_page(out / "report.html", pruned_payload(manifest, facts))
