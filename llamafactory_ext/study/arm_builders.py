@@ -10,7 +10,6 @@ from llamafactory_ext.study.arm_inputs import (
     Inputs,
     Subset,
     arm_rows,
-    flag,
     json_key,
     shared_step,
     subset_name,
@@ -28,8 +27,7 @@ def select_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     step.argv = ["data-select", "select", "--scores", str(inp.score.dir), "--strategy", arm.strategy,
                  "--n", str(arm_rows(arm, cfg)), "--seed", str(seed), "--name", name,
                  "--dataset_info", str(step.dir / "dataset_info.json"), "--force"]
-    for k, v in arm.options.items():
-        step.argv += [flag(k), str(v)]
+    step.add_options(f"arms.{arm.name}", arm.options)
     return Subset(step, name, step.dir, [])
 
 def pass_cv_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
@@ -47,8 +45,7 @@ def pass_cv_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
             step.argv += ["--system_prompt", cfg.system_prompt]
         if inp.data_step is None:
             step.argv += ["--dataset_dir", cfg.pool.dataset_dir]
-        for k, v in verify_options.items():
-            step.argv += [flag(k), str(v)]
+        step.add_options(f"arms.{arm.name}.verify", verify_options)
         return step
 
     verify, new = shared_step(inp, f"verify {json_key(verify_options)}", make_verify)
@@ -58,8 +55,7 @@ def pass_cv_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     step.argv = ["data-select", "select", "--verified", str(verify.dir), "--scores", str(inp.score.dir),
                  "--strategy", arm.strategy, "--n", str(arm_rows(arm, cfg)), "--seed", str(seed), "--name", name,
                  "--dataset_info", str(step.dir / "dataset_info.json"), "--force"]
-    for k, v in options.items():
-        step.argv += [flag(k), str(v)]
+    step.add_options(f"arms.{arm.name}", options)
     return Subset(step, name, step.dir, new)
 
 
@@ -87,8 +83,7 @@ def prune_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
                  "--dataset_dir", str(base.dataset_dir), "--template", cfg.template, "--cutoff_len",
                  str(cfg.cutoff_len), "--name", name, "--dataset_info", str(step.dir / "dataset_info.json"),
                  "--out", str(step.dir / "pir"), "--report_dir", str(step.dir / "report"), "--force"]
-    for k, v in options.items():
-        step.argv += [flag(k), str(v)]
+    step.add_options(f"arms.{arm.name}", options)
     return Subset(step, name, step.dir, [])
 
 
@@ -105,6 +100,5 @@ def matched_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     step.argv = ["data-select", "select", "--scores", str(inp.score.dir), "--strategy", arm.strategy,
                  "--match", str(subset_paths(base.dataset_dir, base.name)["data"]), "--n", str(arm_rows(arm, cfg)),
                  "--seed", str(seed), "--name", name, "--dataset_info", str(step.dir / "dataset_info.json"), "--force"]
-    for k, v in options.items():
-        step.argv += [flag(k), str(v)]
+    step.add_options(f"arms.{arm.name}", options)
     return Subset(step, name, step.dir, [])

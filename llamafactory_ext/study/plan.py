@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from llamafactory_ext.study.arm_builders import matched_steps, pass_cv_steps, prune_steps, select_steps
-from llamafactory_ext.study.arm_inputs import Inputs, Subset, flag, launcher, subset_name
+from llamafactory_ext.study.arm_inputs import Inputs, Subset, launcher, subset_name
 from llamafactory_ext.study.config import BASE_ARM, EMBEDDED_PREFIX, ArmConfig, StudyConfig
 from llamafactory_ext.study.steps import Step, file_digest
 from llamafactory_ext.study.temp_arm import temp_steps
@@ -55,8 +55,7 @@ def _data(cfg: StudyConfig) -> tuple[str, dict[str, Any], Step | None]:
         opts = dict(cfg.pool.demo_data)
         step = Step("data", "demo pool", {"make-demo-data": opts}, [], cfg.out)
         step.argv = ["data-select", "make-demo-data", "--out_dir", str(step.dir)]
-        for k, v in opts.items():
-            step.argv += [flag(k), str(v)]
+        step.add_options("pool.demo_data", opts)
         return str(step.dir / "pool.jsonl"), {"step": step.hash}, step
     key: dict[str, Any] = {"dataset": cfg.pool.dataset, "dataset_dir": cfg.pool.dataset_dir, "columns": cfg.pool.columns}
     local = Path(cfg.pool.dataset)
@@ -77,8 +76,7 @@ def _score(cfg: StudyConfig, model_path: str, model_key, model_step, pool: str, 
         step.argv += ["--dataset_dir", cfg.pool.dataset_dir]
         if cfg.pool.columns:
             step.argv += ["--columns", cfg.pool.columns]
-    for k, v in cfg.score.items():
-        step.argv += [flag(k), str(v)]
+    step.add_options("score", cfg.score)
     return step
 
 # strategy -> builder of the subset step; strategies with extra inputs add theirs (plain select strategies use
@@ -115,6 +113,10 @@ def _train(cfg: StudyConfig, arm: ArmConfig, seed: int, subset: Subset, model_pa
     return step
 
 
+# EvalConfig fields passed on as `llamafactory-ext eval` options when set
+EVAL_OPTIONS = ("preset", "max_new_tokens", "temperature", "top_p", "samples", "batch_size", "max_samples")
+
+
 def _eval(cfg: StudyConfig, label: str, arm: str, seed: int, model: str, model_dep: Step | None,
           model_key, data_step: Step | None) -> Step:
     e = cfg.eval
@@ -129,10 +131,7 @@ def _eval(cfg: StudyConfig, label: str, arm: str, seed: int, model: str, model_d
                  "--seed", str(seed), "--overwrite", "--system_prompt", cfg.system_prompt, "--backend", e.backend]
     if heldout:
         step.argv += ["--task_name", "heldout"]
-    for name in ("preset", "max_new_tokens", "temperature", "top_p", "samples", "batch_size", "max_samples"):
-        value = getattr(e, name)
-        if value is not None:
-            step.argv += [flag(name), str(value)]
+    step.add_options("eval", {name: getattr(e, name) for name in EVAL_OPTIONS if getattr(e, name) is not None})
     return step
 
 

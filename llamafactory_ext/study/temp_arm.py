@@ -7,7 +7,6 @@ from llamafactory_ext.study.arm_inputs import (
     Inputs,
     Subset,
     arm_rows,
-    flag,
     json_key,
     launcher,
     shared_step,
@@ -83,8 +82,7 @@ def temp_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
             if theta_f is not None:
                 step.argv += ["--target", str(theta_f.dir)]
             step.argv += ["--out", str(step.dir / "perturb"), "--seed", str(noise_seed)]
-            for k, v in opts.items():
-                step.argv += [flag(k), str(v)]
+            step.add_options(f"arms.{arm.name}.{kind}", opts)
             return step
 
         step, made = shared_step(inp, f"perturb {json_key(key)}", make)
@@ -103,8 +101,8 @@ def temp_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
                          "--scores", str(inp.score.dir), "--out", str(step.dir / "temp")]
             if gaussian is not None:
                 step.argv += ["--gaussian", str(gaussian.dir / "temp")]
-            for k, v in {**scoring, **extra}.items():
-                step.argv += [flag(k), str(v)]
+            step.add_options("score", scoring)
+            step.add_options(f"arms.{arm.name}", extra)
             return step
 
         deps_hashes = [d.hash for d in (source, gaussian) if d is not None]
@@ -124,6 +122,5 @@ def temp_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     step.argv = ["data-select", "select", "--scores", str(inp.score.dir), "--temp-scores", str(d_scores.dir / "temp"),
                  "--strategy", arm.strategy, "--n", str(arm_rows(arm, cfg)), "--seed", str(seed), "--name", name,
                  "--dataset_info", str(step.dir / "dataset_info.json"), "--force"]
-    for k, v in options.items():
-        step.argv += [flag(k), str(v)]
+    step.add_options(f"arms.{arm.name}", options)
     return Subset(step, name, step.dir, new)
