@@ -21,6 +21,7 @@ from typing import Any
 
 from llamafactory_ext.study.arm_builders import matched_steps, pass_cv_steps, prune_steps, select_steps
 from llamafactory_ext.study.arm_inputs import Inputs, Subset, launcher, subset_name
+from llamafactory_ext.study.check import check_plan
 from llamafactory_ext.study.config import BASE_ARM, EMBEDDED_PREFIX, ArmConfig, StudyConfig
 from llamafactory_ext.study.steps import Step, file_digest
 from llamafactory_ext.study.temp_arm import temp_steps
@@ -136,7 +137,10 @@ def _eval(cfg: StudyConfig, label: str, arm: str, seed: int, model: str, model_d
 
 
 def build_plan(cfg: StudyConfig) -> list[Step]:
-    """Every step of the study in an order that respects dependencies (shared steps first, then per seed)."""
+    """Every step of the study in an order that respects dependencies (shared steps first, then per seed).
+
+    Each step's command line is parsed by its command's options class here (study/check.py), so a typo or a bad
+    value in the YAML stops the study when it is loaded, naming the arm (or section) and the key."""
     model_path, model_key, model_step = _model(cfg)
     pool, pool_key, data_step = _data(cfg)
     score = _score(cfg, model_path, model_key, model_step, pool, pool_key, data_step)
@@ -157,4 +161,5 @@ def build_plan(cfg: StudyConfig) -> list[Step]:
             ev = _eval(cfg, f"eval {arm.name} seed {seed}", arm.name, seed, str(train.dir), train,
                        {"train": train.hash}, data_step)
             steps += [*subset.extra_steps, subset.step, train, ev]
+    check_plan(cfg, steps)
     return steps
