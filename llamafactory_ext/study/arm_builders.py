@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from data_selection.command_line import UserError
+from data_selection.subset import subset_paths
 from llamafactory_ext.study.arm_inputs import (
     Inputs,
     Subset,
@@ -61,8 +63,6 @@ def pass_cv_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
 
 def sibling_subset(arm: ArmConfig, seed: int, inp: Inputs, option: str, what: str) -> tuple[dict[str, Any], Subset]:
     """(the arm's other options, the subset of the arm its ``option`` names, same seed) for arms built on another."""
-    from data_selection.command_line import UserError
-
     options = dict(arm.options)
     source = options.pop(option, None)
     if (source, seed) not in inp.subsets:
@@ -90,8 +90,6 @@ def prune_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
 def matched_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     """A random draw matching the response-length distribution of another arm's subset of the same seed
     (`select --strategy matched-random --match`, data_selection/selectors/matched_random.py)."""
-    from data_selection.subset import subset_paths
-
     cfg = inp.cfg
     options, base = sibling_subset(arm, seed, inp, "match", "length-matched")
     key = {"strategy": arm.strategy, "match": base.name, "options": options, "n": arm_rows(arm, cfg), "seed": seed}

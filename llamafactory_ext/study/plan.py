@@ -19,6 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from data_selection.command_line import UserError
+from data_selection.embedded import smollm2_gguf_path
+from data_selection.options.select import STRATEGY_SUMMARIES
+from data_selection.scoring.identity import model_identity
 from llamafactory_ext.study.arm_builders import matched_steps, pass_cv_steps, prune_steps, select_steps
 from llamafactory_ext.study.arm_inputs import Inputs, Subset, launcher, subset_name
 from llamafactory_ext.study.check import check_plan
@@ -33,11 +37,7 @@ def _model(cfg: StudyConfig) -> tuple[str, dict[str, Any], Step | None]:
     if cfg.model.startswith(EMBEDDED_PREFIX):
         which = cfg.model[len(EMBEDDED_PREFIX):]
         if which != "smollm2":
-            from data_selection.command_line import UserError
-
             raise UserError(f"{cfg.source}: model {cfg.model!r}: the embedded model is 'embedded:smollm2'")
-        from data_selection.embedded import smollm2_gguf_path
-
         gguf = smollm2_gguf_path()
         key = {"embedded": which, "gguf": gguf.name, "bytes": gguf.stat().st_size}
         step = Step("model", "SmolLM2-135M-Instruct", key, [], cfg.out)
@@ -45,8 +45,6 @@ def _model(cfg: StudyConfig) -> tuple[str, dict[str, Any], Step | None]:
         return str(step.dir / "model"), {"step": step.hash}, step
     path = Path(cfg.model)
     if path.is_dir():
-        from data_selection.scoring.identity import model_identity
-
         return str(path), model_identity(str(path), None), None
     return cfg.model, {"hub": cfg.model}, None
 
@@ -95,9 +93,8 @@ def builder_for(strategy: str) -> Callable[[ArmConfig, int, Inputs], Subset]:
 
 
 def known_strategies() -> set[str]:
-    from data_selection.selectors import STRATEGIES
-
-    return set(STRATEGIES) | set(ARM_BUILDERS)
+    """`data-select select` strategies (named in its light options module) and those with a builder of their own."""
+    return set(STRATEGY_SUMMARIES) | set(ARM_BUILDERS)
 
 
 def _train(cfg: StudyConfig, arm: ArmConfig, seed: int, subset: Subset, model_path: str, model_key) -> Step:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from data_selection.command_line import UserError
 from llamafactory_ext.study.arm_inputs import (
     Inputs,
     Subset,
@@ -26,8 +27,6 @@ TEMP_SCORING_OPTIONS = ("batch_tokens", "packing", "dtype", "attn", "shard_rows"
 
 def _temp_target(arm: ArmConfig, seed: int, inp: Inputs, target: str | None) -> Step:
     """The train step of the arm whose fine-tuned model is θf for this seed (default: the study's random arm)."""
-    from data_selection.command_line import UserError
-
     cfg = inp.cfg
     where = f"{cfg.source}: arms.{arm.name}"
     if target is None:
@@ -53,8 +52,6 @@ def temp_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     are made once for the study (every seed selects from the same difficulty filter); without it the noise seed
     is the study's seed and every replicate draws its own. The directional steps are always per seed (θf is).
     """
-    from data_selection.command_line import UserError
-
     cfg = inp.cfg
     options = dict(arm.options)
     perturb = {k: dict(options.pop(k, None) or {}) for k in TEMP_PERTURB_OPTIONS}
