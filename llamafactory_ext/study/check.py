@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import re
 from dataclasses import fields
 from functools import cache
 
@@ -85,29 +86,39 @@ def check_step(cfg: StudyConfig, step: Step) -> None:
     prog = f"{program} {command}"
     names = [f.name for f in fields(cls)]
     parser = _parser(cls, prog)
+    here = f"{cfg.source}: step '{step.label}'"  # for a flag the planner itself adds
 
-    def where(flag: str) -> str:  # the study section the flag came from, else the step (a flag the study adds)
-        return f"{cfg.source}: " + (step.origins[flag] if flag in step.origins else f"step '{step.label}'")
-
-    # exact names only: argparse would take `batch_token` for `--batch_tokens`, a study should say it is a typo
-    unknown = [f for f in step.origins if f not in parser._option_string_actions]
-    try:
-        namespace, extra = parser.parse_known_args(args)
-    except argparse.ArgumentError as err:
-        flags = (err.argument_name or "").split("/")
-        flag = next((f for f in flags if f in step.origins), flags[0])
-        key = flag.lstrip("-").replace("-", "_")
-        choices = getattr(parser._option_string_actions.get(flag), "choices", None) or ()
-        hint = _suggest(args[args.index(flag) + 1], [str(c) for c in choices]) if "invalid choice" in err.message \
-            and flag in args[:-1] else ""
-        raise UserError(f"{where(flag)}.{key}: {err.message}{hint} (`{prog}` option --{key})") from None
-    except _ParseError as err:
-        raise UserError(f"{cfg.source}: step '{step.label}': `{prog}`: {err}") from None
-    for flag in [*unknown, *(a for a in extra if a.startswith("--"))]:
+    def unknown(flag: str) -> UserError:
         key = flag[2:].replace("-", "_")
         hint = _suggest(key, names) or f"; `{prog}` takes: {', '.join(names)}"
-        raise UserError(f"{where(flag)}: unknown key {key!r} for `{prog}`{hint}")
-    cls(**{name: getattr(namespace, name) for name in names if hasattr(namespace, name)})
+        return UserError(f"{cfg.source}: {step.origins.get(flag, here)}: unknown key {key!r} for `{prog}`{hint}")
+
+    # exact names only: argparse would take `batch_token` for `--batch_tokens`; in a study it is a typo
+    for flag in step.origins:
+        if flag not in parser._option_string_actions:
+            raise unknown(flag)
+    try:
+        namespace, extra = parser.parse_known_args(args)
+    except argparse.ArgumentError as err:  # a value of the wrong type, or not one of the option's choices
+        flags = (err.argument_name or "").split("/")
+        flag = next((f for f in flags if f in step.origins), flags[0])
+        if not flag:
+            raise UserError(f"{here}: `{prog}`: {err.message}") from None
+        key = flag.lstrip("-").replace("-", "_")
+        where = f"{cfg.source}: {step.origins[flag]}.{key}" if flag in step.origins else f"{here}: --{key}"
+        given = re.match(r"invalid choice: '?(.*?)'? \(choose from", err.message)
+        choices = getattr(parser._option_string_actions.get(flag), "choices", None) or ()
+        hint = _suggest(given.group(1), [str(c) for c in choices]) if given else ""
+        raise UserError(f"{where}: {err.message}{hint} (`{prog}` option --{key})") from None
+    except _ParseError as err:  # what argparse reports itself, e.g. a required option missing
+        raise UserError(f"{here}: `{prog}`: {err}") from None
+    for flag in extra:
+        if flag.startswith("--"):
+            raise unknown(flag)
+    try:
+        cls(**{name: getattr(namespace, name) for name in names if hasattr(namespace, name)})
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{here}: `{prog}`: {err}") from None
 
 
 def check_plan(cfg: StudyConfig, steps: list[Step]) -> None:

@@ -42,6 +42,10 @@ def _arms(**zpd) -> dict:
          "pool.demo_data: unknown key 'pool_sise' for `data-select make-demo-data` (did you mean 'pool_size'?)"),
         ({"arms": {"random": {"strategy": "random"}, "pc": {"strategy": "pass-cv", "verify": {"min_vote": 2}}}},
          "arms.pc.verify: unknown key 'min_vote' for `data-select verify` (did you mean 'min_votes'?)"),
+        ({"arms": {"random": {"strategy": "random"}, "temp": {"strategy": "temp", "temp_shortfal": "fill"}}},
+         "arms.temp: unknown key 'temp_shortfal' for `data-select select` (did you mean 'temp_shortfall'?)"),
+        ({"arms": {"random": {"strategy": "random"}, "temp": {"strategy": "temp", "gaussian": {"num": "eight"}}}},
+         "arms.temp.gaussian.num: invalid int value: 'eight' (`data-select perturb` option --num)"),
     ],
 )
 def test_a_typo_in_a_study_fails_its_dry_run_naming_the_section_key_and_suggestion(tmp_path, capsys, change,
