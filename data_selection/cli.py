@@ -34,7 +34,7 @@ COMMANDS = {
         "Verify every response of a multi-response pool (math-verify vs reference or majority; resumable).",
     ),
     "select": Command(
-        "data_selection.select:SelectOptions:cli_select",
+        "data_selection.commands.select:SelectOptions:run",
         "Select a subset (zpd | random from scores; temp from scores + checkpoint scores; pass-cv from verify), "
         "write it and register it in dataset_info.json.",
     ),

@@ -12,136 +12,18 @@ from __future__ import annotations
 
 import shlex
 import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+from data_selection.atomic import write_json_atomic, write_text_atomic
 from data_selection.command_line import UserError
-from data_selection.quality import REQUIRE_PARTS
+from data_selection.options.select import SelectOptions
 from data_selection.scores_table import load_scored_pool, load_scores
-from data_selection.selectors import STRATEGIES, strategy_help
-from data_selection.selectors.common import KEY_DEFINITIONS, OVER_LENGTH, STRATIFY_COLUMNS
-from data_selection.selectors.pass_cv import PASS_THRESHOLDS
-from data_selection.selectors.temp import SHORTFALLS
-from data_selection.selectors.temp_allocation import ALLOCATIONS
-from data_selection.selectors.temp_difficulty import INIT_LABEL_NUM
-from data_selection.selectors.temp_diversity import RANKINGS
-
-
-@dataclass
-class SelectOptions:
-    name: str = field(metadata={"help": "Subset name: data/NAME.jsonl and the dataset_info.json entry."})
-    scores: str = field(
-        default="",
-        metadata={"help": "Scores folder written by `data-select score` (scores/NAME); needed by zpd and random, "
-                  "optional for pass-cv (perplexity filter, over-length rows)."},
-    )
-    verified: str = field(
-        default="", metadata={"help": "pass-cv: verify folder written by `data-select verify` (verify/NAME)."}
-    )
-    strategy: str = field(default="zpd", metadata={"help": f"Strategy. {strategy_help()}.",
-                                                   "choices": tuple(STRATEGIES)})
-    n: int = field(default=15000, metadata={"help": "Rows to select."})
-    seed: int = field(default=42, metadata={"help": "Seed of the draw (numpy default_rng)."})
-    low: float = field(default=0.25, metadata={"help": "zpd: share of the eligible pool dropped as too easy."})
-    high: float = field(default=0.75, metadata={"help": "zpd: upper edge of the band (1 - high is dropped as too hard)."})
-    key: str = field(
-        default="loss_mean",
-        metadata={"help": "Ranking key. " + "; ".join(f"{k}: {v}" for k, v in KEY_DEFINITIONS.items()) + ".",
-                  "choices": tuple(KEY_DEFINITIONS)},
-    )
-    stratify: str = field(
-        default="", metadata={"help": "Keep the pool's proportions of this column (default: no stratification).",
-                              "choices": ("", *STRATIFY_COLUMNS)}
-    )
-    over_length: str = field(
-        default="drop",
-        metadata={"help": "Rows LLaMA-Factory would truncate at cutoff_len (losing the final answer).",
-                  "choices": OVER_LENGTH},
-    )
-    pass_thresholds: str = field(
-        default=PASS_THRESHOLDS,
-        metadata={"help": "pass-cv: a response passes when its verify score exceeds its category's value "
-                  "(CATEGORY=VALUE list; other categories use other's)."},
-    )
-    cv_thresholds: str = field(
-        default="0",
-        metadata={"help": "pass-cv: Stage I keeps a query whose CV exceeds this (one NUMBER, or CATEGORY=VALUE list; "
-                  "unpublished in the paper)."},
-    )
-    other_keep_prob: float = field(
-        default=0.5, metadata={"help": "pass-cv: an 'other' or multi-turn query failing the CV test is kept with this "
-                               "probability (seeded)."}
-    )
-    max_ppl: float = field(
-        default=20.0, metadata={"help": "pass-cv: drop responses above this perplexity (0 = off; needs --scores or a "
-                                "ppl column)."}
-    )
-    max_repeats: int = field(
-        default=20, metadata={"help": "pass-cv: drop responses holding a 20-word string repeated more often "
-                              "(see --repeat_scope; 0 = off)."}
-    )
-    require_parts: str = field(
-        default="both", metadata={"help": "pass-cv: parts a response must have (both = think and answer).",
-                                  "choices": REQUIRE_PARTS}
-    )
-    stage: int = field(
-        default=2, metadata={"help": "pass-cv: 2 = the paper's Stage II (queries with CV > CV_t, highest first); "
-                             "1 = Stage I's output (every query Stage I kept, with its passing responses).",
-                             "choices": (1, 2)}
-    )
-    responses_per_query: str = field(
-        default="auto", metadata={"help": "pass-cv: responses written per chosen query: auto (the paper's stage: "
-                                  "1 in Stage II, all in Stage I), all, or N; --n counts rows."}
-    )
-    fill_low_cv: bool = field(
-        default=False, metadata={"help": "pass-cv Stage II: top the budget up with the low-CV queries Stage I kept "
-                                 "by --other_keep_prob (the paper does not; a shortfall is reported instead)."}
-    )
-    repeat_scope: str = field(
-        default="dataset", metadata={"help": "pass-cv: where a 20-word string's repetitions are counted for "
-                                     "--max_repeats: dataset (the paper: across the pool) or response (within it).",
-                                     "choices": ("dataset", "response")}
-    )
-    dataset_info: str = field(
-        default="dataset_info.json",
-        metadata={"help": "dataset_info.json to register in; the subset goes to data/ beside it."},
-    )
-    temp_scores: str = field(default="", metadata={
-        "help": "temp: checkpoint scores folder written by `data-select score-checkpoints` (scores/NAME_temp)."})
-    temp_checkpoint: int = field(default=0, metadata={
-        "help": "temp: Gaussian checkpoint of the difficulty filter (0 = the one whose mean L^(100) is 2-3x the "
-                "base model's)."})
-    temp_allocation: str = field(default="official", metadata={
-        "help": "temp: budget split over domains and sources. official = the official Selector (floor shares, one "
-                "smallest-first capping pass, leftovers to the largest groups); water-filling = capped excess "
-                "re-split among all uncapped groups (docs/methods.md §3).", "choices": ALLOCATIONS})
-    temp_ranking: str = field(default="signed", metadata={
-        "help": "temp: rank inside a cluster by L_last - L_first signed by the cluster's mean change (signed, the "
-                "official code) or by |L_last - L_first| (abs).", "choices": RANKINGS})
-    temp_init_label_num: int = field(default=INIT_LABEL_NUM, metadata={
-        "help": "temp: the difficulty filter keeps whole a source of <= this // (sources left) rows, smallest first "
-                "(the official init_label_num; 0 = k-means split every source)."})
-    temp_shortfall: str = field(default="take", metadata={
-        "help": "temp: when fewer rows survive the difficulty filter than --n: take = all of them, a smaller subset "
-                "(the official Selector: every group capped at its size; the manifest records the shortfall); "
-                "fill = all of them plus a uniform draw of the rest from the other eligible rows; error = stop, "
-                "writing nothing.", "choices": SHORTFALLS})
-    match: str = field(default="", metadata={
-        "help": "matched-random (or random): the subset whose response-length distribution to match: a registered "
-                "name (in --dataset_info), its .manifest.json, its subset file or an ids file (one id a line)."})
-    match_on: str = field(default="n_response_tokens", metadata={
-        "help": "matched-random: columns to match, n_response_tokens plus optionally source or category "
-                "(e.g. n_response_tokens,source: length bins within each source)."})
-    match_bins: int = field(default=10, metadata={
-        "help": "matched-random: quantile bins of the matched subset's response lengths."})
-    borrow: bool = field(default=False, metadata={
-        "help": "matched-random: a bin with too few candidates takes its shortfall from the nearest length bins "
-                "(default: stop with an error naming the bin)."})
-    include_matched: bool = field(default=False, metadata={
-        "help": "matched-random: the matched subset's own rows may be drawn too (default: excluded)."})
-    register: bool = field(default=True, metadata={"help": "Add/update the dataset_info.json entry."})
-    force: bool = field(default=False, metadata={"help": "Replace a dataset_info.json entry data-select did not create."})
+from data_selection.selectors import STRATEGIES
+from data_selection.selectors.pass_cv import join_scores
+from data_selection.subset import render_card, selected_examples, subset_paths, write_subset
+from data_selection.verify.output import load_verified
 
 
 def strategy_named(name: str):
@@ -174,9 +56,6 @@ def load_inputs(opts: SelectOptions):
         raise UserError(f"--strategy {opts.strategy} needs {' and '.join(missing)}")
     if "verified" not in strategy.needs:
         return (*load_scores(opts.scores), {})
-    from data_selection.selectors.pass_cv import join_scores
-    from data_selection.verify.output import load_verified
-
     table, meta, rejects = load_verified(opts.verified)
     extra: dict[str, Any] = {"verified": {"dir": str(opts.verified), "counts": meta.get("counts", {})},
                              "verifier": meta, "scores": {"dir": opts.scores or None}, "scorer": None}
@@ -244,9 +123,8 @@ def build_manifest(opts: SelectOptions, selection, meta: dict[str, Any], rejects
 
 
 def run_select(opts: SelectOptions) -> dict[str, Any]:
-    from data_selection.atomic import write_json_atomic, write_text_atomic
+    # lazy: registry imports llamafactory (~7 s), which only writing a subset needs (tests import SelectOptions here)
     from data_selection.registry import is_ours, read_dataset_info, register_entry, subset_entry
-    from data_selection.subset import render_card, selected_examples, subset_paths, write_subset
 
     if opts.strategy == "random" and opts.match:  # `--strategy random --match SUBSET` is the matched baseline
         opts = replace(opts, strategy="matched-random")
@@ -285,26 +163,3 @@ def run_select(opts: SelectOptions) -> dict[str, Any]:
         action = register_entry(info_path, opts.name, entry, force=opts.force)
     return {"manifest": manifest, "paths": {k: str(v) for k, v in paths.items()}, "registered": action}
 
-
-def cli_select(opts: SelectOptions) -> int:
-    out = run_select(opts)
-    m = out["manifest"]
-    for w in m.get("warnings", []):
-        print(f"warning: {w}", file=sys.stderr)
-    f = m["funnel"]
-    print(" → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in f.items()))
-    if "query_funnel" in m:
-        print("queries: " + " → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in m["query_funnel"].items()))
-    if m.get("note"):
-        print(f"note: {m['note']}", file=sys.stderr)
-    if "matching" in m:
-        mt = m["matching"]
-        print(f"matched {mt['target']['source']}: {len(mt['cells'])} cells, borrowed "
-              f"{sum(b['rows'] for b in mt['borrowed'])} row(s); KS of lengths {mt['ks_lengths']['statistic']:.3f}")
-    th = m["thresholds"]
-    if "low_value" in th:
-        print(f"band of {m['parameters']['key']}: [{th['low_value']:.4f}, {th['high_value']:.4f}]")
-    print(f"subset: {out['paths']['data']} ({m['num_rows']:,} rows, {m['formatting']})\n"
-          f"manifest: {out['paths']['manifest']}\ncard: {out['paths']['card']}\n"
-          f"{opts.dataset_info}: {out['registered']} entry {opts.name!r}")
-    return 0

@@ -14,7 +14,7 @@ COMMANDS = {
         "Evaluate a model with lighteval on a suite (reasoning | general | all | local:FILE).",
     ),
     "study": Command(
-        "llamafactory_ext.study.command:StudyOptions:cli_study",
+        "llamafactory_ext.commands.study:StudyOptions:run",
         "Run a selection study from a YAML (score, select, train, evaluate each arm and seed; one report with CIs).",
     ),
     "doctor": Command(

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from data_selection.command_line import UserError
+from data_selection.subset import subset_paths
 from llamafactory_ext.study.arm_inputs import (
     Inputs,
     Subset,
     arm_rows,
-    flag,
     json_key,
     shared_step,
     subset_name,
@@ -28,8 +29,7 @@ def select_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     step.argv = ["data-select", "select", "--scores", str(inp.score.dir), "--strategy", arm.strategy,
                  "--n", str(arm_rows(arm, cfg)), "--seed", str(seed), "--name", name,
                  "--dataset_info", str(step.dir / "dataset_info.json"), "--force"]
-    for k, v in arm.options.items():
-        step.argv += [flag(k), str(v)]
+    step.add_options(f"arms.{arm.name}", arm.options)
     return Subset(step, name, step.dir, [])
 
 def pass_cv_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
@@ -47,8 +47,7 @@ def pass_cv_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
             step.argv += ["--system_prompt", cfg.system_prompt]
         if inp.data_step is None:
             step.argv += ["--dataset_dir", cfg.pool.dataset_dir]
-        for k, v in verify_options.items():
-            step.argv += [flag(k), str(v)]
+        step.add_options(f"arms.{arm.name}.verify", verify_options)
         return step
 
     verify, new = shared_step(inp, f"verify {json_key(verify_options)}", make_verify)
@@ -58,15 +57,12 @@ def pass_cv_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     step.argv = ["data-select", "select", "--verified", str(verify.dir), "--scores", str(inp.score.dir),
                  "--strategy", arm.strategy, "--n", str(arm_rows(arm, cfg)), "--seed", str(seed), "--name", name,
                  "--dataset_info", str(step.dir / "dataset_info.json"), "--force"]
-    for k, v in options.items():
-        step.argv += [flag(k), str(v)]
+    step.add_options(f"arms.{arm.name}", options)
     return Subset(step, name, step.dir, new)
 
 
 def sibling_subset(arm: ArmConfig, seed: int, inp: Inputs, option: str, what: str) -> tuple[dict[str, Any], Subset]:
     """(the arm's other options, the subset of the arm its ``option`` names, same seed) for arms built on another."""
-    from data_selection.command_line import UserError
-
     options = dict(arm.options)
     source = options.pop(option, None)
     if (source, seed) not in inp.subsets:
@@ -87,16 +83,13 @@ def prune_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
                  "--dataset_dir", str(base.dataset_dir), "--template", cfg.template, "--cutoff_len",
                  str(cfg.cutoff_len), "--name", name, "--dataset_info", str(step.dir / "dataset_info.json"),
                  "--out", str(step.dir / "pir"), "--report_dir", str(step.dir / "report"), "--force"]
-    for k, v in options.items():
-        step.argv += [flag(k), str(v)]
+    step.add_options(f"arms.{arm.name}", options)
     return Subset(step, name, step.dir, [])
 
 
 def matched_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     """A random draw matching the response-length distribution of another arm's subset of the same seed
     (`select --strategy matched-random --match`, data_selection/selectors/matched_random.py)."""
-    from data_selection.subset import subset_paths
-
     cfg = inp.cfg
     options, base = sibling_subset(arm, seed, inp, "match", "length-matched")
     key = {"strategy": arm.strategy, "match": base.name, "options": options, "n": arm_rows(arm, cfg), "seed": seed}
@@ -105,6 +98,5 @@ def matched_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     step.argv = ["data-select", "select", "--scores", str(inp.score.dir), "--strategy", arm.strategy,
                  "--match", str(subset_paths(base.dataset_dir, base.name)["data"]), "--n", str(arm_rows(arm, cfg)),
                  "--seed", str(seed), "--name", name, "--dataset_info", str(step.dir / "dataset_info.json"), "--force"]
-    for k, v in options.items():
-        step.argv += [flag(k), str(v)]
+    step.add_options(f"arms.{arm.name}", options)
     return Subset(step, name, step.dir, [])

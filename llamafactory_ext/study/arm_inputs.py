@@ -39,9 +39,6 @@ class Subset:
     dataset_dir: Path
     extra_steps: list[Step]  # steps it needs that are not shared (made before it)
 
-def flag(name: str) -> str:
-    return f"--{name}"
-
 def launcher(cfg: StudyConfig) -> list[str]:
     """data-select, under torchrun when the study scores on several GPUs."""
     if cfg.gpus > 1:

@@ -19,8 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from data_selection.command_line import UserError
+from data_selection.embedded import smollm2_gguf_path
+from data_selection.options.select import STRATEGY_SUMMARIES
+from data_selection.scoring.identity import model_identity
 from llamafactory_ext.study.arm_builders import matched_steps, pass_cv_steps, prune_steps, select_steps
-from llamafactory_ext.study.arm_inputs import Inputs, Subset, flag, launcher, subset_name
+from llamafactory_ext.study.arm_inputs import Inputs, Subset, launcher, subset_name
+from llamafactory_ext.study.check import check_plan
 from llamafactory_ext.study.config import BASE_ARM, EMBEDDED_PREFIX, ArmConfig, StudyConfig
 from llamafactory_ext.study.steps import Step, file_digest
 from llamafactory_ext.study.temp_arm import temp_steps
@@ -32,11 +37,7 @@ def _model(cfg: StudyConfig) -> tuple[str, dict[str, Any], Step | None]:
     if cfg.model.startswith(EMBEDDED_PREFIX):
         which = cfg.model[len(EMBEDDED_PREFIX):]
         if which != "smollm2":
-            from data_selection.command_line import UserError
-
             raise UserError(f"{cfg.source}: model {cfg.model!r}: the embedded model is 'embedded:smollm2'")
-        from data_selection.embedded import smollm2_gguf_path
-
         gguf = smollm2_gguf_path()
         key = {"embedded": which, "gguf": gguf.name, "bytes": gguf.stat().st_size}
         step = Step("model", "SmolLM2-135M-Instruct", key, [], cfg.out)
@@ -44,8 +45,6 @@ def _model(cfg: StudyConfig) -> tuple[str, dict[str, Any], Step | None]:
         return str(step.dir / "model"), {"step": step.hash}, step
     path = Path(cfg.model)
     if path.is_dir():
-        from data_selection.scoring.identity import model_identity
-
         return str(path), model_identity(str(path), None), None
     return cfg.model, {"hub": cfg.model}, None
 
@@ -55,8 +54,7 @@ def _data(cfg: StudyConfig) -> tuple[str, dict[str, Any], Step | None]:
         opts = dict(cfg.pool.demo_data)
         step = Step("data", "demo pool", {"make-demo-data": opts}, [], cfg.out)
         step.argv = ["data-select", "make-demo-data", "--out_dir", str(step.dir)]
-        for k, v in opts.items():
-            step.argv += [flag(k), str(v)]
+        step.add_options("pool.demo_data", opts)
         return str(step.dir / "pool.jsonl"), {"step": step.hash}, step
     key: dict[str, Any] = {"dataset": cfg.pool.dataset, "dataset_dir": cfg.pool.dataset_dir, "columns": cfg.pool.columns}
     local = Path(cfg.pool.dataset)
@@ -77,8 +75,7 @@ def _score(cfg: StudyConfig, model_path: str, model_key, model_step, pool: str, 
         step.argv += ["--dataset_dir", cfg.pool.dataset_dir]
         if cfg.pool.columns:
             step.argv += ["--columns", cfg.pool.columns]
-    for k, v in cfg.score.items():
-        step.argv += [flag(k), str(v)]
+    step.add_options("score", cfg.score)
     return step
 
 # strategy -> builder of the subset step; strategies with extra inputs add theirs (plain select strategies use
@@ -96,9 +93,8 @@ def builder_for(strategy: str) -> Callable[[ArmConfig, int, Inputs], Subset]:
 
 
 def known_strategies() -> set[str]:
-    from data_selection.selectors import STRATEGIES
-
-    return set(STRATEGIES) | set(ARM_BUILDERS)
+    """`data-select select` strategies (named in its light options module) and those with a builder of their own."""
+    return set(STRATEGY_SUMMARIES) | set(ARM_BUILDERS)
 
 
 def _train(cfg: StudyConfig, arm: ArmConfig, seed: int, subset: Subset, model_path: str, model_key) -> Step:
@@ -115,6 +111,10 @@ def _train(cfg: StudyConfig, arm: ArmConfig, seed: int, subset: Subset, model_pa
     return step
 
 
+# EvalConfig fields passed on as `llamafactory-ext eval` options when set
+EVAL_OPTIONS = ("preset", "max_new_tokens", "temperature", "top_p", "samples", "batch_size", "max_samples")
+
+
 def _eval(cfg: StudyConfig, label: str, arm: str, seed: int, model: str, model_dep: Step | None,
           model_key, data_step: Step | None) -> Step:
     e = cfg.eval
@@ -129,15 +129,15 @@ def _eval(cfg: StudyConfig, label: str, arm: str, seed: int, model: str, model_d
                  "--seed", str(seed), "--overwrite", "--system_prompt", cfg.system_prompt, "--backend", e.backend]
     if heldout:
         step.argv += ["--task_name", "heldout"]
-    for name in ("preset", "max_new_tokens", "temperature", "top_p", "samples", "batch_size", "max_samples"):
-        value = getattr(e, name)
-        if value is not None:
-            step.argv += [flag(name), str(value)]
+    step.add_options("eval", {name: getattr(e, name) for name in EVAL_OPTIONS if getattr(e, name) is not None})
     return step
 
 
 def build_plan(cfg: StudyConfig) -> list[Step]:
-    """Every step of the study in an order that respects dependencies (shared steps first, then per seed)."""
+    """Every step of the study in an order that respects dependencies (shared steps first, then per seed).
+
+    Each step's command line is parsed by its command's options class here (study/check.py), so a typo or a bad
+    value in the YAML stops the study when it is loaded, naming the arm (or section) and the key."""
     model_path, model_key, model_step = _model(cfg)
     pool, pool_key, data_step = _data(cfg)
     score = _score(cfg, model_path, model_key, model_step, pool, pool_key, data_step)
@@ -158,4 +158,5 @@ def build_plan(cfg: StudyConfig) -> list[Step]:
             ev = _eval(cfg, f"eval {arm.name} seed {seed}", arm.name, seed, str(train.dir), train,
                        {"train": train.hash}, data_step)
             steps += [*subset.extra_steps, subset.step, train, ev]
+    check_plan(cfg, steps)
     return steps

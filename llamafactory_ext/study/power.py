@@ -30,7 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llamafactory_ext.study.variance import residual_factor
+import pandas as pd
+
+from llamafactory_ext.evaluation.presets import SUITES
+from llamafactory_ext.study.report import comparisons
+from llamafactory_ext.study.variance import decompose, residual_factor
 
 DEFAULT_ASSUMPTIONS = {"accuracy": 0.5, "seed_sd": 1.0, "problem_share": 0.5, "run_share": 0.1}
 # problems per benchmark (lighteval 0.13 tasks); others: analysis.assumptions.problems
@@ -55,7 +59,7 @@ class Model:
 
 
 def z_value(confidence: float) -> float:
-    from scipy.stats import norm
+    from scipy.stats import norm  # lazy: scipy.stats takes seconds to load; one quantile needs it
 
     return float(norm.ppf(0.5 + confidence / 2))
 
@@ -99,10 +103,6 @@ def _pilot_components(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
            for t, s in summary.get("tasks", {}).items()}
     if any(out.values()):
         return out
-    import pandas as pd
-
-    from llamafactory_ext.study.variance import decompose
-
     res = pd.read_csv(path.parent / "per_problem.csv")
     out = {}
     for task, s in summary.get("tasks", {}).items():
@@ -119,8 +119,6 @@ def _pilot_components(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
 
 def study_tasks(cfg) -> dict[str, int | None]:
     """Benchmarks the study evaluates and their problem counts (None: unknown)."""
-    from llamafactory_ext.evaluation.presets import SUITES
-
     given = dict((cfg.analysis.assumptions or {}).get("problems") or {})
     cap = cfg.eval.max_samples
     if cfg.eval.suite == "heldout":
@@ -141,8 +139,6 @@ def _needed(model: Model, r: int, p: int, k: int, res: float, conf: float) -> tu
 
 def power_lines(cfg) -> list[str]:
     """The dry run's power statement, one block per benchmark."""
-    from llamafactory_ext.study.report import comparisons
-
     an = cfg.analysis
     assumed = {**DEFAULT_ASSUMPTIONS, **{k: v for k, v in (an.assumptions or {}).items() if k != "problems"}}
     sampled = (cfg.eval.temperature is None or cfg.eval.temperature > 0) or (cfg.eval.samples or 1) > 1

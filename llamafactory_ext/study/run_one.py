@@ -17,6 +17,8 @@ from collections.abc import Callable
 from data_selection.command_line import UserError
 from llamafactory_ext.study.config import StudyConfig
 from llamafactory_ext.study.execute import resolve_program, run_step
+from llamafactory_ext.study.report import write_report
+from llamafactory_ext.study.results import study_results
 from llamafactory_ext.study.steps import Step
 
 REPORT_ID = "report"
@@ -31,9 +33,6 @@ def find_step(cfg: StudyConfig, steps: list[Step], step_id: str) -> Step:
 
 
 def write_study_report(cfg: StudyConfig, steps: list[Step], wall_seconds: float | None) -> None:
-    from llamafactory_ext.study.report import write_report
-    from llamafactory_ext.study.results import study_results
-
     results = study_results([(s.arm, s.seed, s.dir) for s in steps if s.kind == "eval"])
     write_report(cfg, steps, results, wall_seconds)
 

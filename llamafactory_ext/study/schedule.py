@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from llamafactory_ext.study.cluster import ClusterConfig, step_resources
 from llamafactory_ext.study.config import StudyConfig
+from llamafactory_ext.study.estimate import gpu_hours
 from llamafactory_ext.study.steps import Step
 
 
@@ -97,8 +98,6 @@ def simulate(jobs: list[Job], nodes: int, gpus_per_node: int) -> float:
 
 
 def plan_jobs(cfg: StudyConfig, steps: list[Step], cluster: ClusterConfig) -> tuple[list[Job], set[str]]:
-    from llamafactory_ext.study.estimate import gpu_hours
-
     jobs, unknown = [], set()
     for step in steps:
         hours = gpu_hours(step, cfg)

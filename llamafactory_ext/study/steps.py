@@ -45,6 +45,15 @@ class Step:
     argv: list[str] = field(default_factory=list)  # set once the folder (from the hash) is known
     env: dict[str, str] = field(default_factory=dict)
     estimate_gpu_hours: float | None = None
+    # flag -> the study YAML section its value came from ("arms.zpd", "score"…), for errors; not in the hash
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def add_options(self, where: str, options: dict[str, Any]) -> None:
+        """Append ``--KEY VALUE`` for each option of the study section ``where`` (the one place a study's option
+        mappings become command-line flags), remembering where each flag came from."""
+        for key, value in options.items():
+            self.argv += [f"--{key}", str(value)]
+            self.origins[f"--{key}"] = where
 
     @cached_property
     def hash(self) -> str:

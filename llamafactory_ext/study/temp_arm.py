@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
+from data_selection.command_line import UserError
 from llamafactory_ext.study.arm_inputs import (
     Inputs,
     Subset,
     arm_rows,
-    flag,
     json_key,
     launcher,
     shared_step,
@@ -27,8 +27,6 @@ TEMP_SCORING_OPTIONS = ("batch_tokens", "packing", "dtype", "attn", "shard_rows"
 
 def _temp_target(arm: ArmConfig, seed: int, inp: Inputs, target: str | None) -> Step:
     """The train step of the arm whose fine-tuned model is θf for this seed (default: the study's random arm)."""
-    from data_selection.command_line import UserError
-
     cfg = inp.cfg
     where = f"{cfg.source}: arms.{arm.name}"
     if target is None:
@@ -54,8 +52,6 @@ def temp_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     are made once for the study (every seed selects from the same difficulty filter); without it the noise seed
     is the study's seed and every replicate draws its own. The directional steps are always per seed (θf is).
     """
-    from data_selection.command_line import UserError
-
     cfg = inp.cfg
     options = dict(arm.options)
     perturb = {k: dict(options.pop(k, None) or {}) for k in TEMP_PERTURB_OPTIONS}
@@ -83,8 +79,7 @@ def temp_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
             if theta_f is not None:
                 step.argv += ["--target", str(theta_f.dir)]
             step.argv += ["--out", str(step.dir / "perturb"), "--seed", str(noise_seed)]
-            for k, v in opts.items():
-                step.argv += [flag(k), str(v)]
+            step.add_options(f"arms.{arm.name}.{kind}", opts)
             return step
 
         step, made = shared_step(inp, f"perturb {json_key(key)}", make)
@@ -103,8 +98,8 @@ def temp_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
                          "--scores", str(inp.score.dir), "--out", str(step.dir / "temp")]
             if gaussian is not None:
                 step.argv += ["--gaussian", str(gaussian.dir / "temp")]
-            for k, v in {**scoring, **extra}.items():
-                step.argv += [flag(k), str(v)]
+            step.add_options("score", scoring)
+            step.add_options(f"arms.{arm.name}", extra)
             return step
 
         deps_hashes = [d.hash for d in (source, gaussian) if d is not None]
@@ -124,6 +119,5 @@ def temp_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     step.argv = ["data-select", "select", "--scores", str(inp.score.dir), "--temp-scores", str(d_scores.dir / "temp"),
                  "--strategy", arm.strategy, "--n", str(arm_rows(arm, cfg)), "--seed", str(seed), "--name", name,
                  "--dataset_info", str(step.dir / "dataset_info.json"), "--force"]
-    for k, v in options.items():
-        step.argv += [flag(k), str(v)]
+    step.add_options(f"arms.{arm.name}", options)
     return Subset(step, name, step.dir, new)
