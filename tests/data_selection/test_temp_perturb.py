@@ -246,7 +246,7 @@ def test_export_writes_the_checkpoint_the_sequence_regenerates_in_memory(kind, t
                                                                          directional_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from data_selection.perturb.command import cli_perturb
+    from data_selection.commands.perturb import run as cli_perturb
     from data_selection.perturb.export import EXPORT_RECORD
 
     folder = gaussian_dir if kind == "gaussian" else directional_dir
