@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import CommitOperationAdd, HfApi
+
 from data_selection.command_line import UserError
 from data_selection.options.push import PushOptions
 from data_selection.subset import render_card, subset_paths
@@ -55,8 +57,6 @@ def upload_files(repo: str, files: list[tuple[str, Path | bytes]], private: bool
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         raise UserError("push needs the Hugging Face Hub but HF_HUB_OFFLINE is set; unset it (and log in with "
                         "`hf auth login` or set HF_TOKEN)")
-    from huggingface_hub import CommitOperationAdd, HfApi  # lazy: only a real push talks to the hub
-
     api = HfApi(token=token or None)
     api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
     ops = [CommitOperationAdd(path_in_repo=dst, path_or_fileobj=src if isinstance(src, bytes) else str(src))
