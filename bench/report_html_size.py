@@ -23,6 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+from score_fixtures import synthetic_scores  # noqa: E402
+
+from data_selection.report import Loaded, ReportOptions, loss_context  # noqa: E402
+from data_selection.report_html import selection as sel  # noqa: E402
+from data_selection.report_html.page import write_page  # noqa: E402
+from data_selection.selectors import select_random, select_zpd  # noqa: E402
 
 
 def main() -> int:
@@ -32,13 +38,6 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--browser", action="store_true", help="also time opening the page in headless chromium")
     args = ap.parse_args()
-
-    from score_fixtures import synthetic_scores
-
-    from data_selection.report import Loaded, ReportOptions, loss_context
-    from data_selection.report_html import selection as sel
-    from data_selection.report_html.page import write_page
-    from data_selection.selectors import select_random, select_zpd
 
     table = synthetic_scores(args.rows, seed=0)
     tmp = Path(tempfile.mkdtemp(prefix="report_html_bench_"))

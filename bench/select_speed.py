@@ -22,6 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+from score_fixtures import synthetic_scores  # noqa: E402
+
+from data_selection.select import SelectOptions, load_scores, run_strategy  # noqa: E402
 
 CONFIGS = [
     ("zpd", {}),
@@ -40,10 +43,6 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--json", default="")
     args = ap.parse_args()
-
-    from score_fixtures import synthetic_scores
-
-    from data_selection.select import SelectOptions, load_scores, run_strategy
 
     table = synthetic_scores(args.rows, seed=0)
     results = []
