@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import score_vs_cal_ppl as base  # noqa: E402
 from score_mfu import model_flops  # noqa: E402
 
-from data_selection.perturb.command import PerturbOptions, run_perturb  # noqa: E402
+from data_selection.perturb.build import PerturbOptions, run_perturb  # noqa: E402
 from data_selection.scoring.checkpoints import CheckpointScoreOptions, run_score_checkpoints  # noqa: E402
 from data_selection.scoring.runner import ScoreOptions, run_score  # noqa: E402
 from data_selection.tiny_model import (  # noqa: E402

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from data_selection.options.perturb import PerturbOptions
-from data_selection.perturb.command import run_perturb, summary_lines
+from data_selection.perturb.build import run_perturb, summary_lines
 from data_selection.perturb.export import export_checkpoint
 
 

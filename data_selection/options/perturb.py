@@ -1,4 +1,4 @@
-"""``data-select perturb``'s options (see :mod:`data_selection.perturb.command`)."""
+"""``data-select perturb``'s options (see :mod:`data_selection.perturb.build`)."""
 
 from __future__ import annotations
 

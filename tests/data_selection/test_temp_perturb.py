@@ -15,7 +15,7 @@ from helpers import REPO_ROOT
 
 from data_selection.command_line import UserError
 from data_selection.perturb import noise
-from data_selection.perturb.command import PerturbOptions, run_perturb
+from data_selection.perturb.build import PerturbOptions, run_perturb
 from data_selection.perturb.gaussian import sigma_schedule
 from data_selection.perturb.manifest import manifest_digest, read_manifest
 from data_selection.perturb.params import embedding_names, load_fp32
