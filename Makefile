@@ -17,7 +17,7 @@ STAMP   := $(VENV)/.installed-$(PROFILE)
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1 TOKENIZERS_PARALLELISM=false \
            LITELLM_LOCAL_MODEL_COST_MAP=True
 
-.PHONY: bench-gpu gpu-check gpu-check-dry install install-vllm check-vllm demo study study-all study-matched study-temp test test-fast lint bench clean-demo
+.PHONY: bench-costs bench-gpu gpu-check gpu-check-dry install install-vllm check-vllm demo study study-all study-matched study-temp test test-fast lint bench clean-demo
 
 install: $(STAMP)
 
@@ -84,6 +84,12 @@ bench: install
 	$(OFFLINE) $(BIN)/python bench/dft_memory.py
 	$(OFFLINE) $(BIN)/python bench/select_speed.py
 	$(OFFLINE) $(BIN)/python bench/verify_speed.py
+
+# Per-1K cost of the optional model-backed steps on the embedded SmolLM2-135M, on CPU (docs/methods.md quotes them):
+# verify --recheck_model and prune-steps --step_typer.
+bench-costs: install
+	$(OFFLINE) $(BIN)/python bench/recheck_cost.py --n 64
+	$(OFFLINE) $(BIN)/python bench/step_typer_cost.py --steps 50
 
 bench-gpu: install  # PROFILE=gpu on a GPU machine: scorer MFU on a Qwen2.5-3B-shaped model, vs cal_ppl in bf16
 	$(OFFLINE) $(BIN)/python bench/score_mfu.py --compare-packing --profile

@@ -34,6 +34,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from data_selection.embedded import prepare_smollm2, qwen_tokenizer_dir  # noqa: E402
+from data_selection.encoding import TemplateEncoder, load_tokenizer  # noqa: E402
+from data_selection.tiny_model import QWEN25_3B_SHAPE, build_tiny_qwen  # noqa: E402
+from data_selection.transforms.pir import _shared_prefix, encode_variants, pir_batched, pir_prefix_cached  # noqa: E402
+from data_selection.transforms.steps import DEFAULT_PHRASES, MarkerTable, segment  # noqa: E402
 
 PROGRESSIVE = "Next we compute the product of {a} and {b}. It equals {p}. Adding {a} gives {q}."
 FUNCTIONAL = [
@@ -94,9 +99,6 @@ def extrapolate(args) -> None:
 
 
 def prepare_model(name: str, tmp: Path, device: str):
-    from data_selection.embedded import prepare_smollm2, qwen_tokenizer_dir
-    from data_selection.tiny_model import QWEN25_3B_SHAPE, build_tiny_qwen
-
     if name == "tiny":
         return build_tiny_qwen(tmp / "tiny", qwen_tokenizer_dir()), "qwen"
     if name == "qwen3b":
@@ -118,10 +120,6 @@ def clock(device: str):
 def bench_model(name: str, args, tmp: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM
-
-    from data_selection.encoding import TemplateEncoder, load_tokenizer
-    from data_selection.transforms.pir import _shared_prefix, encode_variants, pir_batched, pir_prefix_cached
-    from data_selection.transforms.steps import DEFAULT_PHRASES, MarkerTable, segment
 
     device = args.device
     path, template = prepare_model(name, tmp, device)

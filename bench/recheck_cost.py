@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from data_selection.embedded import prepare_smollm2  # noqa: E402
+from data_selection.verify.recheck import ask  # noqa: E402
 
 
 def main() -> None:
@@ -23,9 +25,6 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     args = ap.parse_args()
     import torch
-
-    from data_selection.embedded import prepare_smollm2
-    from data_selection.verify.recheck import ask
 
     torch.set_num_threads(2)
     model = str(prepare_smollm2())

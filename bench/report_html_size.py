@@ -23,7 +23,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-
 from score_fixtures import synthetic_scores  # noqa: E402  (tests/ on the path first)
 
 from data_selection.options.report import ReportOptions  # noqa: E402

@@ -39,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import score_vs_cal_ppl as base  # noqa: E402
 from gpu_peaks import gpu_peak_tflops  # noqa: E402
 
+from data_selection.tiny_model import QWEN25_3B_SHAPE, build_tiny_qwen  # noqa: E402
+
 
 def model_flops(config, seq_tokens: list[int], response_tokens: list[int]) -> float:
     """Forward FLOPs of the useful work (see the module docstring)."""
@@ -92,8 +94,6 @@ def main() -> None:
     args = ap.parse_args()
 
     from transformers import AutoConfig
-
-    from data_selection.tiny_model import QWEN25_3B_SHAPE, build_tiny_qwen
 
     peak = args.peak_tflops
     device_name = "cpu"

@@ -22,6 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+from score_fixtures import synthetic_scores  # noqa: E402
+
+from data_selection.options.select import SelectOptions  # noqa: E402
+from data_selection.scores_table import load_scores  # noqa: E402
+from data_selection.select import run_strategy  # noqa: E402
 
 CONFIGS = [
     ("zpd", {}),
@@ -40,11 +45,6 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--json", default="")
     args = ap.parse_args()
-
-    from score_fixtures import synthetic_scores
-
-    from data_selection.scores_table import load_scores
-    from data_selection.select import SelectOptions, run_strategy
 
     table = synthetic_scores(args.rows, seed=0)
     results = []

@@ -25,6 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from data_selection.embedded import prepare_smollm2  # noqa: E402
+from data_selection.transforms.step_typer import load_chat, parse_answer, prompt_for  # noqa: E402
+from data_selection.transforms.steps import DEFAULT_PHRASES, MarkerTable  # noqa: E402
 
 PROGRESSIVE = "The product of {a} and {b} is {p}. Adding {a} to it gives {q}. This is the running total."
 CHECK = "Recomputing {a} times {b} gives {p} again. The running total {q} is unchanged. It holds."
@@ -55,15 +58,10 @@ def main() -> None:
 
     import torch
 
-    from data_selection.transforms.step_typer import load_chat, parse_answer, prompt_for
-    from data_selection.transforms.steps import DEFAULT_PHRASES, MarkerTable
-
     if args.threads:
         torch.set_num_threads(args.threads)
     model = args.model
     if not model:
-        from data_selection.embedded import prepare_smollm2
-
         model = str(prepare_smollm2())
     markers = MarkerTable(DEFAULT_PHRASES)
     steps = make_steps(args.steps)

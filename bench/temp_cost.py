@@ -38,6 +38,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import score_vs_cal_ppl as base  # noqa: E402
 from score_mfu import model_flops  # noqa: E402
 
+from data_selection.perturb.build import PerturbOptions, run_perturb  # noqa: E402
+from data_selection.scoring.checkpoints import CheckpointScoreOptions, run_score_checkpoints  # noqa: E402
+from data_selection.scoring.runner import ScoreOptions, run_score  # noqa: E402
+from data_selection.tiny_model import (  # noqa: E402
+    QWEN25_3B_SHAPE,
+    QWEN_VOCAB,
+    build_tiny_qwen,  # noqa: E402
+)
+
 NUM = 8
 SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -49,11 +58,6 @@ def timed(fn, *a, **k):
 
 
 def measure_cpu(rows: int, lo: int, hi: int, work: Path) -> dict:
-    from data_selection.perturb.command import PerturbOptions, run_perturb
-    from data_selection.scoring.checkpoints import CheckpointScoreOptions, run_score_checkpoints
-    from data_selection.scoring.runner import ScoreOptions, run_score
-    from data_selection.tiny_model import build_tiny_qwen
-
     model = str(build_tiny_qwen(work / "model", hidden=64))
     target = str(build_tiny_qwen(work / "target", hidden=64, seed=1))
     lengths = base.long_tail_lengths(rows, lo, hi, seed=3)
@@ -94,8 +98,6 @@ def lengths_for(args) -> tuple[list[int], list[int]]:
 
 def extrapolate(args, survivors: float) -> dict:
     from transformers import Qwen2Config
-
-    from data_selection.tiny_model import QWEN25_3B_SHAPE, QWEN_VOCAB
 
     s = QWEN25_3B_SHAPE
     cfg = Qwen2Config(vocab_size=QWEN_VOCAB, hidden_size=s["hidden"], intermediate_size=s["intermediate"],

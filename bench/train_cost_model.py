@@ -47,6 +47,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_flops import lognormal_lengths, matmul_params, shape_of, uniform_lengths  # noqa: E402
 
+from llamafactory_ext.train.padding_free import flatten_padded_batch, use_padding_free_attention  # noqa: E402
+
 QWEN25_3B = {"num_hidden_layers": 36, "hidden_size": 2048, "intermediate_size": 11008, "num_attention_heads": 16,
              "num_key_value_heads": 2, "vocab_size": 151936}  # fmt: skip
 SCHEMES = ("padded, SDPA", "padded, flash-attn", "neat_packing, SDPA", "neat_packing, flash-attn", "padding_free")
@@ -150,8 +152,6 @@ def measure_cpu(lengths: list[int], scale: int, repeats: int, seed: int = 0) -> 
     from llamafactory.data.collator import prepare_4d_attention_mask
     from llamafactory.data.processor.processor_utils import greedy_knapsack
     from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from llamafactory_ext.train.padding_free import flatten_padded_batch, use_padding_free_attention
 
     cutoff = 16384 // scale
     rows = [max(16, min(n // scale, cutoff)) for n in lengths]

@@ -43,6 +43,8 @@ from torch.utils._pytree import tree_flatten
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from data_selection.tiny_model import QWEN25_3B_SHAPE  # noqa: E402
+from llamafactory_ext.train.padding_free import use_padding_free_attention  # noqa: E402
 
 GB, GIB = 1e9, 2**30
 MEASURED_ADVANCED_H200_GB = 121.5  # issue 14: advanced.yaml, 1 x H200, ZeRO-3, nvidia-smi peak
@@ -115,8 +117,6 @@ def trace_micro_batch(model, fake, rows: list[int], layout: str, loss: str) -> i
     """Peak bytes of activations + loss of one forward+backward (parameters and their gradients excluded)."""
     from llamafactory.extras.constants import IGNORE_INDEX
 
-    from llamafactory_ext.train.padding_free import use_padding_free_attention
-
     vocab = model.config.vocab_size
     cu = torch.tensor([0] + [sum(rows[: i + 1]) for i in range(len(rows))], dtype=torch.int32)  # real: read by
     with fake:  # the per-row attention as Python ints
@@ -174,8 +174,6 @@ def states_bytes(n_params: int, gpus: int, offload: bool) -> float:
 
 
 def calculate(tokens: int = 16384, shape: dict | None = None) -> dict:
-    from data_selection.tiny_model import QWEN25_3B_SHAPE
-
     shape = dict(shape or QWEN25_3B_SHAPE)
     model, fake = _fake_model(shape)
     n_params = sum(p.numel() for p in model.parameters())

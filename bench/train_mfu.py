@@ -45,6 +45,7 @@ from gpu_peaks import gpu_peak_tflops  # noqa: E402
 from train_flops import mfu, training_flops, uniform_lengths  # noqa: E402
 
 from data_selection.jsonl import read_jsonl  # noqa: E402
+from data_selection.tiny_model import QWEN25_3B_SHAPE, build_tiny_qwen  # noqa: E402
 
 SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 # name -> (recipe, launcher, extra overrides); the first four are the issue's, the last two attribute the gain
@@ -210,8 +211,6 @@ def main(argv=None) -> int:
 
     import torch
     from transformers import AutoConfig, AutoTokenizer
-
-    from data_selection.tiny_model import QWEN25_3B_SHAPE, build_tiny_qwen
 
     work = Path(args.work or tempfile.mkdtemp(prefix="train_mfu_"))
     work.mkdir(parents=True, exist_ok=True)

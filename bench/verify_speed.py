@@ -39,6 +39,11 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# after the environment above: huggingface_hub reads HF_HUB_OFFLINE when it is imported
+from data_selection.embedded import qwen_tokenizer_dir  # noqa: E402
+from data_selection.verify.options import VerifyOptions  # noqa: E402
+from data_selection.verify.runner import run_verify  # noqa: E402
+from data_selection.verify.worker import Settings, verify_batch  # noqa: E402
 
 WORDS = ("we", "the", "so", "then", "let", "me", "check", "this", "value", "of", "and", "is", "for", "case", "that",
          "gives", "sum", "term", "now", "consider", "which", "means", "again", "total", "maybe", "hmm", "right")
@@ -123,15 +128,9 @@ def main() -> int:
 
     from math_verify import parse
 
-    from data_selection.verify.options import VerifyOptions
-    from data_selection.verify.runner import run_verify
-    from data_selection.verify.worker import Settings, verify_batch
-
     pool = make_pool(args.rows, 0, args.words)
     try:
         from transformers import AutoTokenizer
-
-        from data_selection.embedded import qwen_tokenizer_dir
 
         tok = AutoTokenizer.from_pretrained(str(qwen_tokenizer_dir()))
         sample = [r["output"] for r in pool[:50]]

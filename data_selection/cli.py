@@ -6,61 +6,70 @@ from data_selection.command_line import Command, run_cli
 
 COMMANDS = {
     "make-demo-data": Command(
-        "data_selection.demo_data:DemoDataConfig:cli_make_demo_data",
         "Write the procedural AceReason-format demo pool and its held-out eval set.",
+        options="data_selection.options.make_demo_data:DemoDataConfig",
+        run="data_selection.commands.make_demo_data:run",
     ),
     "prepare-model": Command(
-        "data_selection.embedded:PrepareModelOptions:cli_prepare_model",
         "Convert the embedded SmolLM2-135M-Instruct GGUF into a Hugging Face checkpoint (cached, idempotent).",
+        options="data_selection.options.prepare_model:PrepareModelOptions",
+        run="data_selection.commands.prepare_model:run",
     ),
     "score": Command(
-        "data_selection.scoring.runner:ScoreOptions:cli_score",
         "Score a pool with the base model's response-only cross-entropy (resumable, multi-GPU).",
+        options="data_selection.options.score:ScoreOptions",
+        run="data_selection.commands.score:run",
     ),
     "perturb": Command(
-        "data_selection.perturb.command:PerturbOptions:cli_perturb",
         "TEMP: describe Gaussian or directional perturbed checkpoints of a model (a manifest; regenerated on use).",
+        options="data_selection.options.perturb:PerturbOptions",
+        run="data_selection.commands.perturb:run",
     ),
     "score-checkpoints": Command(
-        "data_selection.scoring.checkpoints:CheckpointScoreOptions:cli_score_checkpoints",
         "TEMP: early-token losses (L^(100), L^(1000)) of a pool at every checkpoint of a perturbation.",
+        options="data_selection.options.score_checkpoints:CheckpointScoreOptions",
+        run="data_selection.commands.score_checkpoints:run",
     ),
     "merge": Command(
-        "data_selection.scoring.merge:MergeOptions:cli_merge",
         "Merge the per-rank score shards of a run into scores.parquet.",
+        options="data_selection.options.merge:MergeOptions",
+        run="data_selection.commands.merge:run",
     ),
     "verify": Command(
-        "data_selection.verify.runner:VerifyOptions:cli_verify",
         "Verify every response of a multi-response pool (math-verify vs reference or majority; resumable).",
+        options="data_selection.options.verify:VerifyOptions",
+        run="data_selection.commands.verify:run",
     ),
     "select": Command(
-        "data_selection.commands.select:SelectOptions:run",
         "Select a subset (zpd | random from scores; temp from scores + checkpoint scores; pass-cv from verify), "
         "write it and register it in dataset_info.json.",
+        options="data_selection.options.select:SelectOptions",
+        run="data_selection.commands.select:run",
     ),
     "register": Command(
-        "data_selection.registry:RegisterOptions:cli_register",
         "Add or update a subset's entry in dataset_info.json (atomic, locked).",
+        options="data_selection.options.register:RegisterOptions",
+        run="data_selection.commands.register:run",
     ),
     "check": Command(
-        "data_selection.registry:CheckOptions:cli_check",
         "Validate every entry of a dataset_info.json with LLaMA-Factory's own loader.",
+        options="data_selection.options.check:CheckOptions",
+        run="data_selection.commands.check:run",
     ),
     "report": Command(
-        "data_selection.commands.report:ReportOptions:run",
         "Plots and a markdown summary of one or more selections.",
+        options="data_selection.options.report:ReportOptions",
+        run="data_selection.commands.report:run",
     ),
     "prune-steps": Command(
-        "data_selection.transforms.runner:PruneOptions:cli_prune_steps",
         "Delete low-PIR verification/multi-method/error-correction steps from the traces of a subset (LIMOPro).",
-    ),
-    "doctor": Command(
-        "llamafactory_ext.doctor.runner:DoctorOptions:cli_doctor",
-        "Preflight (same as `llamafactory-ext doctor`): GPUs, driver vs torch CUDA, kernels, disk, hub, recipe.",
+        options="data_selection.options.prune_steps:PruneOptions",
+        run="data_selection.commands.prune_steps:run",
     ),
     "push": Command(
-        "data_selection.push:PushOptions:cli_push",
         "Push a selected subset (with its card and manifest) to the Hugging Face Hub.",
+        options="data_selection.options.push:PushOptions",
+        run="data_selection.commands.push:run",
     ),
 }
 

@@ -1,17 +1,32 @@
 """Shared plumbing for the ``data-select`` and ``llamafactory-ext`` command lines.
 
 Each command is one options dataclass (its field help texts are the ``--help``) and one function that
-takes it. Parsing uses transformers' ``HfArgumentParser``, the parser LLaMA-Factory itself uses, so
-``--cutoff_len`` and ``--cutoff-len`` both work and booleans take ``--flag`` / ``--flag false``.
-A command may name one list field as positional (``POSITIONAL = "names"`` on the dataclass): bare words
-before the first option fill it, e.g. ``data-select report acereason_zpd_15k acereason_random_15k``.
-A command spec without an options class gets the raw argument list (``llamafactory-ext train``).
+takes it, declared in the CLI's table as two ``"module:attribute"`` paths::
+
+    "score": Command("Score a pool ...",
+                     options="data_selection.options.score:ScoreOptions",
+                     run="data_selection.commands.score:run"),
+
+The options class lives in ``<package>.options.<command>`` and the entry in ``<package>.commands.<command>``
+(command name with '-' -> '_'; the paths are written out in the table so a reader finds them with grep).
+The order of a run is what keeps a user's mistake fast: the CLI imports only the LIGHT options module
+(standard library and our plumbing), parses the arguments, calls ``opts.validate()`` when the class defines
+it (cheap checks: paths exist, names and values are valid), and only then imports the entry module, which
+is the one place where the heavy packages (torch, transformers, datasets, LLaMA-Factory) load. A typo'd
+path therefore answers in about a second instead of after the stack has loaded.
+
+Parsing uses transformers' ``HfArgumentParser``, the parser LLaMA-Factory itself uses (importing it does
+not import torch), so ``--cutoff_len`` and ``--cutoff-len`` both work and booleans take ``--flag`` /
+``--flag false``. A command may name one list field as positional (``POSITIONAL = "names"`` on the
+dataclass): bare words before the first option fill it, e.g. ``data-select report acereason_zpd_15k
+acereason_random_15k``. A command without ``options`` gets the raw argument list (``llamafactory-ext train``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,16 +34,22 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Command:
-    target: str  # "package.module:OptionsClass:function" or "package.module:function" (raw argv)
     summary: str
+    options: str | None = None  # "package.options.<command>:OptionsClass"; None: run gets the raw argv
+    run: str = ""  # "package.commands.<command>:run"
+
+    def options_class(self) -> type | None:
+        """The options dataclass (imports only its light module), or None for a raw-argument command."""
+        return None if self.options is None else _attribute(self.options)
+
+    def entry(self) -> Callable:
+        """The command's ``run`` function (imports the entry module, and with it the heavy stack)."""
+        return _attribute(self.run)
 
 
-def _load(spec: str) -> tuple[type | None, Callable]:
-    parts = spec.split(":")
-    module = importlib.import_module(parts[0])
-    if len(parts) == 2:
-        return None, getattr(module, parts[1])
-    return getattr(module, parts[1]), getattr(module, parts[2])
+def _attribute(path: str):
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _usage(prog: str, commands: dict[str, Command]) -> str:
@@ -63,7 +84,7 @@ def build_parser(options_cls: type, prog: str, description: str):
     The ``--no_X`` switch it adds for each boolean that defaults to true keeps working but is not listed
     twice: the option's own help says it exists.
     """
-    from transformers import HfArgumentParser
+    from transformers import HfArgumentParser  # lazy: command_line is imported for UserError by light modules
 
     parser = HfArgumentParser(options_cls, prog=prog, description=description, formatter_class=HelpFormatter)
     for action in parser._actions:
@@ -101,12 +122,16 @@ def run_cli(prog: str, commands: dict[str, Command], argv: Sequence[str] | None 
         print(f"{prog}: unknown command {name!r}\n\n{_usage(prog, commands)}", file=sys.stderr)
         return 2
     cmd = commands[name]
-    options_cls, func = _load(cmd.target)
     try:
+        options_cls = cmd.options_class()
         if options_cls is None:
-            result = func(rest)
+            result = cmd.entry()(rest)
         else:
-            result = func(parse_options(options_cls, rest, f"{prog} {name}", cmd.summary))
+            opts = parse_options(options_cls, rest, f"{prog} {name}", cmd.summary)
+            validate = getattr(opts, "validate", None)
+            if validate is not None:
+                validate()  # before the entry module (and torch, transformers, ...) is imported
+            result = cmd.entry()(opts)
     except UserError as err:
         print(f"{prog} {name}: error: {err}", file=sys.stderr)
         return 1
@@ -119,8 +144,6 @@ class UserError(Exception):
 
 def json_object_option(option: str, text: str) -> dict:
     """The value of a JSON-object option such as ``--columns`` ({} when empty); a clear error otherwise."""
-    import json
-
     if not text:
         return {}
     try:

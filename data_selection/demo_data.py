@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from data_selection.atomic import write_jsonl_atomic
+from data_selection.options.make_demo_data import DemoDataConfig
 
 SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 KINDS = ("correct", "wrong", "truncated", "repetitive", "scrambled", "no_think")
@@ -156,35 +157,6 @@ GENERATORS = {
 }
 
 
-@dataclass
-class DemoDataConfig:
-    out_dir: str = field(default="data/demo", metadata={"help": "Folder that receives pool.jsonl and eval.jsonl."})
-    pool_size: int = field(default=3000, metadata={"help": "Rows (responses) in the training pool."})
-    eval_size: int = field(default=200, metadata={"help": "Problems in the held-out evaluation set."})
-    responses_per_problem: int = field(default=3, metadata={"help": "Responses per pool problem."})
-    contested_rate: float = field(
-        default=0.3,
-        metadata={"help": "Share of problems on which one or two responses fail (wrong or truncated); harder "
-                  "sources more often. At 0.3 about 17%% of the rows fail; a pass-cv subset of n rows needs about "
-                  "n contested problems (900 rows give 90)."},
-    )
-    all_fail_rate: float = field(default=0.03, metadata={"help": "Share of problems on which every response fails."})
-    noise_rate: float = field(
-        default=0.03, metadata={"help": "Share of passing responses with shuffled words (scrambled)."}
-    )
-    repetitive_rate: float = field(
-        default=0.03, metadata={"help": "Share of passing responses with a decoding loop before the answer."}
-    )
-    answer_only_rate: float = field(default=0.02, metadata={"help": "Share of passing responses without reasoning."})
-    verify_rate: float = field(
-        default=0.3, metadata={"help": "Share of correct traces with a verification paragraph (Wait, let me check)."}
-    )
-    alternative_rate: float = field(
-        default=0.15, metadata={"help": "Share of correct traces with an alternative-method paragraph."}
-    )
-    seed: int = field(default=0, metadata={"help": "Random seed; same seed, same files."})
-
-
 def _wrong(rng: random.Random, answer: int) -> int:
     return answer + rng.choice([-1, 1]) * rng.randint(1, 9)
 
@@ -280,11 +252,3 @@ def write_demo_data(cfg: DemoDataConfig) -> dict[str, str]:
     write_jsonl_atomic(paths["pool"], pool)
     write_jsonl_atomic(paths["eval"], evals)
     return {k: str(v) for k, v in paths.items()}
-
-
-def cli_make_demo_data(cfg: DemoDataConfig) -> int:
-    paths = write_demo_data(cfg)
-    problems = -(-cfg.pool_size // cfg.responses_per_problem)
-    print(f"demo pool: {paths['pool']} ({cfg.pool_size} rows, about {problems} problems x "
-          f"{cfg.responses_per_problem} responses)\ndemo eval set: {paths['eval']} ({cfg.eval_size} rows)")
-    return 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_selection.atomic import atomic_directory
@@ -54,15 +53,6 @@ def smollm2_gguf_path() -> Path:
     return hits[0]
 
 
-@dataclass
-class PrepareModelOptions:
-    out_dir: str = field(
-        default="",
-        metadata={"help": "Where to write the HF checkpoint (default: $DATA_SELECT_CACHE/models/SmolLM2-135M-Instruct)."},
-    )
-    force: bool = field(default=False, metadata={"help": "Convert again even if a finished conversion exists."})
-
-
 def prepare_smollm2(out_dir: str | os.PathLike | None = None, force: bool = False) -> Path:
     """Convert the embedded GGUF into an HF checkpoint (idempotent; atomic: a half-written folder is never used)."""
     out = Path(out_dir) if out_dir else default_cache_dir() / "models" / "SmolLM2-135M-Instruct"
@@ -72,8 +62,8 @@ def prepare_smollm2(out_dir: str | os.PathLike | None = None, force: bool = Fals
     if not force and marker.exists() and json.loads(marker.read_text()) == stamp:
         return out
 
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch  # lazy: a finished conversion (the common case) returns without loading the stack
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: as torch
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, torch_dtype=torch.float32)
@@ -96,9 +86,3 @@ def prepare_smollm2(out_dir: str | os.PathLike | None = None, force: bool = Fals
         tokenizer.save_pretrained(tmp)
         (tmp / _MARKER).write_text(json.dumps(stamp, indent=2))
     return out
-
-
-def cli_prepare_model(opts: PrepareModelOptions) -> int:
-    path = prepare_smollm2(opts.out_dir or None, force=opts.force)
-    print(path)
-    return 0

@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from data_selection.command_line import UserError
 
 ROW_FILES = (".jsonl", ".json", ".parquet")
@@ -24,8 +26,6 @@ ID_FILES = (".txt", ".ids")
 
 def _ids_from_rows(path: Path) -> list[str]:
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
         names = pq.read_schema(path).names
         if "id" not in names:
             raise UserError(f"{path}: no 'id' column (columns: {names}); a subset written by data-select has one")
@@ -71,7 +71,7 @@ def load_match_target(subset: str, dataset_info: str = "dataset_info.json") -> d
             return {"ids": ids, "source": str(path)}
         raise UserError(f"--match {path}: unknown kind of file (a .manifest.json, {', '.join(ROW_FILES)} subset "
                         f"or {', '.join(ID_FILES)} ids file)")
-    from data_selection.registry import read_dataset_info
+    from data_selection.registry import read_dataset_info  # lazy: registry loads LLaMA-Factory (torch)
 
     info_path = Path(dataset_info)
     entry = read_dataset_info(info_path).get(subset)

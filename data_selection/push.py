@@ -11,24 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import CommitOperationAdd, HfApi
+
 from data_selection.command_line import UserError
-
-
-@dataclass
-class PushOptions:
-    names: list[str] = field(default_factory=list, metadata={"help": "The subset to push (one name)."})
-    repo: str = field(default="", metadata={"help": "Hub dataset repo id, user/name."})
-    private: bool = field(default=False, metadata={"help": "Create the repo private."})
-    license: str = field(default="", metadata={"help": "License id for the card (e.g. cc-by-4.0; default none)."})
-    dataset_info: str = field(default="dataset_info.json", metadata={"help": "dataset_info.json beside data/."})
-    token: str = field(default="", metadata={"help": "Hub token (default: HF_TOKEN / the saved login)."})
-    message: str = field(default="", metadata={"help": "Commit message (default: 'Upload NAME')."})
-
-    POSITIONAL = "names"
+from data_selection.options.push import PushOptions
+from data_selection.subset import render_card, subset_paths
+from data_selection.transforms.output import render_card as render_pruned_card
 
 
 def _sha256(path: Path) -> str:
@@ -41,8 +32,6 @@ def _sha256(path: Path) -> str:
 
 def prepare_upload(dataset_dir: str | Path, name: str, license: str = "") -> list[tuple[str, Path | bytes]]:
     """(path in repo, local file or bytes) for every file of the push, after checking them."""
-    from data_selection.subset import render_card, subset_paths
-
     paths = subset_paths(dataset_dir, name)
     if not paths["manifest"].exists():
         raise UserError(f"{paths['manifest']} not found: make the subset first with `data-select select --name {name}`")
@@ -54,8 +43,6 @@ def prepare_upload(dataset_dir: str | Path, name: str, license: str = "") -> lis
         raise UserError(f"{data} does not match its manifest's sha256 (edited after selection?); re-run select")
     if license or not paths["card"].exists():
         if manifest.get("transform") == "pir-prune":  # a subset edited by prune-steps has its own card
-            from data_selection.transforms.output import render_card as render_pruned_card
-
             card = render_pruned_card(manifest, license=license).encode("utf-8")
         else:
             card = render_card(manifest, license=license).encode("utf-8")
@@ -70,8 +57,6 @@ def upload_files(repo: str, files: list[tuple[str, Path | bytes]], private: bool
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         raise UserError("push needs the Hugging Face Hub but HF_HUB_OFFLINE is set; unset it (and log in with "
                         "`hf auth login` or set HF_TOKEN)")
-    from huggingface_hub import CommitOperationAdd, HfApi
-
     api = HfApi(token=token or None)
     api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
     ops = [CommitOperationAdd(path_in_repo=dst, path_or_fileobj=src if isinstance(src, bytes) else str(src))
@@ -81,20 +66,10 @@ def upload_files(repo: str, files: list[tuple[str, Path | bytes]], private: bool
 
 
 def run_push(opts: PushOptions) -> dict[str, Any]:
-    if len(opts.names) != 1:
-        raise UserError(f"push takes exactly one subset name, got {opts.names or 'none'}")
-    if not opts.repo or opts.repo.count("/") != 1 or not all(opts.repo.split("/")):
-        raise UserError(f"--repo {opts.repo!r} must be a hub repo id of the form user/name")
+    opts.validate()
     name = opts.names[0]
     files = prepare_upload(Path(opts.dataset_info).parent, name, opts.license)
     url = upload_files(opts.repo, files, opts.private, opts.token, opts.message or f"Upload {name}")
     manifest = json.loads(Path(files[1][1]).read_text(encoding="utf-8"))
     entry = {"hf_hub_url": opts.repo, "formatting": manifest["formatting"], "columns": manifest["columns"]}
     return {"url": url, "files": [dst for dst, _ in files], "entry": entry}
-
-
-def cli_push(opts: PushOptions) -> int:
-    res = run_push(opts)
-    print(f"pushed {', '.join(res['files'])} to {res['url']}")
-    print(f"LLaMA-Factory entry for the hub copy:\n\"{opts.names[0]}\": {json.dumps(res['entry'])}")
-    return 0

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+from data_selection.embedded import qwen_tokenizer_dir
+
 QWEN_VOCAB = 151936  # Qwen2.5's embedding rows
 
 
@@ -19,11 +24,6 @@ def build_tiny_qwen(out: str | Path, tokenizer_dir: str | Path | None = None, se
                     hidden: int = 32, heads: int = 4, kv_heads: int = 2, intermediate: int | None = None,
                     dtype: str = "float32", device: str = "cpu") -> Path:
     """Save a random Qwen2 of the given shape (tiny by default) with the real tokenizer to ``out``."""
-    import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-
-    from data_selection.embedded import qwen_tokenizer_dir
-
     out = Path(out)
     tok = AutoTokenizer.from_pretrained(tokenizer_dir or qwen_tokenizer_dir())
     config = Qwen2Config(

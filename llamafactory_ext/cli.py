@@ -6,25 +6,30 @@ from data_selection.command_line import Command, run_cli
 
 COMMANDS = {
     "train": Command(
-        "llamafactory_ext.train.launch:main",
         "Train a YAML recipe (RECIPE.yaml [key=value ...]) with our losses/callbacks; launches torchrun when needed.",
+        options=None,
+        run="llamafactory_ext.commands.train:run",
     ),
     "eval": Command(
-        "llamafactory_ext.evaluation.run:EvalOptions:cli_eval",
         "Evaluate a model with lighteval on a suite (reasoning | general | all | local:FILE).",
+        options="llamafactory_ext.options.eval:EvalOptions",
+        run="llamafactory_ext.commands.eval:run",
     ),
     "study": Command(
-        "llamafactory_ext.commands.study:StudyOptions:run",
         "Run a selection study from a YAML (score, select, train, evaluate each arm and seed; one report with CIs).",
+        options="llamafactory_ext.options.study:StudyOptions",
+        run="llamafactory_ext.commands.study:run",
     ),
     "doctor": Command(
-        "llamafactory_ext.doctor.runner:DoctorOptions:cli_doctor",
         "Preflight [RECIPE.yaml | STUDY.yaml]: GPUs, driver vs torch CUDA, bf16, attention kernels, DeepSpeed, "
         "Liger, vLLM env, disk, hub, strict recipe parse; exit 1 on a blocker.",
+        options="llamafactory_ext.options.doctor:DoctorOptions",
+        run="llamafactory_ext.commands.doctor:run",
     ),
     "compare": Command(
-        "llamafactory_ext.evaluation.compare:CompareOptions:cli_compare",
         "Build the base vs random vs selected table (markdown, CSV) and bar chart from lighteval results.",
+        options="llamafactory_ext.options.compare:CompareOptions",
+        run="llamafactory_ext.commands.compare:run",
     ),
 }
 

@@ -11,5 +11,5 @@ scale and every step size. :class:`~data_selection.perturb.sequence.CheckpointSe
 * :mod:`~data_selection.perturb.gaussian`: the cumulative Gaussian schedule (difficulty);
 * :mod:`~data_selection.perturb.directional`: the direction θf − θ0 and the step sizes λj (diversity);
 * :mod:`~data_selection.perturb.manifest`: reading, writing and fingerprinting manifests;
-* :mod:`~data_selection.perturb.command`: the command.
+* :mod:`~data_selection.perturb.build`: a perturbation manifest from options (the command: :mod:`data_selection.commands.perturb`).
 """

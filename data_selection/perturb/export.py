@@ -21,7 +21,13 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+from transformers import AutoTokenizer
+
+from data_selection.atomic import atomic_directory
 from data_selection.command_line import UserError
+from data_selection.perturb.params import load_fp32
+from data_selection.perturb.sequence import open_sequence
 
 EXPORT_RECORD = "perturbation.json"  # written beside the weights: which manifest and checkpoint they are
 
@@ -29,12 +35,6 @@ EXPORT_RECORD = "perturbation.json"  # written beside the weights: which manifes
 def export_checkpoint(manifest: dict, index: int, out: str | Path, dtype: str = "fp32", model: str = "",
                       target: str = "", threads: int = 0, trust_remote_code: bool = False) -> Path:
     """Write checkpoint ``index`` (1-based) of ``manifest`` to ``out``; returns ``out``."""
-    import torch
-
-    from data_selection.atomic import atomic_directory
-    from data_selection.perturb.params import load_fp32
-    from data_selection.perturb.sequence import open_sequence
-
     num = int(manifest["num_checkpoints"])
     if not 1 <= index <= num:
         raise UserError(f"--export {index}: the perturbation has checkpoints 1..{num}")
@@ -55,8 +55,6 @@ def export_checkpoint(manifest: dict, index: int, out: str | Path, dtype: str = 
     with atomic_directory(out) as tmp:
         net.save_pretrained(tmp, safe_serialization=True)
         try:
-            from transformers import AutoTokenizer
-
             AutoTokenizer.from_pretrained(base_path, trust_remote_code=trust_remote_code).save_pretrained(tmp)
         except (OSError, ValueError) as err:  # weights without a tokenizer are still inspectable
             print(f"warning: no tokenizer copied from {base_path} ({err})", file=sys.stderr)

@@ -19,10 +19,9 @@ import math
 import torch
 
 from data_selection.command_line import UserError
+from data_selection.options.perturb import OFFICIAL_SCALE as OFFICIAL_SCALE  # re-exported: the engine's name
+from data_selection.options.perturb import SCALES
 from data_selection.perturb.noise import standard_normal
-
-SCALES = ("absolute", "relative")  # the first is the default (the official code's)
-OFFICIAL_SCALE = "absolute"
 
 
 def sigma_schedule(start: float, end: float, num: int) -> tuple[list[float], list[float]]:

@@ -14,11 +14,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from data_selection.command_line import UserError
+from data_selection.options.perturb import KINDS
+from data_selection.perturb.noise import CHUNK
 
 MANIFEST = "manifest.json"
 FORMAT = "data-select-perturb/1"
-KINDS = ("gaussian", "directional")
 # Not part of what a checkpoint is: left out of the digest scoring runs are tied to.
 UNHASHED = ("verification", "created", "command", "digest")
 
@@ -47,10 +50,6 @@ def manifest_digest(m: dict[str, Any]) -> str:
 
 
 def noise_recipe() -> dict[str, Any]:
-    import torch
-
-    from data_selection.perturb.noise import CHUNK
-
     return {
         "generator": "CPU torch.Generator (mt19937), one per (seed, kind, checkpoint, tensor name, chunk)",
         "seed_of_chunk": "BLAKE2b-64 of 'seed:kind:checkpoint:name:chunk', low 63 bits",

@@ -14,6 +14,7 @@ one everywhere.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -52,6 +53,4 @@ def parallel_map(fn: Callable[..., T], tasks: Iterable[tuple], threads: int) -> 
 
 
 def default_threads() -> int:
-    import os
-
     return max(1, min(16, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
 from data_selection.command_line import UserError
 
 
 def _config(path: str, trust_remote_code: bool):
-    from transformers import AutoConfig
-
     try:
         return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
@@ -25,9 +26,6 @@ def _config(path: str, trust_remote_code: bool):
 
 def meta_shapes(path: str, trust_remote_code: bool = False) -> dict[str, tuple[int, ...]]:
     """Parameter names and shapes of the model at ``path``, from its config alone (no weights read)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
     config = _config(path, trust_remote_code)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
@@ -55,9 +53,6 @@ def check_same_shape(base: dict[str, tuple], target: dict[str, tuple], base_path
 def load_fp32(path: str, device: str = "cpu", trust_remote_code: bool = False):
     """The model at ``path`` in float32 on ``device``, inference only (the exact stored values for fp32/bf16
     checkpoints)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
@@ -69,8 +64,6 @@ def load_fp32(path: str, device: str = "cpu", trust_remote_code: bool = False):
 
 def embedding_names(model) -> list[str]:
     """Names (as ``named_parameters()`` lists them) of the embedding parameters, tied heads included."""
-    import torch
-
     emb_ptrs = {m.weight.data_ptr() for m in model.modules() if isinstance(m, torch.nn.Embedding)}
     inp = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     if inp is not None and getattr(inp, "weight", None) is not None:
@@ -89,8 +82,6 @@ def perturbed_parameters(model, kind: str) -> list[tuple[str, Any]]:
 
 def params_digest(named) -> str:
     """BLAKE2b of names, shapes and fp32 bytes of ``(name, tensor)`` pairs: the content, not the file sizes."""
-    import torch
-
     h = hashlib.blake2b(digest_size=16)
     for name, t in named:
         t = t.detach().to("cpu", torch.float32).contiguous()

@@ -10,11 +10,14 @@ after the other would lose most of them: a relative step of 2e-3 is half a bf16 
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from data_selection.command_line import UserError
 from data_selection.perturb import directional, gaussian
 from data_selection.perturb.noise import chunks, default_threads, parallel_map
+from data_selection.perturb.params import load_fp32, params_digest
 
 
 class CheckpointSequence:
@@ -85,10 +88,6 @@ def open_sequence(manifest: dict, device: str = "cpu", model: str = "", target: 
 
     ``model``/``target`` override the recorded paths (a moved folder); the digest still has to match.
     """
-    import sys
-
-    from data_selection.perturb.params import load_fp32
-
     made_with = manifest.get("noise", {}).get("torch")
     if made_with and made_with != torch.__version__:
         print(f"warning: the perturbation was made with torch {made_with}, this is {torch.__version__}: its random "
@@ -112,8 +111,6 @@ def open_sequence(manifest: dict, device: str = "cpu", model: str = "", target: 
 
 
 def _check_digest(model, record: dict, path: str, option: str) -> None:
-    from data_selection.perturb.params import params_digest
-
     digest = params_digest(model.named_parameters())
     if digest != record["params_digest"]:
         raise UserError(f"{path}: its weights (digest {digest}) are not the ones the perturbation was made from "

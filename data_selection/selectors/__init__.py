@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from data_selection.match_target import load_match_target
+from data_selection.scoring.checkpoint_layout import load_temp_scores
 from data_selection.selectors.common import KEYS, Selection
 from data_selection.selectors.matched_random import select_matched_random
 from data_selection.selectors.pass_cv import select_pass_cv
@@ -63,14 +65,10 @@ STRATEGIES: dict[str, Strategy] = {
 
 
 def _load_match(subset: str, dataset_info: str):
-    from data_selection.match_target import load_match_target
-
     return load_match_target(subset, dataset_info)
 
 
 def _load_temp(folder: str, scores: str):
-    from data_selection.scoring.checkpoint_layout import load_temp_scores
-
     return load_temp_scores(folder, scores)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from data_selection.command_line import UserError
+from data_selection.options.perturb import OFFICIAL_SCALE
 from data_selection.scoring.checkpoint_layout import TempScores, feature_column
 from data_selection.selectors import temp_allocation as allocation_rules
 from data_selection.selectors import temp_diversity as diversity_rules
@@ -65,8 +66,6 @@ SHORTFALL_DESCRIPTIONS = {
 def rules(temp: TempScores, allocation: str, ranking: str, init_label_num: int,
           shortfall: str = "take") -> dict[str, Any]:
     """Which rule ran at each step, and whether the selection is the official method."""
-    from data_selection.perturb.gaussian import OFFICIAL_SCALE
-
     scale = (temp.meta.get("gaussian", {}).get("perturb", {}).get("options") or {}).get("scale")
     steps = {
         "scale": {"rule": scale or "unknown (the Gaussian scores' meta.json does not say)",

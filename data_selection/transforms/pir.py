@@ -31,8 +31,11 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from llamafactory.extras.constants import IGNORE_INDEX
 
+from data_selection.scoring.forward import score_sequences
+from data_selection.scoring.logprobs import _final_logit_transform
 from data_selection.transforms.steps import Segmentation
 
 OVER_CUTOFF = "over cutoff_len (LLaMA-Factory would truncate it)"
@@ -134,8 +137,6 @@ def _pirs(means: list[float]) -> tuple[float, list[float]]:
 def pir_batched(model, rows: list[RowVariants], *, batch_tokens: int, chunk_tokens: int, device: str,
                 pad_id: int) -> dict[int, tuple[float, list[float]]]:
     """{row: (mean answer NLL with the full reasoning, PIR of each functional step)} via ``score_sequences``."""
-    from data_selection.scoring.forward import score_sequences
-
     seqs: dict[Hashable, tuple[list[int], list[int]]] = {
         (rv.row, v): s for rv in rows for v, s in enumerate(rv.seqs)
     }
@@ -155,10 +156,6 @@ def _shared_prefix(a: list[int], b: list[int]) -> int:
 
 def pir_prefix_cached(model, rv: RowVariants, device: str) -> tuple[float, list[float]]:
     """The same numbers as :func:`pir_batched` for one row, reusing the full variant's KV cache."""
-    import torch
-
-    from data_selection.scoring.logprobs import _final_logit_transform
-
     head = model.get_output_embeddings()
     transform_ = _final_logit_transform(model)
     body = model.base_model

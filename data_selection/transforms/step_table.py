@@ -13,14 +13,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from data_selection.atomic import write_parquet_atomic
+from data_selection.scoring.layout import shard_path
 
 STEPS_TABLE = "steps.parquet"
 
 
 def shard_schema():
-    import pyarrow as pa
-
     ints, floats = pa.list_(pa.int64()), pa.list_(pa.float64())
     return pa.schema([
         ("row", pa.int64()), ("id", pa.string()), ("reason", pa.string()),
@@ -34,18 +36,11 @@ def shard_schema():
 
 def write_shard(path: Path, records: list[dict[str, Any]]) -> None:
     """One shard's records, written atomically (temporary file and rename)."""
-    import pyarrow as pa
-
     write_parquet_atomic(path, pa.Table.from_pylist(records, schema=shard_schema()))
 
 
 def merge_steps(out: Path, num_shards: int):
     """All shards as one table sorted by row, written to ``OUT/steps.parquet``; returned as a DataFrame."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from data_selection.scoring.layout import shard_path
-
     tables = [pq.read_table(shard_path(out, k)) for k in range(num_shards)]
     table = pa.concat_tables(tables).sort_by("row") if tables else shard_schema().empty_table()
     write_parquet_atomic(out / STEPS_TABLE, table)

@@ -26,6 +26,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import pyarrow.parquet as pq
+
 from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
 from data_selection.command_line import UserError
 from data_selection.jsonl import read_jsonl
@@ -46,7 +49,6 @@ def merge_verified(out: str | Path, dataset_repeat: dict[int, int] | None = None
     """Concatenate the shards into ``verified.parquet`` and ``rejects.jsonl``; record the counts in meta.json.
 
     ``dataset_repeat`` ({row: count}, :func:`~data_selection.ngram_counts.dataset_repeats`) becomes a column."""
-    import pandas as pd
     out = Path(out)
     with merge_lock(out):
         meta, frames = finished_shard_frames(out, "data-select verify")
@@ -109,8 +111,6 @@ def load_verified(verified_dir: str | Path, text_columns: bool = False):
 
     Without ``text_columns`` the descriptive string columns are not read (a 4M-row table stays small).
     """
-    import pyarrow.parquet as pq
-
     d = Path(verified_dir)
     if not d.is_dir():
         raise UserError(f"verify folder {d} not found (run `data-select verify ... --out {d}` first)")

@@ -21,6 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import torch
+
+from data_selection.atomic import write_parquet_atomic
+from data_selection.device import resolve_device
+from data_selection.encoding import TemplateEncoder, load_tokenizer
+from data_selection.scoring.runner import load_model
+
 PROMPT = ("Two final answers to the same math problem are given. Are they mathematically equivalent (the same "
           "value, set or expression, maybe written differently)?\nReference answer: {target}\nCandidate answer: "
           "{answer}\nReply with only yes or no.")
@@ -45,12 +53,6 @@ def candidates(table) -> Any:
 def ask(model_path: str, template: str, pairs: list[tuple[str, str]], batch_size: int = 16, device: str = "",
         ) -> list[str]:
     """The model's reply to :data:`PROMPT` for each (answer, reference) pair, greedy."""
-    import torch
-
-    from data_selection.device import resolve_device
-    from data_selection.encoding import TemplateEncoder, load_tokenizer
-    from data_selection.scoring.runner import load_model
-
     device = device or resolve_device("auto", 0)
     tokenizer = load_tokenizer(model_path)
     encoder = TemplateEncoder(tokenizer, template, cutoff_len=4096)
@@ -81,10 +83,6 @@ def is_yes(reply: str) -> bool:
 
 def recheck(out: str | Path, table, model_path: str, template: str, batch_size: int = 16) -> tuple[Any, dict]:
     """(table with re-checked scores, facts for meta.json). Replies are cached in ``out/recheck.parquet``."""
-    import pandas as pd
-
-    from data_selection.atomic import write_parquet_atomic
-
     out = Path(out)
     todo = candidates(table)
     cache = out / RECHECK

@@ -11,10 +11,14 @@ response: score 0 (method ``empty``) whatever its category or layout.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from data_selection.atomic import write_parquet_atomic
 from data_selection.quality import max_repeat_count
 from data_selection.verify.answers import final_answer, split_response
 from data_selection.verify.judge import Verdict, judge_majority, judge_reference
@@ -118,12 +122,6 @@ def verify_batch(batch: dict[str, Any], settings: Settings) -> dict[str, list]:
 
 def verify_shard(path: str, batch: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """Verify one shard and write it atomically to ``path`` (its presence marks it done). Returns counts."""
-    import time
-
-    import pandas as pd
-
-    from data_selection.atomic import write_parquet_atomic
-
     t0, c0 = time.perf_counter(), time.process_time()
     cols = verify_batch(batch, settings)
     df = pd.DataFrame(cols)

@@ -7,13 +7,7 @@ detail, fix). Probes, one module per group: :mod:`.gpu`, :mod:`.kernels`, :mod:`
 
 from __future__ import annotations
 
+from llamafactory_ext.doctor.runner import run_checks
 from llamafactory_ext.doctor.target import Check
-
-
-def run_checks(config_path: str | None = None) -> list[Check]:
-    from llamafactory_ext.doctor.runner import run_checks as run
-
-    return run(config_path)
-
 
 __all__ = ["Check", "run_checks"]

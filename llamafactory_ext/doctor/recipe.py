@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 
+from data_selection.command_line import UserError
 from llamafactory_ext.doctor.gpu import gpu_count
 from llamafactory_ext.doctor.target import Check, Target
+from llamafactory_ext.train.args import split_recipe_args
 
 
 def _first_line(err: BaseException) -> str:
@@ -19,9 +21,6 @@ def check_recipe(t: Target) -> Check:
         return Check("recipe parses", "skip", "no recipe or study given")
     from llamafactory.hparams.parser import _parse_train_args
     from transformers.integrations.deepspeed import unset_hf_deepspeed_config
-
-    from data_selection.command_line import UserError
-    from llamafactory_ext.train.args import split_recipe_args
 
     args = dict(t.recipe)
     if t.kind == "study":  # the study sets these per arm and seed

@@ -1,4 +1,4 @@
-"""``llamafactory-ext doctor [RECIPE.yaml | STUDY.yaml]``: every probe, one table, exit 1 on a blocker.
+"""``llamafactory-ext doctor [RECIPE.yaml | STUDY.yaml]``: every probe and one table (exit 1 on a blocker).
 
 Each probe returns one :class:`~llamafactory_ext.doctor.target.Check` (ok / warn / blocker / skip, what it saw,
 how to fix it); a probe that crashes is reported as a warning naming the exception, never as a crash of the
@@ -7,23 +7,11 @@ whole run. Without a GPU every GPU probe says "no GPU". Nothing here touches the
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 from llamafactory_ext.doctor import gpu, hub, kernels, packages, recipe, storage
 from llamafactory_ext.doctor.target import Check, Target, load_target
 
 PROBES = (*gpu.PROBES, *kernels.PROBES, *packages.PROBES, *storage.PROBES, *hub.PROBES, *recipe.PROBES)
 MARK = {"ok": "ok", "warn": "WARN", "blocker": "BLOCKER", "skip": "-"}
-
-
-@dataclass
-class DoctorOptions:
-    config: list[str] = field(default_factory=list, metadata={
-        "help": "Optional: the recipe (yaml_recipes/advanced.yaml) or study (studies/zpd_qwen3b.yaml) to check "
-                "against: its GPUs, precision, kernels, DeepSpeed config, models, pools and disk use."})
-    json: str = field(default="", metadata={"help": "Also write the checks as JSON to this file."})
-
-    POSITIONAL = "config"
 
 
 def checks_for(t: Target, probes=None) -> list[Check]:
@@ -59,18 +47,3 @@ def render(checks: list[Check]) -> str:
 
 def blockers(checks: list[Check]) -> list[Check]:
     return [c for c in checks if c.status == "blocker"]
-
-
-def cli_doctor(opts: DoctorOptions) -> int:
-    from data_selection.atomic import write_json_atomic
-    from data_selection.command_line import UserError
-
-    if len(opts.config) > 1:
-        raise UserError("name at most one recipe or study: llamafactory-ext doctor yaml_recipes/advanced.yaml")
-    checks = run_checks(opts.config[0] if opts.config else None)
-    print(render(checks))
-    if opts.json:
-        write_json_atomic(opts.json, {"config": opts.config[0] if opts.config else None,
-                                      "checks": [asdict(c) for c in checks]})
-    return 1 if blockers(checks) else 0
-

@@ -10,6 +10,8 @@ from typing import Any, Literal
 import yaml
 
 from data_selection.command_line import UserError
+from llamafactory_ext.study.config import EMBEDDED_PREFIX, load_study
+from llamafactory_ext.study.plan import known_strategies
 
 Status = Literal["ok", "warn", "blocker", "skip"]
 
@@ -88,9 +90,6 @@ def _split(value: Any) -> list[str]:
 
 
 def _study_target(path: Path) -> Target:
-    from llamafactory_ext.study.config import EMBEDDED_PREFIX, load_study
-    from llamafactory_ext.study.plan import known_strategies
-
     cfg = load_study(path, known_strategies())
     with open(cfg.train.recipe, encoding="utf-8") as f:
         recipe = {**(yaml.safe_load(f) or {}), **cfg.train.overrides}

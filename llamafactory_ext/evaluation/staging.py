@@ -23,6 +23,9 @@ import re
 import shutil
 from pathlib import Path
 
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
 from data_selection.command_line import UserError
 from llamafactory_ext.evaluation.options import EvalPlan
 
@@ -39,9 +42,6 @@ def resolve_model(model: str) -> Path:
             )
         return path.resolve()
     if re.fullmatch(r"[\w.-]+/[\w.-]+", model):
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
         try:
             return Path(snapshot_download(model))
         except (

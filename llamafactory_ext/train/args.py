@@ -16,6 +16,9 @@ from typing import Any
 
 from data_selection.command_line import UserError
 
+# The callbacks a recipe may name (``callbacks: [...]``); their classes are :data:`llamafactory_ext.train.callbacks.CALLBACKS`
+# (which imports transformers and torch: the launcher checks names without loading either).
+CALLBACK_NAMES = ("metrics_jsonl",)
 
 @dataclass
 class ExtensionArguments:
@@ -178,11 +181,9 @@ def _resolve_scores(path: str, source: str) -> str:
 
 def validate(ext: ExtensionArguments, lf_args: dict[str, Any], source: str = "recipe") -> None:
     """Refuse combinations that would silently train something else than the recipe says."""
-    from llamafactory_ext.train.callbacks import CALLBACKS
-
-    bad = [c for c in ext.callbacks if c not in CALLBACKS]
+    bad = [c for c in ext.callbacks if c not in CALLBACK_NAMES]
     if bad:
-        raise UserError(f"{source}: unknown callback(s) {bad}; available: {sorted(CALLBACKS)}")
+        raise UserError(f"{source}: unknown callback(s) {bad}; available: {sorted(CALLBACK_NAMES)}")
     if ext.loss_chunk_tokens <= 0:
         raise UserError(f"{source}: loss_chunk_tokens must be positive, got {ext.loss_chunk_tokens}")
     if ext.iw_sft_clip <= 0:

@@ -16,7 +16,10 @@ import os
 import time
 from collections.abc import Callable
 
+import torch
 from transformers import TrainerCallback
+
+from llamafactory_ext.train.args import CALLBACK_NAMES
 
 # Keys renamed for the JSONL file: HF's names on the left.
 _RENAMED = {"learning_rate": "lr"}
@@ -69,8 +72,6 @@ class MetricsJsonlCallback(TrainerCallback):
 
 
 def _peak_gpu_memory_gib() -> float | None:
-    import torch
-
     if not torch.cuda.is_available():
         return None
     return round(torch.cuda.max_memory_allocated() / 2**30, 3)
@@ -80,6 +81,10 @@ def _peak_gpu_memory_gib() -> float | None:
 CALLBACKS: dict[str, Callable] = {
     "metrics_jsonl": lambda ext: MetricsJsonlCallback(ext.metrics_jsonl),
 }
+
+
+if tuple(CALLBACKS) != CALLBACK_NAMES:  # the launcher checks recipes against CALLBACK_NAMES
+    raise AssertionError(f"train.args.CALLBACK_NAMES {CALLBACK_NAMES} != callbacks.CALLBACKS {tuple(CALLBACKS)}")
 
 
 def build_callbacks(names: list[str], ext) -> list[TrainerCallback]:

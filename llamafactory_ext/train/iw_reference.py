@@ -20,15 +20,20 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-from llamafactory.extras.constants import IGNORE_INDEX
+import pandas as pd
+import torch
+from datasets import load_dataset
+from llamafactory.data.converter import align_dataset
+from llamafactory.data.parser import get_dataset_list
+from llamafactory.data.processor import SupervisedDatasetProcessor
+from llamafactory.extras.constants import FILEEXT2TYPE, IGNORE_INDEX
+from llamafactory.extras.logging import get_logger
 
 from data_selection.command_line import UserError
 
 
 def _log():
     """LLaMA-Factory's configured logger (its handler and format), so our messages appear in its run log."""
-    from llamafactory.extras.logging import get_logger
-
     return get_logger("llamafactory.ext")
 
 
@@ -60,8 +65,6 @@ class ReferenceLogprobs:
 
     def lookup(self, input_ids, attention_mask, tokenizer=None):
         """Reference mean log-prob of every row of a batch, as a float tensor (B,)."""
-        import torch
-
         keys = self.batch_keys(input_ids, attention_mask)
         missing = [i for i, k in enumerate(keys) if k not in self.by_key]
         if missing:
@@ -116,8 +119,6 @@ class _KeyEncoder:
 
 def read_scores(path: str):
     """scores.parquet -> DataFrame with id, row, ref_mean_logprob (= -loss_mean) [, n_response_tokens]."""
-    import pandas as pd
-
     if os.path.isdir(path):
         path = os.path.join(path, "scores.parquet")
     try:
@@ -157,9 +158,6 @@ def _dataset_files(dataset_attr, data_args) -> list[str]:
 
 def _load_raw(dataset_attr, model_args, data_args):
     """Load one dataset's rows exactly as LLaMA-Factory's loader would (before its format conversion)."""
-    from datasets import load_dataset
-    from llamafactory.extras.constants import FILEEXT2TYPE
-
     if dataset_attr.load_from == "file":
         files = _dataset_files(dataset_attr, data_args)
         builder = FILEEXT2TYPE.get(os.path.splitext(files[0])[-1][1:])
@@ -184,10 +182,6 @@ def build_reference(
     model_args, data_args, training_args, tokenizer, template, scores_path: str
 ) -> ReferenceLogprobs:
     """Encode every training row with LLaMA-Factory's pipeline; map its key to its reference log-prob."""
-    from llamafactory.data.converter import align_dataset
-    from llamafactory.data.parser import get_dataset_list
-    from llamafactory.data.processor import SupervisedDatasetProcessor
-
     scores = read_scores(scores_path)
     by_id = dict(zip(scores["id"].astype(str), scores["ref_mean_logprob"]))
     by_row = dict(zip(scores["row"].astype(int), scores["ref_mean_logprob"]))

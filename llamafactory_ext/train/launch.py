@@ -10,7 +10,7 @@ only the launcher, never the workers. This entry point therefore plays both role
   ``MIN_NNODES`` / ``MAX_NNODES`` / ``MAX_RESTARTS``, ``OPTIM_TORCH``), then
   ``torchrun -m llamafactory_ext.train`` with the same arguments. One deliberate difference: with no GPU,
   ``NPROC_PER_NODE`` defaults to 1 instead of LLaMA-Factory's 0 (which launches no process at all);
-* **worker** (under torchrun, or directly when no torchrun is needed): split the recipe into LLaMA-Factory's
+* **worker** (:mod:`llamafactory_ext.train.worker`; under torchrun, or directly when no torchrun is needed): split the recipe into LLaMA-Factory's
   keys and ours (:mod:`llamafactory_ext.train.args`), install our trainer (:mod:`llamafactory_ext.train.trainer`)
   and padding-free batches (:mod:`llamafactory_ext.train.padding_free`),
   build the named callbacks and call ``llamafactory.train.tuner.run_exp(args, callbacks=...)``.
@@ -27,6 +27,10 @@ import subprocess
 import sys
 from copy import deepcopy
 from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from data_selection.command_line import UserError
 from llamafactory_ext.train.args import extension_help, split_recipe_args
@@ -48,10 +52,6 @@ def _enabled(name: str, default: str = "0") -> bool:
 
 def read_recipe(path: str, overrides: list[str]) -> dict[str, Any]:
     """A YAML/JSON recipe merged with ``key=value`` overrides, as ``llamafactory-cli train`` merges them."""
-    import yaml
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
     if not os.path.isfile(path):
         raise UserError(f"recipe {path!r} not found")
     bad = [o for o in overrides if "=" not in o]
@@ -125,24 +125,6 @@ def launch_torchrun(argv: list[str]) -> int:
     return subprocess.run(cmd, env=env, check=False).returncode
 
 
-def run_worker(lf_args: dict[str, Any], ext) -> int:
-    """Install our extensions in this process and run LLaMA-Factory's experiment."""
-    from llamafactory.train.tuner import run_exp
-
-    from llamafactory_ext.train import padding_free
-    from llamafactory_ext.train.callbacks import build_callbacks
-    from llamafactory_ext.train.trainer import installed
-
-    callbacks = build_callbacks(ext.callbacks, ext)
-    with installed(ext) as state, padding_free.installed(ext) as flat:
-        run_exp(dict(lf_args), callbacks=callbacks)
-    if state is not None and state["cls"].instances == 0:
-        raise RuntimeError("LLaMA-Factory never built our trainer: the extension losses were not applied")
-    if flat is not None and flat["models"] == 0:
-        raise RuntimeError("LLaMA-Factory never loaded the model through us: padding_free was not applied")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -152,4 +134,6 @@ def main(argv: list[str] | None = None) -> int:
     lf_args, ext = split_recipe_args(read_recipe(recipe, overrides), source=recipe)
     if not is_distributed_worker() and needs_torchrun():
         return launch_torchrun(argv)
+    from llamafactory_ext.train.worker import run_worker  # lazy: torch + LLaMA-Factory, not in the launcher
+
     return run_worker(lf_args, ext)

@@ -20,16 +20,23 @@ import inspect
 from contextlib import contextmanager
 
 import torch
+from llamafactory.data import get_template_and_fix_tokenizer
 from llamafactory.extras.constants import IGNORE_INDEX
+from llamafactory.extras.logging import get_logger
+from llamafactory.model import load_tokenizer
+from llamafactory.train import tuner
+from llamafactory.train.sft import workflow
+from llamafactory.train.sft.trainer import CustomSeq2SeqTrainer
+from llamafactory.train.trainer_utils import dft_loss_func
 
+from data_selection.command_line import UserError
 from llamafactory_ext.train.args import ExtensionArguments
-from llamafactory_ext.train.losses import dft_loss, iw_sft_loss, label_token_cross_entropy
+from llamafactory_ext.train.iw_reference import build_reference
+from llamafactory_ext.train.losses import dft_loss, iw_sft_loss, label_token_cross_entropy, shift_labels
 
 
 def _log():
     """LLaMA-Factory's configured logger (its handler and format), so our messages appear in its run log."""
-    from llamafactory.extras.logging import get_logger
-
     return get_logger("llamafactory.ext")
 
 
@@ -43,8 +50,6 @@ def _accepts_logits_to_keep(model) -> bool:
 
 def _plain_nll(outputs, labels, num_items_in_batch=None):
     """Unweighted token NLL, LLaMA-Factory's normalisation (used for iw-SFT *evaluation* loss only)."""
-    from llamafactory_ext.train.losses import shift_labels
-
     logits = outputs["logits"].float()
     targets = shift_labels(labels.to(logits.device))
     total = torch.nn.functional.cross_entropy(
@@ -56,8 +61,6 @@ def _plain_nll(outputs, labels, num_items_in_batch=None):
 
 def make_trainer_class(ext: ExtensionArguments, reference=None):
     """A CustomSeq2SeqTrainer subclass bound to one run's extension arguments (and iw-SFT reference table)."""
-    from llamafactory.train.sft.trainer import CustomSeq2SeqTrainer
-
     class ExtendedSeq2SeqTrainer(CustomSeq2SeqTrainer):
         extension = ext
         instances = 0
@@ -67,8 +70,6 @@ def make_trainer_class(ext: ExtensionArguments, reference=None):
             type(self).instances += 1
             self._iw_stats = []
             if ext.dft_lean:
-                from llamafactory.train.trainer_utils import dft_loss_func
-
                 # Same bookkeeping as LLaMA-Factory's use_dft_loss; also the loss used in evaluation.
                 self.compute_loss_func = dft_loss_func
             elif ext.iw_sft:
@@ -78,8 +79,6 @@ def make_trainer_class(ext: ExtensionArguments, reference=None):
                 if self.train_dataset is not None and hasattr(self.train_dataset, "select_columns"):
                     n_missing, previews = reference.missing_in(self.train_dataset, self.processing_class)
                     if n_missing:
-                        from data_selection.command_line import UserError
-
                         raise UserError(
                             f"iw_sft: {n_missing} of {len(self.train_dataset)} training examples have no "
                             f"reference log-prob in {reference.description}; first: {'; '.join(previews)}"
@@ -136,19 +135,11 @@ def installed(ext: ExtensionArguments):
     if not ext.uses_custom_loss:
         yield None
         return
-    from llamafactory.train import tuner
-    from llamafactory.train.sft import workflow
-
     original_trainer, original_run_sft = workflow.CustomSeq2SeqTrainer, tuner.run_sft
     state = {"cls": make_trainer_class(ext)}
 
     def run_sft(model_args, data_args, training_args, finetuning_args, generating_args, callbacks=None):
         if ext.iw_sft:
-            from llamafactory.data import get_template_and_fix_tokenizer
-            from llamafactory.model import load_tokenizer
-
-            from llamafactory_ext.train.iw_reference import build_reference
-
             tokenizer = load_tokenizer(model_args)["tokenizer"]
             template = get_template_and_fix_tokenizer(tokenizer, data_args)
             with training_args.main_process_first(

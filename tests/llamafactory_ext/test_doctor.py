@@ -18,8 +18,10 @@ from helpers import (
 )
 
 from data_selection.scoring import kernel_proof
+from llamafactory_ext.commands import doctor as doctor_command
 from llamafactory_ext.doctor import gpu, hub, kernels, packages, recipe, run_checks, runner, storage
 from llamafactory_ext.doctor.target import Target, load_target
+from llamafactory_ext.options.doctor import DoctorOptions
 
 DEMO_RECIPE = {"model_name_or_path": "m", "stage": "sft", "do_train": True, "finetuning_type": "full",
                "dataset": "d", "template": "qwen", "output_dir": "out"}
@@ -255,7 +257,7 @@ def test_a_probe_that_crashes_is_a_warning_and_the_cli_exits_1_on_a_blocker(monk
 
     monkeypatch.setattr(runner, "PROBES", (crashing, blocking))
     out = tmp_path / "doctor.json"
-    assert runner.cli_doctor(runner.DoctorOptions(json=str(out))) == 1
+    assert doctor_command.run(DoctorOptions(json=str(out))) == 1
     text = capsys.readouterr().out
     assert "WARN" in text and "the probe itself failed: KeyError" in text and "fix: mend it" in text
     saved = json.loads(out.read_text())["checks"]
@@ -277,8 +279,8 @@ def test_the_study_stops_on_a_blocker_before_its_first_step(monkeypatch, tmp_pat
     assert ran == [1]
 
 
-def test_doctor_is_one_command_in_both_clis():
+def test_doctor_lives_in_llamafactory_ext_only():
     from data_selection.cli import COMMANDS as DS
     from llamafactory_ext.cli import COMMANDS as LFX
 
-    assert DS["doctor"].target == LFX["doctor"].target
+    assert "doctor" not in DS and LFX["doctor"].run == "llamafactory_ext.commands.doctor:run"

@@ -15,8 +15,10 @@ from helpers import REPO_ROOT, write_jsonl
 
 from data_selection.command_line import UserError
 from llamafactory_ext.cli import main as lfx_main
+from llamafactory_ext.evaluation.plan import prepare
 from llamafactory_ext.evaluation.presets import TRAINING_SYSTEM_PROMPT
-from llamafactory_ext.evaluation.run import EvalOptions, prepare, read_local_problems
+from llamafactory_ext.evaluation.suites import read_local_problems
+from llamafactory_ext.options.eval import EvalOptions
 
 FAKE_VLLM = REPO_ROOT / "tests" / "fake_vllm.py"  # only needs to exist: these tests start no server
 
@@ -377,7 +379,7 @@ def test_heartbeat_reports_generation_progress(tiny_qwen_dir, monkeypatch, capsy
 
 
 def test_cpu_run_says_how_long_answers_may_get(tiny_qwen_dir, problems_file, tmp_path):
-    from llamafactory_ext.evaluation.run import generation_length_notice
+    from llamafactory_ext.evaluation.plan import generation_length_notice
 
     uncapped = prepare(EvalOptions(model=str(tiny_qwen_dir), out=str(tmp_path / "a"),
                                    suite=f"local:{problems_file}", backend="accelerate"))

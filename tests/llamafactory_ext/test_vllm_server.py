@@ -19,8 +19,9 @@ from helpers import REPO_ROOT, write_jsonl
 
 from data_selection.command_line import UserError
 from llamafactory_ext.cli import main as lfx_main
-from llamafactory_ext.evaluation.run import EvalOptions, prepare
+from llamafactory_ext.evaluation.plan import prepare
 from llamafactory_ext.evaluation.vllm_server import find_vllm, free_port, running_server
+from llamafactory_ext.options.eval import EvalOptions
 
 FAKE = REPO_ROOT / "tests" / "fake_vllm.py"
 PROBLEMS = [

@@ -17,60 +17,35 @@ the noise / distances actually realised, in float32 and after rounding to bfloat
 
 from __future__ import annotations
 
-import json
 import shlex
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
+from data_selection import __version__
+from data_selection.atomic import write_json_atomic
 from data_selection.command_line import UserError
+from data_selection.options.perturb import PerturbOptions
 from data_selection.perturb import directional, gaussian
-from data_selection.perturb.manifest import (
-    FORMAT,
-    KINDS,
-    MANIFEST,
-    manifest_digest,
-    noise_recipe,
-    read_manifest,
+from data_selection.perturb.manifest import FORMAT, MANIFEST, manifest_digest, noise_recipe, read_manifest
+from data_selection.perturb.noise import default_threads
+from data_selection.perturb.params import (
+    _config,
+    check_same_shape,
+    embedding_names,
+    load_fp32,
+    meta_shapes,
+    params_digest,
+    perturbed_parameters,
 )
+from data_selection.perturb.sequence import CheckpointSequence
+from data_selection.scoring.identity import model_identity
 
 METHOD = ("TEMP, 'Reasoning Quality Emerges Early: Data Curation for Reasoning Models' (arXiv 2606.26797, "
           "ICML 2026); docs/methods.md §3")
-
-
-@dataclass
-class PerturbOptions:
-    kind: str = field(metadata={"help": "gaussian: cumulative noise checkpoints (difficulty); directional: "
-                                        "checkpoints along θf − θ0 (diversity).", "choices": KINDS})
-    model: str = field(metadata={"help": "Base model θ0 (the model that scored the pool): hub id or folder."})
-    out: str = field(metadata={"help": "Output folder, e.g. perturb/qwen3b_gaussian (gets manifest.json)."})
-    target: str = field(default="", metadata={
-        "help": "directional: the fine-tuned model θf of the same shape (e.g. the random-subset SFT)."})
-    num: int = field(default=8, metadata={"help": "Number of checkpoints."})
-    start: float = field(default=2e-3, metadata={"help": "gaussian: σ of checkpoint 1."})
-    end: float = field(default=8e-3, metadata={"help": "gaussian: σ of the last checkpoint (increments add in "
-                                                        "quadrature in between)."})
-    scale: str = field(default="absolute", metadata={
-        "help": "gaussian: absolute = σ is the noise's per-element std (the official code: p += randn_like(p) * σ); "
-                "relative = σ times each tensor's RMS in θ0 (an option; docs/methods.md §3).",
-        "choices": gaussian.SCALES})
-    min_radius: float = field(default=1.0, metadata={"help": "directional: ‖θ1 − θ0‖₂."})
-    max_radius: float = field(default=10.0, metadata={"help": "directional: ‖θ_num − θ0‖₂ (linear in between)."})
-    seed: int = field(default=42, metadata={"help": "Seed of the noise."})
-    verify: bool = field(default=True, metadata={
-        "help": "Regenerate every checkpoint once and record the realised noise / distances (fp32 and bf16)."})
-    threads: int = field(default=0, metadata={"help": "CPU threads drawing noise (0 = up to 16 available cores)."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace a manifest of different options in --out."})
-    export: int = field(default=0, metadata={
-        "help": "Also write checkpoint INDEX (1..num) of the manifest in --out as a Hugging Face model folder, for "
-                "inspection or evaluation (0 = none; the manifest is made first when --out has none)."})
-    export_dir: str = field(default="", metadata={"help": "--export: the folder (default OUT/checkpoint-INDEX)."})
-    export_dtype: str = field(default="fp32", metadata={
-        "help": "--export: dtype of the written weights (fp32 = the checkpoint exactly; bf16 = one rounding of it, "
-                "what bf16 scoring sees).", "choices": ("fp32", "bf16")})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Passed to transformers."})
 
 
 def _options_record(opts: PerturbOptions) -> dict[str, Any]:
@@ -92,12 +67,7 @@ def command_line(opts: PerturbOptions) -> str:
 
 
 def _check_options(opts: PerturbOptions) -> None:
-    if opts.kind not in KINDS:
-        raise UserError(f"--kind must be one of {', '.join(KINDS)}, got {opts.kind!r}")
-    if opts.kind == "directional" and not opts.target:
-        raise UserError("--kind directional needs --target: a fine-tuned model of the same shape as --model")
-    if opts.kind == "gaussian" and opts.target:
-        raise UserError("--target is only used by --kind directional")
+    opts.validate()
     if opts.kind == "gaussian":
         gaussian.sigma_schedule(opts.start, opts.end, opts.num)
         gaussian.tensor_scales([], opts.scale)
@@ -106,20 +76,12 @@ def _check_options(opts: PerturbOptions) -> None:
 
 
 def _model_record(path: str, model, trust_remote_code: bool) -> dict[str, Any]:
-    from data_selection.perturb.params import _config, params_digest
-    from data_selection.scoring.identity import model_identity
-
     return {**model_identity(path, _config(path, trust_remote_code)),
             "params_digest": params_digest(model.named_parameters()),
             "num_parameters": sum(p.numel() for p in model.parameters())}
 
 
 def _verify_gaussian(manifest: dict, base: dict, threads: int) -> list[dict[str, Any]]:
-    import numpy as np
-    import torch
-
-    from data_selection.perturb.sequence import CheckpointSequence
-
     theta0 = {n: t.clone() for n, t in base.items()}
     seq = CheckpointSequence(manifest, base, threads=threads)
     scales = manifest["gaussian"]["tensor_scales"]
@@ -149,10 +111,6 @@ def _verify_gaussian(manifest: dict, base: dict, threads: int) -> list[dict[str,
 
 
 def _verify_directional(manifest: dict, base: dict, direction: dict, threads: int) -> list[dict[str, Any]]:
-    import torch
-
-    from data_selection.perturb.sequence import CheckpointSequence
-
     theta0 = {n: t.clone() for n, t in base.items()}
     seq = CheckpointSequence(manifest, base, threads=threads, direction=direction)
     rows = []
@@ -166,17 +124,6 @@ def _verify_directional(manifest: dict, base: dict, direction: dict, threads: in
 
 
 def run_perturb(opts: PerturbOptions) -> dict[str, Any]:
-    from data_selection import __version__
-    from data_selection.atomic import write_json_atomic
-    from data_selection.perturb.noise import default_threads
-    from data_selection.perturb.params import (
-        check_same_shape,
-        embedding_names,
-        load_fp32,
-        meta_shapes,
-        perturbed_parameters,
-    )
-
     _check_options(opts)
     out = Path(opts.out)
     if (out / MANIFEST).exists():
@@ -278,25 +225,4 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
     return lines
 
 
-def cli_perturb(opts: PerturbOptions) -> int:
-    from data_selection.perturb.export import export_checkpoint
-
-    if opts.export < 0 or opts.export > opts.num:
-        raise UserError(f"--export {opts.export}: the perturbation has checkpoints 1..{opts.num}")
-    res = run_perturb(opts)
-    m = res["manifest"]
-    if res["status"] == "unchanged":
-        print(f"{res['path']} already describes this perturbation (digest {m['digest']})"
-              + ("" if opts.export else "; nothing to do"), file=sys.stderr)
-    print("\n".join(summary_lines(m)))
-    print(f"manifest: {res['path']} (digest {m['digest']})")
-    if opts.export:
-        folder = export_checkpoint(m, opts.export, opts.export_dir or str(Path(opts.out) / f"checkpoint-{opts.export}"),
-                                   dtype=opts.export_dtype, model=opts.model, target=opts.target,
-                                   threads=opts.threads, trust_remote_code=opts.trust_remote_code)
-        print(f"checkpoint {opts.export}: {folder}")
-    print(json.dumps({"seconds": m["created"].get("seconds")}))
-    return 0
-
-
-__all__ = ["PerturbOptions", "cli_perturb", "run_perturb"]
+__all__ = ["PerturbOptions", "run_perturb", "summary_lines"]
