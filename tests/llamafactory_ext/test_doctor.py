@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from flash_attn_4_stand_in import BROKEN_CUTE_INIT, installed_kernels_supported, planting
 from helpers import (
     REPO_ROOT,
     broken_flash_attn,
@@ -23,6 +24,11 @@ from llamafactory_ext.doctor.target import Target, load_target
 
 DEMO_RECIPE = {"model_name_or_path": "m", "stage": "sft", "do_train": True, "finetuning_type": "full",
                "dataset": "d", "template": "qwen", "output_dir": "out"}
+
+
+@pytest.fixture
+def plant_flash_attn_4(monkeypatch, tmp_path):
+    yield from planting(monkeypatch, tmp_path)
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +99,7 @@ def kernels_on_gpu(monkeypatch):
 
     monkeypatch.setattr(kernels, "gpu_count", lambda: 1)
     monkeypatch.setattr(kernels, "PROBE_DEVICE", "cpu")
-    monkeypatch.setattr(varlen, "kernel_supported", lambda kernel, device, dtype: True)
+    monkeypatch.setattr(varlen, "kernel_supported", installed_kernels_supported)
     monkeypatch.setattr(tv, "varlen_attn", torch_varlen_stand_in)
     varlen._torch_varlen_params.cache_clear()
     yield
@@ -130,6 +136,46 @@ def test_flash_attn_that_does_not_import_blocks_a_fa2_recipe(monkeypatch, tmp_pa
     c = kernels.check_flash_attn(Target(recipe={"flash_attn": "fa2"}, recipe_path="r.yaml"))
     assert c.status == "blocker" and "undefined symbol" in c.detail and "pip uninstall -y flash-attn" in c.fix
     assert kernels.check_flash_attn(Target()).status == "warn"
+
+
+def test_flash_attention_4_alone_is_named_and_not_uninstalled(plant_flash_attn_4):
+    """flash-attn-4 leaves flash_attn a namespace package: doctor names FA4, does not call it a broken
+    flash-attn, and says a fa2 recipe's padded batches use SDPA."""
+    plant_flash_attn_4()
+    c = kernels.check_flash_attn(Target())
+    assert c.status == "ok" and c.detail.startswith("FlashAttention-4 (flash-attn-4 4.0.0b36, flash_attn.cute) "
+                                                    "imports"), c
+    assert "flash_attn_4" in c.detail and "uninstall" not in c.detail + c.fix
+    fa2 = kernels.check_flash_attn(Target(recipe={"flash_attn": "fa2"}, recipe_path="r.yaml"))
+    assert fa2.status == "ok" and "r.yaml sets flash_attn: fa2, which needs FlashAttention-2" in fa2.detail
+    assert "uninstall" not in fa2.detail + fa2.fix
+
+
+def test_flash_attention_4_that_does_not_import_is_a_warning_to_reinstall(plant_flash_attn_4):
+    site = plant_flash_attn_4(BROKEN_CUTE_INIT)
+    info = site / "flash_attn_4-4.0.0b36.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: flash-attn-4\nVersion: 4.0.0b36\n")
+    c = kernels.check_flash_attn(Target(recipe={"flash_attn": "fa2"}, recipe_path="r.yaml"))
+    assert c.status == "warn" and "No module named 'cutlass'" in c.detail
+    assert "uninstall" not in c.fix and "--force-reinstall flash-attn-4" in c.fix
+
+
+def test_scoring_and_padding_free_name_fa4_as_their_kernel(kernels_on_gpu, plant_flash_attn_4, monkeypatch):
+    from llamafactory_ext.train import padding_free as pf
+
+    plant_flash_attn_4()
+    c = kernels.check_scoring_kernel(Target())
+    assert c.status == "ok" and c.detail.startswith("flash_attn_4, proven") and "passed over" not in c.detail
+    monkeypatch.setattr(pf, "_fused_ok", lambda query: True)
+    for cached in (pf._flash_attn_4_varlen, pf._flash_attn_varlen):
+        cached.cache_clear()
+    try:
+        c = kernels.check_padding_free_kernel(Target(recipe={"padding_free": True}))
+    finally:
+        for cached in (pf._flash_attn_4_varlen, pf._flash_attn_varlen):
+            cached.cache_clear()
+    assert c.status == "ok" and c.detail.startswith("flash_attn_4, proven"), c
 
 
 def test_deepspeed_missing_or_offload_op_not_buildable_blocks(monkeypatch):
