@@ -328,3 +328,71 @@ def test_doctor_is_one_command_in_both_clis():
     from llamafactory_ext.cli import COMMANDS as LFX
 
     assert DS["doctor"].target == LFX["doctor"].target
+
+
+# --- versions: LLaMA-Factory's declared ranges, DeepSpeed's tested range, broken transformers releases ----------
+
+
+def _fake_dists(monkeypatch, tmp_path, dists: dict[str, tuple[str, list[str]]]):
+    """Installed distributions (name -> (version, Requires-Dist lines)) ahead of the real ones on sys.path."""
+    site = tmp_path / "dists"
+    for name, (version, requires) in dists.items():
+        info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                       + "".join(f"Requires-Dist: {r}\n" for r in requires))
+    monkeypatch.syspath_prepend(str(site))
+
+
+LF_REQUIRES = ["transformers!=4.52.0,!=4.57.0,<=5.6.0,>=4.55.0", "datasets<=4.0.0,>=2.16.0",
+               "trl<=0.24.0,>=0.18.0", "torch>=2.4.0", "numpy", "nosuchpackage-xyz<1",
+               'pytest; extra == "dev"']
+
+
+def test_packages_outside_llamafactorys_declared_ranges_are_named(monkeypatch, tmp_path):
+    """A December 2026 stack: transformers 5.21, datasets 5.1 and trl 1.2 are each named with the range that
+    llamafactory's own metadata declares; packages within range, not installed, or of an extra are not."""
+    _fake_dists(monkeypatch, tmp_path, {
+        "llamafactory": ("0.9.5", LF_REQUIRES), "transformers": ("5.21.0", []), "datasets": ("5.1.0", []),
+        "trl": ("1.2.0", []), "torch": ("2.15.0+cu130", []), "pytest": ("1.0", [])})
+    assert packages.outside_declared_ranges() == [
+        ("transformers", "5.21.0", "!=4.52.0,!=4.57.0,<=5.6.0,>=4.55.0"), ("datasets", "5.1.0", "<=4.0.0,>=2.16.0"),
+        ("trl", "1.2.0", "<=0.24.0,>=0.18.0")]
+    c = packages.check_llamafactory_ranges(Target())
+    assert c.status == "warn" and "transformers 5.21.0 (declared" in c.detail and "torch" not in c.detail
+    assert "own environment" in c.fix
+
+
+def test_an_installed_stack_within_llamafactorys_ranges_is_ok(monkeypatch, tmp_path):
+    _fake_dists(monkeypatch, tmp_path, {
+        "llamafactory": ("0.9.5", LF_REQUIRES), "transformers": ("5.5.4", []), "datasets": ("4.0.0", []),
+        "trl": ("0.24.0", [])})
+    assert packages.outside_declared_ranges() == []
+    assert packages.check_llamafactory_ranges(Target()).status == "ok"
+
+
+@pytest.mark.parametrize("version, status, says", [
+    ("0.18.4", "ok", "within LLaMA-Factory's tested range"),
+    ("0.19.8", "warn", "this bundle's pin (the train extra): ZeRO-3 full SFT ran with it on a GPU (H200) on 2026-11-22"),
+    ("0.20.1", "warn", "neither is it this bundle's pin (0.19.8"),
+])
+def test_deepspeed_above_llamafactorys_tested_range_is_named(monkeypatch, tmp_path, version, status, says):
+    _fake_dists(monkeypatch, tmp_path, {"deepspeed": (version, [])})
+    c = packages.check_deepspeed_tested(Target())
+    assert c.status == status and says in c.detail, c
+    if status == "warn":
+        assert "<=0.18.4" in c.detail
+
+
+def test_a_transformers_release_llamafactory_marks_broken_is_named_with_its_reason(monkeypatch, tmp_path):
+    _fake_dists(monkeypatch, tmp_path, {"transformers": ("5.6.0", [])})
+    c = packages.check_transformers_release(Target())
+    assert c.status == "warn" and "s_aux" in c.detail and "#10634" in c.detail and "5.5.4" in c.fix
+    fake_flash_attn(monkeypatch, lambda *a, **k: None)  # FlashAttention-2 imports, and the recipe asks for it
+    fa2 = packages.check_transformers_release(Target(recipe={"flash_attn": "fa2"}, recipe_path="r.yaml"))
+    assert fa2.status == "blocker" and "r.yaml sets flash_attn: fa2: training crashes" in fa2.detail
+
+
+def test_a_transformers_release_not_marked_broken_is_ok(monkeypatch, tmp_path):
+    _fake_dists(monkeypatch, tmp_path, {"transformers": ("5.5.4", [])})
+    assert packages.check_transformers_release(Target()).status == "ok"
