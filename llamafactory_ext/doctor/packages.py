@@ -157,7 +157,8 @@ BROKEN_TRANSFORMERS = {
              "#10610, excluded by #10634 (main: <=5.8.0,!=5.6.0). SDPA is unaffected",
     "4.57.0": "yanked from PyPI (LLaMA-Factory excludes it: !=4.57.0)",
 }
-TRANSFORMERS_FIX = "pip install transformers==5.5.4 (the release before; LLaMA-Factory 0.9.5 allows <=5.6.0)"
+TRANSFORMERS_FIX = ("pip install transformers==5.5.4 (what constraints/{cpu,gpu}.txt pin: the release before, "
+                    "which LLaMA-Factory 0.9.5's <=5.6.0 allows)")
 
 
 def declared_requirements(dist: str = LLAMAFACTORY) -> list[Requirement]:
