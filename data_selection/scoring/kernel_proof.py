@@ -8,12 +8,24 @@ scorer (:mod:`data_selection.scoring.varlen`) or padding-free training
 runs the kernel on three packed rows (GQA heads, 64-dim) on the target device and dtype and compares it with
 one causal SDPA call per row in float32. The verdict is cached per process; a rejected kernel is reported in
 one line (:func:`say_once`) and the next kernel is tried.
+
+Which FlashAttention is installed is read from the functions themselves (:func:`flash_attention`), never from
+``find_spec("flash_attn")`` alone: FlashAttention-2 (``flash-attn``) is ``flash_attn.flash_attn_varlen_func``;
+FlashAttention-4 (``flash-attn-4``, a pure-Python CuTe-DSL wheel for Hopper and Blackwell) installs only
+``flash_attn/cute/``, so ``flash_attn`` is then a namespace package without FA2's function, and its varlen
+kernel is ``flash_attn.cute.flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+max_seqlen_k, ..., softmax_scale=None, causal=False, ...)``, returning ``(out, lse)``.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import importlib.util
+import os
 import sys
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 
 import torch
 
@@ -89,8 +101,6 @@ def proof_failure(name: str, kernel: Kernel, device, dtype, impl: Hashable = Non
 
 def say_once(line: str) -> None:
     """Print a fallback notice to stderr once per process (rank 0 only under torchrun)."""
-    import os
-
     if line in _SAID or int(os.environ.get("RANK", 0)) != 0:
         return
     _SAID.add(line)
@@ -101,3 +111,82 @@ def forget() -> None:
     """Drop every cached verdict and notice (tests that swap kernels)."""
     _VERDICTS.clear()
     _SAID.clear()
+
+
+# ------------------------------------------------------------------------------ which FlashAttention
+
+
+@dataclass(frozen=True)
+class FlashAttention:
+    """One FlashAttention generation: its kernel name here, where its varlen function lives, its distribution."""
+
+    kernel: str  # the packed-attention kernel name (scoring's --packing, padding_free_attention)
+    label: str
+    module: str
+    dist: str
+    gpus: str  # the GPUs it has kernels for
+
+
+FA2 = FlashAttention("flash_attn", "FlashAttention-2", "flash_attn", "flash-attn", "sm80+ (Ampere and newer)")
+FA4 = FlashAttention("flash_attn_4", "FlashAttention-4", "flash_attn.cute", "flash-attn-4",
+                     "sm90/sm100 (Hopper, Blackwell)")
+FLASH_ATTENTIONS = (FA4, FA2)  # by preference: FA4 is the faster where it has kernels
+MIN_CAPABILITY = {FA2.kernel: 8, FA4.kernel: 9}
+
+
+def _dist_version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def varlen_function(fa: FlashAttention) -> Callable:
+    """``fa``'s ``flash_attn_varlen_func``, imported (raises whatever its import raises)."""
+    module = importlib.import_module(fa.module)
+    try:
+        return module.flash_attn_varlen_func
+    except AttributeError:
+        raise ImportError(f"cannot import name 'flash_attn_varlen_func' from {fa.module!r}") from None
+
+
+def _regular_package(name: str) -> bool:
+    """Whether ``name`` is a package with its own ``__init__`` (not a namespace package), without importing it."""
+    mod = sys.modules.get(name)
+    if mod is not None:
+        spec = getattr(mod, "__spec__", None)
+    else:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            return False
+        if spec is None:
+            return False
+    if spec is None:  # a module object made by hand (tests): a regular one
+        return True
+    return not (spec.origin in (None, "namespace") and spec.submodule_search_locations is not None)
+
+
+def flash_attention_import(fa: FlashAttention) -> tuple[bool, str | None]:
+    """(installed, why its varlen function does not import: None when it does).
+
+    Installed means: the function imports, or the distribution is there, or (FA2) ``flash_attn`` has its own
+    ``__init__`` (a build that fails to import). FA2 wheels also ship a ``flash_attn/cute`` directory without
+    FA4's dependencies: that alone is not FA4.
+    """
+    try:
+        varlen_function(fa)
+        return True, None
+    except Exception as err:  # not installed, an undefined symbol, a missing CuTe DSL: all mean "not this one"
+        why = _first_line(err)
+    installed = _dist_version(fa.dist) is not None or (fa is FA2 and _regular_package("flash_attn"))
+    return installed, why if installed else None
+
+
+def flash_attention_version(fa: FlashAttention) -> str | None:
+    """The installed version of ``fa`` (its distribution's, else the module's ``__version__``)."""
+    got = _dist_version(fa.dist)
+    if got is None:
+        mod = sys.modules.get(fa.module)
+        got = getattr(mod, "__version__", None) if mod is not None else None
+    return got

@@ -4,8 +4,14 @@ The scorer packs a batch's rows into one sequence (:mod:`data_selection.scoring.
 shape ``[1, T]``, position ids restarting at 0 for each row, and ``cu_seq_lens`` (the rows' cumulative
 lengths). Each attention layer must then attend causally *within* each row only. The kernels, by preference:
 
+``flash_attn_4``
+    FlashAttention-4's ``flash_attn.cute.flash_attn_varlen_func`` (the ``flash-attn-4`` wheel: CuTe DSL, no
+    compile; Hopper and Blackwell, bf16/fp16), when it imports.
 ``flash_attn``
-    The flash-attn package's ``flash_attn_varlen_func`` (CUDA, bf16/fp16), when installed.
+    FlashAttention-2's ``flash_attn.flash_attn_varlen_func`` (the ``flash-attn`` package; CUDA sm80+,
+    bf16/fp16), when it imports. Which of the two is installed is read from the functions themselves
+    (:func:`data_selection.scoring.kernel_proof.flash_attention_import`): FA4 alone leaves ``flash_attn`` a
+    namespace package that ``find_spec`` finds but that has no FA2.
 ``torch_varlen``
     PyTorch's own FlashAttention-2 varlen kernel, ``torch.nn.attention.varlen.varlen_attn`` (torch >= 2.10,
     CUDA, sm80+, bf16/fp16; no flash-attn package needed). Its signature changed: 2.10 takes ``is_causal``; 2.11
@@ -13,7 +19,7 @@ lengths). Each attention layer must then attend causally *within* each row only.
     window_size=(-1, -1))`` (causal = ``window_size=(-1, 0)``) and no GQA, so K/V heads are expanded; 2.12 adds
     ``enable_gqa``, used where :func:`inspect.signature` shows it. It has no CPU kernel.
 
-A fused kernel (the first two) is chosen only after it has run on a tiny packed batch on the model's device
+A fused kernel (the first three) is chosen only after it has run on a tiny packed batch on the model's device
 and agreed with SDPA (:mod:`data_selection.scoring.kernel_proof`): an installed flash-attn that fails to import,
 to load its CUDA kernels, or returns wrong numbers is passed over with one line saying why.
 ``sdpa_rows``
@@ -23,7 +29,7 @@ to load its CUDA kernels, or returns wrong numbers is passed over with one line 
     Not a kernel of ours: transformers' own handling of packed position ids with SDPA, a block-diagonal
     causal [T x T] mask. O(T²) memory; the test oracle of the three above.
 
-Each of the first three is registered as a transformers attention function (``ds_varlen_<kernel>``) fed
+Each of the first four is registered as a transformers attention function (``ds_varlen_<kernel>``) fed
 ``cu_seq_lens_q`` / ``max_length_q`` through the model's forward kwargs (transformers' ``FlashAttentionKwargs``);
 :func:`packed_attention` switches a loaded model to it for the duration of a call. No attention mask is built
 for these names (transformers skips mask creation for attention functions without a mask function).
@@ -39,20 +45,37 @@ from contextlib import contextmanager
 
 import torch
 
-KERNELS = ("flash_attn", "torch_varlen", "sdpa_rows")
+from data_selection.scoring.kernel_proof import (
+    FA2,
+    FA4,
+    MIN_CAPABILITY,
+    flash_attention_import,
+    proof_failure,
+    say_once,
+    varlen_function,
+)
+
+KERNELS = ("flash_attn_4", "flash_attn", "torch_varlen", "sdpa_rows")
+FLASH = {FA4.kernel: FA4, FA2.kernel: FA2}
 PACKED_MODES = (*KERNELS, "sdpa_mask")
 HALF = (torch.bfloat16, torch.float16)
 
 
 def _flash_attn_kernel(q, k, v, cu: torch.Tensor, max_len: int, scale: float) -> torch.Tensor:
-    from flash_attn import flash_attn_varlen_func
+    return varlen_function(FA2)(q, k, v, cu, cu, max_len, max_len, softmax_scale=scale, causal=True)
 
-    return flash_attn_varlen_func(q, k, v, cu, cu, max_len, max_len, softmax_scale=scale, causal=True)
+
+def _flash_attn_4_kernel(q, k, v, cu: torch.Tensor, max_len: int, scale: float) -> torch.Tensor:
+    """FA4's varlen function by keyword (its positional order after max_seqlen_k is not FA2's); it returns
+    ``(out, lse)``."""
+    out = varlen_function(FA4)(q, k, v, cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=max_len,
+                               max_seqlen_k=max_len, softmax_scale=scale, causal=True)
+    return out[0] if isinstance(out, tuple) else out
 
 
 @functools.cache
 def _torch_varlen_params() -> frozenset[str]:
-    from torch.nn.attention.varlen import varlen_attn
+    from torch.nn.attention.varlen import varlen_attn  # lazy: absent before torch 2.10
 
     return frozenset(inspect.signature(varlen_attn).parameters)
 
@@ -81,7 +104,7 @@ def torch_varlen_kwargs(params: frozenset[str], n_heads: int, n_kv_heads: int, s
 
 
 def _torch_varlen_kernel(q, k, v, cu: torch.Tensor, max_len: int, scale: float) -> torch.Tensor:
-    from torch.nn.attention.varlen import varlen_attn
+    from torch.nn.attention.varlen import varlen_attn  # lazy: absent before torch 2.10
 
     kw, expand = torch_varlen_kwargs(_torch_varlen_params(), q.shape[1], k.shape[1], scale, q.shape[2])
     if expand:
@@ -105,7 +128,8 @@ def _sdpa_rows_kernel(q, k, v, cu: torch.Tensor, max_len: int, scale: float) -> 
     return out
 
 
-_KERNEL_FNS = {"flash_attn": _flash_attn_kernel, "torch_varlen": _torch_varlen_kernel, "sdpa_rows": _sdpa_rows_kernel}
+_KERNEL_FNS = {"flash_attn_4": _flash_attn_4_kernel, "flash_attn": _flash_attn_kernel,
+               "torch_varlen": _torch_varlen_kernel, "sdpa_rows": _sdpa_rows_kernel}
 
 
 def varlen_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0,
@@ -134,8 +158,8 @@ def attn_name(kernel: str) -> str:
 
 @functools.cache
 def register() -> None:
-    """Register the three kernels with transformers (idempotent)."""
-    from transformers import AttentionInterface
+    """Register the kernels with transformers (idempotent)."""
+    from transformers import AttentionInterface  # lazy: transformers' import costs seconds
 
     for kernel in KERNELS:
         AttentionInterface.register(attn_name(kernel), functools.partial(varlen_attention_forward, kernel=kernel))
@@ -148,8 +172,9 @@ def kernel_supported(kernel: str, device: torch.device | str, dtype: torch.dtype
         return True
     if device.type != "cuda" or dtype not in HALF:
         return False
-    if kernel == "flash_attn":
-        return importlib.util.find_spec("flash_attn") is not None
+    if kernel in FLASH:
+        installed, _ = flash_attention_import(FLASH[kernel])
+        return installed and torch.cuda.get_device_capability(device)[0] >= MIN_CAPABILITY[kernel]
     if kernel == "torch_varlen":
         if importlib.util.find_spec("torch.nn.attention.varlen") is None:
             return False
@@ -161,8 +186,6 @@ def kernel_supported(kernel: str, device: torch.device | str, dtype: torch.dtype
 def kernel_problem(kernel: str, device: torch.device | str, dtype: torch.dtype) -> str | None:
     """Why ``kernel`` cannot be used on ``device`` in ``dtype``; None when it is supported and has run, and agreed
     with SDPA, on a tiny packed batch there (:mod:`data_selection.scoring.kernel_proof`)."""
-    from data_selection.scoring.kernel_proof import proof_failure
-
     if not kernel_supported(kernel, device, dtype):
         return f"{kernel} is not available on {device} in {str(dtype).replace('torch.', '')}"
     if kernel == "sdpa_rows":
@@ -175,8 +198,6 @@ def kernel_available(kernel: str, device: torch.device | str, dtype: torch.dtype
     but fails its proof is reported in one line on stderr."""
     problem = kernel_problem(kernel, device, dtype)
     if problem and kernel_supported(kernel, device, dtype):
-        from data_selection.scoring.kernel_proof import say_once
-
         say_once(f"[data-select] packed attention: not using {kernel}: {problem}")
     return problem is None
 
@@ -194,11 +215,15 @@ def unsupported_reason(model) -> str | None:
     return None
 
 
+NEEDS = {"flash_attn": " and FlashAttention-2 (the flash-attn package)",
+         "flash_attn_4": " and FlashAttention-4 (the flash-attn-4 package, sm90/sm100)"}
+
+
 def resolve_packing(mode: str, model) -> str:
     """``auto``/``off``/a kernel/``sdpa_mask`` -> the packed mode to run, or ``off`` (padded batches).
 
     ``auto``: the fastest exact path on the model's device: a flash varlen kernel on CUDA in bf16/fp16
-    (flash-attn package first, then torch's), else ``sdpa_rows`` (CPU, fp32, GPUs without FlashAttention-2);
+    (FlashAttention-4, then FlashAttention-2, then torch's), else ``sdpa_rows`` (CPU, fp32, GPUs without FlashAttention-2);
     ``off`` for models packing does not support (sliding windows, soft-capped attention). An explicitly
     requested kernel that cannot run is an error, not a silent fallback.
     """
@@ -220,7 +245,7 @@ def resolve_packing(mode: str, model) -> str:
             raise ValueError(f"packing={mode}: {problem}. Use packing=auto (it falls back to the next kernel).")
     elif mode in KERNELS:
         raise ValueError(f"packing={mode} needs a CUDA GPU (sm80+), bf16/fp16 weights"
-                         f"{' and the flash-attn package' if mode == 'flash_attn' else ' and torch >= 2.10'}; "
+                         f"{NEEDS.get(mode, ' and torch >= 2.10')}; "
                          f"this model is on {param.device} in {param.dtype}. Use packing=auto.")
     return mode
 

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
+import torch
+
+from data_selection.device import install_hint, nvidia_driver, torch_gpu_problem
 from llamafactory_ext.doctor.target import Check, Target
 
 NO_GPU = "no GPU"
 
 
 def gpu_count() -> int:
-    import torch
-
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def check_gpus(t: Target) -> Check:
-    import torch
-
-    from data_selection.device import nvidia_driver
-
     n = gpu_count()
     if n == 0:
         driver = nvidia_driver()
@@ -39,10 +36,6 @@ def check_gpus(t: Target) -> Check:
 
 
 def check_driver(t: Target) -> Check:
-    import torch
-
-    from data_selection.device import install_hint, nvidia_driver, torch_gpu_problem
-
     driver = nvidia_driver()
     wheel = f"torch {torch.__version__} (CUDA {torch.version.cuda or 'none: CPU build'})"
     if driver is None:
@@ -57,8 +50,6 @@ def check_driver(t: Target) -> Check:
 
 
 def check_bf16(t: Target) -> Check:
-    import torch
-
     if not gpu_count():
         return Check("bf16", "skip", NO_GPU)
     if torch.cuda.is_bf16_supported():

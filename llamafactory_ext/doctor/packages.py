@@ -1,4 +1,5 @@
-"""Package probes: DeepSpeed and the ops it will build, Liger, and the vLLM evaluation environment."""
+"""Package probes: DeepSpeed and the ops it will build, Liger, the vLLM evaluation environment, and the versions
+LLaMA-Factory 0.9.5 declares (its wheel's ranges, DeepSpeed's tested range, transformers releases it marks broken)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import json
 import subprocess
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+
 from data_selection.command_line import UserError
+from data_selection.scoring.kernel_proof import FA2, flash_attention_import
 from llamafactory_ext.doctor.gpu import NO_GPU, gpu_count
 from llamafactory_ext.doctor.target import Check, Target, _truthy
 
@@ -136,4 +141,99 @@ def check_vllm_env(t: Target) -> Check:
     return Check(name, "ok", detail)
 
 
-PROBES = (check_deepspeed, check_liger, check_vllm_env)
+# ---------------------------------------------------------------- versions LLaMA-Factory declares or marks
+
+LLAMAFACTORY = "llamafactory"
+# LLaMA-Factory's wheel declares no DeepSpeed requirement; the range it is tested with is its repository's
+# requirements/deepspeed.txt. This bundle's train extra pins 0.19.8 instead: the version that installs on CPU and
+# that ran ZeRO-3 full SFT on an H200 on 2026-11-22 (docs/platform.md).
+LF_TESTED_DEEPSPEED = SpecifierSet(">=0.10.0,<=0.18.4")
+DEEPSPEED_PIN, DEEPSPEED_GPU_RUN = "0.19.8", "2026-11-22"
+# transformers releases LLaMA-Factory marks broken (a `!=` in its requirement), with the reason.
+BROKEN_TRANSFORMERS = {
+    "5.6.0": "its flash_attention_forward calls s_aux.to() on None, so every model without attention sinks "
+             "(Qwen2, Llama, ...) crashes on its first forward under flash_attention_2/4 (AttributeError: "
+             "'NoneType' object has no attribute 'to'; transformers #45588, fixed in #45589); LLaMA-Factory "
+             "#10610, excluded by #10634 (main: <=5.8.0,!=5.6.0). SDPA is unaffected",
+    "4.57.0": "yanked from PyPI (LLaMA-Factory excludes it: !=4.57.0)",
+}
+TRANSFORMERS_FIX = ("pip install transformers==5.5.4 (what constraints/{cpu,gpu}.txt pin: the release before, "
+                    "which LLaMA-Factory 0.9.5's <=5.6.0 allows)")
+
+
+def declared_requirements(dist: str = LLAMAFACTORY) -> list[Requirement]:
+    """``dist``'s unconditional requirements as its installed metadata declares them (no extras)."""
+    out = []
+    for line in importlib.metadata.requires(dist) or []:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if req.marker is None or req.marker.evaluate({"extra": ""}):
+            out.append(req)
+    return out
+
+
+def outside_declared_ranges(dist: str = LLAMAFACTORY) -> list[tuple[str, str, str]]:
+    """(package, installed version, declared range) for each installed requirement of ``dist`` outside it."""
+    out = []
+    for req in declared_requirements(dist):
+        installed = _version(req.name)
+        if req.specifier and installed is not None and not req.specifier.contains(installed, prereleases=True):
+            out.append((req.name, installed, str(req.specifier)))
+    return out
+
+
+def check_llamafactory_ranges(t: Target) -> Check:
+    name = "LLaMA-Factory's declared ranges"
+    lf = _version(LLAMAFACTORY)
+    if lf is None:
+        return Check(name, "skip", "llamafactory not installed", "make install")
+    outside = outside_declared_ranges()
+    if not outside:
+        return Check(name, "ok", f"every installed requirement of llamafactory {lf} is within its declared range")
+    return Check(name, "warn", f"outside llamafactory {lf}'s declared ranges: "
+                 + ", ".join(f"{p} {v} (declared {spec})" for p, v, spec in outside),
+                 "give the bundle its own environment: `make install` builds .venv with LLaMA-Factory "
+                 f"{lf}'s ranges (a current stack cannot host it: its caps force downgrades)")
+
+
+def check_deepspeed_tested(t: Target) -> Check:
+    name = "DeepSpeed vs LLaMA-Factory"
+    version = _version("deepspeed")
+    if version is None:
+        return Check(name, "skip", "deepspeed not installed")
+    if LF_TESTED_DEEPSPEED.contains(version, prereleases=True):
+        return Check(name, "ok", f"deepspeed {version} is within LLaMA-Factory's tested range "
+                     f"({LF_TESTED_DEEPSPEED}, its requirements/deepspeed.txt)")
+    detail = (f"deepspeed {version} is outside LLaMA-Factory's tested range ({LF_TESTED_DEEPSPEED}, its "
+              "requirements/deepspeed.txt); ")
+    if version == DEEPSPEED_PIN:
+        return Check(name, "warn", detail + f"it is this bundle's pin (the train extra): ZeRO-3 full SFT ran with "
+                     f"it on a GPU (H200) on {DEEPSPEED_GPU_RUN}",
+                     "none needed for the recipes measured; a new ZeRO setup: try it on a few steps first")
+    return Check(name, "warn", detail + f"neither is it this bundle's pin ({DEEPSPEED_PIN}, run on a GPU on "
+                 f"{DEEPSPEED_GPU_RUN})", f"pip install deepspeed=={DEEPSPEED_PIN}")
+
+
+def check_transformers_release(t: Target) -> Check:
+    """transformers is not a release LLaMA-Factory marks broken (a blocker where this config would hit the bug)."""
+    name = "transformers release"
+    version = _version("transformers")
+    if version is None:
+        return Check(name, "skip", "transformers not installed", "make install")
+    why = BROKEN_TRANSFORMERS.get(version)
+    if why is None:
+        return Check(name, "ok", f"transformers {version}")
+    fa2_works = flash_attention_import(FA2) == (True, None)
+    hits = version == "5.6.0" and fa2_works and str(t.recipe.get("flash_attn", "auto")) == "fa2"
+    detail = f"transformers {version} is a release LLaMA-Factory marks broken: {why}"
+    if hits:
+        detail += f"; FlashAttention-2 imports and {t.recipe_path} sets flash_attn: fa2: training crashes"
+    elif version == "5.6.0" and fa2_works:
+        detail += "; FlashAttention-2 imports here: recipes with flash_attn: fa2 and padded scoring crash"
+    return Check(name, "blocker" if hits else "warn", detail, TRANSFORMERS_FIX)
+
+
+PROBES = (check_deepspeed, check_deepspeed_tested, check_liger, check_vllm_env, check_llamafactory_ranges,
+          check_transformers_release)

@@ -67,9 +67,10 @@ class ExtensionArguments:
     padding_free_attention: str = field(
         default="auto",
         metadata={
-            "help": "Kernel for padding_free: auto (flash_attn if installed, else torch_varlen on CUDA, else "
-            "sdpa), flash_attn, torch_varlen or sdpa (one SDPA call per row).",
-            "choices": ["auto", "flash_attn", "torch_varlen", "sdpa"],
+            "help": "Kernel for padding_free: auto (flash_attn_4, else flash_attn, if it imports and passes its "
+            "proof, else torch_varlen on CUDA, else sdpa), flash_attn_4 (FlashAttention-4), flash_attn "
+            "(FlashAttention-2), torch_varlen or sdpa (one SDPA call per row).",
+            "choices": ["auto", "flash_attn_4", "flash_attn", "torch_varlen", "sdpa"],
         },
     )
     callbacks: list[str] = field(

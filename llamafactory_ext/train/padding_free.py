@@ -11,7 +11,8 @@ collated micro-batch:
   boundaries, and each row's first label is set to ``IGNORE_INDEX`` so that the last token of a row never
   predicts the first token of the next (in the padded batch that position predicts padding, also ignored);
 * :func:`padding_free_attention`: a transformers attention function (registered as ``"padding_free"``) that
-  attends within each row only, causally: the flash-attn package's ``flash_attn_varlen_func`` when installed,
+  attends within each row only, causally: FlashAttention-4's ``flash_attn.cute.flash_attn_varlen_func`` (Hopper,
+  Blackwell) or FlashAttention-2's ``flash_attn.flash_attn_varlen_func`` when it imports and passes its proof,
   else PyTorch's own FlashAttention-2 varlen kernel ``torch.nn.attention.varlen.varlen_attn`` (PyTorch >= 2.10,
   CUDA, bf16/fp16), else one SDPA call per row with ``is_causal=True`` (no mask: SDPA's flash kernel on a GPU;
   the exactness reference on CPU).
@@ -37,10 +38,17 @@ from typing import Any
 import torch
 from llamafactory.data import SFTDataCollatorWith4DAttentionMask
 from llamafactory.extras.constants import IGNORE_INDEX
+from llamafactory.extras.logging import get_logger
 from torch.utils.weak import WeakIdKeyDictionary
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from data_selection.scoring.kernel_proof import FA2, FA4, proof_failure, say_once, varlen_function
 
 ATTENTION_NAME = "padding_free"
-BACKENDS = ("auto", "flash_attn", "torch_varlen", "sdpa")
+BACKENDS = ("auto", "flash_attn_4", "flash_attn", "torch_varlen", "sdpa")
+FUSED = ("flash_attn_4", "flash_attn", "torch_varlen")  # auto's order of preference
 _SEQ_KEYS = ("input_ids", "attention_mask", "labels", "position_ids")
 # the kernel asked for, per process: set by use_padding_free_attention (kept out of the saved model config)
 _REQUESTED = {"backend": "auto"}
@@ -91,17 +99,35 @@ def flatten_padded_batch(batch: dict[str, Any], ignore_index: int = IGNORE_INDEX
 
 @lru_cache(maxsize=1)
 def _flash_attn_varlen():
+    """FlashAttention-2's varlen function, or None (not installed, or built for another torch/CUDA)."""
     try:
-        from flash_attn import flash_attn_varlen_func
-    except Exception:  # not installed, or built for another torch/CUDA
+        return varlen_function(FA2)
+    except Exception:
         return None
-    return flash_attn_varlen_func
+
+
+@lru_cache(maxsize=1)
+def _flash_attn_4_varlen():
+    """FlashAttention-4's varlen function (``flash_attn.cute``), or None (not installed, or its CuTe DSL
+    does not import)."""
+    try:
+        return varlen_function(FA4)
+    except Exception:
+        return None
+
+
+def _call_flash_attn_4(q, k, v, cu, max_length, scaling):
+    """FA4 by keyword (its positional order after max_seqlen_k is not FA2's); it returns ``(out, lse)``."""
+    cu = cu.to(device=q.device, dtype=torch.int32)
+    out = _flash_attn_4_varlen()(q, k, v, cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=max_length,
+                                 max_seqlen_k=max_length, softmax_scale=scaling, causal=True)
+    return out[0] if isinstance(out, tuple) else out
 
 
 @lru_cache(maxsize=1)
 def _torch_varlen():
     try:
-        from torch.nn.attention.varlen import varlen_attn
+        from torch.nn.attention.varlen import varlen_attn  # lazy: absent before torch 2.10
     except ImportError:  # PyTorch < 2.10
         return None
     return varlen_attn
@@ -117,17 +143,17 @@ def _kernel(name: str):
         fn = _flash_attn_varlen()
         return lambda q, k, v, cu, n, scale: fn(q, k, v, cu, cu, n, n, dropout_p=0.0, softmax_scale=scale,
                                                 causal=True)  # fmt: skip
+    if name == "flash_attn_4":
+        return _call_flash_attn_4
     return lambda q, k, v, cu, n, scale: _call_torch_varlen(q, k, v, cu, n, scale)
 
 
 def kernel_problem(name: str, device, dtype) -> str | None:
     """Why fused kernel ``name`` cannot be used on ``device`` in ``dtype`` (None: installed, and proven on a tiny
     packed batch against SDPA there, :mod:`data_selection.scoring.kernel_proof`)."""
-    from data_selection.scoring.kernel_proof import proof_failure
-
-    present = _flash_attn_varlen() if name == "flash_attn" else _torch_varlen()
+    present = {"flash_attn": _flash_attn_varlen, "flash_attn_4": _flash_attn_4_varlen}.get(name, _torch_varlen)()
     if present is None:
-        return "not installed" if name == "flash_attn" else "this torch has no torch.nn.attention.varlen"
+        return "this torch has no torch.nn.attention.varlen" if name == "torch_varlen" else "not installed"
     return proof_failure(f"padding_free {name}", _kernel(name), device, dtype, impl=present)
 
 
@@ -139,7 +165,7 @@ def available_backend(query: torch.Tensor, requested: str = "auto") -> str:
         raise ValueError(f"padding_free_attention must be one of {BACKENDS}, got {requested!r}")
     if requested == "sdpa":
         return "sdpa"
-    candidates = ("flash_attn", "torch_varlen") if requested == "auto" else (requested,)
+    candidates = FUSED if requested == "auto" else (requested,)
     for name in candidates:
         if not _fused_ok(query):
             why = f"needs CUDA bf16/fp16 tensors, got {query.device} {query.dtype}"
@@ -150,8 +176,6 @@ def available_backend(query: torch.Tensor, requested: str = "auto") -> str:
         if requested != "auto":
             raise RuntimeError(f"padding_free_attention={requested}: {why}")
         if why != "not installed" and _fused_ok(query):
-            from data_selection.scoring.kernel_proof import say_once
-
             say_once(f"[llamafactory-ext] padding_free: not using {name}: {why}")
     return "sdpa"
 
@@ -168,8 +192,6 @@ def _boundaries(cu_seq_lens: torch.Tensor) -> list[int]:
 
 
 def _sdpa_per_row(module, query, key, value, cu_seq_lens, dropout, scaling):
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     bounds = _boundaries(cu_seq_lens)
     outs = []
     for start, end in zip(bounds[:-1], bounds[1:]):
@@ -216,8 +238,6 @@ def padding_free_attention(module, query, key, value, attention_mask, dropout: f
     ``([1, T, heads, head_dim], None)`` like every transformers attention function. Without ``cu_seq_lens_q``
     (an ordinary padded batch, e.g. in evaluation) it is plain SDPA with the mask transformers built.
     """
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     if cu_seq_lens_q is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)  # fmt: skip
@@ -239,6 +259,8 @@ def padding_free_attention(module, query, key, value, attention_mask, dropout: f
         cu = cu_seq_lens_q.to(device=q.device, dtype=torch.int32)
         out = _flash_attn_varlen()(q, k, v, cu, cu, max_length, max_length, dropout_p=0.0,
                                    softmax_scale=scaling, causal=True)  # fmt: skip
+    elif backend == "flash_attn_4":
+        out = _call_flash_attn_4(q, k, v, cu_seq_lens_q, max_length, scaling)
     else:
         out = _call_torch_varlen(q, k, v, cu_seq_lens_q, max_length, scaling)
     return out[None], None
@@ -250,16 +272,11 @@ _USED: set[str] = set()
 def _note_backend(name: str) -> None:
     if name not in _USED:
         _USED.add(name)
-        from llamafactory.extras.logging import get_logger
-
         get_logger("llamafactory.ext").info_rank0("padding_free: attention kernel %s", name)
 
 
 def register_attention() -> None:
     """Make ``attn_implementation="padding_free"`` known to transformers (idempotent)."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
     AttentionInterface.register(ATTENTION_NAME, padding_free_attention)
     # Padded batches (no cu_seq_lens) get SDPA's mask; a flattened batch's all-ones mask is skipped by it.
     AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
@@ -294,7 +311,7 @@ def installed(ext):
     if not ext.padding_free:
         yield None
         return
-    from llamafactory.train.sft import workflow
+    from llamafactory.train.sft import workflow  # lazy: imports LLaMA-Factory's whole trainer stack
 
     original_collator, original_load = workflow.SFTDataCollatorWith4DAttentionMask, workflow.load_model
     state = {"models": 0}

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from flash_attn_4_stand_in import BROKEN_CUTE_INIT, installed_kernels_supported, planting
 from helpers import (
     broken_flash_attn,
     fake_flash_attn,
@@ -21,6 +22,11 @@ from helpers import (
 
 from data_selection.scoring import kernel_proof, varlen
 from data_selection.scoring.options import resolve_attn
+
+
+@pytest.fixture
+def plant_flash_attn_4(monkeypatch, tmp_path):
+    yield from planting(monkeypatch, tmp_path)
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +50,7 @@ def gpu_gate_open(monkeypatch):
     """As on a CUDA GPU in bf16 with flash-attn installed and torch 2.11's varlen_attn (exact signature)."""
     import torch.nn.attention.varlen as tv
 
-    monkeypatch.setattr(varlen, "kernel_supported", lambda kernel, device, dtype: True)
+    monkeypatch.setattr(varlen, "kernel_supported", installed_kernels_supported)
     monkeypatch.setattr(tv, "varlen_attn", torch_varlen_stand_in)
     varlen._torch_varlen_params.cache_clear()
     yield
@@ -136,3 +142,77 @@ def test_padding_free_passes_over_a_broken_flash_attn(broken, padding_free_on_gp
     assert len(err) == 1 and err[0].startswith("[llamafactory-ext] padding_free: not using flash_attn:")
     with pytest.raises(RuntimeError, match="padding_free_attention=flash_attn: padding_free flash_attn"):
         pf.available_backend(query, "flash_attn")
+
+
+# --- FlashAttention-4 (flash-attn-4: flash_attn/cute/ only, flash_attn a namespace package) --------------
+
+
+def _dist_info(site, name="flash_attn_4", dist="flash-attn-4", version="4.0.0b36"):
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+
+
+def test_a_namespace_only_flash_attn_is_fa4_not_a_broken_fa2(plant_flash_attn_4):
+    import importlib.util
+
+    plant_flash_attn_4()
+    assert importlib.util.find_spec("flash_attn") is not None  # what the old check saw
+    assert kernel_proof.flash_attention_import(kernel_proof.FA2) == (False, None)  # no FA2 at all
+    assert kernel_proof.flash_attention_import(kernel_proof.FA4) == (True, None)
+    assert kernel_proof.flash_attention_version(kernel_proof.FA4) == "4.0.0b36"
+
+
+def test_fa4_is_proven_against_sdpa_and_chosen_first(plant_flash_attn_4, gpu_gate_open, monkeypatch, capsys):
+    plant_flash_attn_4()
+    import flash_attn.cute as cute
+
+    assert kernel_proof.run_proof("fa4", varlen._flash_attn_4_kernel, "cpu", torch.bfloat16) is None
+    assert cute.CALLS, "the stand-in ran"
+    assert varlen.resolve_packing("auto", _Model()) == "flash_attn_4"
+    assert varlen.resolve_packing("flash_attn_4", _Model()) == "flash_attn_4"
+    with pytest.raises(ValueError, match=r"packing=flash_attn needs .*FlashAttention-2 \(the flash-attn package\)"):
+        varlen.resolve_packing("flash_attn", _Model())  # FA2 is not there: asked for by name, an error
+    assert "not using flash_attn_4" not in capsys.readouterr().err
+
+
+def test_fa4_without_its_gpu_is_not_a_candidate(plant_flash_attn_4, monkeypatch):
+    """Real kernel_supported: FA4 has kernels for sm90+ only, FA2 for sm80+."""
+    plant_flash_attn_4()
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # A100
+    assert not varlen.kernel_supported("flash_attn_4", "cuda:0", torch.bfloat16)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # H100
+    assert varlen.kernel_supported("flash_attn_4", "cuda:0", torch.bfloat16)
+    assert not varlen.kernel_supported("flash_attn", "cuda:0", torch.bfloat16)  # no FA2 installed
+
+
+def test_a_broken_fa4_is_passed_over_with_one_line(plant_flash_attn_4, gpu_gate_open, capsys):
+    _dist_info(plant_flash_attn_4(BROKEN_CUTE_INIT))
+    assert varlen.resolve_packing("auto", _Model()) == "torch_varlen"
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("[data-select] packed attention: not using flash_attn_4:")
+    assert "No module named 'cutlass'" in lines[0]
+
+
+def test_fa2s_own_cute_directory_is_not_fa4(plant_flash_attn_4, gpu_gate_open, capsys):
+    """FA2 wheels ship flash_attn/cute/ without the CuTe DSL: without the flash-attn-4 distribution that is
+    not an FA4 install, and nothing is said about it."""
+    plant_flash_attn_4(BROKEN_CUTE_INIT)
+    assert kernel_proof.flash_attention_import(kernel_proof.FA4) == (False, None)
+    assert varlen.resolve_packing("auto", _Model()) == "torch_varlen"
+    assert capsys.readouterr().err == ""
+
+
+def test_padding_free_uses_fa4_first(plant_flash_attn_4, padding_free_on_gpu, monkeypatch):
+    pf = padding_free_on_gpu
+    plant_flash_attn_4()
+    pf._flash_attn_4_varlen.cache_clear()
+    pf._flash_attn_varlen.cache_clear()
+    try:
+        query = torch.zeros(1, 4, 8, 64, dtype=torch.bfloat16)
+        assert pf.available_backend(query, "auto") == "flash_attn_4"
+        with pytest.raises(RuntimeError, match="padding_free_attention=flash_attn: not installed"):
+            pf.available_backend(query, "flash_attn")
+    finally:
+        pf._flash_attn_4_varlen.cache_clear()
+        pf._flash_attn_varlen.cache_clear()

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from flash_attn_4_stand_in import BROKEN_CUTE_INIT, installed_kernels_supported, planting
 from helpers import (
     REPO_ROOT,
     broken_flash_attn,
@@ -25,6 +26,11 @@ from llamafactory_ext.options.doctor import DoctorOptions
 
 DEMO_RECIPE = {"model_name_or_path": "m", "stage": "sft", "do_train": True, "finetuning_type": "full",
                "dataset": "d", "template": "qwen", "output_dir": "out"}
+
+
+@pytest.fixture
+def plant_flash_attn_4(monkeypatch, tmp_path):
+    yield from planting(monkeypatch, tmp_path)
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +101,7 @@ def kernels_on_gpu(monkeypatch):
 
     monkeypatch.setattr(kernels, "gpu_count", lambda: 1)
     monkeypatch.setattr(kernels, "PROBE_DEVICE", "cpu")
-    monkeypatch.setattr(varlen, "kernel_supported", lambda kernel, device, dtype: True)
+    monkeypatch.setattr(varlen, "kernel_supported", installed_kernels_supported)
     monkeypatch.setattr(tv, "varlen_attn", torch_varlen_stand_in)
     varlen._torch_varlen_params.cache_clear()
     yield
@@ -132,6 +138,46 @@ def test_flash_attn_that_does_not_import_blocks_a_fa2_recipe(monkeypatch, tmp_pa
     c = kernels.check_flash_attn(Target(recipe={"flash_attn": "fa2"}, recipe_path="r.yaml"))
     assert c.status == "blocker" and "undefined symbol" in c.detail and "pip uninstall -y flash-attn" in c.fix
     assert kernels.check_flash_attn(Target()).status == "warn"
+
+
+def test_flash_attention_4_alone_is_named_and_not_uninstalled(plant_flash_attn_4):
+    """flash-attn-4 leaves flash_attn a namespace package: doctor names FA4, does not call it a broken
+    flash-attn, and says a fa2 recipe's padded batches use SDPA."""
+    plant_flash_attn_4()
+    c = kernels.check_flash_attn(Target())
+    assert c.status == "ok" and c.detail.startswith("FlashAttention-4 (flash-attn-4 4.0.0b36, flash_attn.cute) "
+                                                    "imports"), c
+    assert "flash_attn_4" in c.detail and "uninstall" not in c.detail + c.fix
+    fa2 = kernels.check_flash_attn(Target(recipe={"flash_attn": "fa2"}, recipe_path="r.yaml"))
+    assert fa2.status == "ok" and "r.yaml sets flash_attn: fa2, which needs FlashAttention-2" in fa2.detail
+    assert "uninstall" not in fa2.detail + fa2.fix
+
+
+def test_flash_attention_4_that_does_not_import_is_a_warning_to_reinstall(plant_flash_attn_4):
+    site = plant_flash_attn_4(BROKEN_CUTE_INIT)
+    info = site / "flash_attn_4-4.0.0b36.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: flash-attn-4\nVersion: 4.0.0b36\n")
+    c = kernels.check_flash_attn(Target(recipe={"flash_attn": "fa2"}, recipe_path="r.yaml"))
+    assert c.status == "warn" and "No module named 'cutlass'" in c.detail
+    assert "uninstall" not in c.fix and "--force-reinstall flash-attn-4" in c.fix
+
+
+def test_scoring_and_padding_free_name_fa4_as_their_kernel(kernels_on_gpu, plant_flash_attn_4, monkeypatch):
+    from llamafactory_ext.train import padding_free as pf
+
+    plant_flash_attn_4()
+    c = kernels.check_scoring_kernel(Target())
+    assert c.status == "ok" and c.detail.startswith("flash_attn_4, proven") and "passed over" not in c.detail
+    monkeypatch.setattr(pf, "_fused_ok", lambda query: True)
+    for cached in (pf._flash_attn_4_varlen, pf._flash_attn_varlen):
+        cached.cache_clear()
+    try:
+        c = kernels.check_padding_free_kernel(Target(recipe={"padding_free": True}))
+    finally:
+        for cached in (pf._flash_attn_4_varlen, pf._flash_attn_varlen):
+            cached.cache_clear()
+    assert c.status == "ok" and c.detail.startswith("flash_attn_4, proven"), c
 
 
 def test_deepspeed_missing_or_offload_op_not_buildable_blocks(monkeypatch):
@@ -284,3 +330,71 @@ def test_doctor_lives_in_llamafactory_ext_only():
     from llamafactory_ext.cli import COMMANDS as LFX
 
     assert "doctor" not in DS and LFX["doctor"].run == "llamafactory_ext.commands.doctor:run"
+
+
+# --- versions: LLaMA-Factory's declared ranges, DeepSpeed's tested range, broken transformers releases ----------
+
+
+def _fake_dists(monkeypatch, tmp_path, dists: dict[str, tuple[str, list[str]]]):
+    """Installed distributions (name -> (version, Requires-Dist lines)) ahead of the real ones on sys.path."""
+    site = tmp_path / "dists"
+    for name, (version, requires) in dists.items():
+        info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                       + "".join(f"Requires-Dist: {r}\n" for r in requires))
+    monkeypatch.syspath_prepend(str(site))
+
+
+LF_REQUIRES = ["transformers!=4.52.0,!=4.57.0,<=5.6.0,>=4.55.0", "datasets<=4.0.0,>=2.16.0",
+               "trl<=0.24.0,>=0.18.0", "torch>=2.4.0", "numpy", "nosuchpackage-xyz<1",
+               'pytest; extra == "dev"']
+
+
+def test_packages_outside_llamafactorys_declared_ranges_are_named(monkeypatch, tmp_path):
+    """A December 2026 stack: transformers 5.21, datasets 5.1 and trl 1.2 are each named with the range that
+    llamafactory's own metadata declares; packages within range, not installed, or of an extra are not."""
+    _fake_dists(monkeypatch, tmp_path, {
+        "llamafactory": ("0.9.5", LF_REQUIRES), "transformers": ("5.21.0", []), "datasets": ("5.1.0", []),
+        "trl": ("1.2.0", []), "torch": ("2.15.0+cu130", []), "pytest": ("1.0", [])})
+    assert packages.outside_declared_ranges() == [
+        ("transformers", "5.21.0", "!=4.52.0,!=4.57.0,<=5.6.0,>=4.55.0"), ("datasets", "5.1.0", "<=4.0.0,>=2.16.0"),
+        ("trl", "1.2.0", "<=0.24.0,>=0.18.0")]
+    c = packages.check_llamafactory_ranges(Target())
+    assert c.status == "warn" and "transformers 5.21.0 (declared" in c.detail and "torch" not in c.detail
+    assert "own environment" in c.fix
+
+
+def test_an_installed_stack_within_llamafactorys_ranges_is_ok(monkeypatch, tmp_path):
+    _fake_dists(monkeypatch, tmp_path, {
+        "llamafactory": ("0.9.5", LF_REQUIRES), "transformers": ("5.5.4", []), "datasets": ("4.0.0", []),
+        "trl": ("0.24.0", [])})
+    assert packages.outside_declared_ranges() == []
+    assert packages.check_llamafactory_ranges(Target()).status == "ok"
+
+
+@pytest.mark.parametrize("version, status, says", [
+    ("0.18.4", "ok", "within LLaMA-Factory's tested range"),
+    ("0.19.8", "warn", "this bundle's pin (the train extra): ZeRO-3 full SFT ran with it on a GPU (H200) on 2026-11-22"),
+    ("0.20.1", "warn", "neither is it this bundle's pin (0.19.8"),
+])
+def test_deepspeed_above_llamafactorys_tested_range_is_named(monkeypatch, tmp_path, version, status, says):
+    _fake_dists(monkeypatch, tmp_path, {"deepspeed": (version, [])})
+    c = packages.check_deepspeed_tested(Target())
+    assert c.status == status and says in c.detail, c
+    if status == "warn":
+        assert "<=0.18.4" in c.detail
+
+
+def test_a_transformers_release_llamafactory_marks_broken_is_named_with_its_reason(monkeypatch, tmp_path):
+    _fake_dists(monkeypatch, tmp_path, {"transformers": ("5.6.0", [])})
+    c = packages.check_transformers_release(Target())
+    assert c.status == "warn" and "s_aux" in c.detail and "#10634" in c.detail and "5.5.4" in c.fix
+    fake_flash_attn(monkeypatch, lambda *a, **k: None)  # FlashAttention-2 imports, and the recipe asks for it
+    fa2 = packages.check_transformers_release(Target(recipe={"flash_attn": "fa2"}, recipe_path="r.yaml"))
+    assert fa2.status == "blocker" and "r.yaml sets flash_attn: fa2: training crashes" in fa2.detail
+
+
+def test_a_transformers_release_not_marked_broken_is_ok(monkeypatch, tmp_path):
+    _fake_dists(monkeypatch, tmp_path, {"transformers": ("5.5.4", [])})
+    assert packages.check_transformers_release(Target()).status == "ok"

@@ -177,15 +177,27 @@ def _flash_attn_pkg(q, k, v, cu_q, cu_k, max_q, max_k, dropout_p=0.0, softmax_sc
     return _reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, causal, softmax_scale)
 
 
+def _flash_attn_4_pkg(q, k, v, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None, max_seqlen_k=None,
+                      seqused_q=None, seqused_k=None, page_table=None, softmax_scale=None, causal=False,
+                      window_size=(None, None), learnable_sink=None, softcap=0.0, num_splits=1, pack_gqa=None,
+                      deterministic=False, score_mod=None, mask_mod=None, block_sparse_tensors=None,
+                      cu_total_m_blocks=None, cu_total_n_blocks=None, aux_tensors=None, return_lse=False):
+    """FlashAttention-4's ``flash_attn.cute.flash_attn_varlen_func``: its signature, and ``(out, lse)`` back."""
+    assert seqused_q is None and page_table is None and cu_seqlens_q.dtype == torch.int32  # GQA native
+    return _reference_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal,
+                             softmax_scale), None
+
+
+_FAKE_OF = {"torch_varlen": "_torch_varlen", "flash_attn": "_flash_attn_varlen", "flash_attn_4": "_flash_attn_4_varlen"}
+
+
 @pytest.mark.parametrize(
     "backend, fake",
     [("torch_varlen", _varlen_2_10), ("torch_varlen", _varlen_window), ("torch_varlen", _varlen_gqa),
-     ("flash_attn", _flash_attn_pkg)],
+     ("flash_attn", _flash_attn_pkg), ("flash_attn_4", _flash_attn_4_pkg)],
 )  # fmt: skip
 def test_varlen_backends_get_the_layout_causality_and_heads_right(monkeypatch, backend, fake):
-    monkeypatch.setattr(
-        pf, "_torch_varlen" if backend == "torch_varlen" else "_flash_attn_varlen", lambda: fake
-    )
+    monkeypatch.setattr(pf, _FAKE_OF[backend], lambda: fake)
     monkeypatch.setattr(pf, "_fused_ok", lambda query: True)
     module = torch.nn.Module()
     module.num_key_value_groups, module.is_causal = 4, True
