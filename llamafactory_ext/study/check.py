@@ -13,27 +13,18 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import importlib
 import re
 from dataclasses import fields
 from functools import cache
 
+from data_selection.cli import COMMANDS as DATA_SELECT_COMMANDS
 from data_selection.command_line import UserError, build_parser
+from llamafactory_ext.cli import COMMANDS as LLAMAFACTORY_EXT_COMMANDS
 from llamafactory_ext.study.config import StudyConfig
 from llamafactory_ext.study.steps import Step
 
-# the options class each command a study plans parses its command line into ("module:Class")
-OPTIONS_CLASSES = {
-    ("data-select", "make-demo-data"): "data_selection.demo_data:DemoDataConfig",
-    ("data-select", "prepare-model"): "data_selection.embedded:PrepareModelOptions",
-    ("data-select", "score"): "data_selection.scoring.options:ScoreOptions",
-    ("data-select", "verify"): "data_selection.verify.options:VerifyOptions",
-    ("data-select", "perturb"): "data_selection.perturb.command:PerturbOptions",
-    ("data-select", "score-checkpoints"): "data_selection.scoring.checkpoint_options:CheckpointScoreOptions",
-    ("data-select", "select"): "data_selection.options.select:SelectOptions",
-    ("data-select", "prune-steps"): "data_selection.transforms.options:PruneOptions",
-    ("llamafactory-ext", "eval"): "llamafactory_ext.evaluation.options:EvalOptions",
-}
+# the CLI tables: each command names its options class there (a light module, imported on use)
+CLI_TABLES = {"data-select": DATA_SELECT_COMMANDS, "llamafactory-ext": LLAMAFACTORY_EXT_COMMANDS}
 RAW_ARGUMENT_COMMANDS = {("llamafactory-cli", "train"), ("llamafactory-ext", "train")}  # no options class
 TORCHRUN_MODULES = {"data_selection.cli": "data-select", "llamafactory_ext.cli": "llamafactory-ext"}
 
@@ -42,10 +33,10 @@ def options_class(program: str, command: str) -> type | None:
     """The options dataclass ``program command`` parses its arguments into; None for a raw-argument command."""
     if (program, command) in RAW_ARGUMENT_COMMANDS:
         return None
-    if (program, command) not in OPTIONS_CLASSES:
+    table = CLI_TABLES.get(program, {})
+    if command not in table or table[command].options is None:
         raise UserError(f"the study plans `{program} {command}`, a command it cannot check (no options class)")
-    module, _, name = OPTIONS_CLASSES[(program, command)].partition(":")
-    return getattr(importlib.import_module(module), name)  # imported on use: only the commands a study plans
+    return table[command].options_class()  # imported on use: only the commands a study plans
 
 
 def command_of(argv: list[str]) -> tuple[str, str, list[str]]:
