@@ -356,3 +356,12 @@ def test_status_shows_steps_behind_a_cancelled_job_as_blocked_in_aligned_columns
     assert [line.ljust(job_end)[job_end - 1] for line in table[1:]] == [" ", "7", "8", "9", "0"]
     assert lines[-1].startswith("[study] 2 done, 1 failed, 2 blocked (blocked: never ran, behind a failed step")
     assert "1 failed" in lines[-1] and lines[-1].count("failed") == 2  # the cancelled training only (and the hint)
+
+
+def test_a_first_submission_failing_cancels_nothing_and_says_so(tmp_path, fake_slurm, capsys, monkeypatch):
+    path, _ = _mini_run(tmp_path)
+    _with_cluster(path, {"gpus_per_node": 0})
+    monkeypatch.setenv("FAKE_SBATCH_FAIL_AT", "1")
+    assert lfx_main(["study", str(path), "--executor", "slurm"]) == 1
+    assert "pool scores (score step): sbatch" in (err := capsys.readouterr().err)
+    assert "no job of this submission had been queued" in err and _calls(fake_slurm, "scancel") == []

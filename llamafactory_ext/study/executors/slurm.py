@@ -12,8 +12,8 @@ job (``--run-step report``) follows the last of them. Before the first ``sbatch`
 of those jobs (per step kind and arm, from the ``cluster:`` section) is put to ``sbatch --test-only``: a partition,
 time, GPU count ... that Slurm refuses stops the call with nothing submitted, naming the step kinds and the value.
 Should a submission still fail midway (e.g. a QOS limit on queued jobs), the jobs this call had queued are
-cancelled and removed from ``jobs.json``, and the error lists them. Scripts are kept in ``OUT/slurm/NAME/jobs/``, logs in
-``OUT/slurm/NAME/logs/`` (``STUDY.step-arm-seed-N-HASH-JOBID.log``).
+cancelled and removed from ``jobs.json``, and the error lists them. Scripts are kept in ``OUT/slurm/NAME/jobs/``,
+logs in ``OUT/slurm/NAME/logs/`` (``STUDY.step-arm-seed-N-HASH-JOBID.log``).
 """
 
 from __future__ import annotations
@@ -192,6 +192,8 @@ def check_resources(cfg: StudyConfig, todo: list[Step | None], cluster: ClusterC
 
 def withdraw(cfg: StudyConfig, state: dict, new: list[tuple[str, str]]) -> str:
     """Cancel the jobs ``new`` ([(job id, label)]) and drop them from jobs.json; a sentence saying what was done."""
+    if not new:
+        return "no job of this submission had been queued"
     ids = [job for job, _ in new]
     complaint = scancel(ids)
     for key in list(state["steps"]):
@@ -203,8 +205,6 @@ def withdraw(cfg: StudyConfig, state: dict, new: list[tuple[str, str]]) -> str:
         state.get("after", {}).pop(job, None)
     write_json_atomic(slurm_dir(cfg) / "jobs.json", state)
     what = ", ".join(f"{job} ({label})" for job, label in new)
-    if not new:
-        return "no job of this submission had been queued"
     return (f"cancelled the {len(new)} job(s) this submission had queued: {what}; removed them from "
             f"{slurm_dir(cfg) / 'jobs.json'}" + (f" (scancel: {complaint})" if complaint else ""))
 
