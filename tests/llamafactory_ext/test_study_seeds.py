@@ -7,7 +7,9 @@ own order, so the planned train commands must set ``seed`` and leave ``data_seed
 study's train command for two of its seeds goes through LLaMA-Factory's own path on CPU (its YAML + ``key=value``
 merge, ``get_train_args``, ``get_dataset``, ``load_model``, ``CustomSeq2SeqTrainer.get_train_dataloader``) with
 the tiny model and a tiny dataset in place of the recipe's model and subset, every other recipe setting kept
-(batch size, shuffling, sampler); the first batch's rows are read back from their token ids.
+(batch size, shuffling, sampler); the first batch's rows are read back from their token ids. The tokenizer,
+dataset and model are built once per study (nothing of them depends on the seed here); each seed gets its own
+``get_train_args`` and trainer, as each seed's run does.
 """
 
 from __future__ import annotations
@@ -78,27 +80,43 @@ def test_planned_train_commands_set_seed_and_never_data_seed(study, monkeypatch)
     assert len({s.seed for s in steps}) == len(load_study(study, known_strategies()).seeds)
 
 
-def first_batch_rows(step: Step, tiny_qwen_dir: Path, data_dir: Path, out: Path, monkeypatch) -> list[int]:
-    """Which rows of the tiny dataset LLaMA-Factory's trainer puts in its first training batch."""
+def cpu_args(step: Step, tiny_qwen_dir: Path, data_dir: Path, out: Path, monkeypatch) -> tuple:
+    """LLaMA-Factory's parsed arguments for the step's command, with the stand-ins and on CPU."""
     args = llamafactory_args(step, monkeypatch)
     args.pop("deepspeed", None)  # needs torchrun; no bearing on the order
     args.update(ON_CPU, model_name_or_path=str(tiny_qwen_dir), dataset="rows", dataset_dir=str(data_dir),
                 output_dir=str(out))
     model_args, data_args, training_args, finetuning_args, _ = get_train_args(args)
     assert training_args.seed == step.seed and training_args.data_seed is None
-    tokenizer_module = load_tokenizer(model_args)
-    tokenizer = tokenizer_module["tokenizer"]
-    template = get_template_and_fix_tokenizer(tokenizer, data_args)
-    dataset_module = get_dataset(template, model_args, data_args, training_args, stage="sft", **tokenizer_module)
-    model = load_model(tokenizer, model_args, finetuning_args, training_args.do_train)
-    collator = SFTDataCollatorWith4DAttentionMask(template=template, model=model, pad_to_multiple_of=8,
-                                                  label_pad_token_id=IGNORE_INDEX, **tokenizer_module)
-    trainer = CustomSeq2SeqTrainer(model=model, args=training_args, finetuning_args=finetuning_args,
-                                   data_collator=collator, **dataset_module, **tokenizer_module)
-    batch = next(iter(trainer.get_train_dataloader()))
-    assert len(batch["input_ids"]) == training_args.per_device_train_batch_size
-    texts = tokenizer.batch_decode(batch["input_ids"], skip_special_tokens=True)
-    return [int(re.search(r"\(row (\d+)\)", t).group(1)) for t in texts]
+    return model_args, data_args, training_args, finetuning_args
+
+
+class Setup:
+    """What run_sft builds before its trainer (tokenizer, template, dataset, model, collator): none of it depends on
+    the seed here (one dataset: nothing to merge or split), so it is built once per study and shared."""
+
+    def __init__(self, step: Step, tiny_qwen_dir: Path, data_dir: Path, monkeypatch):
+        self.where = (tiny_qwen_dir, data_dir)
+        model_args, data_args, training_args, finetuning_args = cpu_args(step, tiny_qwen_dir, data_dir,
+                                                                         data_dir / "out", monkeypatch)
+        self.tokenizer_module = load_tokenizer(model_args)
+        self.tokenizer = self.tokenizer_module["tokenizer"]
+        template = get_template_and_fix_tokenizer(self.tokenizer, data_args)
+        self.dataset_module = get_dataset(template, model_args, data_args, training_args, stage="sft",
+                                          **self.tokenizer_module)
+        self.model = load_model(self.tokenizer, model_args, finetuning_args, training_args.do_train)
+        self.collator = SFTDataCollatorWith4DAttentionMask(template=template, model=self.model, pad_to_multiple_of=8,
+                                                           label_pad_token_id=IGNORE_INDEX, **self.tokenizer_module)
+
+    def first_batch_rows(self, step: Step, out: Path, monkeypatch) -> list[int]:
+        """Which rows of the tiny dataset LLaMA-Factory's trainer puts in its first training batch for ``step``."""
+        *_, training_args, finetuning_args = cpu_args(step, *self.where, out, monkeypatch)
+        trainer = CustomSeq2SeqTrainer(model=self.model, args=training_args, finetuning_args=finetuning_args,
+                                       data_collator=self.collator, **self.dataset_module, **self.tokenizer_module)
+        batch = next(iter(trainer.get_train_dataloader()))
+        assert len(batch["input_ids"]) == training_args.per_device_train_batch_size
+        texts = self.tokenizer.batch_decode(batch["input_ids"], skip_special_tokens=True)
+        return [int(re.search(r"\(row (\d+)\)", t).group(1)) for t in texts]
 
 
 @pytest.mark.parametrize("study", ["studies/demo.yaml", "studies/zpd_qwen3b.yaml"])
@@ -111,11 +129,11 @@ def test_two_study_seeds_train_in_different_orders(study, tiny_qwen_dir, tmp_pat
     (tmp_path / "dataset_info.json").write_text(
         json.dumps({"rows": {"file_name": "rows.jsonl", "formatting": "alpaca", "columns": cols}}))
     a, b = two_seeds(study)
-    first = {s.seed: first_batch_rows(s, tiny_qwen_dir, tmp_path, tmp_path / f"out{s.seed}", monkeypatch)
-             for s in (a, b)}
+    setup = Setup(a, tiny_qwen_dir, tmp_path, monkeypatch)
+    first = {s.seed: setup.first_batch_rows(s, tmp_path / f"out{s.seed}", monkeypatch) for s in (a, b)}
     assert first[a.seed] != first[b.seed], first
     # the order is the sampler's permutation under the study's seed (data_seed unset: set_seed(seed) seeds it)
     for seed, got in first.items():
         assert got == torch.randperm(ROWS, generator=torch.Generator().manual_seed(seed))[:len(got)].tolist()
     # and the same seed gives the same order again (a resumed or re-run step trains as before)
-    assert first_batch_rows(a, tiny_qwen_dir, tmp_path, tmp_path / "again", monkeypatch) == first[a.seed]
+    assert setup.first_batch_rows(a, tmp_path / "again", monkeypatch) == first[a.seed]
