@@ -80,14 +80,14 @@ def test_planned_train_commands_set_seed_and_never_data_seed(study, monkeypatch)
     assert len({s.seed for s in steps}) == len(load_study(study, known_strategies()).seeds)
 
 
-def cpu_args(step: Step, tiny_qwen_dir: Path, data_dir: Path, out: Path, monkeypatch) -> tuple:
-    """LLaMA-Factory's parsed arguments for the step's command, with the stand-ins and on CPU."""
+def cpu_args(step: Step, tiny_qwen_dir: Path, data_dir: Path, out: Path, monkeypatch, **extra) -> tuple:
+    """LLaMA-Factory's parsed arguments for the step's command, with the stand-ins and on CPU (and ``extra``)."""
     args = llamafactory_args(step, monkeypatch)
     args.pop("deepspeed", None)  # needs torchrun; no bearing on the order
     args.update(ON_CPU, model_name_or_path=str(tiny_qwen_dir), dataset="rows", dataset_dir=str(data_dir),
-                output_dir=str(out))
+                output_dir=str(out), **extra)
     model_args, data_args, training_args, finetuning_args, _ = get_train_args(args)
-    assert training_args.seed == step.seed and training_args.data_seed is None
+    assert training_args.seed == step.seed and training_args.data_seed == extra.get("data_seed")
     return model_args, data_args, training_args, finetuning_args
 
 
@@ -108,9 +108,9 @@ class Setup:
         self.collator = SFTDataCollatorWith4DAttentionMask(template=template, model=self.model, pad_to_multiple_of=8,
                                                            label_pad_token_id=IGNORE_INDEX, **self.tokenizer_module)
 
-    def first_batch_rows(self, step: Step, out: Path, monkeypatch) -> list[int]:
+    def first_batch_rows(self, step: Step, out: Path, monkeypatch, **extra) -> list[int]:
         """Which rows of the tiny dataset LLaMA-Factory's trainer puts in its first training batch for ``step``."""
-        *_, training_args, finetuning_args = cpu_args(step, *self.where, out, monkeypatch)
+        *_, training_args, finetuning_args = cpu_args(step, *self.where, out, monkeypatch, **extra)
         trainer = CustomSeq2SeqTrainer(model=self.model, args=training_args, finetuning_args=finetuning_args,
                                        data_collator=self.collator, **self.dataset_module, **self.tokenizer_module)
         batch = next(iter(trainer.get_train_dataloader()))
@@ -137,3 +137,7 @@ def test_two_study_seeds_train_in_different_orders(study, tiny_qwen_dir, tmp_pat
         assert got == torch.randperm(ROWS, generator=torch.Generator().manual_seed(seed))[:len(got)].tolist()
     # and the same seed gives the same order again (a resumed or re-run step trains as before)
     assert setup.first_batch_rows(a, tmp_path / "again", monkeypatch) == first[a.seed]
+    # why the study must never set data_seed: the sampler would take it instead, and every seed would train in
+    # one order (while LLaMA-Factory's own merge/split still used seed)
+    pinned = [setup.first_batch_rows(s, tmp_path / f"pinned{s.seed}", monkeypatch, data_seed=7) for s in (a, b)]
+    assert pinned[0] == pinned[1]
