@@ -101,6 +101,7 @@ def marker_sources(seg: Segmentation, markers: MarkerTable) -> list[str]:
 def load_chat(model: str, template: str, backend: str = "huggingface", trust_remote_code: bool = False,
               dtype: str = "auto") -> Callable[[str], str]:
     """Greedy single-turn chat through LLaMA-Factory's ``ChatModel`` (its template, its model loading)."""
+    # lazy: LLaMA-Factory loads torch and transformers; only --step_typer needs it
     from llamafactory.chat import ChatModel
 
     args = {"model_name_or_path": model, "template": template, "infer_backend": backend,

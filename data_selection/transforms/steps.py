@@ -50,9 +50,11 @@ ERROR_CORRECTION = "error_correction"
 STEP_TYPES = (PROGRESSIVE, VERIFICATION, MULTI_METHOD, ERROR_CORRECTION)
 FUNCTIONAL_TYPES = (VERIFICATION, MULTI_METHOD, ERROR_CORRECTION)
 
-# Defaults: every phrase of LIMOPro's Table 4 (among them "We can also verify", "Using another method", "Going back
-# to", "That's impossible", "This contradicts", "The error is") plus the phrasings R1-style traces use for each
-# function (docs/methods.md §5 lists which is which).
+# Defaults: every phrase of LIMOPro's Table 4 in the column the table lists it under ("Going back to" is
+# verification, "We can also verify" multi-method; docs/methods.md §5 quotes the table) plus the phrasings
+# R1-style traces use for each function where the table is silent. "Let's solve", "Given that", "The mistake was"
+# and "Let's try a different approach" match through their shorter entries ("Let's", "Given", "The mistake", "Let's
+# try a different"), which stand in the same column.
 DEFAULT_PHRASES: dict[str, tuple[str, ...]] = {
     PROGRESSIVE: (
         "First", "Firstly", "Second", "Then", "Next", "Now", "So", "Therefore", "Thus", "Hence", "Finally",
@@ -64,14 +66,14 @@ DEFAULT_PHRASES: dict[str, tuple[str, ...]] = {
         "Let me check again", "Let's check", "Let's verify", "Let's double-check", "To verify", "To check",
         "To confirm", "To double-check", "Checking", "Verify", "Verification", "Just to be sure",
         "Just to confirm", "Just to double-check", "Sanity check", "Hold on", "But wait", "Check",
-        "We can also verify", "We can verify", "Let's confirm",
+        "Going back to", "We can verify", "Let's confirm",
     ),
     MULTI_METHOD: (
         "Alternatively", "Another way", "Another approach", "Another method", "Let me try another",
         "Let me try a different", "Let's try another", "Let's try a different", "Let me think of another",
         "Let me consider another", "Let me approach", "A different approach", "Using a different",
         "We could also", "One could also", "Or we could", "Or, ", "Instead, let", "Using another method",
-        "Using another approach", "Let's use another", "Let me use another",
+        "Using another approach", "Let's use another", "Let me use another", "We can also verify",
     ),
     ERROR_CORRECTION: (
         "This is wrong", "That is wrong", "That's wrong", "This is incorrect", "That is incorrect",
@@ -79,7 +81,7 @@ DEFAULT_PHRASES: dict[str, tuple[str, ...]] = {
         "The mistake", "My mistake", "I made a mistake", "I made an error", "I think I made", "Oops",
         "Wait, no", "No, wait", "Wait, that's wrong", "Wait, that's not", "Wait, that can't", "Actually, no",
         "Correction", "Hmm, that's not", "Hmm, that can't", "I was wrong", "That was wrong", "Mistake",
-        "Going back to", "That's impossible", "That is impossible", "This is impossible", "This contradicts",
+        "That's impossible", "That is impossible", "This is impossible", "This contradicts",
         "That contradicts", "This is a contradiction", "The error is", "The error was", "I see the error",
         "I see the mistake",
     ),

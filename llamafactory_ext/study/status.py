@@ -4,6 +4,9 @@ Done comes from the step folders (``step.json``); for a step submitted with ``--
 from the scheduler: ``squeue`` for jobs still queued or running, ``scontrol`` for one that left the queue
 (while slurmctld remembers it). A failed step shows its job id, elapsed time and the tail of its log. Without a
 Slurm submission a step whose folder has a log but no record is *failed* (its last local run did not finish).
+A job Slurm cancelled or holds because a job it depends on failed (reason ``DependencyNeverSatisfied``) never
+ran: its step is *blocked*, shown with the failed step(s) behind which it waits, and counted apart from the
+failures; submitting again resubmits it after the failed step.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from data_selection.command_line import UserError
 from llamafactory_ext.study.config import StudyConfig
+from llamafactory_ext.study.executors import slurm
 from llamafactory_ext.study.steps import Step
 
 TAIL_LINES = 12
@@ -26,10 +30,13 @@ def _tail(path: Path, n: int = TAIL_LINES) -> list[str]:
         return []
 
 
+def _behind(deps: list[Step], failed_behind: dict[str, list[str]]) -> list[str]:
+    """The failed steps behind the given dependencies (a blocked dependency passes on its own)."""
+    return list(dict.fromkeys(label for d in deps for label in failed_behind.get(slurm.step_id(d), [])))
+
+
 def step_statuses(cfg: StudyConfig, steps: list[Step]) -> list[tuple[Step | None, str, str, str, list[str]]]:
     """(step or None for the report, status, job id, elapsed, log tail) per step, in plan order."""
-    from llamafactory_ext.study.executors import slurm
-
     state = slurm.load_state(cfg)
     submitted = {k for k, v in state["steps"].items() if v.get("jobs")}
     unfinished = {slurm.step_id(s) for s in steps if not s.done}
@@ -42,6 +49,7 @@ def step_statuses(cfg: StudyConfig, steps: list[Step]) -> list[tuple[Step | None
         except UserError as err:  # e.g. looking from a machine without the Slurm commands
             unreachable = str(err)
     rows = []
+    failed_behind: dict[str, list[str]] = {}  # step id -> the failed steps it is (or would be) blocked behind
     for step in [*steps, None]:
         key = slurm.step_id(step)
         jobs = state["steps"].get(key, {}).get("jobs") or []
@@ -63,6 +71,14 @@ def step_statuses(cfg: StudyConfig, steps: list[Step]) -> list[tuple[Step | None
             status = "queued" if job.state == "PENDING" else "running"
             rows.append((step, status, job_id, job.elapsed, []))
             continue
+        if job is not None and job.reason == slurm.NEVER:  # never ran: a job it depends on failed
+            behind = _behind(steps if step is None else step.deps, failed_behind)
+            failed_behind[key] = behind
+            rows.append((step, f"blocked ({'behind ' + ', '.join(behind) if behind else slurm.NEVER})", job_id,
+                         "", []))
+            continue
+        if step is not None:
+            failed_behind[key] = [step.label]
         what = f"failed ({job.state.lower()}{', ' + job.reason if job.reason not in ('', 'None') else ''})" \
             if job is not None else "failed"
         job_log = Path(str(slurm.job_files(cfg, step)[2]).replace("%j", job_id))
@@ -72,13 +88,17 @@ def step_statuses(cfg: StudyConfig, steps: list[Step]) -> list[tuple[Step | None
 
 
 def print_status(cfg: StudyConfig, steps: list[Step], log: Callable[[str], None] = print) -> int:
-    rows = step_statuses(cfg, steps)
-    width = max(len("report" if s is None else s.label) for s, *_ in rows)
-    log(f"{'step':<{width}}  {'status':<10}  {'job':>8}  elapsed")
-    for step, status, job_id, elapsed, tail in rows:
-        log(f"{'report' if step is None else step.label:<{width}}  {status:<10}  {job_id:>8}  {elapsed}")
+    rows = [("report" if s is None else s.label, status, job_id, elapsed, tail)
+            for s, status, job_id, elapsed, tail in step_statuses(cfg, steps)]
+    width = [max(len(r[i]) for r in [("step", "status", "job", "elapsed"), *rows]) for i in range(3)]
+    log(f"{'step':<{width[0]}}  {'status':<{width[1]}}  {'job':>{width[2]}}  elapsed".rstrip())
+    for label, status, job_id, elapsed, tail in rows:
+        log(f"{label:<{width[0]}}  {status:<{width[1]}}  {job_id:>{width[2]}}  {elapsed}".rstrip())
         for line in tail:
             log(f"      | {line}")
     counts = Counter(r[1].split(" (")[0] for r in rows)
-    log("[study] " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    line = "[study] " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    if counts["blocked"]:
+        line += " (blocked: never ran, behind a failed step; submitting again resubmits them after it)"
+    log(line)
     return 0

@@ -1,6 +1,7 @@
 """A miniature study through `--executor slurm` on a real one-node Slurm (slurm_up.sh / slurm_down.sh): the jobs'
 start and end times respect the dependencies, a cancelled job and only what it blocked are resubmitted, and the
-report equals the local executor's report of the same study."""
+report equals the local executor's report of the same study; a partition Slurm refuses for one step kind submits
+nothing, and --status calls the steps behind a cancelled job blocked."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ import pandas as pd
 import pytest
 import yaml
 from helpers import REPO_ROOT
+
+from llamafactory_ext.study.cluster import cluster_config, step_resources
+from llamafactory_ext.study.config import load_study
+from llamafactory_ext.study.executors.slurm import job_files, script_for
+from llamafactory_ext.study.plan import build_plan, known_strategies
+
+sys.path.insert(0, str(REPO_ROOT / "tests" / "llamafactory_ext"))  # the miniature study of test_study.py
+from test_study import MINI  # noqa: E402
 
 HERE = Path(__file__).parent
 # 1 seed, base vs random: data -> score -> select -> train -> eval beside data -> eval base, then the report
@@ -37,9 +46,6 @@ def slurm(tmp_path_factory):
 
 
 def _study(tmp_path: Path, model: Path, name: str) -> Path:
-    sys.path.insert(0, str(REPO_ROOT / "tests" / "llamafactory_ext"))
-    from test_study import MINI
-
     cfg = {**copy.deepcopy(MINI), "model": str(model), "out": str(tmp_path / name), "seeds": [1], "arms": ARMS,
            "analysis": {"reference": "random", "baseline": "base", "draws": 500},
            "cluster": {"gpus_per_node": 0, "cpus": 1, "time": "00:20:00"}}  # CPU jobs, two at a time on 2 CPUs
@@ -106,9 +112,13 @@ def test_study_on_slurm_orders_resumes_and_reports_as_the_local_executor(slurm, 
     victim = by_label["train random seed 1"]
     _wait(lambda: _queue(slurm).get(victim) == "RUNNING", 600, "the training to run")
     subprocess.run(["scancel", victim], env=slurm, check=True)
-    _wait(lambda: victim not in _queue(slurm), 60, "the cancelled job to leave the queue")
+    behind = [by_label["eval random seed 1"], by_label["report"]]
+    _wait(lambda: not {victim, *behind} & set(_queue(slurm)), 60, "the cancelled job and those behind it to leave")
     status = subprocess.run(_study_cmd(path, "--status"), cwd=REPO_ROOT, env=slurm, capture_output=True, text=True)
     assert re.search(rf"train random seed 1\s+failed \(cancelled.*{victim}", status.stdout), status.stdout
+    for label in ("eval random seed 1", "report"):
+        assert re.search(rf"{label}\s+blocked \(behind train random seed 1\)", status.stdout), status.stdout
+    assert "1 failed, 2 blocked" in status.stdout, status.stdout
     again = subprocess.run(_study_cmd(path, "--executor", "slurm"), cwd=REPO_ROOT, env=slurm, capture_output=True,
                            text=True)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -124,10 +134,6 @@ def test_study_on_slurm_orders_resumes_and_reports_as_the_local_executor(slurm, 
     assert "[study] 7 done" in final.stdout, final.stdout
 
     # dependency order, from the successful jobs' own start/end stamps
-    from llamafactory_ext.study.config import load_study
-    from llamafactory_ext.study.executors.slurm import job_files
-    from llamafactory_ext.study.plan import build_plan, known_strategies
-
     cfg = load_study(path, known_strategies())
     steps = build_plan(cfg)
     jobs = _jobs(out, "mini")
@@ -154,11 +160,6 @@ def test_study_on_slurm_orders_resumes_and_reports_as_the_local_executor(slurm, 
 def test_multi_node_job_script_runs_its_launcher_through_srun(slurm, tmp_path, monkeypatch):
     """The srun branch of a multi-node script, on this one node (sbatch --nodes=1 overrides the script's 2)."""
     monkeypatch.chdir(REPO_ROOT)
-    from llamafactory_ext.study.cluster import cluster_config, step_resources
-    from llamafactory_ext.study.config import load_study
-    from llamafactory_ext.study.executors.slurm import script_for
-    from llamafactory_ext.study.plan import build_plan, known_strategies
-
     path = _study(tmp_path, Path("some/model"), "multi")
     raw = yaml.safe_load(path.read_text())
     raw["cluster"]["steps"] = {"data": {"nodes": 2}}
@@ -178,3 +179,51 @@ def test_multi_node_job_script_runs_its_launcher_through_srun(slurm, tmp_path, m
     assert data.done, log
     assert "[job] 1 node(s) of 1 process(es), master localhost:" in log and "(node rank 0)" in log
     assert re.search(r"\[job\] end \S+ exit 0", log)
+
+
+@pytest.mark.slow
+def test_a_partition_slurm_refuses_for_one_step_kind_submits_nothing(slurm, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    path = _study(tmp_path, Path("some/model"), "badpart")
+    raw = yaml.safe_load(path.read_text())
+    raw["cluster"]["steps"] = {"train": {"partition": "nosuchpart"}}  # every other kind: the default partition
+    path.write_text(yaml.safe_dump(raw))
+    before = _queue(slurm)
+    ran = subprocess.run(_study_cmd(path, "--executor", "slurm"), cwd=REPO_ROOT, env=slurm, capture_output=True,
+                         text=True)
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "nothing was submitted" in ran.stderr and "train step(s) (1 job(s), e.g. train random seed 1)" in \
+        ran.stderr and "invalid partition specified: nosuchpart" in ran.stderr, ran.stderr
+    assert "set by cluster.steps.train: partition=nosuchpart" in ran.stderr
+    assert set(_queue(slurm)) <= set(before)  # no job: not the demo pool, the pool scores, the selection ...
+    assert not (tmp_path / "badpart" / "slurm").exists() or not (tmp_path / "badpart" / "slurm" / "mini" /
+                                                                 "jobs.json").exists()
+
+
+@pytest.mark.slow
+def test_status_shows_the_steps_behind_a_cancelled_job_as_blocked(slurm, tmp_path, monkeypatch):
+    """Every job held an hour (--begin), the demo pool cancelled: Slurm cancels what depends on it
+    (--kill-on-invalid-dep, reason DependencyNeverSatisfied); --status calls those blocked, not failed."""
+    monkeypatch.chdir(REPO_ROOT)
+    path = _study(tmp_path, Path("some/model"), "blocked")
+    raw = yaml.safe_load(path.read_text())
+    raw["cluster"]["sbatch"] = ["--begin=now+1hour"]
+    path.write_text(yaml.safe_dump(raw))
+    ran = subprocess.run(_study_cmd(path, "--executor", "slurm"), cwd=REPO_ROOT, env=slurm, capture_output=True,
+                         text=True)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    by_label = {v["label"]: v["jobs"][-1] for v in _jobs(tmp_path / "blocked", "mini").values()}
+    try:
+        subprocess.run(["scancel", by_label["demo pool"]], env=slurm, check=True)
+        # everything but the demo pool depends on it; Slurm cancels those at its next scheduling pass
+        _wait(lambda: not set(by_label.values()) & set(_queue(slurm)), 60, "the dependent jobs to be cancelled")
+        status = subprocess.run(_study_cmd(path, "--status"), cwd=REPO_ROOT, env=slurm, capture_output=True,
+                                text=True)
+    finally:
+        subprocess.run(["scancel", *by_label.values()], env=slurm, capture_output=True)
+    out = status.stdout
+    assert re.search(rf"demo pool\s+failed \(cancelled[,)].*\s{by_label['demo pool']}\s", out), out
+    for label in ("pool scores", "eval base seed 1", "select random seed 1", "train random seed 1",
+                  "eval random seed 1", "report"):
+        assert re.search(rf"{label}\s+blocked \(behind demo pool\)\s+{by_label[label]}\b", out), (label, out)
+    assert "[study] 1 failed, 6 blocked" in out, out

@@ -98,8 +98,8 @@ def test_a_short_functional_paragraph_starts_its_own_step_by_default():
 
 
 # LIMOPro's Table 4 phrases the default lists lacked until issue 19, with the type each is listed under.
-TABLE4_ADDED = [("Going back to", ERROR_CORRECTION), ("Using another method", MULTI_METHOD),
-                ("We can also verify", VERIFICATION), ("That's impossible", ERROR_CORRECTION),
+TABLE4_ADDED = [("Going back to", VERIFICATION), ("Using another method", MULTI_METHOD),
+                ("We can also verify", MULTI_METHOD), ("That's impossible", ERROR_CORRECTION),
                 ("This contradicts", ERROR_CORRECTION), ("The error is", ERROR_CORRECTION)]
 FUNCTIONAL_DEFAULTS = [(p, t) for t in (VERIFICATION, MULTI_METHOD, ERROR_CORRECTION) for p in DEFAULT_PHRASES[t]]
 
@@ -122,7 +122,7 @@ def test_every_default_marker_types_its_step_at_the_start_and_after_a_lead_in(ph
     ("Okay, so alternatively we round first.", MULTI_METHOD),
     ("So that's impossible: a sum of positives is positive.", ERROR_CORRECTION),
     ("**Hmm**, let me verify.", VERIFICATION),
-    ("Alright, going back to the first equation.", ERROR_CORRECTION),
+    ("Alright, going back to the first equation.", VERIFICATION),
     ("Wait, so the total is 42.", VERIFICATION),  # a progressive word after "Wait" does not override it
     ("Wait, no. I misread the question.", ERROR_CORRECTION),
     ("But the sum is 42.", PROGRESSIVE),  # a lead-in alone is no marker

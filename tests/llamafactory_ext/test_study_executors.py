@@ -5,6 +5,7 @@ that record when they ran and which CUDA_VISIBLE_DEVICES they got)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import textwrap
@@ -222,3 +223,145 @@ def test_status_of_submitted_steps_without_the_slurm_commands_says_so(tmp_path, 
     assert lfx_main(["study", str(path), "--status"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"pool scores\s+submitted\s+41", out) and "scheduler not reachable: squeue not found" in out
+
+
+# -- --executor slurm against stand-in Slurm commands (sbatch, squeue, scancel, scontrol on PATH) -----------------
+
+FAKE_SLURM = r'''
+import json, os, sys
+from pathlib import Path
+root = Path(os.environ["FAKE_SLURM"])
+cmd, args = Path(sys.argv[0]).name, sys.argv[1:]
+with open(root / "calls.jsonl", "a") as f:
+    f.write(json.dumps([cmd, *args]) + "\n")
+if cmd == "sbatch" and "--test-only" in args:
+    script = sys.stdin.read()
+    with open(root / "tested.jsonl", "a") as f:
+        f.write(json.dumps(script) + "\n")
+    if "--partition=nosuchpart" in script:
+        sys.exit(print("sbatch: error: invalid partition specified: nosuchpart\nallocation failure: Invalid "
+                       "partition name specified", file=sys.stderr) or 1)
+    sys.exit(print("sbatch: Job 1 to start at 2026-12-05T01:00:00 using 1 processors on nodes n1", file=sys.stderr))
+if cmd == "sbatch":
+    counter = root / "next_id"
+    n = int(counter.read_text()) if counter.is_file() else 100
+    counter.write_text(str(n + 1))
+    if str(n - 99) == os.environ.get("FAKE_SBATCH_FAIL_AT"):  # the n-th real submission fails
+        sys.exit(print("sbatch: error: Batch job submission failed: Job violates accounting/QOS policy (job "
+                       "submit limit, user's size and/or time limits)", file=sys.stderr) or 1)
+    print(n)
+elif cmd == "scontrol":
+    jobs = json.loads((root / "jobs.json").read_text()) if (root / "jobs.json").is_file() else {}
+    if args[-1] not in jobs:
+        sys.exit(print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr) or 1)
+    print(f"JobId={args[-1]} " + jobs[args[-1]])
+'''
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """Stand-ins for the four Slurm commands; their calls land in calls.jsonl, --test-only scripts in tested.jsonl."""
+    root = tmp_path / "fake_slurm"
+    root.mkdir()
+    for cmd in ("sbatch", "squeue", "scancel", "scontrol"):
+        (root / cmd).write_text(f"#!{sys.executable}\n{FAKE_SLURM}")
+        (root / cmd).chmod(0o755)
+    monkeypatch.setenv("FAKE_SLURM", str(root))
+    monkeypatch.setenv("PATH", f"{root}:{os.environ['PATH']}")
+    return root
+
+
+def _calls(root: Path, cmd: str) -> list[list[str]]:
+    path = root / "calls.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return [c[1:] for c in map(json.loads, lines) if c[0] == cmd]
+
+
+def _with_cluster(path: Path, cluster: dict) -> Path:
+    raw = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**raw, "cluster": cluster}))
+    return path
+
+
+def test_a_resource_slurm_refuses_submits_nothing_and_names_the_step_kind_and_value(tmp_path, fake_slurm, capsys):
+    path, _ = _mini_run(tmp_path)
+    _with_cluster(path, {"gpus_per_node": 0, "time": "00:20:00", "steps": {"train": {"partition": "nosuchpart"}}})
+    assert lfx_main(["study", str(path), "--executor", "slurm"]) == 1
+    err = capsys.readouterr().err
+    assert "Slurm refuses the resources of 1 of 2 distinct request(s)" in err and "nothing was submitted" in err
+    assert "train step(s) (1 job(s), e.g. train random seed 1): sbatch: error: invalid partition specified: " \
+           "nosuchpart" in err
+    assert "set by cluster.steps.train: partition=nosuchpart" in err and "--partition=nosuchpart" in err
+    # one check per distinct request: score/select/eval/report share the defaults, train differs; nothing queued
+    assert [c for c in _calls(fake_slurm, "sbatch")] == [["--test-only"]] * 2
+    tested = [json.loads(line) for line in (fake_slurm / "tested.jsonl").read_text().splitlines()]
+    assert sum("--partition=nosuchpart" in t for t in tested) == 1 and all("--time=00:20:00" in t for t in tested)
+    assert not (tmp_path / "out" / "slurm" / "tiny" / "jobs.json").exists()
+
+
+def test_one_check_per_distinct_request_and_then_every_job(tmp_path, fake_slurm, capsys):
+    path, steps = _mini_run(tmp_path)
+    _with_cluster(path, {"gpus_per_node": 0, "steps": {"train": {"time": "1:00:00"}, "eval": {"time": "2:00:00"}}})
+    assert lfx_main(["study", str(path), "--executor", "slurm"]) == 0
+    sb = _calls(fake_slurm, "sbatch")
+    assert sb[:3] == [["--test-only"]] * 3 and len(sb) == 3 + len(steps) + 1  # 3 distinct requests, then 5 jobs
+    assert "5 job(s) submitted" in capsys.readouterr().out
+
+
+def test_a_submission_failing_midway_cancels_what_this_call_queued(tmp_path, fake_slurm, capsys, monkeypatch):
+    path, steps = _mini_run(tmp_path)
+    _with_cluster(path, {"gpus_per_node": 0})
+    monkeypatch.setenv("FAKE_SBATCH_FAIL_AT", "3")  # the training's sbatch: after pool scores and the selection
+    assert lfx_main(["study", str(path), "--executor", "slurm"]) == 1
+    err = capsys.readouterr().err
+    assert "train random seed 1 (train step): sbatch" in err and "job submit limit" in err
+    assert "cancelled the 2 job(s) this submission had queued: 100 (pool scores), 101 (select random seed 1); " \
+           "removed them from" in err
+    assert _calls(fake_slurm, "scancel") == [["100", "101"]]
+    state = json.loads((tmp_path / "out" / "slurm" / "tiny" / "jobs.json").read_text())
+    assert state["steps"] == {} and state.get("after", {}) == {}
+    # nothing of it is left: the next call submits every step again (and only the checks and those jobs)
+    monkeypatch.delenv("FAKE_SBATCH_FAIL_AT")
+    assert lfx_main(["study", str(path), "--executor", "slurm"]) == 0
+    state = json.loads((tmp_path / "out" / "slurm" / "tiny" / "jobs.json").read_text())
+    assert sorted(v["label"] for v in state["steps"].values()) == sorted([s.label for s in steps] + ["report"])
+    assert all(len(v["jobs"]) == 1 for v in state["steps"].values())
+
+
+def test_status_shows_steps_behind_a_cancelled_job_as_blocked_in_aligned_columns(tmp_path, fake_slurm, capsys):
+    path, steps = _mini_run(tmp_path)
+    score, select, train, ev = steps
+    state = {"steps": {s.hash: {"label": s.label, "jobs": [j]} for s, j in ((select, "7"), (train, "8"), (ev, "9"))}}
+    state["steps"]["report"] = {"label": "report", "jobs": ["10"]}
+    (tmp_path / "out" / "slurm" / "tiny").mkdir(parents=True)
+    (tmp_path / "out" / "slurm" / "tiny" / "jobs.json").write_text(json.dumps(state))
+    never = "JobState=CANCELLED Reason=DependencyNeverSatisfied RunTime=00:00:00"
+    (fake_slurm / "jobs.json").write_text(json.dumps({
+        "7": "JobState=COMPLETED Reason=None RunTime=00:00:09", "8": "JobState=CANCELLED Reason=None RunTime=00:01:02",
+        "9": never, "10": never}))
+    for step in (score, select):  # done
+        step.record.parent.mkdir(parents=True, exist_ok=True)
+        step.record.write_text(json.dumps({"hash": step.hash}))
+    assert score.done and select.done
+    assert lfx_main(["study", str(path), "--status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    table = [line for line in lines if not line.startswith(("      |", "[study]"))]
+    assert re.match(r"train random seed 1\s+failed \(cancelled\)\s+8\s+00:01:02$", table[3]), table
+    assert re.match(r"eval random seed 1\s+blocked \(behind train random seed 1\)\s+9$", table[4]), table
+    assert re.match(r"report\s+blocked \(behind train random seed 1\)\s+10$", table[5]), table
+    # columns line up: every status starts, and every job id ends, in the same column as the header's
+    status_col = table[0].index("status")
+    job_end = table[0].index("job") + len("job")
+    assert all(line[status_col - 2:status_col] == "  " and line[status_col] != " " for line in table[1:])
+    assert [line.ljust(job_end)[job_end - 1] for line in table[1:]] == [" ", "7", "8", "9", "0"]
+    assert lines[-1].startswith("[study] 2 done, 1 failed, 2 blocked (blocked: never ran, behind a failed step")
+    assert "1 failed" in lines[-1] and lines[-1].count("failed") == 2  # the cancelled training only (and the hint)
+
+
+def test_a_first_submission_failing_cancels_nothing_and_says_so(tmp_path, fake_slurm, capsys, monkeypatch):
+    path, _ = _mini_run(tmp_path)
+    _with_cluster(path, {"gpus_per_node": 0})
+    monkeypatch.setenv("FAKE_SBATCH_FAIL_AT", "1")
+    assert lfx_main(["study", str(path), "--executor", "slurm"]) == 1
+    assert "pool scores (score step): sbatch" in (err := capsys.readouterr().err)
+    assert "no job of this submission had been queued" in err and _calls(fake_slurm, "scancel") == []
