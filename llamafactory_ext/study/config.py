@@ -235,6 +235,21 @@ def load_study(path: str | Path, strategies: set[str]) -> StudyConfig:
     if not Path(cfg.train.recipe).is_file():
         raise UserError(f"{path}: train.recipe {cfg.train.recipe} not found (paths are relative to the "
                         "directory you run the study from, normally the repository root)")
+    _check_seed_keys(path, cfg.train)
     if cfg.train.launcher not in ("llamafactory-cli", "llamafactory-ext"):
         raise UserError(f"{path}: train.launcher must be llamafactory-cli or llamafactory-ext")
     return cfg
+
+
+def _check_seed_keys(path, train: TrainConfig) -> None:
+    """Each study seed must train in its own data order: the study sets ``seed`` per run, so an override of it
+    would give every seed one value, and ``data_seed`` (which the shuffle sampler prefers when set) would give
+    every seed one order (tests/llamafactory_ext/test_study_seeds.py shows both)."""
+    for key in ("seed", "data_seed"):
+        if key in train.overrides:
+            raise UserError(f"{path}: train.overrides.{key}: the study sets each run's seed from `seeds:`; "
+                            f"remove {key} from the overrides")
+    recipe = yaml.safe_load(Path(train.recipe).read_text(encoding="utf-8")) or {}
+    if isinstance(recipe, dict) and recipe.get("data_seed") is not None:
+        raise UserError(f"{path}: train.recipe {train.recipe} sets data_seed: every study seed would train in one "
+                        "data order; remove it from the recipe")

@@ -61,6 +61,10 @@ def _repo_cwd(monkeypatch):
         ({"eval": {"suit": "heldout"}}, "eval: unknown key 'suit' (did you mean 'suite'?)"),
         ({"pool": {"dataset": "x.jsonl", "demo_data": {}}}, "pool needs exactly one of demo_data"),
         ({"train": {"recipe": "yaml_recipes/nope.yaml"}}, "train.recipe yaml_recipes/nope.yaml not found"),
+        ({"train": {"recipe": "yaml_recipes/demo_zpd.yaml", "overrides": {"seed": 3}}},
+         "train.overrides.seed: the study sets each run's seed"),
+        ({"train": {"recipe": "yaml_recipes/demo_zpd.yaml", "overrides": {"data_seed": 3}}},
+         "train.overrides.data_seed: the study sets each run's seed"),
     ],
 )
 def test_bad_study_files_are_clear_errors_naming_the_key(tmp_path, change, message):
@@ -68,6 +72,15 @@ def test_bad_study_files_are_clear_errors_naming_the_key(tmp_path, change, messa
     with pytest.raises(UserError) as err:
         load_study(path, known_strategies())
     assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_recipe_that_sets_data_seed_is_refused(tmp_path):
+    """data_seed makes the shuffle sampler ignore ``seed``: every study seed would train in one order."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text((REPO_ROOT / "yaml_recipes" / "demo_zpd.yaml").read_text() + "\ndata_seed: 7\n")
+    path = write_study(tmp_path, "some/model", train={"recipe": str(recipe)})
+    with pytest.raises(UserError, match="sets data_seed: every study seed would train in one data order"):
+        load_study(path, known_strategies())
 
 
 def _hashes(path: Path) -> dict[str, str]:
