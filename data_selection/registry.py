@@ -30,7 +30,7 @@ from llamafactory.extras.constants import FILEEXT2TYPE
 
 from data_selection.atomic import write_json_atomic
 from data_selection.command_line import UserError, json_object_option
-from data_selection.jsonl import jsonl_lines
+from data_selection.jsonl import first_char, jsonl_lines, utf8_error_message
 
 MARKER_KEY = "created_by"
 MARKER = "data-select"
@@ -124,7 +124,7 @@ def columns_from_file(path: Path) -> tuple[str, dict[str, str]]:
 def file_columns(path: Path) -> list[str]:
     """Column names of a data file (first row of json/jsonl, schema of parquet/arrow, header of csv)."""
     suffix = path.suffix.lstrip(".")
-    if suffix == "jsonl" or (suffix == "json" and _first_char(path) != "["):
+    if suffix == "jsonl" or (suffix == "json" and first_char(path) != "["):
         for _, line in jsonl_lines(path):
             row = json.loads(line)
             return list(row) if isinstance(row, dict) else []
@@ -138,12 +138,14 @@ def file_columns(path: Path) -> list[str]:
     return load_dataset(FILEEXT2TYPE[suffix], data_files=[str(path)], split="train").column_names
 
 
-def _first_char(path: Path) -> str:
-    with open(path, encoding="utf-8") as f:
-        while True:
-            c = f.read(1)
-            if not c or not c.isspace():
-                return c
+def not_utf8(files: list[Path]) -> str:
+    """Why a JSON/JSON Lines file of ``files`` cannot be trained on as text ("" when all are UTF-8)."""
+    for f in files:
+        if f.suffix in (".json", ".jsonl"):
+            message = utf8_error_message(f)
+            if message:
+                return message
+    return ""
 
 
 # -- check ----------------------------------------------------------------------------------------------------------
@@ -234,6 +236,10 @@ def _check_file_entry(name: str, info: dict[str, Any], dataset_dir: str, rows: i
     kinds = {p.suffix.lstrip(".") for p in files}
     if len(kinds) != 1 or not kinds <= set(FILEEXT2TYPE):
         res.problems.append(f"{local}: file type(s) {sorted(kinds)}; LLaMA-Factory needs one of {sorted(FILEEXT2TYPE)}")
+        return
+    bad_bytes = not_utf8(files)
+    if bad_bytes:  # LLaMA-Factory's loader would replace the bytes with U+FFFD (an array) or fail mid-way (lines)
+        res.problems.append(bad_bytes)
         return
     try:
         columns = file_columns(files[0])
@@ -331,6 +337,10 @@ def cli_register(opts: RegisterOptions) -> int:
     local = info_path.parent / file_name
     if not local.exists():
         raise UserError(f"{local}: no such file (file names are relative to {info_path.parent or '.'})")
+    bad_bytes = not_utf8(sorted(local.iterdir()) if local.is_dir() else [local])
+    if bad_bytes:
+        raise UserError(f"{bad_bytes}: LLaMA-Factory cannot train on it as it is; fix or re-encode the file (nothing "
+                        "was registered)")
     if opts.columns:
         columns = json_object_option("--columns", opts.columns)
         formatting = opts.formatting or "alpaca"

@@ -30,7 +30,7 @@ from typing import Any
 from llamafactory.extras.constants import FILEEXT2TYPE
 
 from data_selection.command_line import UserError
-from data_selection.jsonl import LOAD_ERROR, NUMBER_FIELDS, load_json_tolerant
+from data_selection.jsonl import LOAD_ERROR, NUMBER_FIELDS, first_utf8_error, load_json_tolerant
 
 META_COLUMNS = ("category", "source")
 
@@ -143,6 +143,8 @@ def _load_raw(attr, spec: PoolSpec):
         if len(types) != 1 or None in types:
             raise UserError(f"{local}: files must share one of the types {sorted(FILEEXT2TYPE)}")
         kind = types.pop()
+        if kind == "json" and _not_utf8(files):  # Arrow would keep the bytes and fail later, mid-conversion
+            return load_json_tolerant(files)  # a bad line is a rejected row; a bad JSON array a file-level error
         try:
             return load_dataset(kind, data_files=files, split=attr.split)
         except Exception as err:  # datasets raises many kinds; name the file
@@ -152,6 +154,11 @@ def _load_raw(attr, spec: PoolSpec):
     if attr.load_from == "hf_hub":
         return load_dataset(attr.dataset_name, name=attr.subset, data_dir=attr.folder, split=attr.split)
     raise UserError(f"dataset {spec.dataset!r}: load_from={attr.load_from} is not supported by the scorer")
+
+
+def _not_utf8(files: list[str]) -> bool:
+    """Some file holds bytes that are not UTF-8 (checked before Arrow or LLaMA-Factory read them)."""
+    return any(first_utf8_error(f) is not None for f in files)
 
 
 def row_id(row: int, prompt: list, response: list, system: str) -> str:

@@ -186,3 +186,29 @@ def test_root_dataset_info_declares_the_shared_entries():
         assert (attr.load_from, attr.formatting, attr.system) == ("file", "alpaca", "system")
     results = {r.name: r for r in check_dataset_info(path)}
     assert results["acereason11_100k"].ok
+
+
+def _bad_utf8_pool(path: Path) -> None:
+    write_jsonl(make_alpaca_rows(4), path)
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b'"output": "', b'"output": "\xff', 1)
+    path.write_bytes(b"\n".join(lines))
+
+
+def test_register_refuses_a_file_that_is_not_utf8_naming_line_and_offset(tmp_path, capsys):
+    _bad_utf8_pool(tmp_path / "data" / "mine.jsonl")
+    path = tmp_path / "dataset_info.json"
+    assert main(["register", "--name", "mine", "--dataset_info", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "mine.jsonl line 3: not valid UTF-8" in err and "0xff at byte" in err
+    assert not path.exists()
+
+
+def test_check_flags_a_file_that_is_not_utf8(tmp_path):
+    _bad_utf8_pool(tmp_path / "data" / "mine.jsonl")
+    rows = make_alpaca_rows(2)
+    (tmp_path / "data" / "arr.json").write_bytes(json.dumps(rows).encode().replace(b"Step 0", b"Step \xff0", 1))
+    path = _info(tmp_path, {"mine": _file_entry("data/mine.jsonl"), "arr": _file_entry("data/arr.json")})
+    results = {r.name: r for r in check_dataset_info(path)}
+    assert any("mine.jsonl line 3: not valid UTF-8" in p for p in results["mine"].problems)
+    assert any("arr.json line 1: not valid UTF-8" in p for p in results["arr"].problems)

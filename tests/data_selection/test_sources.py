@@ -1,0 +1,56 @@
+"""Reading a user's pool (data_selection.sources): bytes that are not UTF-8, path typos, the user's own ids."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import make_alpaca_rows
+
+from data_selection.command_line import UserError
+from data_selection.sources import PoolSpec, load_pool
+
+
+def _write_with_bad_byte(rows: list[dict], path: Path, bad_row: int) -> int:
+    """JSON Lines with byte 0xff inside row ``bad_row``'s output; returns the file offset of that byte."""
+    out = b""
+    offset = -1
+    for i, r in enumerate(rows):
+        line = json.dumps(r).encode()
+        if i == bad_row:
+            at = line.index(b'"output": "') + len(b'"output": "')
+            offset = len(out) + at
+            line = line[:at] + b"\xff" + line[at:]
+        out += line + b"\n"
+    path.write_bytes(out)
+    return offset
+
+
+def test_a_jsonl_line_that_is_not_utf8_is_a_rejected_row_and_every_good_row_is_kept(tmp_path):
+    rows = make_alpaca_rows(5)
+    offset = _write_with_bad_byte(rows, tmp_path / "pool.jsonl", bad_row=2)
+    pool = load_pool(PoolSpec(dataset=str(tmp_path / "pool.jsonl")))
+    reasons = pool.converted["reject_reason"]
+    assert [bool(r) for r in reasons] == [False, False, True, False, False]
+    assert "line 3" in reasons[2] and "not valid UTF-8" in reasons[2] and f"byte {offset}" in reasons[2]
+    kept = [m[0]["content"] if m else "" for m in pool.converted["_response"]]
+    assert [kept[i] for i in (0, 1, 3, 4)] == [rows[i]["output"] for i in (0, 1, 3, 4)]
+    assert not any("\ufffd" in t for t in kept)
+
+
+def test_a_json_array_that_is_not_utf8_is_a_file_error_naming_file_and_offset(tmp_path):
+    rows = make_alpaca_rows(3)
+    text = json.dumps(rows).encode()
+    at = text.index(b'"output": "', text.index(b'"output": "') + 1) + len(b'"output": "')  # row 2's output
+    (tmp_path / "pool.json").write_bytes(text[:at] + b"\xff" + text[at:])
+    with pytest.raises(UserError, match=rf"pool\.json: not valid UTF-8 .*byte {at}"):
+        load_pool(PoolSpec(dataset=str(tmp_path / "pool.json")))
+
+
+def test_a_sharegpt_array_with_a_bad_byte_never_reaches_the_rows_as_a_replacement_character(tmp_path):
+    rows = [{"conversations": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": f"The answer {i}"}]}
+            for i in range(3)]
+    (tmp_path / "pool.json").write_bytes(json.dumps(rows).encode().replace(b"The answer 1", b"The \xff answer 1"))
+    with pytest.raises(UserError, match="not valid UTF-8"):
+        load_pool(PoolSpec(dataset=str(tmp_path / "pool.json")))
