@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llamafactory.extras.constants import FILEEXT2TYPE
-
 from data_selection.atomic import write_json_atomic
 from data_selection.command_line import UserError, json_object_option
 from data_selection.jsonl import first_char, jsonl_lines, utf8_error_message
+from data_selection.sources import detect_columns, lf_file_types
 
 MARKER_KEY = "created_by"
 MARKER = "data-select"
@@ -116,9 +116,7 @@ def register_entry(dataset_info: str | Path, name: str, entry: dict[str, Any], f
 
 def columns_from_file(path: Path) -> tuple[str, dict[str, str]]:
     """Formatting and LLaMA-Factory column mapping for a subset file, from its columns."""
-    from data_selection.sources import _detect_columns
-
-    return _detect_columns(file_columns(path), str(path))
+    return detect_columns(file_columns(path), str(path))
 
 
 def file_columns(path: Path) -> list[str]:
@@ -135,7 +133,7 @@ def file_columns(path: Path) -> list[str]:
         return pq.read_schema(path).names
     from datasets import load_dataset
 
-    return load_dataset(FILEEXT2TYPE[suffix], data_files=[str(path)], split="train").column_names
+    return load_dataset(lf_file_types()[suffix], data_files=[str(path)], split="train").column_names
 
 
 def not_utf8(files: list[Path]) -> str:
@@ -193,8 +191,17 @@ def _structure(name: str, entry: dict[str, Any], res: EntryCheck) -> None:
     tags = entry.get("tags", {})
     if not isinstance(tags, dict) or [k for k in tags if k not in TAG_KEYS]:
         res.problems.append(f"tags must be an object with keys among {', '.join(TAG_KEYS)}")
-    if "hf_hub_url" in entry and (not isinstance(entry["hf_hub_url"], str) or entry["hf_hub_url"].count("/") != 1):
-        res.problems.append(f"hf_hub_url {entry['hf_hub_url']!r} is not a hub id of the form owner/name")
+    if "hf_hub_url" in entry and not _is_hub_id(entry["hf_hub_url"]):
+        res.problems.append(f"hf_hub_url {entry['hf_hub_url']!r} is not a hub id (owner/name, or a canonical "
+                            "name such as 'wiki_qa')")
+
+
+def _is_hub_id(repo: Any) -> bool:
+    """``owner/name`` or an owner-less canonical id (``wiki_qa``, ``squad``), as the Hub's own validator accepts."""
+    if not isinstance(repo, str) or not repo or repo.count("/") > 1:
+        return False
+    return all(part and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", part) and ".." not in part and "--" not in part
+               for part in repo.split("/"))
 
 
 def _declared_columns(attr) -> dict[str, str]:
@@ -208,13 +215,13 @@ def _declared_columns(attr) -> dict[str, str]:
 
 
 def _load_with_llamafactory(attr, dataset_dir: str, rows: int):
-    """LLaMA-Factory's own loader + aligner on the first ``rows`` rows."""
+    """LLaMA-Factory's own loader + aligner on every row (``rows`` 0), or on the first ``rows`` rows."""
     from llamafactory.data.loader import _load_single_dataset
     from llamafactory.hparams import DataArguments, ModelArguments
     from transformers import Seq2SeqTrainingArguments
 
     with tempfile.TemporaryDirectory() as tmp:
-        data_args = DataArguments(dataset_dir=dataset_dir, max_samples=rows)
+        data_args = DataArguments(dataset_dir=dataset_dir, max_samples=rows or None)
         training_args = Seq2SeqTrainingArguments(output_dir=tmp, report_to="none")
         return _load_single_dataset(attr, ModelArguments(model_name_or_path="unused"), data_args, training_args)
 
@@ -234,8 +241,8 @@ def _check_file_entry(name: str, info: dict[str, Any], dataset_dir: str, rows: i
         res.problems.append(f"folder {local} is empty")
         return
     kinds = {p.suffix.lstrip(".") for p in files}
-    if len(kinds) != 1 or not kinds <= set(FILEEXT2TYPE):
-        res.problems.append(f"{local}: file type(s) {sorted(kinds)}; LLaMA-Factory needs one of {sorted(FILEEXT2TYPE)}")
+    if len(kinds) != 1 or not kinds <= set(lf_file_types()):
+        res.problems.append(f"{local}: file type(s) {sorted(kinds)}; LLaMA-Factory needs one of {sorted(lf_file_types())}")
         return
     bad_bytes = not_utf8(files)
     if bad_bytes:  # LLaMA-Factory's loader would replace the bytes with U+FFFD (an array) or fail mid-way (lines)
@@ -262,20 +269,55 @@ def _check_file_entry(name: str, info: dict[str, Any], dataset_dir: str, rows: i
     except Exception as err:  # noqa: BLE001 - whatever LLaMA-Factory raises is the finding
         res.problems.append(f"LLaMA-Factory's loader fails: {type(err).__name__}: {err}")
         return
+    sampled = f"; sampled: the first {len(aligned)} row(s) only (--rows {rows}; without it every row)" if rows else ""
+    if _sft_entry(attr):
+        res.problems += _sft_problems(aligned, "of the first" if rows else "of")
+    res.notes.append(f"{attr.formatting}, columns {declared}; LLaMA-Factory loaded {len(aligned)} row(s){sampled}")
+
+
+def _sft_entry(attr) -> bool:
+    """An instruction-tuning entry (prompt + response): not preference pairs, KTO tags or pre-training text."""
+    if getattr(attr, "ranking", False) or getattr(attr, "kto_tag", None):
+        return False
+    return attr.formatting != "alpaca" or bool(attr.response)
+
+
+def _listed(rows: list[int]) -> str:
+    return f"{rows[:20]}" + (f" (+{len(rows) - 20} more)" if len(rows) > 20 else "")
+
+
+def _sft_problems(aligned, of: str) -> list[str]:
+    """The rows LLaMA-Factory's SFT preprocessing drops, and rows with an empty message, over all aligned rows."""
+    import pyarrow.compute as pc
+
+    table = aligned.with_format("arrow")[:]
+    n = table.num_rows
+    n_prompt = pc.list_value_length(table["_prompt"]).to_pylist()
+    n_response = pc.list_value_length(table["_response"]).to_pylist()
     # SupervisedDatasetProcessor drops rows whose turn structure is off; empty messages it trains on as they are
-    dropped = [i for i, ex in enumerate(aligned) if len(ex["_prompt"]) % 2 != 1 or len(ex["_response"]) != 1]
+    dropped = [i for i in range(n) if (n_prompt[i] or 0) % 2 != 1 or n_response[i] != 1]
+    empty: set[int] = set()
+    for col in ("_prompt", "_response"):
+        messages = table[col].combine_chunks()
+        parents = pc.list_parent_indices(messages).to_pylist()
+        contents = pc.struct_field(pc.list_flatten(messages), "content")
+        blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(pc.fill_null(contents, "")), ""), True).to_pylist()
+        empty.update(parents[k] for k, b in enumerate(blank) if b)
+    problems = []
     if dropped:
-        res.problems.append(f"row(s) {dropped} of the first {len(aligned)}: invalid turn structure, "
-                            "LLaMA-Factory's SFT preprocessing drops them")
-    empty = [i for i, ex in enumerate(aligned) if i not in dropped
-             and any(not (m.get("content") or "").strip() for m in ex["_prompt"] + ex["_response"])]
-    if empty:
-        res.problems.append(f"row(s) {empty} of the first {len(aligned)} have an empty prompt or response message")
-    res.notes.append(f"{attr.formatting}, columns {declared}; LLaMA-Factory loaded {len(aligned)} row(s)")
+        problems.append(f"row(s) {_listed(dropped)} {of} {n}: invalid turn structure, LLaMA-Factory's SFT "
+                        "preprocessing drops them")
+    empty_rows = sorted(empty - set(dropped))
+    if empty_rows:
+        problems.append(f"row(s) {_listed(empty_rows)} {of} {n} have an empty prompt or response message")
+    return problems
 
 
-def check_dataset_info(dataset_info: str | Path, names: list[str] | None = None, rows: int = 5) -> list[EntryCheck]:
-    """Check entries (all, or ``names``) of a dataset_info.json; never stops at the first problem."""
+def check_dataset_info(dataset_info: str | Path, names: list[str] | None = None, rows: int = 0) -> list[EntryCheck]:
+    """Check entries (all, or ``names``) of a dataset_info.json; never stops at the first problem. Every row of a
+    file entry goes through LLaMA-Factory's loader (``rows`` 0) or only the first ``rows`` (a quick sample)."""
+    if rows < 0:
+        raise UserError(f"--rows must be 0 (every row) or a positive number of rows to sample, got {rows}")
     path = Path(dataset_info)
     info = read_dataset_info(path, missing_ok=False)
     dataset_dir = str(path.parent)
@@ -359,7 +401,8 @@ def cli_register(opts: RegisterOptions) -> int:
 class CheckOptions:
     names: list[str] = field(default_factory=list, metadata={"help": "Entries to check (default: all)."})
     dataset_info: str = field(default="dataset_info.json", metadata={"help": "The dataset_info.json to check."})
-    rows: int = field(default=5, metadata={"help": "Rows LLaMA-Factory's loader reads per file entry."})
+    rows: int = field(default=0, metadata={"help": "Quick mode: LLaMA-Factory's loader reads only the first N rows "
+                                                   "of each file entry (default 0: every row)."})
 
     POSITIONAL = "names"
 

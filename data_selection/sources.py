@@ -27,8 +27,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llamafactory.extras.constants import FILEEXT2TYPE
-
 from data_selection.command_line import UserError
 from data_selection.jsonl import LOAD_ERROR, NUMBER_FIELDS, first_utf8_error, load_json_tolerant
 
@@ -55,6 +53,13 @@ class PoolSpec:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
+def lf_file_types() -> dict[str, str]:
+    """LLaMA-Factory's file extension -> ``datasets`` builder table (``json``, ``parquet``, ...)."""
+    from llamafactory.extras.constants import FILEEXT2TYPE  # lazy: LLaMA-Factory's import takes seconds
+
+    return FILEEXT2TYPE
+
+
 def _dataset_info(dataset_dir: str) -> dict[str, Any] | None:
     path = Path(dataset_dir) / "dataset_info.json"
     if not path.exists():
@@ -65,7 +70,7 @@ def _dataset_info(dataset_dir: str) -> dict[str, Any] | None:
         raise UserError(f"{path}: not valid JSON ({err})") from err
 
 
-def _detect_columns(column_names: list[str], where: str) -> tuple[str, dict[str, str]]:
+def detect_columns(column_names: list[str], where: str) -> tuple[str, dict[str, str]]:
     cols = set(column_names)
     if "conversations" in cols or "messages" in cols:
         messages = "conversations" if "conversations" in cols else "messages"
@@ -123,7 +128,7 @@ def resolve_attr(spec: PoolSpec, column_names: list[str] | None = None):
     if spec.columns or spec.formatting or column_names is not None:
         formatting, mapping = spec.formatting, dict(spec.columns)
         if not mapping:
-            formatting, mapping = _detect_columns(column_names or [], spec.dataset)
+            formatting, mapping = detect_columns(column_names or [], spec.dataset)
         attr.join({"formatting": formatting or "alpaca", "columns": mapping, "split": spec.split})
     return attr
 
@@ -139,9 +144,10 @@ def _load_raw(attr, spec: PoolSpec):
         if not local.exists():
             raise UserError(f"dataset file {local} not found (entry {spec.dataset!r})")
         files = sorted(str(p) for p in local.iterdir()) if local.is_dir() else [str(local)]
-        types = {FILEEXT2TYPE.get(Path(f).suffix.lstrip(".")) for f in files}
+        file_types = lf_file_types()
+        types = {file_types.get(Path(f).suffix.lstrip(".")) for f in files}
         if len(types) != 1 or None in types:
-            raise UserError(f"{local}: files must share one of the types {sorted(FILEEXT2TYPE)}")
+            raise UserError(f"{local}: files must share one of the types {sorted(file_types)}")
         kind = types.pop()
         if kind == "json" and _not_utf8(files):  # Arrow would keep the bytes and fail later, mid-conversion
             return load_json_tolerant(files)  # a bad line is a rejected row; a bad JSON array a file-level error
