@@ -34,10 +34,12 @@ from data_selection.sources import detect_columns, lf_file_types
 
 MARKER_KEY = "created_by"
 MARKER = "data-select"
+MADE_BY_KEY = "made_by"  # the command that wrote the entry: select | prune-steps | register
+SELECTION_COMMANDS = ("select", "prune-steps")
 FORMATTINGS = ("alpaca", "sharegpt", "openai")
 SOURCE_KEYS = ("file_name", "hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
 ENTRY_KEYS = SOURCE_KEYS + ("formatting", "ranking", "subset", "split", "folder", "num_samples", "columns", "tags")
-OUR_KEYS = (MARKER_KEY, "manifest", "recipe", "description")
+OUR_KEYS = (MARKER_KEY, MADE_BY_KEY, "manifest", "recipe", "description")
 COLUMN_KEYS = ("prompt", "query", "response", "history", "messages", "system", "tools", "images", "videos",
                "audios", "chosen", "rejected", "kto_tag")
 TAG_KEYS = ("role_tag", "content_tag", "user_tag", "assistant_tag", "observation_tag", "function_tag", "system_tag")
@@ -81,16 +83,78 @@ def is_ours(entry: dict[str, Any]) -> bool:
     return entry.get(MARKER_KEY) == MARKER
 
 
+def made_by(entry: dict[str, Any]) -> str:
+    """The command that wrote an entry of ours: ``select``, ``prune-steps`` or ``register`` ("" for not ours).
+    Entries written before ``made_by`` existed: a recipe means a selection wrote it."""
+    if not is_ours(entry):
+        return ""
+    return entry.get(MADE_BY_KEY) or ("select" if entry.get("recipe") else "register")
+
+
 def subset_entry(file_name: str, formatting: str, columns: dict[str, str], manifest: str = "",
-                 recipe: str = "") -> dict[str, Any]:
-    """A file entry as LLaMA-Factory reads it, plus our ownership marker."""
+                 recipe: str = "", made_by: str = "select") -> dict[str, Any]:
+    """A file entry as LLaMA-Factory reads it, plus our ownership marker and the command that wrote it."""
     entry: dict[str, Any] = {"file_name": file_name, "formatting": formatting, "columns": dict(columns),
-                             MARKER_KEY: MARKER}
+                             MARKER_KEY: MARKER, MADE_BY_KEY: made_by}
     if manifest:
         entry["manifest"] = manifest
     if recipe:
         entry["recipe"] = recipe
     return entry
+
+
+def _why_not_replace(path: Path, name: str, old: dict[str, Any], command: str) -> str:
+    """Why ``command`` may not replace entry ``name`` without --force ("" when it may)."""
+    if not is_ours(old):
+        return (f"{path}: entry {name!r} was not created by data-select (no \"{MARKER_KEY}\": \"{MARKER}\"); "
+                "pick another --name or pass --force to replace it")
+    if command in SELECTION_COMMANDS and made_by(old) not in SELECTION_COMMANDS:
+        return (f"{path}: entry {name!r} was made by `data-select {made_by(old)}` (a dataset of yours, file "
+                f"{old.get('file_name')}); a selection replaces only what a selection of that name wrote: pick "
+                "another --name or pass --force to replace it")
+    return ""
+
+
+def _entry_file(info_dir: Path, entry: dict[str, Any]) -> Path | None:
+    file_name = entry.get("file_name")
+    return (info_dir / file_name).resolve() if isinstance(file_name, str) and file_name else None
+
+
+def pool_file(pool: dict[str, Any] | None) -> Path | None:
+    """The local file a scored pool was read from (its record in meta.json), None for a hub pool."""
+    if not pool or pool.get("load_from", "file") != "file":
+        return None
+    name = Path(pool.get("resolved_name") or pool.get("dataset") or "")
+    if not name.is_absolute() and not name.exists():
+        name = Path(pool.get("dataset_dir") or ".") / name
+    return name.resolve()
+
+
+def check_subset_name(dataset_info: str | Path, name: str, command: str, force: bool = False,
+                      register: bool = True, reads: Path | None = None) -> None:
+    """Refuse, before any output is written, a subset name whose file or entry is not the command's to replace.
+
+    ``command`` (``select`` or ``prune-steps``) writes ``data/NAME.jsonl`` beside ``dataset_info``: never the file
+    it ``reads`` (not even with --force), never a file an entry not written by a selection points to, and
+    (when it ``register``s) never an entry a selection of that name did not write, unless ``force``.
+    """
+    path = Path(dataset_info)
+    target = (path.parent / "data" / f"{name}.jsonl").resolve()
+    if reads is not None and Path(reads).resolve() == target:
+        raise UserError(f"--name {name!r} would write over the pool: this {command} reads {target}; choose a new name")
+    info = read_dataset_info(path)
+    if force:
+        return
+    old = info.get(name)
+    if register and old is not None:
+        why = _why_not_replace(path, name, old, command)
+        if why:
+            raise UserError(why)
+    for other, entry in info.items():
+        if _entry_file(path.parent, entry) == target and made_by(entry) not in SELECTION_COMMANDS:
+            raise UserError(f"--name {name!r} would overwrite {target}, the file of entry {other!r} "
+                            f"({'made by `data-select ' + made_by(entry) + '`' if is_ours(entry) else 'not ours'}); "
+                            "pick another --name or pass --force")
 
 
 def register_entry(dataset_info: str | Path, name: str, entry: dict[str, Any], force: bool = False) -> str:
@@ -102,11 +166,9 @@ def register_entry(dataset_info: str | Path, name: str, entry: dict[str, Any], f
     with lock_for(path):
         info = read_dataset_info(path)
         old = info.get(name)
-        if old is not None and not is_ours(old) and not force:
-            raise UserError(
-                f"{path}: entry {name!r} was not created by data-select (no \"{MARKER_KEY}\": \"{MARKER}\"); "
-                "pick another --name or pass --force to replace it"
-            )
+        why = "" if old is None or force else _why_not_replace(path, name, old, entry.get(MADE_BY_KEY, "register"))
+        if why:
+            raise UserError(why)
         if old == entry:
             return "unchanged"
         info[name] = entry  # an existing key keeps its position
@@ -391,7 +453,7 @@ def cli_register(opts: RegisterOptions) -> int:
         formatting = opts.formatting or formatting
     manifest = Path(file_name).with_suffix(".manifest.json")
     entry = subset_entry(file_name, formatting, columns,
-                         manifest=str(manifest) if (info_path.parent / manifest).exists() else "")
+                         manifest=str(manifest) if (info_path.parent / manifest).exists() else "", made_by="register")
     action = register_entry(info_path, opts.name, entry, force=opts.force)
     print(f"{info_path}: {action} entry {opts.name!r} -> {file_name} ({formatting}, columns {columns})")
     return 0

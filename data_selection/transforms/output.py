@@ -298,7 +298,7 @@ def write_pruned(opts: PruneOptions, mk, pool, encoder, out: Path, num_shards: i
     if opts.register:
         entry = subset_entry(file_name, formatting, columns,
                              manifest=paths["manifest"].relative_to(info_path.parent).as_posix(),
-                             recipe=manifest["recipe"])
+                             recipe=manifest["recipe"], made_by="prune-steps")
         action = register_entry(info_path, opts.name, entry, force=opts.force)
     return {"manifest": manifest, "registered": action, "dataset_info": str(info_path),
             "paths": {**{k: str(v) for k, v in paths.items()}, "report": str(report_dir / "report.md"),
