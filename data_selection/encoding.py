@@ -18,6 +18,7 @@ from typing import Any
 from llamafactory.extras.constants import IGNORE_INDEX
 
 from data_selection.command_line import UserError
+from data_selection.sources import check_model_path
 
 _UNBOUNDED = 2**31 - 1
 
@@ -34,6 +35,9 @@ class Encoded:
 
 def load_tokenizer(model_name_or_path: str, tokenizer: str | None = None, trust_remote_code: bool = False):
     """LLaMA-Factory's own tokenizer loading (same patches as training)."""
+    check_model_path(model_name_or_path, "--model")
+    if tokenizer:
+        check_model_path(tokenizer, "--tokenizer")
     from llamafactory.hparams import ModelArguments
     from llamafactory.model import load_tokenizer as lf_load_tokenizer
 

@@ -30,7 +30,7 @@ from typing import Any
 from data_selection.atomic import write_json_atomic
 from data_selection.command_line import UserError, json_object_option
 from data_selection.jsonl import first_char, jsonl_lines, utf8_error_message
-from data_selection.sources import detect_columns, lf_file_types
+from data_selection.sources import detect_columns, hub_offline, lf_file_types
 
 MARKER_KEY = "created_by"
 MARKER = "data-select"
@@ -222,12 +222,6 @@ class EntryCheck:
         return not self.problems
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or os.environ.get(
-        "HF_DATASETS_OFFLINE", "0"
-    ).lower() in ("1", "true", "yes")
-
-
 def _structure(name: str, entry: dict[str, Any], res: EntryCheck) -> None:
     sources = [k for k in SOURCE_KEYS if k in entry]
     if not sources:
@@ -397,7 +391,7 @@ def check_dataset_info(dataset_info: str | Path, names: list[str] | None = None,
         if "file_name" in entry and not any(k in entry for k in SOURCE_KEYS if k != "file_name"):
             _check_file_entry(name, info, dataset_dir, rows, res)
         elif "hf_hub_url" in entry:
-            if _offline():
+            if hub_offline():
                 res.notes.append(f"hub dataset {entry['hf_hub_url']}: checked structurally only (offline)")
             else:
                 _check_hub_entry(entry["hf_hub_url"], res)

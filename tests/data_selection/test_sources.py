@@ -9,7 +9,8 @@ import pytest
 from helpers import make_alpaca_rows
 
 from data_selection.command_line import UserError
-from data_selection.sources import PoolSpec, load_pool
+from data_selection.encoding import load_tokenizer
+from data_selection.sources import PoolSpec, check_model_path, load_pool, resolve_attr
 
 
 def _write_with_bad_byte(rows: list[dict], path: Path, bad_row: int) -> int:
@@ -54,3 +55,39 @@ def test_a_sharegpt_array_with_a_bad_byte_never_reaches_the_rows_as_a_replacemen
     (tmp_path / "pool.json").write_bytes(json.dumps(rows).encode().replace(b"The answer 1", b"The \xff answer 1"))
     with pytest.raises(UserError, match="not valid UTF-8"):
         load_pool(PoolSpec(dataset=str(tmp_path / "pool.json")))
+
+
+def test_a_path_typo_without_extension_says_what_it_may_mean_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "mydata").mkdir()
+    (tmp_path / "mydata" / "pool.jsonl").write_text(json.dumps(make_alpaca_rows(1)[0]) + "\n", encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        resolve_attr(PoolSpec(dataset="mydata/pool"))
+    assert str(err.value) == ("no file or folder mydata/pool (did you mean mydata/pool.jsonl?); as a hub id it "
+                              "cannot be reached offline")
+    with pytest.raises(UserError) as err:
+        resolve_attr(PoolSpec(dataset="someone/pool"))
+    assert str(err.value) == "no file or folder someone/pool; as a hub id it cannot be reached offline"
+
+
+def test_a_hub_id_is_still_a_hub_id_when_online_and_no_local_file_is_near(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")
+    assert resolve_attr(PoolSpec(dataset="someone/pool")).load_from == "hf_hub"
+
+
+def test_a_missing_model_folder_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for path in ("models/nope/base", str(tmp_path / "nope"), "./nope"):
+        with pytest.raises(UserError, match=rf"^--model: no folder {path}$"):
+            check_model_path(path)
+    with pytest.raises(UserError, match=r"^--model: no folder someone/model; as a hub id it is not in the local "
+                                        r"cache and cannot be reached offline$"):
+        check_model_path("someone/model")
+    (tmp_path / "models" / "here").mkdir(parents=True)
+    check_model_path("models/here")
+    with pytest.raises(UserError, match=r"--tokenizer: no folder models/gone"):
+        load_tokenizer("models/here", "models/gone")
