@@ -13,8 +13,10 @@ from helpers import REPO_ROOT
 
 from data_selection.command_line import UserError
 from llamafactory_ext.cli import main as lfx_main
-from llamafactory_ext.evaluation.compare import build_table, to_csv, to_markdown
+from llamafactory_ext.evaluation.compare import Cell, Table, build_table, to_csv, to_markdown
 from llamafactory_ext.evaluation.lighteval_results import (
+    RunResults,
+    Score,
     metric_kind,
     parse_task_key,
     primary_metric,
@@ -189,10 +191,7 @@ def test_broken_and_partial_results_name_the_file(tmp_path, capsys):
     assert "--baseline 'zpd' is not one of the runs" in capsys.readouterr().err
 
 
-def _table_of(scores: dict[str, float], n: int, bench: str = "local|heldout") -> "Table":
-    from llamafactory_ext.evaluation.compare import Cell, Table
-    from llamafactory_ext.evaluation.lighteval_results import RunResults, Score
-
+def _table_of(scores: dict[str, float], n: int, bench: str = "local|heldout") -> Table:
     names = list(scores)
     runs = [RunResults(Path(name), [], {}) for name in names]
     cells = {bench: {name: Cell("extractive_match", Score(p, (p * (1 - p) / (n - 1)) ** 0.5))
