@@ -31,6 +31,9 @@ from data_selection.command_line import UserError
 from data_selection.jsonl import LOAD_ERROR, NUMBER_FIELDS, first_utf8_error, load_json_tolerant
 
 META_COLUMNS = ("category", "source")
+USER_ID_COLUMN = "id"  # a user's own id column in the raw data ...
+USER_ID = "user_id"  # ... kept under this name beside our row id (scores, subset rows), so subsets join back
+DUPLICATES_SHOWN = 5
 
 
 @dataclass
@@ -298,9 +301,11 @@ class Pool:
     converted: Any  # datasets.Dataset: _row, id, _prompt, _response, _system, _tools, n_chars, reject_reason, meta
     fingerprint: str
 
+    user_ids: dict[str, Any] = field(default_factory=dict)  # the user's id column and its duplicates, if any
+
     @property
     def meta_columns(self) -> list[str]:
-        return [c for c in META_COLUMNS if c in self.raw.column_names]
+        return _meta_columns(self.raw.column_names)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -315,7 +320,33 @@ class Pool:
             },
             "fingerprint": self.fingerprint,
             "num_rows": len(self.raw),
+            **self.user_ids,
         }
+
+
+def _meta_columns(raw_columns: list[str]) -> list[str]:
+    """Columns carried from the raw rows to the scores and subsets: category, source and the user's own id."""
+    return [c for c in META_COLUMNS if c in raw_columns] + ([USER_ID] if USER_ID_COLUMN in raw_columns else [])
+
+
+def _user_ids(converted) -> dict[str, Any]:
+    """``user_id_column`` and ``duplicate_user_ids`` (ids seen more than once, their rows, the first few)."""
+    import pyarrow.compute as pc  # lazy: pyarrow comes with datasets, loaded by now
+
+    ids = converted.with_format("arrow")[USER_ID].combine_chunks()
+    counts = pc.value_counts(pc.filter(ids, pc.not_equal(ids, "")))
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1))
+    first: list[str] = []
+    if len(repeated):  # the first few repeated ids in file order
+        where = pc.indices_nonzero(pc.is_in(ids, value_set=repeated.field("values")))
+        for v in pc.take(ids, where).to_pylist():
+            if v not in first:
+                first.append(v)
+                if len(first) == DUPLICATES_SHOWN:
+                    break
+    return {"user_id_column": USER_ID_COLUMN,
+            "duplicate_user_ids": {"ids": len(repeated), "rows": int(pc.sum(repeated.field("counts")).as_py() or 0),
+                                   "first": first}}
 
 
 def load_pool(spec: PoolSpec, num_proc: int | None = None) -> Pool:
@@ -331,12 +362,12 @@ def load_pool(spec: PoolSpec, num_proc: int | None = None) -> Pool:
         attr.system = "system"
     _check_columns(attr, raw.column_names, spec)
     converter = _converter(attr)
-    meta = [c for c in META_COLUMNS if c in raw.column_names]
+    meta = _meta_columns(raw.column_names)
 
     def convert(example, idx):
         out = convert_example(example, idx, attr, converter)
         for c in meta:
-            v = example.get(c)
+            v = example.get(USER_ID_COLUMN if c == USER_ID else c)
             out[c] = "" if v is None else str(v)
         return out
 
@@ -350,7 +381,8 @@ def load_pool(spec: PoolSpec, num_proc: int | None = None) -> Pool:
     digest = hashlib.sha256()
     for chunk in converted.with_format("arrow").iter(batch_size=100_000):
         digest.update("\n".join(chunk["id"].to_pylist()).encode())
-    return Pool(spec=spec, attr=attr, raw=raw, converted=converted, fingerprint=digest.hexdigest()[:16])
+    return Pool(spec=spec, attr=attr, raw=raw, converted=converted, fingerprint=digest.hexdigest()[:16],
+                user_ids=_user_ids(converted) if USER_ID in meta else {})
 
 
 def _declared(spec: PoolSpec) -> bool:

@@ -91,3 +91,25 @@ def test_a_missing_model_folder_is_named(tmp_path, monkeypatch):
     check_model_path("models/here")
     with pytest.raises(UserError, match=r"--tokenizer: no folder models/gone"):
         load_tokenizer("models/here", "models/gone")
+
+
+def test_a_users_id_column_is_kept_as_user_id_and_duplicates_are_counted(tmp_path):
+    rows = make_alpaca_rows(6)
+    for i, r in enumerate(rows):
+        r["id"] = ["a", "b", "a", "c", 7, "b"][i]
+    path = tmp_path / "pool.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    pool = load_pool(PoolSpec(dataset=str(path)))
+    assert "user_id" in pool.meta_columns
+    assert pool.converted["user_id"] == ["a", "b", "a", "c", "7", "b"]
+    assert all(i.startswith(f"{r:08d}-") for r, i in enumerate(pool.converted["id"]))  # our row id is unchanged
+    d = pool.describe()
+    assert d["user_id_column"] == "id"
+    assert d["duplicate_user_ids"] == {"ids": 2, "rows": 4, "first": ["a", "b"]}
+
+
+def test_a_pool_without_an_id_column_has_no_user_id(tmp_path):
+    path = tmp_path / "pool.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in make_alpaca_rows(3)), encoding="utf-8")
+    pool = load_pool(PoolSpec(dataset=str(path)))
+    assert "user_id" not in pool.meta_columns and "user_id_column" not in pool.describe()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from helpers import make_acereason_rows
 from score_fixtures import make_scores_dir
 
 from data_selection import push as push_mod
@@ -20,6 +21,7 @@ from data_selection.command_line import UserError
 from data_selection.registry import read_dataset_info
 from data_selection.select import SelectOptions, run_select
 from data_selection.sources import PoolSpec, load_pool
+from data_selection.subset import render_card
 
 N_ROWS = 90
 TRUNCATED = (2, 11, 40)
@@ -257,3 +259,23 @@ def test_select_refuses_to_write_over_the_pool_it_reads(tmp_path):
     with pytest.raises(UserError, match=r"reads .*sub\.jsonl"):
         _select(scores, work, "sub", strategy="random", n=5, force=True)
     assert pool_file.read_bytes() == before
+
+
+def test_subset_rows_keep_the_users_own_id(tmp_path):
+    rows = make_acereason_rows(30)
+    for i, r in enumerate(rows):
+        r["id"] = f"user-{i:03d}"
+    scores = make_scores_dir(tmp_path, n_rows=30, rows=rows)
+    _select(scores, tmp_path, "mine_sub", strategy="random", n=5)
+    out = [json.loads(x) for x in (tmp_path / "data" / "mine_sub.jsonl").read_text(encoding="utf-8").splitlines()]
+    for rec in out:
+        row = int(rec["id"][:8])
+        assert rec["user_id"] == f"user-{row:03d}"
+    assert pd.read_parquet(scores / "scores.parquet")["user_id"].str.startswith("user-").all()
+
+
+def test_card_names_the_users_id_column():
+    manifest = {"name": "s", "source": {"dataset": "p.jsonl", "user_id_column": "id", "fingerprint": "f"},
+                "parameters": {"n": 1, "seed": 0}, "funnel": {"pool": 1}, "num_rows": 1, "strategy": "random",
+                "formatting": "alpaca", "columns": {}}
+    assert "`user_id` is the source's own `id` column" in render_card(manifest)
