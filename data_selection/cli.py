@@ -39,11 +39,11 @@ COMMANDS = {
         "write it and register it in dataset_info.json.",
     ),
     "register": Command(
-        "data_selection.registry:RegisterOptions:cli_register",
+        "data_selection.commands.register:RegisterOptions:run",
         "Add or update a subset's entry in dataset_info.json (atomic, locked).",
     ),
     "check": Command(
-        "data_selection.registry:CheckOptions:cli_check",
+        "data_selection.commands.check:CheckOptions:run",
         "Validate every entry of a dataset_info.json with LLaMA-Factory's own loader.",
     ),
     "report": Command(

@@ -4,33 +4,37 @@ Registration (``data-select register``, also run by ``select``) adds or updates 
 other entry and their order. The write is atomic (temporary file + rename) and happens under a lock
 (``filelock`` on ``.dataset_info.json.lock`` beside the file), so concurrent ``select`` runs lose nothing.
 
-**Ownership marker.** Entries made by this tool carry ``"created_by": "data-select"`` (and ``"manifest"``,
-``"recipe"`` when known). LLaMA-Factory's parser (``DatasetAttr.join``) reads only the keys it knows and
+**Ownership marker.** Entries made by this tool carry ``"created_by": "data-select"``, ``"made_by"`` (the
+command: ``select``, ``prune-steps`` or ``register``) and ``"manifest"``, ``"recipe"`` when known. LLaMA-Factory's parser (``DatasetAttr.join``) reads only the keys it knows and
 ignores the rest, and the web UI only reads ``ranking``, so the marker is invisible to training. An entry
-without the marker was written by someone else: ``register`` refuses to replace it unless ``--force``.
+without the marker was written by someone else: ``register`` refuses to replace it unless ``--force``. A
+selection (``select``, ``prune-steps``) replaces without ``--force`` only an entry a selection of that name
+wrote, never one made by ``register`` (the user's own pool), and never the file it reads
+(:func:`check_subset_name`).
 
 **Check** (``data-select check``) validates every entry and reports all problems at once, by entry name:
 the source is declared, the formatting and column keys are ones LLaMA-Factory knows, the file exists, the
 declared columns are in it, a ``system`` column present in the file is mapped (otherwise LLaMA-Factory
 silently uses the template's default system prompt), and LLaMA-Factory's own ``_load_single_dataset``
-loads and aligns the first rows. Hub entries are checked structurally only when offline.
+loads and aligns every row (``--rows N``: the first N only, a quick sample). Hub entries are checked
+structurally only when offline. Nothing here is false on LLaMA-Factory's own shipped registry: owner-less hub
+ids (``wiki_qa``) are hub ids, and the SFT turn checks apply only to SFT entries (not preference pairs, KTO or
+pre-training text).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from data_selection.atomic import write_json_atomic
-from data_selection.command_line import UserError, json_object_option
-from data_selection.jsonl import first_char, jsonl_lines, utf8_error_message
-from data_selection.sources import detect_columns, hub_offline, lf_file_types
+from data_selection.command_line import UserError
+from data_selection.info_file import columns_from_file, file_columns, not_utf8, read_dataset_info
+from data_selection.sources import hub_offline, lf_file_types
 
 MARKER_KEY = "created_by"
 MARKER = "data-select"
@@ -45,30 +49,7 @@ COLUMN_KEYS = ("prompt", "query", "response", "history", "messages", "system", "
 TAG_KEYS = ("role_tag", "content_tag", "user_tag", "assistant_tag", "observation_tag", "function_tag", "system_tag")
 
 
-# -- reading and writing -----------------------------------------------------------------------------------------
-
-
-def read_dataset_info(path: str | Path, missing_ok: bool = True) -> dict[str, Any]:
-    """The entries of ``path`` in file order; ``{}`` for a missing file when ``missing_ok``."""
-    path = Path(path)
-    if not path.exists():
-        if missing_ok:
-            return {}
-        raise UserError(f"{path}: no such file (a dataset_info.json is created by `data-select register`)")
-    text = path.read_text(encoding="utf-8")
-    if not text.strip():
-        return {}
-    try:
-        info = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); fix or "
-                        "restore the file, nothing was changed") from err
-    if not isinstance(info, dict):
-        raise UserError(f"{path}: must hold a JSON object of dataset entries, found {type(info).__name__}")
-    bad = [k for k, v in info.items() if not isinstance(v, dict)]
-    if bad:
-        raise UserError(f"{path}: entries must be JSON objects; not so for {bad}")
-    return info
+# -- writing ---------------------------------------------------------------------------------------------------------
 
 
 def lock_for(path: str | Path):
@@ -176,36 +157,28 @@ def register_entry(dataset_info: str | Path, name: str, entry: dict[str, Any], f
         return "added" if old is None else "updated"
 
 
-def columns_from_file(path: Path) -> tuple[str, dict[str, str]]:
-    """Formatting and LLaMA-Factory column mapping for a subset file, from its columns."""
-    return detect_columns(file_columns(path), str(path))
-
-
-def file_columns(path: Path) -> list[str]:
-    """Column names of a data file (first row of json/jsonl, schema of parquet/arrow, header of csv)."""
-    suffix = path.suffix.lstrip(".")
-    if suffix == "jsonl" or (suffix == "json" and first_char(path) != "["):
-        for _, line in jsonl_lines(path):
-            row = json.loads(line)
-            return list(row) if isinstance(row, dict) else []
-        return []
-    if suffix == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_schema(path).names
-    from datasets import load_dataset
-
-    return load_dataset(lf_file_types()[suffix], data_files=[str(path)], split="train").column_names
-
-
-def not_utf8(files: list[Path]) -> str:
-    """Why a JSON/JSON Lines file of ``files`` cannot be trained on as text ("" when all are UTF-8)."""
-    for f in files:
-        if f.suffix in (".json", ".jsonl"):
-            message = utf8_error_message(f)
-            if message:
-                return message
-    return ""
+def register_file(dataset_info: str | Path, name: str, file: str = "", formatting: str = "",
+                  columns: dict[str, str] | None = None, force: bool = False) -> tuple[str, str, str, dict[str, str]]:
+    """``data-select register``: add or update the entry ``name`` for a data file (default ``data/NAME.jsonl``,
+    relative to the dataset_info.json folder). Returns (action, file name, formatting, columns)."""
+    info_path = Path(dataset_info)
+    file_name = file or f"data/{name}.jsonl"
+    local = info_path.parent / file_name
+    if not local.exists():
+        raise UserError(f"{local}: no such file (file names are relative to {info_path.parent or '.'})")
+    bad_bytes = not_utf8(sorted(local.iterdir()) if local.is_dir() else [local])
+    if bad_bytes:
+        raise UserError(f"{bad_bytes}: LLaMA-Factory cannot train on it as it is; fix or re-encode the file (nothing "
+                        "was registered)")
+    if columns:
+        formatting = formatting or "alpaca"
+    else:
+        detected, columns = columns_from_file(local)
+        formatting = formatting or detected
+    manifest = Path(file_name).with_suffix(".manifest.json")
+    entry = subset_entry(file_name, formatting, columns,
+                         manifest=str(manifest) if (info_path.parent / manifest).exists() else "", made_by="register")
+    return register_entry(info_path, name, entry, force=force), file_name, formatting, columns
 
 
 # -- check ----------------------------------------------------------------------------------------------------------
@@ -408,71 +381,3 @@ def _check_hub_entry(repo: str, res: EntryCheck) -> None:
         res.notes.append(f"hub dataset {repo} exists (columns not checked without downloading it)")
     except Exception as err:  # noqa: BLE001 - not found, gated, network: all are findings
         res.problems.append(f"hub dataset {repo}: {type(err).__name__}: {err}")
-
-
-# -- CLI ------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RegisterOptions:
-    name: str = field(metadata={"help": "Entry name (what recipes put in `dataset:`)."})
-    file: str = field(
-        default="", metadata={"help": "Data file, relative to the dataset_info.json folder (default data/NAME.jsonl)."}
-    )
-    formatting: str = field(default="", metadata={"help": "alpaca | sharegpt (default: detected from the file)."})
-    columns: str = field(
-        default="",
-        metadata={"help": 'Column mapping as JSON, e.g. \'{"prompt": "instruction", "query": "input", '
-                  '"response": "output", "system": "system"}\' (default: detected from the file).'},
-    )
-    dataset_info: str = field(default="dataset_info.json", metadata={"help": "The dataset_info.json to modify."})
-    force: bool = field(default=False, metadata={"help": "Replace an entry that data-select did not create."})
-
-
-def cli_register(opts: RegisterOptions) -> int:
-    info_path = Path(opts.dataset_info)
-    file_name = opts.file or f"data/{opts.name}.jsonl"
-    local = info_path.parent / file_name
-    if not local.exists():
-        raise UserError(f"{local}: no such file (file names are relative to {info_path.parent or '.'})")
-    bad_bytes = not_utf8(sorted(local.iterdir()) if local.is_dir() else [local])
-    if bad_bytes:
-        raise UserError(f"{bad_bytes}: LLaMA-Factory cannot train on it as it is; fix or re-encode the file (nothing "
-                        "was registered)")
-    if opts.columns:
-        columns = json_object_option("--columns", opts.columns)
-        formatting = opts.formatting or "alpaca"
-    else:
-        formatting, columns = columns_from_file(local)
-        formatting = opts.formatting or formatting
-    manifest = Path(file_name).with_suffix(".manifest.json")
-    entry = subset_entry(file_name, formatting, columns,
-                         manifest=str(manifest) if (info_path.parent / manifest).exists() else "", made_by="register")
-    action = register_entry(info_path, opts.name, entry, force=opts.force)
-    print(f"{info_path}: {action} entry {opts.name!r} -> {file_name} ({formatting}, columns {columns})")
-    return 0
-
-
-@dataclass
-class CheckOptions:
-    names: list[str] = field(default_factory=list, metadata={"help": "Entries to check (default: all)."})
-    dataset_info: str = field(default="dataset_info.json", metadata={"help": "The dataset_info.json to check."})
-    rows: int = field(default=0, metadata={"help": "Quick mode: LLaMA-Factory's loader reads only the first N rows "
-                                                   "of each file entry (default 0: every row)."})
-
-    POSITIONAL = "names"
-
-
-def cli_check(opts: CheckOptions) -> int:
-    results = check_dataset_info(opts.dataset_info, opts.names or None, opts.rows)
-    bad = [r for r in results if not r.ok]
-    for r in results:
-        if r.ok:
-            print(f"ok       {r.name}: {'; '.join(r.notes)}")
-        else:
-            for p in r.problems:
-                print(f"PROBLEM  {r.name}: {p}")
-    print(f"{opts.dataset_info}: {len(results)} entr{'y' if len(results) == 1 else 'ies'} checked, "
-          f"{len(bad)} with problems" + (f" ({', '.join(r.name for r in bad)})" if bad else ""))
-    sys.stdout.flush()
-    return 1 if bad else 0
