@@ -52,9 +52,11 @@ def file_columns(path: Path) -> list[str]:
             return list(row) if isinstance(row, dict) else []
         return []
     if suffix == "parquet":
+        # lazy: only a parquet file needs it
         import pyarrow.parquet as pq
 
         return pq.read_schema(path).names
+    # lazy: datasets is heavy; only csv/arrow files need it
     from datasets import load_dataset
 
     return load_dataset(lf_file_types()[suffix], data_files=[str(path)], split="train").column_names

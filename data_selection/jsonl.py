@@ -151,6 +151,7 @@ def load_json_tolerant(files: list[str]):
     listed in ``_load_numbers``, so a prompt or response that was a number is still rejected ("is int, not a
     string", as when the whole column is numbers). Integers and floats in one column are numbers.
     """
+    # lazy: datasets is heavy; only the fallback reader needs it
     from datasets import Dataset
 
     records: list[dict[str, Any]] = []

@@ -34,7 +34,8 @@ from typing import Any
 from data_selection.atomic import write_json_atomic
 from data_selection.command_line import UserError
 from data_selection.info_file import columns_from_file, file_columns, not_utf8, read_dataset_info
-from data_selection.sources import hub_offline, lf_file_types
+from data_selection.names import hub_offline
+from data_selection.sources import lf_file_types
 
 MARKER_KEY = "created_by"
 MARKER = "data-select"
@@ -53,6 +54,7 @@ TAG_KEYS = ("role_tag", "content_tag", "user_tag", "assistant_tag", "observation
 
 
 def lock_for(path: str | Path):
+    # lazy: only a write needs the lock
     from filelock import FileLock
 
     path = Path(path)
@@ -245,6 +247,7 @@ def _declared_columns(attr) -> dict[str, str]:
 
 def _load_with_llamafactory(attr, dataset_dir: str, rows: int):
     """LLaMA-Factory's own loader + aligner on every row (``rows`` 0), or on the first ``rows`` rows."""
+    # lazy: LLaMA-Factory/transformers take seconds to import
     from llamafactory.data.loader import _load_single_dataset
     from llamafactory.hparams import DataArguments, ModelArguments
     from transformers import Seq2SeqTrainingArguments
@@ -256,6 +259,7 @@ def _load_with_llamafactory(attr, dataset_dir: str, rows: int):
 
 
 def _check_file_entry(name: str, info: dict[str, Any], dataset_dir: str, rows: int, res: EntryCheck) -> None:
+    # lazy: LLaMA-Factory takes seconds to import
     from llamafactory.data.parser import get_dataset_list
 
     (attr,) = get_dataset_list([name], info)
@@ -317,6 +321,7 @@ def _listed(rows: list[int]) -> str:
 
 def _sft_problems(aligned, of: str) -> list[str]:
     """The rows LLaMA-Factory's SFT preprocessing drops, and rows with an empty message, over all aligned rows."""
+    # lazy: pyarrow is loaded by datasets by then
     import pyarrow.compute as pc
 
     table = aligned.with_format("arrow")[:]
@@ -374,6 +379,7 @@ def check_dataset_info(dataset_info: str | Path, names: list[str] | None = None,
 
 
 def _check_hub_entry(repo: str, res: EntryCheck) -> None:
+    # lazy: only an online hub check needs it
     from huggingface_hub import HfApi
 
     try:

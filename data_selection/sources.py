@@ -29,6 +29,7 @@ from typing import Any
 
 from data_selection.command_line import UserError
 from data_selection.jsonl import LOAD_ERROR, NUMBER_FIELDS, first_utf8_error, load_json_tolerant
+from data_selection.names import refuse_unreachable_hub_id
 
 META_COLUMNS = ("category", "source")
 USER_ID_COLUMN = "id"  # a user's own id column in the raw data ...
@@ -58,7 +59,8 @@ class PoolSpec:
 
 def lf_file_types() -> dict[str, str]:
     """LLaMA-Factory's file extension -> ``datasets`` builder table (``json``, ``parquet``, ...)."""
-    from llamafactory.extras.constants import FILEEXT2TYPE  # lazy: LLaMA-Factory's import takes seconds
+    # lazy: LLaMA-Factory's import takes seconds
+    from llamafactory.extras.constants import FILEEXT2TYPE
 
     return FILEEXT2TYPE
 
@@ -101,57 +103,9 @@ def detect_columns(column_names: list[str], where: str) -> tuple[str, dict[str, 
     )
 
 
-def hub_offline() -> bool:
-    """HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set: no hub id can be reached."""
-    return any(os.environ.get(k, "0").lower() in ("1", "true", "yes", "on")
-               for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-
-
-def _near_paths(name: str, dataset_dir: str = ".") -> list[str]:
-    """Local files or folders named ``NAME.*`` (a path typed without its extension), as the user would type them."""
-    found = []
-    for base in dict.fromkeys((Path("."), Path(dataset_dir))):
-        where = base / name
-        if where.parent.is_dir():
-            found += [str(Path(name).parent / p.name) if base == Path(".") else str(p)
-                      for p in sorted(where.parent.glob(where.name + ".*"))]
-    return found
-
-
-def _refuse_unreachable_hub_id(name: str, dataset_dir: str = ".") -> None:
-    """A name that is neither a local path nor reachable as a hub id: say both in one line."""
-    near = _near_paths(name, dataset_dir)
-    if not near and not hub_offline():
-        return
-    hint = f" (did you mean {' or '.join(near[:3])}?)" if near else ""
-    hub = "cannot be reached offline" if hub_offline() else "was not tried, as a local file of that name is near"
-    raise UserError(f"no file or folder {name}{hint}; as a hub id it {hub}")
-
-
-def check_model_path(path: str, option: str = "--model") -> None:
-    """A model or tokenizer named by a path that does not exist: name the missing folder (transformers would say
-    "Repo id must be in the form 'repo_name' or 'namespace/repo_name'"). Cheap: no heavy import."""
-    if not path or Path(path).expanduser().exists():
-        return
-    looks_local = path.startswith((".", "/", "~")) or path.count("/") > 1 or "\\" in path or path.endswith("/")
-    if looks_local:
-        raise UserError(f"{option}: no folder {path}")
-    if hub_offline() and not _in_hub_cache(path):
-        raise UserError(f"{option}: no folder {path}; as a hub id it is not in the local cache and cannot be "
-                        "reached offline")
-
-
-def _in_hub_cache(repo: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache  # lazy: only for a name that is not a local folder
-
-    try:
-        return isinstance(try_to_load_from_cache(repo, "config.json"), str)
-    except Exception:  # noqa: BLE001 - an invalid repo id is simply not cached
-        return False
-
-
 def resolve_attr(spec: PoolSpec, column_names: list[str] | None = None):
     """Return LLaMA-Factory's ``DatasetAttr`` for the spec (columns detected when not declared)."""
+    # lazy: LLaMA-Factory takes seconds to import; names are checked first
     from llamafactory.data.parser import DatasetAttr, get_dataset_list
 
     info = _dataset_info(spec.dataset_dir)
@@ -167,7 +121,7 @@ def resolve_attr(spec: PoolSpec, column_names: list[str] | None = None):
     if path.exists() or (Path(spec.dataset_dir) / path).exists():
         attr = DatasetAttr("file", dataset_name=str(path if path.exists() else Path(spec.dataset_dir) / path))
     elif "/" in spec.dataset and not spec.dataset.startswith((".", "/")):
-        _refuse_unreachable_hub_id(spec.dataset, spec.dataset_dir)
+        refuse_unreachable_hub_id(spec.dataset, spec.dataset_dir)
         attr = DatasetAttr("hf_hub", dataset_name=spec.dataset)
     else:
         known = sorted(info) if info else []
@@ -188,6 +142,7 @@ def resolve_attr(spec: PoolSpec, column_names: list[str] | None = None):
 
 def _load_raw(attr, spec: PoolSpec):
     """Load the raw table as LLaMA-Factory's loader would (``datasets.load_dataset`` with the same arguments)."""
+    # lazy: datasets is heavy; loaded only to read a pool
     from datasets import load_dataset
 
     if attr.load_from == "file":
@@ -260,6 +215,7 @@ def _check_row(example: dict[str, Any], attr) -> str:
 
 
 def _converter(attr):
+    # lazy: LLaMA-Factory takes seconds to import
     from llamafactory.data.converter import get_dataset_converter
     from llamafactory.hparams import DataArguments
 
@@ -331,7 +287,8 @@ def _meta_columns(raw_columns: list[str]) -> list[str]:
 
 def _user_ids(converted) -> dict[str, Any]:
     """``user_id_column`` and ``duplicate_user_ids`` (ids seen more than once, their rows, the first few)."""
-    import pyarrow.compute as pc  # lazy: pyarrow comes with datasets, loaded by now
+    # lazy: pyarrow comes with datasets, loaded by now
+    import pyarrow.compute as pc
 
     ids = converted.with_format("arrow")[USER_ID].combine_chunks()
     counts = pc.value_counts(pc.filter(ids, pc.not_equal(ids, "")))

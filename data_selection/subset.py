@@ -99,7 +99,7 @@ def write_subset(path: str | Path, examples: list[dict[str, Any]], meta_columns:
     return formatting, columns, sha
 
 
-def _size_category(n: int) -> str:
+def size_category(n: int) -> str:
     for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
                          (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
         if n < limit:
@@ -109,6 +109,7 @@ def _size_category(n: int) -> str:
 
 def render_card(manifest: dict[str, Any], license: str = "") -> str:
     """A Hugging Face dataset card (YAML front matter + markdown) for the pushed layout data/train.jsonl."""
+    # lazy: only the card needs it
     import yaml
 
     name = manifest["name"]
@@ -123,7 +124,7 @@ def render_card(manifest: dict[str, Any], license: str = "") -> str:
         "task_categories": ["text-generation"],
         "language": ["en"],
         "tags": ["reasoning", "data-selection", "llama-factory", f"selection-{manifest['strategy']}"],
-        "size_categories": [_size_category(manifest["num_rows"])],
+        "size_categories": [size_category(manifest["num_rows"])],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train.jsonl"}]}],
     })
     if source.get("load_from") == "hf_hub":

@@ -24,6 +24,7 @@ GB = 1e9
 
 def count_parameters(model: str) -> int | None:
     """Parameters of ``model`` from its config alone (local folder or the hub cache; never the network)."""
+    # lazy: torch/transformers take seconds; only sizing a cached model needs them
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 

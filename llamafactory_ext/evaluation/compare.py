@@ -281,6 +281,7 @@ def to_csv(table: Table) -> str:
 
 
 def plot(table: Table, path: Path, title: str | None) -> None:
+    # lazy: matplotlib is slow to import; only the chart needs it
     import matplotlib
 
     matplotlib.use("Agg")

@@ -10,7 +10,8 @@ from helpers import make_alpaca_rows
 
 from data_selection.command_line import UserError
 from data_selection.encoding import load_tokenizer
-from data_selection.sources import PoolSpec, check_model_path, load_pool, resolve_attr
+from data_selection.names import check_model_path
+from data_selection.sources import PoolSpec, load_pool, resolve_attr
 
 
 def _write_with_bad_byte(rows: list[dict], path: Path, bad_row: int) -> int:
