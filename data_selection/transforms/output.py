@@ -24,7 +24,7 @@ import yaml
 
 from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from data_selection.command_line import UserError
-from data_selection.registry import read_dataset_info, register_entry, subset_entry
+from data_selection.registry import check_subset_name, read_dataset_info, register_entry, subset_entry
 from data_selection.report_html.pruned import MAX_ROWS_SHOWN, struck_steps
 from data_selection.scoring.layout import REJECTS
 from data_selection.subset import size_category, subset_paths, write_subset
@@ -279,6 +279,8 @@ def write_pruned(opts: PruneOptions, mk, pool, encoder, out: Path, num_shards: i
         raise UserError(f"{opts.dataset}: no row to write (all {facts['rejected']} rows were rejected by the loader; "
                         f"row and reason of each in {out / REJECTS})")
     info_path = dataset_info_path(opts)
+    # again right before writing (the run may have been long): never over a file or entry a selection did not make
+    check_subset_name(info_path, opts.name, "prune-steps", opts.force, opts.register)
     paths = subset_paths(info_path.parent, opts.name)
     formatting, columns, sha = write_subset(paths["data"], examples, pool.meta_columns)
     file_name = paths["data"].relative_to(info_path.parent).as_posix()

@@ -14,6 +14,7 @@ from data_selection.command_line import UserError
 from data_selection.registry import (
     MARKER,
     check_dataset_info,
+    check_subset_name,
     read_dataset_info,
     register_entry,
     subset_entry,
@@ -272,3 +273,24 @@ def test_check_has_no_false_positive_on_the_shapes_of_llamafactorys_own_registry
     })
     results = check_dataset_info(path)
     assert [(r.name, r.problems) for r in results if not r.ok] == []
+
+
+def test_a_selection_name_never_replaces_a_registered_pool_or_its_file(tmp_path):
+    write_jsonl(make_alpaca_rows(3), tmp_path / "data" / "pool.jsonl")
+    path = tmp_path / "dataset_info.json"
+    assert main(["register", "--name", "pool", "--dataset_info", str(path)]) == 0
+    assert read_dataset_info(path)["pool"]["made_by"] == "register"
+    for command in ("select", "prune-steps"):
+        with pytest.raises(UserError, match=r"entry 'pool' was made by `data-select register`"):
+            check_subset_name(path, "pool", command)
+        with pytest.raises(UserError, match=r"would overwrite .*pool\.jsonl, the file of entry 'pool'"):
+            check_subset_name(path, "pool", command, register=False)
+        check_subset_name(path, "pool", command, force=True)
+        with pytest.raises(UserError, match="would write over the pool"):
+            check_subset_name(path, "pool", command, force=True, reads=tmp_path / "data" / "pool.jsonl")
+    # what a selection wrote, a selection of that name replaces; register's own entry, register replaces
+    register_entry(path, "sub", subset_entry("data/sub.jsonl", "alpaca", ALPACA_COLUMNS, made_by="prune-steps"))
+    check_subset_name(path, "sub", "select")
+    assert register_entry(path, "pool", subset_entry("data/pool.jsonl", "sharegpt", {}, made_by="register")) == "updated"
+    with pytest.raises(UserError, match="made by `data-select register`"):
+        register_entry(path, "pool", subset_entry("data/pool.jsonl", "alpaca", ALPACA_COLUMNS))
