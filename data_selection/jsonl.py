@@ -144,8 +144,9 @@ def _number_text(v: int | float) -> str:
 def load_json_tolerant(files: list[str]):
     """Read JSON Lines row by row when Arrow refuses the file (a number where text is expected, a broken line,
     a line that is not UTF-8: rejected with its line number and byte offset, never decoded with replacement).
-    A JSON array that is not UTF-8 is refused as a whole (:func:`decode_json_file`). Bad values become null and the row carries ``_load_error``, so it is rejected with a reason
-    naming the file, line and field instead of stopping the run.
+    A JSON array that is not UTF-8 is refused as a whole (:func:`decode_json_file`). Bad values become null and
+    the row carries ``_load_error``, so it is rejected with a reason naming the file, line and field instead of
+    stopping the run.
 
     A JSON number in a column of strings (a numeric reference answer) is kept as its text; the field's name is
     listed in ``_load_numbers``, so a prompt or response that was a number is still rejected ("is int, not a

@@ -5,8 +5,8 @@ other entry and their order. The write is atomic (temporary file + rename) and h
 (``filelock`` on ``.dataset_info.json.lock`` beside the file), so concurrent ``select`` runs lose nothing.
 
 **Ownership marker.** Entries made by this tool carry ``"created_by": "data-select"``, ``"made_by"`` (the
-command: ``select``, ``prune-steps`` or ``register``) and ``"manifest"``, ``"recipe"`` when known. LLaMA-Factory's parser (``DatasetAttr.join``) reads only the keys it knows and
-ignores the rest, and the web UI only reads ``ranking``, so the marker is invisible to training. An entry
+command: ``select``, ``prune-steps`` or ``register``) and ``"manifest"``, ``"recipe"`` when known.
+LLaMA-Factory's parser (``DatasetAttr.join``) reads only the keys it knows and ignores the rest, and the web UI only reads ``ranking``, so the marker is invisible to training. An entry
 without the marker was written by someone else: ``register`` refuses to replace it unless ``--force``. A
 selection (``select``, ``prune-steps``) replaces without ``--force`` only an entry a selection of that name
 wrote, never one made by ``register`` (the user's own pool), and never the file it reads
@@ -274,8 +274,9 @@ def _check_file_entry(name: str, info: dict[str, Any], dataset_dir: str, rows: i
         res.problems.append(f"folder {local} is empty")
         return
     kinds = {p.suffix.lstrip(".") for p in files}
-    if len(kinds) != 1 or not kinds <= set(lf_file_types()):
-        res.problems.append(f"{local}: file type(s) {sorted(kinds)}; LLaMA-Factory needs one of {sorted(lf_file_types())}")
+    types = sorted(lf_file_types())
+    if len(kinds) != 1 or not kinds <= set(types):
+        res.problems.append(f"{local}: file type(s) {sorted(kinds)}; LLaMA-Factory needs one of {types}")
         return
     bad_bytes = not_utf8(files)
     if bad_bytes:  # LLaMA-Factory's loader would replace the bytes with U+FFFD (an array) or fail mid-way (lines)
