@@ -280,6 +280,17 @@ class Pool:
         }
 
 
+def duplicate_user_ids_line(pool_record: dict[str, Any]) -> str:
+    """One line for a summary or report when the user's own ids repeat ("" when they do not or there are none),
+    from a pool record (``Pool.describe()``, meta.json's ``pool``, a manifest's ``source``)."""
+    dup = pool_record.get("duplicate_user_ids") or {}
+    if not dup.get("ids"):
+        return ""
+    first = ", ".join(repr(i) for i in dup.get("first", []))
+    return (f"duplicate user ids: {dup['ids']:,} value(s) of column {pool_record.get('user_id_column')!r} repeat over "
+            f"{dup['rows']:,} rows (first: {first}); rows are told apart by our id, not by yours")
+
+
 def _meta_columns(raw_columns: list[str]) -> list[str]:
     """Columns carried from the raw rows to the scores and subsets: category, source and the user's own id."""
     return [c for c in META_COLUMNS if c in raw_columns] + ([USER_ID] if USER_ID_COLUMN in raw_columns else [])

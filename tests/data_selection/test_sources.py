@@ -11,7 +11,7 @@ from helpers import make_alpaca_rows
 from data_selection.command_line import UserError
 from data_selection.encoding import load_tokenizer
 from data_selection.names import check_model_path
-from data_selection.sources import PoolSpec, load_pool, resolve_attr
+from data_selection.sources import PoolSpec, duplicate_user_ids_line, load_pool, resolve_attr
 
 
 def _write_with_bad_byte(rows: list[dict], path: Path, bad_row: int) -> int:
@@ -107,6 +107,8 @@ def test_a_users_id_column_is_kept_as_user_id_and_duplicates_are_counted(tmp_pat
     d = pool.describe()
     assert d["user_id_column"] == "id"
     assert d["duplicate_user_ids"] == {"ids": 2, "rows": 4, "first": ["a", "b"]}
+    assert duplicate_user_ids_line(d) == ("duplicate user ids: 2 value(s) of column 'id' repeat over 4 rows (first: "
+                                          "'a', 'b'); rows are told apart by our id, not by yours")
 
 
 def test_a_pool_without_an_id_column_has_no_user_id(tmp_path):
@@ -114,3 +116,4 @@ def test_a_pool_without_an_id_column_has_no_user_id(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in make_alpaca_rows(3)), encoding="utf-8")
     pool = load_pool(PoolSpec(dataset=str(path)))
     assert "user_id" not in pool.meta_columns and "user_id_column" not in pool.describe()
+    assert duplicate_user_ids_line(pool.describe()) == ""
