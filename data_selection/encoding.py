@@ -18,6 +18,7 @@ from typing import Any
 from llamafactory.extras.constants import IGNORE_INDEX
 
 from data_selection.command_line import UserError
+from data_selection.names import check_model_path
 
 _UNBOUNDED = 2**31 - 1
 
@@ -34,6 +35,10 @@ class Encoded:
 
 def load_tokenizer(model_name_or_path: str, tokenizer: str | None = None, trust_remote_code: bool = False):
     """LLaMA-Factory's own tokenizer loading (same patches as training)."""
+    check_model_path(model_name_or_path, "--model")
+    if tokenizer:
+        check_model_path(tokenizer, "--tokenizer")
+    # lazy: LLaMA-Factory's model stack takes seconds to import
     from llamafactory.hparams import ModelArguments
     from llamafactory.model import load_tokenizer as lf_load_tokenizer
 
@@ -42,6 +47,7 @@ def load_tokenizer(model_name_or_path: str, tokenizer: str | None = None, trust_
 
 
 def template_names() -> list[str]:
+    # lazy: LLaMA-Factory's template module pulls transformers
     from llamafactory.data.template import TEMPLATES
 
     return sorted(TEMPLATES)
@@ -51,6 +57,7 @@ class TemplateEncoder:
     """Encode LLaMA-Factory-aligned examples (``_prompt``, ``_response``, ``_system``, ``_tools``)."""
 
     def __init__(self, tokenizer, template: str, cutoff_len: int, mask_history: bool = False):
+        # lazy: LLaMA-Factory's processors pull transformers
         from llamafactory.data.processor import SupervisedDatasetProcessor
         from llamafactory.data.template import TEMPLATES, get_template_and_fix_tokenizer
         from llamafactory.hparams import DataArguments
@@ -100,6 +107,7 @@ class TemplateEncoder:
 
 
 def _lf_version() -> str:
+    # lazy: only the error message needs the version
     import llamafactory
 
     return getattr(llamafactory, "__version__", "?")

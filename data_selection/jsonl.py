@@ -10,6 +10,7 @@ in this project goes through :func:`jsonl_lines`, which reads bytes and splits o
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from collections.abc import Iterator
@@ -41,6 +42,86 @@ def jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
                 yield lineno, line.rstrip("\r\n")
 
 
+def _utf8_problem(err: UnicodeDecodeError, data: bytes, offset: int) -> str:
+    """``invalid start byte 0xff at byte 62``: the reason and the byte's offset in the file."""
+    return f"{err.reason} 0x{data[err.start]:02x} at byte {offset + err.start}"
+
+
+def first_utf8_error(path: str | os.PathLike, chunk: int = 1 << 24) -> tuple[int, str] | None:
+    """(file offset, reason) of the first byte sequence of ``path`` that is not UTF-8, or None (streamed)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    pos = 0
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(chunk)
+            pending = decoder.getstate()[0]
+            try:
+                decoder.decode(data, final=not data)
+            except UnicodeDecodeError as err:
+                start = pos - len(pending)
+                return start + err.start, _utf8_problem(err, pending + data, start)
+            if not data:
+                return None
+            pos += len(data)
+
+
+def utf8_error_message(path: str | os.PathLike) -> str:
+    """``PATH line N: not valid UTF-8 (invalid start byte 0xff at byte 62)``, or "" when the file is UTF-8."""
+    found = first_utf8_error(path)
+    if found is None:
+        return ""
+    offset, reason = found
+    line = 1
+    with open(path, "rb") as f:
+        done = 0
+        while done < offset:
+            block = f.read(min(1 << 24, offset - done))
+            if not block:
+                break
+            line += block.count(b"\n")
+            done += len(block)
+    return f"{path} line {line}: not valid UTF-8 ({reason})"
+
+
+def first_char(path: str | os.PathLike) -> str:
+    """The first non-whitespace character of a text file ("" for an empty file): "[" marks a JSON array."""
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(4096)
+            if not block:
+                return ""
+            stripped = block.lstrip()
+            if stripped:
+                return chr(stripped[0])  # only compared with ASCII "[" / "{"
+
+
+def decode_json_file(path: str | os.PathLike) -> str:
+    """The whole text of a JSON (array) file; bytes that are not UTF-8 are a file-level error naming the offset."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not valid UTF-8 ({_utf8_problem(err, data, 0)}); a JSON array is one value, so "
+                        "the whole file is refused: fix or re-encode it") from err
+
+
+def jsonl_raw_lines(path: str | os.PathLike) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, file offset of the line, bytes) of every line of a JSON Lines file, split on ``\\n``."""
+    offset = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            yield lineno, offset, raw
+            offset += len(raw)
+
+
+def decode_line(path: str | os.PathLike, lineno: int, offset: int, raw: bytes) -> str:
+    """One line as text; a line that is not UTF-8 raises ValueError naming the file, line and byte offset."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} line {lineno}: not valid UTF-8 ({_utf8_problem(err, raw, offset)})") from err
+
+
 def read_jsonl(path: str | os.PathLike) -> list[Any]:
     """Every value of a JSON Lines file written by this project (rejects, progress, subsets)."""
     out = []
@@ -62,28 +143,35 @@ def _number_text(v: int | float) -> str:
 
 def load_json_tolerant(files: list[str]):
     """Read JSON Lines row by row when Arrow refuses the file (a number where text is expected, a broken line,
-    invalid UTF-8). Bad values become null and the row carries ``_load_error``, so it is rejected with a reason
-    naming the file, line and field instead of stopping the run.
+    a line that is not UTF-8: rejected with its line number and byte offset, never decoded with replacement).
+    A JSON array that is not UTF-8 is refused as a whole (:func:`decode_json_file`). Bad values become null and
+    the row carries ``_load_error``, so it is rejected with a reason naming the file, line and field instead of
+    stopping the run.
 
     A JSON number in a column of strings (a numeric reference answer) is kept as its text; the field's name is
     listed in ``_load_numbers``, so a prompt or response that was a number is still rejected ("is int, not a
     string", as when the whole column is numbers). Integers and floats in one column are numbers.
     """
+    # lazy: datasets is heavy; only the fallback reader needs it
     from datasets import Dataset
 
     records: list[dict[str, Any]] = []
     for path in files:
-        with open(path, "rb") as f:
-            text = f.read().decode("utf-8", errors="replace")
-        stripped = text.lstrip()
-        if stripped.startswith("["):
+        if first_char(path) == "[":
             try:
-                items = [(i + 1, item, "") for i, item in enumerate(json.loads(stripped))]
+                items = [(i + 1, item, "") for i, item in enumerate(json.loads(decode_json_file(path)))]
             except json.JSONDecodeError as err:
                 raise UserError(f"{path}: not valid JSON ({err})") from err
         else:
             items = []
-            for lineno, line in split_jsonl(text):
+            for lineno, offset, raw in jsonl_raw_lines(path):
+                try:  # a line that is not UTF-8 is a bad row like a line that is not JSON: rejected, never replaced
+                    line = decode_line(path, lineno, offset, raw)
+                except ValueError as err:
+                    items.append((lineno, {}, str(err)))
+                    continue
+                if not line.strip():
+                    continue
                 try:
                     items.append((lineno, json.loads(line), ""))
                 except json.JSONDecodeError as err:

@@ -4,72 +4,57 @@ Registration (``data-select register``, also run by ``select``) adds or updates 
 other entry and their order. The write is atomic (temporary file + rename) and happens under a lock
 (``filelock`` on ``.dataset_info.json.lock`` beside the file), so concurrent ``select`` runs lose nothing.
 
-**Ownership marker.** Entries made by this tool carry ``"created_by": "data-select"`` (and ``"manifest"``,
-``"recipe"`` when known). LLaMA-Factory's parser (``DatasetAttr.join``) reads only the keys it knows and
-ignores the rest, and the web UI only reads ``ranking``, so the marker is invisible to training. An entry
-without the marker was written by someone else: ``register`` refuses to replace it unless ``--force``.
+**Ownership marker.** Entries made by this tool carry ``"created_by": "data-select"``, ``"made_by"`` (the
+command: ``select``, ``prune-steps`` or ``register``) and ``"manifest"``, ``"recipe"`` when known.
+LLaMA-Factory's parser (``DatasetAttr.join``) reads only the keys it knows and ignores the rest, and the web UI only reads ``ranking``, so the marker is invisible to training. An entry
+without the marker was written by someone else: ``register`` refuses to replace it unless ``--force``. A
+selection (``select``, ``prune-steps``) replaces without ``--force`` only an entry a selection of that name
+wrote, never one made by ``register`` (the user's own pool), and never the file it reads
+(:func:`check_subset_name`).
 
 **Check** (``data-select check``) validates every entry and reports all problems at once, by entry name:
 the source is declared, the formatting and column keys are ones LLaMA-Factory knows, the file exists, the
 declared columns are in it, a ``system`` column present in the file is mapped (otherwise LLaMA-Factory
 silently uses the template's default system prompt), and LLaMA-Factory's own ``_load_single_dataset``
-loads and aligns the first rows. Hub entries are checked structurally only when offline.
+loads and aligns every row (``--rows N``: the first N only, a quick sample). Hub entries are checked
+structurally only when offline. Nothing here is false on LLaMA-Factory's own shipped registry: owner-less hub
+ids (``wiki_qa``) are hub ids, and the SFT turn checks apply only to SFT entries (not preference pairs, KTO or
+pre-training text).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sys
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llamafactory.extras.constants import FILEEXT2TYPE
-
 from data_selection.atomic import write_json_atomic
-from data_selection.command_line import UserError, json_object_option
-from data_selection.jsonl import jsonl_lines
+from data_selection.command_line import UserError
+from data_selection.info_file import columns_from_file, file_columns, not_utf8, read_dataset_info
+from data_selection.names import hub_offline
+from data_selection.sources import lf_file_types
 
 MARKER_KEY = "created_by"
 MARKER = "data-select"
+MADE_BY_KEY = "made_by"  # the command that wrote the entry: select | prune-steps | register
+SELECTION_COMMANDS = ("select", "prune-steps")
 FORMATTINGS = ("alpaca", "sharegpt", "openai")
 SOURCE_KEYS = ("file_name", "hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
 ENTRY_KEYS = SOURCE_KEYS + ("formatting", "ranking", "subset", "split", "folder", "num_samples", "columns", "tags")
-OUR_KEYS = (MARKER_KEY, "manifest", "recipe", "description")
+OUR_KEYS = (MARKER_KEY, MADE_BY_KEY, "manifest", "recipe", "description")
 COLUMN_KEYS = ("prompt", "query", "response", "history", "messages", "system", "tools", "images", "videos",
                "audios", "chosen", "rejected", "kto_tag")
 TAG_KEYS = ("role_tag", "content_tag", "user_tag", "assistant_tag", "observation_tag", "function_tag", "system_tag")
 
 
-# -- reading and writing -----------------------------------------------------------------------------------------
-
-
-def read_dataset_info(path: str | Path, missing_ok: bool = True) -> dict[str, Any]:
-    """The entries of ``path`` in file order; ``{}`` for a missing file when ``missing_ok``."""
-    path = Path(path)
-    if not path.exists():
-        if missing_ok:
-            return {}
-        raise UserError(f"{path}: no such file (a dataset_info.json is created by `data-select register`)")
-    text = path.read_text(encoding="utf-8")
-    if not text.strip():
-        return {}
-    try:
-        info = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); fix or "
-                        "restore the file, nothing was changed") from err
-    if not isinstance(info, dict):
-        raise UserError(f"{path}: must hold a JSON object of dataset entries, found {type(info).__name__}")
-    bad = [k for k, v in info.items() if not isinstance(v, dict)]
-    if bad:
-        raise UserError(f"{path}: entries must be JSON objects; not so for {bad}")
-    return info
+# -- writing ---------------------------------------------------------------------------------------------------------
 
 
 def lock_for(path: str | Path):
+    # lazy: only a write needs the lock
     from filelock import FileLock
 
     path = Path(path)
@@ -81,16 +66,78 @@ def is_ours(entry: dict[str, Any]) -> bool:
     return entry.get(MARKER_KEY) == MARKER
 
 
+def made_by(entry: dict[str, Any]) -> str:
+    """The command that wrote an entry of ours: ``select``, ``prune-steps`` or ``register`` ("" for not ours).
+    Entries written before ``made_by`` existed: a recipe means a selection wrote it."""
+    if not is_ours(entry):
+        return ""
+    return entry.get(MADE_BY_KEY) or ("select" if entry.get("recipe") else "register")
+
+
 def subset_entry(file_name: str, formatting: str, columns: dict[str, str], manifest: str = "",
-                 recipe: str = "") -> dict[str, Any]:
-    """A file entry as LLaMA-Factory reads it, plus our ownership marker."""
+                 recipe: str = "", made_by: str = "select") -> dict[str, Any]:
+    """A file entry as LLaMA-Factory reads it, plus our ownership marker and the command that wrote it."""
     entry: dict[str, Any] = {"file_name": file_name, "formatting": formatting, "columns": dict(columns),
-                             MARKER_KEY: MARKER}
+                             MARKER_KEY: MARKER, MADE_BY_KEY: made_by}
     if manifest:
         entry["manifest"] = manifest
     if recipe:
         entry["recipe"] = recipe
     return entry
+
+
+def _why_not_replace(path: Path, name: str, old: dict[str, Any], command: str) -> str:
+    """Why ``command`` may not replace entry ``name`` without --force ("" when it may)."""
+    if not is_ours(old):
+        return (f"{path}: entry {name!r} was not created by data-select (no \"{MARKER_KEY}\": \"{MARKER}\"); "
+                "pick another --name or pass --force to replace it")
+    if command in SELECTION_COMMANDS and made_by(old) not in SELECTION_COMMANDS:
+        return (f"{path}: entry {name!r} was made by `data-select {made_by(old)}` (a dataset of yours, file "
+                f"{old.get('file_name')}); a selection replaces only what a selection of that name wrote: pick "
+                "another --name or pass --force to replace it")
+    return ""
+
+
+def _entry_file(info_dir: Path, entry: dict[str, Any]) -> Path | None:
+    file_name = entry.get("file_name")
+    return (info_dir / file_name).resolve() if isinstance(file_name, str) and file_name else None
+
+
+def pool_file(pool: dict[str, Any] | None) -> Path | None:
+    """The local file a scored pool was read from (its record in meta.json), None for a hub pool."""
+    if not pool or pool.get("load_from", "file") != "file":
+        return None
+    name = Path(pool.get("resolved_name") or pool.get("dataset") or "")
+    if not name.is_absolute() and not name.exists():
+        name = Path(pool.get("dataset_dir") or ".") / name
+    return name.resolve()
+
+
+def check_subset_name(dataset_info: str | Path, name: str, command: str, force: bool = False,
+                      register: bool = True, reads: Path | None = None) -> None:
+    """Refuse, before any output is written, a subset name whose file or entry is not the command's to replace.
+
+    ``command`` (``select`` or ``prune-steps``) writes ``data/NAME.jsonl`` beside ``dataset_info``: never the file
+    it ``reads`` (not even with --force), never a file an entry not written by a selection points to, and
+    (when it ``register``s) never an entry a selection of that name did not write, unless ``force``.
+    """
+    path = Path(dataset_info)
+    target = (path.parent / "data" / f"{name}.jsonl").resolve()
+    if reads is not None and Path(reads).resolve() == target:
+        raise UserError(f"--name {name!r} would write over the pool: this {command} reads {target}; choose a new name")
+    info = read_dataset_info(path)
+    if force:
+        return
+    old = info.get(name)
+    if register and old is not None:
+        why = _why_not_replace(path, name, old, command)
+        if why:
+            raise UserError(why)
+    for other, entry in info.items():
+        if _entry_file(path.parent, entry) == target and made_by(entry) not in SELECTION_COMMANDS:
+            raise UserError(f"--name {name!r} would overwrite {target}, the file of entry {other!r} "
+                            f"({'made by `data-select ' + made_by(entry) + '`' if is_ours(entry) else 'not ours'}); "
+                            "pick another --name or pass --force")
 
 
 def register_entry(dataset_info: str | Path, name: str, entry: dict[str, Any], force: bool = False) -> str:
@@ -102,11 +149,9 @@ def register_entry(dataset_info: str | Path, name: str, entry: dict[str, Any], f
     with lock_for(path):
         info = read_dataset_info(path)
         old = info.get(name)
-        if old is not None and not is_ours(old) and not force:
-            raise UserError(
-                f"{path}: entry {name!r} was not created by data-select (no \"{MARKER_KEY}\": \"{MARKER}\"); "
-                "pick another --name or pass --force to replace it"
-            )
+        why = "" if old is None or force else _why_not_replace(path, name, old, entry.get(MADE_BY_KEY, "register"))
+        if why:
+            raise UserError(why)
         if old == entry:
             return "unchanged"
         info[name] = entry  # an existing key keeps its position
@@ -114,36 +159,28 @@ def register_entry(dataset_info: str | Path, name: str, entry: dict[str, Any], f
         return "added" if old is None else "updated"
 
 
-def columns_from_file(path: Path) -> tuple[str, dict[str, str]]:
-    """Formatting and LLaMA-Factory column mapping for a subset file, from its columns."""
-    from data_selection.sources import _detect_columns
-
-    return _detect_columns(file_columns(path), str(path))
-
-
-def file_columns(path: Path) -> list[str]:
-    """Column names of a data file (first row of json/jsonl, schema of parquet/arrow, header of csv)."""
-    suffix = path.suffix.lstrip(".")
-    if suffix == "jsonl" or (suffix == "json" and _first_char(path) != "["):
-        for _, line in jsonl_lines(path):
-            row = json.loads(line)
-            return list(row) if isinstance(row, dict) else []
-        return []
-    if suffix == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_schema(path).names
-    from datasets import load_dataset
-
-    return load_dataset(FILEEXT2TYPE[suffix], data_files=[str(path)], split="train").column_names
-
-
-def _first_char(path: Path) -> str:
-    with open(path, encoding="utf-8") as f:
-        while True:
-            c = f.read(1)
-            if not c or not c.isspace():
-                return c
+def register_file(dataset_info: str | Path, name: str, file: str = "", formatting: str = "",
+                  columns: dict[str, str] | None = None, force: bool = False) -> tuple[str, str, str, dict[str, str]]:
+    """``data-select register``: add or update the entry ``name`` for a data file (default ``data/NAME.jsonl``,
+    relative to the dataset_info.json folder). Returns (action, file name, formatting, columns)."""
+    info_path = Path(dataset_info)
+    file_name = file or f"data/{name}.jsonl"
+    local = info_path.parent / file_name
+    if not local.exists():
+        raise UserError(f"{local}: no such file (file names are relative to {info_path.parent or '.'})")
+    bad_bytes = not_utf8(sorted(local.iterdir()) if local.is_dir() else [local])
+    if bad_bytes:
+        raise UserError(f"{bad_bytes}: LLaMA-Factory cannot train on it as it is; fix or re-encode the file (nothing "
+                        "was registered)")
+    if columns:
+        formatting = formatting or "alpaca"
+    else:
+        detected, columns = columns_from_file(local)
+        formatting = formatting or detected
+    manifest = Path(file_name).with_suffix(".manifest.json")
+    entry = subset_entry(file_name, formatting, columns,
+                         manifest=str(manifest) if (info_path.parent / manifest).exists() else "", made_by="register")
+    return register_entry(info_path, name, entry, force=force), file_name, formatting, columns
 
 
 # -- check ----------------------------------------------------------------------------------------------------------
@@ -158,12 +195,6 @@ class EntryCheck:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or os.environ.get(
-        "HF_DATASETS_OFFLINE", "0"
-    ).lower() in ("1", "true", "yes")
 
 
 def _structure(name: str, entry: dict[str, Any], res: EntryCheck) -> None:
@@ -191,8 +222,17 @@ def _structure(name: str, entry: dict[str, Any], res: EntryCheck) -> None:
     tags = entry.get("tags", {})
     if not isinstance(tags, dict) or [k for k in tags if k not in TAG_KEYS]:
         res.problems.append(f"tags must be an object with keys among {', '.join(TAG_KEYS)}")
-    if "hf_hub_url" in entry and (not isinstance(entry["hf_hub_url"], str) or entry["hf_hub_url"].count("/") != 1):
-        res.problems.append(f"hf_hub_url {entry['hf_hub_url']!r} is not a hub id of the form owner/name")
+    if "hf_hub_url" in entry and not _is_hub_id(entry["hf_hub_url"]):
+        res.problems.append(f"hf_hub_url {entry['hf_hub_url']!r} is not a hub id (owner/name, or a canonical "
+                            "name such as 'wiki_qa')")
+
+
+def _is_hub_id(repo: Any) -> bool:
+    """``owner/name`` or an owner-less canonical id (``wiki_qa``, ``squad``), as the Hub's own validator accepts."""
+    if not isinstance(repo, str) or not repo or repo.count("/") > 1:
+        return False
+    return all(part and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", part) and ".." not in part and "--" not in part
+               for part in repo.split("/"))
 
 
 def _declared_columns(attr) -> dict[str, str]:
@@ -206,18 +246,20 @@ def _declared_columns(attr) -> dict[str, str]:
 
 
 def _load_with_llamafactory(attr, dataset_dir: str, rows: int):
-    """LLaMA-Factory's own loader + aligner on the first ``rows`` rows."""
+    """LLaMA-Factory's own loader + aligner on every row (``rows`` 0), or on the first ``rows`` rows."""
+    # lazy: LLaMA-Factory/transformers take seconds to import
     from llamafactory.data.loader import _load_single_dataset
     from llamafactory.hparams import DataArguments, ModelArguments
     from transformers import Seq2SeqTrainingArguments
 
     with tempfile.TemporaryDirectory() as tmp:
-        data_args = DataArguments(dataset_dir=dataset_dir, max_samples=rows)
+        data_args = DataArguments(dataset_dir=dataset_dir, max_samples=rows or None)
         training_args = Seq2SeqTrainingArguments(output_dir=tmp, report_to="none")
         return _load_single_dataset(attr, ModelArguments(model_name_or_path="unused"), data_args, training_args)
 
 
 def _check_file_entry(name: str, info: dict[str, Any], dataset_dir: str, rows: int, res: EntryCheck) -> None:
+    # lazy: LLaMA-Factory takes seconds to import
     from llamafactory.data.parser import get_dataset_list
 
     (attr,) = get_dataset_list([name], info)
@@ -232,8 +274,13 @@ def _check_file_entry(name: str, info: dict[str, Any], dataset_dir: str, rows: i
         res.problems.append(f"folder {local} is empty")
         return
     kinds = {p.suffix.lstrip(".") for p in files}
-    if len(kinds) != 1 or not kinds <= set(FILEEXT2TYPE):
-        res.problems.append(f"{local}: file type(s) {sorted(kinds)}; LLaMA-Factory needs one of {sorted(FILEEXT2TYPE)}")
+    types = sorted(lf_file_types())
+    if len(kinds) != 1 or not kinds <= set(types):
+        res.problems.append(f"{local}: file type(s) {sorted(kinds)}; LLaMA-Factory needs one of {types}")
+        return
+    bad_bytes = not_utf8(files)
+    if bad_bytes:  # LLaMA-Factory's loader would replace the bytes with U+FFFD (an array) or fail mid-way (lines)
+        res.problems.append(bad_bytes)
         return
     try:
         columns = file_columns(files[0])
@@ -256,20 +303,56 @@ def _check_file_entry(name: str, info: dict[str, Any], dataset_dir: str, rows: i
     except Exception as err:  # noqa: BLE001 - whatever LLaMA-Factory raises is the finding
         res.problems.append(f"LLaMA-Factory's loader fails: {type(err).__name__}: {err}")
         return
+    sampled = f"; sampled: the first {len(aligned)} row(s) only (--rows {rows}; without it every row)" if rows else ""
+    if _sft_entry(attr):
+        res.problems += _sft_problems(aligned, "of the first" if rows else "of")
+    res.notes.append(f"{attr.formatting}, columns {declared}; LLaMA-Factory loaded {len(aligned)} row(s){sampled}")
+
+
+def _sft_entry(attr) -> bool:
+    """An instruction-tuning entry (prompt + response): not preference pairs, KTO tags or pre-training text."""
+    if getattr(attr, "ranking", False) or getattr(attr, "kto_tag", None):
+        return False
+    return attr.formatting != "alpaca" or bool(attr.response)
+
+
+def _listed(rows: list[int]) -> str:
+    return f"{rows[:20]}" + (f" (+{len(rows) - 20} more)" if len(rows) > 20 else "")
+
+
+def _sft_problems(aligned, of: str) -> list[str]:
+    """The rows LLaMA-Factory's SFT preprocessing drops, and rows with an empty message, over all aligned rows."""
+    # lazy: pyarrow is loaded by datasets by then
+    import pyarrow.compute as pc
+
+    table = aligned.with_format("arrow")[:]
+    n = table.num_rows
+    n_prompt = pc.list_value_length(table["_prompt"]).to_pylist()
+    n_response = pc.list_value_length(table["_response"]).to_pylist()
     # SupervisedDatasetProcessor drops rows whose turn structure is off; empty messages it trains on as they are
-    dropped = [i for i, ex in enumerate(aligned) if len(ex["_prompt"]) % 2 != 1 or len(ex["_response"]) != 1]
+    dropped = [i for i in range(n) if (n_prompt[i] or 0) % 2 != 1 or n_response[i] != 1]
+    empty: set[int] = set()
+    for col in ("_prompt", "_response"):
+        messages = table[col].combine_chunks()
+        parents = pc.list_parent_indices(messages).to_pylist()
+        contents = pc.struct_field(pc.list_flatten(messages), "content")
+        blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(pc.fill_null(contents, "")), ""), True).to_pylist()
+        empty.update(parents[k] for k, b in enumerate(blank) if b)
+    problems = []
     if dropped:
-        res.problems.append(f"row(s) {dropped} of the first {len(aligned)}: invalid turn structure, "
-                            "LLaMA-Factory's SFT preprocessing drops them")
-    empty = [i for i, ex in enumerate(aligned) if i not in dropped
-             and any(not (m.get("content") or "").strip() for m in ex["_prompt"] + ex["_response"])]
-    if empty:
-        res.problems.append(f"row(s) {empty} of the first {len(aligned)} have an empty prompt or response message")
-    res.notes.append(f"{attr.formatting}, columns {declared}; LLaMA-Factory loaded {len(aligned)} row(s)")
+        problems.append(f"row(s) {_listed(dropped)} {of} {n}: invalid turn structure, LLaMA-Factory's SFT "
+                        "preprocessing drops them")
+    empty_rows = sorted(empty - set(dropped))
+    if empty_rows:
+        problems.append(f"row(s) {_listed(empty_rows)} {of} {n} have an empty prompt or response message")
+    return problems
 
 
-def check_dataset_info(dataset_info: str | Path, names: list[str] | None = None, rows: int = 5) -> list[EntryCheck]:
-    """Check entries (all, or ``names``) of a dataset_info.json; never stops at the first problem."""
+def check_dataset_info(dataset_info: str | Path, names: list[str] | None = None, rows: int = 0) -> list[EntryCheck]:
+    """Check entries (all, or ``names``) of a dataset_info.json; never stops at the first problem. Every row of a
+    file entry goes through LLaMA-Factory's loader (``rows`` 0) or only the first ``rows`` (a quick sample)."""
+    if rows < 0:
+        raise UserError(f"--rows must be 0 (every row) or a positive number of rows to sample, got {rows}")
     path = Path(dataset_info)
     info = read_dataset_info(path, missing_ok=False)
     dataset_dir = str(path.parent)
@@ -287,7 +370,7 @@ def check_dataset_info(dataset_info: str | Path, names: list[str] | None = None,
         if "file_name" in entry and not any(k in entry for k in SOURCE_KEYS if k != "file_name"):
             _check_file_entry(name, info, dataset_dir, rows, res)
         elif "hf_hub_url" in entry:
-            if _offline():
+            if hub_offline():
                 res.notes.append(f"hub dataset {entry['hf_hub_url']}: checked structurally only (offline)")
             else:
                 _check_hub_entry(entry["hf_hub_url"], res)
@@ -297,6 +380,7 @@ def check_dataset_info(dataset_info: str | Path, names: list[str] | None = None,
 
 
 def _check_hub_entry(repo: str, res: EntryCheck) -> None:
+    # lazy: only an online hub check needs it
     from huggingface_hub import HfApi
 
     try:
@@ -304,66 +388,3 @@ def _check_hub_entry(repo: str, res: EntryCheck) -> None:
         res.notes.append(f"hub dataset {repo} exists (columns not checked without downloading it)")
     except Exception as err:  # noqa: BLE001 - not found, gated, network: all are findings
         res.problems.append(f"hub dataset {repo}: {type(err).__name__}: {err}")
-
-
-# -- CLI ------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RegisterOptions:
-    name: str = field(metadata={"help": "Entry name (what recipes put in `dataset:`)."})
-    file: str = field(
-        default="", metadata={"help": "Data file, relative to the dataset_info.json folder (default data/NAME.jsonl)."}
-    )
-    formatting: str = field(default="", metadata={"help": "alpaca | sharegpt (default: detected from the file)."})
-    columns: str = field(
-        default="",
-        metadata={"help": 'Column mapping as JSON, e.g. \'{"prompt": "instruction", "query": "input", '
-                  '"response": "output", "system": "system"}\' (default: detected from the file).'},
-    )
-    dataset_info: str = field(default="dataset_info.json", metadata={"help": "The dataset_info.json to modify."})
-    force: bool = field(default=False, metadata={"help": "Replace an entry that data-select did not create."})
-
-
-def cli_register(opts: RegisterOptions) -> int:
-    info_path = Path(opts.dataset_info)
-    file_name = opts.file or f"data/{opts.name}.jsonl"
-    local = info_path.parent / file_name
-    if not local.exists():
-        raise UserError(f"{local}: no such file (file names are relative to {info_path.parent or '.'})")
-    if opts.columns:
-        columns = json_object_option("--columns", opts.columns)
-        formatting = opts.formatting or "alpaca"
-    else:
-        formatting, columns = columns_from_file(local)
-        formatting = opts.formatting or formatting
-    manifest = Path(file_name).with_suffix(".manifest.json")
-    entry = subset_entry(file_name, formatting, columns,
-                         manifest=str(manifest) if (info_path.parent / manifest).exists() else "")
-    action = register_entry(info_path, opts.name, entry, force=opts.force)
-    print(f"{info_path}: {action} entry {opts.name!r} -> {file_name} ({formatting}, columns {columns})")
-    return 0
-
-
-@dataclass
-class CheckOptions:
-    names: list[str] = field(default_factory=list, metadata={"help": "Entries to check (default: all)."})
-    dataset_info: str = field(default="dataset_info.json", metadata={"help": "The dataset_info.json to check."})
-    rows: int = field(default=5, metadata={"help": "Rows LLaMA-Factory's loader reads per file entry."})
-
-    POSITIONAL = "names"
-
-
-def cli_check(opts: CheckOptions) -> int:
-    results = check_dataset_info(opts.dataset_info, opts.names or None, opts.rows)
-    bad = [r for r in results if not r.ok]
-    for r in results:
-        if r.ok:
-            print(f"ok       {r.name}: {'; '.join(r.notes)}")
-        else:
-            for p in r.problems:
-                print(f"PROBLEM  {r.name}: {p}")
-    print(f"{opts.dataset_info}: {len(results)} entr{'y' if len(results) == 1 else 'ies'} checked, "
-          f"{len(bad)} with problems" + (f" ({', '.join(r.name for r in bad)})" if bad else ""))
-    sys.stdout.flush()
-    return 1 if bad else 0

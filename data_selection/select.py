@@ -19,6 +19,7 @@ from typing import Any
 from data_selection.atomic import write_json_atomic, write_text_atomic
 from data_selection.command_line import UserError
 from data_selection.options.select import SelectOptions
+from data_selection.registry import check_subset_name, pool_file, register_entry, subset_entry
 from data_selection.scores_table import load_scored_pool, load_scores
 from data_selection.selectors import STRATEGIES
 from data_selection.selectors.pass_cv import join_scores
@@ -123,20 +124,14 @@ def build_manifest(opts: SelectOptions, selection, meta: dict[str, Any], rejects
 
 
 def run_select(opts: SelectOptions) -> dict[str, Any]:
-    # lazy: registry imports llamafactory (~7 s), which only writing a subset needs (tests import SelectOptions here)
-    from data_selection.registry import is_ours, read_dataset_info, register_entry, subset_entry
-
     if opts.strategy == "random" and opts.match:  # `--strategy random --match SUBSET` is the matched baseline
         opts = replace(opts, strategy="matched-random")
     if not opts.name or "/" in opts.name or opts.name.startswith("."):
         raise UserError(f"--name {opts.name!r} must be a plain name (it becomes data/NAME.jsonl)")
     info_path = Path(opts.dataset_info)
-    if opts.register:  # fail before the slow part: corrupted file or an entry we may not replace
-        existing = read_dataset_info(info_path).get(opts.name)
-        if existing is not None and not is_ours(existing) and not opts.force:
-            raise UserError(f"{info_path}: entry {opts.name!r} was not created by data-select; pick another "
-                            "--name or pass --force to replace it")
     table, meta, rejects, extra = load_inputs(opts)
+    # before the slow part: a corrupted file, an entry or a file (the pool itself) we may not replace
+    check_subset_name(info_path, opts.name, "select", opts.force, opts.register, pool_file(meta.get("pool")))
     selection = run_strategy(table, opts)
     if len(selection.rows) == 0:  # an empty subset is not a dataset: say why, write and register nothing
         steps = " → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in selection.facts.get("funnel", {}).items())

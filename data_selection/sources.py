@@ -27,12 +27,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llamafactory.extras.constants import FILEEXT2TYPE
-
 from data_selection.command_line import UserError
-from data_selection.jsonl import LOAD_ERROR, NUMBER_FIELDS, load_json_tolerant
+from data_selection.jsonl import LOAD_ERROR, NUMBER_FIELDS, first_utf8_error, load_json_tolerant
+from data_selection.names import refuse_unreachable_hub_id
 
 META_COLUMNS = ("category", "source")
+USER_ID_COLUMN = "id"  # a user's own id column in the raw data ...
+USER_ID = "user_id"  # ... kept under this name beside our row id (scores, subset rows), so subsets join back
+DUPLICATES_SHOWN = 5
 
 
 @dataclass
@@ -55,6 +57,14 @@ class PoolSpec:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
+def lf_file_types() -> dict[str, str]:
+    """LLaMA-Factory's file extension -> ``datasets`` builder table (``json``, ``parquet``, ...)."""
+    # lazy: LLaMA-Factory's import takes seconds
+    from llamafactory.extras.constants import FILEEXT2TYPE
+
+    return FILEEXT2TYPE
+
+
 def _dataset_info(dataset_dir: str) -> dict[str, Any] | None:
     path = Path(dataset_dir) / "dataset_info.json"
     if not path.exists():
@@ -65,7 +75,7 @@ def _dataset_info(dataset_dir: str) -> dict[str, Any] | None:
         raise UserError(f"{path}: not valid JSON ({err})") from err
 
 
-def _detect_columns(column_names: list[str], where: str) -> tuple[str, dict[str, str]]:
+def detect_columns(column_names: list[str], where: str) -> tuple[str, dict[str, str]]:
     cols = set(column_names)
     if "conversations" in cols or "messages" in cols:
         messages = "conversations" if "conversations" in cols else "messages"
@@ -95,6 +105,7 @@ def _detect_columns(column_names: list[str], where: str) -> tuple[str, dict[str,
 
 def resolve_attr(spec: PoolSpec, column_names: list[str] | None = None):
     """Return LLaMA-Factory's ``DatasetAttr`` for the spec (columns detected when not declared)."""
+    # lazy: LLaMA-Factory takes seconds to import; names are checked first
     from llamafactory.data.parser import DatasetAttr, get_dataset_list
 
     info = _dataset_info(spec.dataset_dir)
@@ -110,6 +121,7 @@ def resolve_attr(spec: PoolSpec, column_names: list[str] | None = None):
     if path.exists() or (Path(spec.dataset_dir) / path).exists():
         attr = DatasetAttr("file", dataset_name=str(path if path.exists() else Path(spec.dataset_dir) / path))
     elif "/" in spec.dataset and not spec.dataset.startswith((".", "/")):
+        refuse_unreachable_hub_id(spec.dataset, spec.dataset_dir)
         attr = DatasetAttr("hf_hub", dataset_name=spec.dataset)
     else:
         known = sorted(info) if info else []
@@ -123,13 +135,14 @@ def resolve_attr(spec: PoolSpec, column_names: list[str] | None = None):
     if spec.columns or spec.formatting or column_names is not None:
         formatting, mapping = spec.formatting, dict(spec.columns)
         if not mapping:
-            formatting, mapping = _detect_columns(column_names or [], spec.dataset)
+            formatting, mapping = detect_columns(column_names or [], spec.dataset)
         attr.join({"formatting": formatting or "alpaca", "columns": mapping, "split": spec.split})
     return attr
 
 
 def _load_raw(attr, spec: PoolSpec):
     """Load the raw table as LLaMA-Factory's loader would (``datasets.load_dataset`` with the same arguments)."""
+    # lazy: datasets is heavy; loaded only to read a pool
     from datasets import load_dataset
 
     if attr.load_from == "file":
@@ -139,10 +152,13 @@ def _load_raw(attr, spec: PoolSpec):
         if not local.exists():
             raise UserError(f"dataset file {local} not found (entry {spec.dataset!r})")
         files = sorted(str(p) for p in local.iterdir()) if local.is_dir() else [str(local)]
-        types = {FILEEXT2TYPE.get(Path(f).suffix.lstrip(".")) for f in files}
+        file_types = lf_file_types()
+        types = {file_types.get(Path(f).suffix.lstrip(".")) for f in files}
         if len(types) != 1 or None in types:
-            raise UserError(f"{local}: files must share one of the types {sorted(FILEEXT2TYPE)}")
+            raise UserError(f"{local}: files must share one of the types {sorted(file_types)}")
         kind = types.pop()
+        if kind == "json" and _not_utf8(files):  # Arrow would keep the bytes and fail later, mid-conversion
+            return load_json_tolerant(files)  # a bad line is a rejected row; a bad JSON array a file-level error
         try:
             return load_dataset(kind, data_files=files, split=attr.split)
         except Exception as err:  # datasets raises many kinds; name the file
@@ -152,6 +168,11 @@ def _load_raw(attr, spec: PoolSpec):
     if attr.load_from == "hf_hub":
         return load_dataset(attr.dataset_name, name=attr.subset, data_dir=attr.folder, split=attr.split)
     raise UserError(f"dataset {spec.dataset!r}: load_from={attr.load_from} is not supported by the scorer")
+
+
+def _not_utf8(files: list[str]) -> bool:
+    """Some file holds bytes that are not UTF-8 (checked before Arrow or LLaMA-Factory read them)."""
+    return any(first_utf8_error(f) is not None for f in files)
 
 
 def row_id(row: int, prompt: list, response: list, system: str) -> str:
@@ -194,6 +215,7 @@ def _check_row(example: dict[str, Any], attr) -> str:
 
 
 def _converter(attr):
+    # lazy: LLaMA-Factory takes seconds to import
     from llamafactory.data.converter import get_dataset_converter
     from llamafactory.hparams import DataArguments
 
@@ -235,9 +257,11 @@ class Pool:
     converted: Any  # datasets.Dataset: _row, id, _prompt, _response, _system, _tools, n_chars, reject_reason, meta
     fingerprint: str
 
+    user_ids: dict[str, Any] = field(default_factory=dict)  # the user's id column and its duplicates, if any
+
     @property
     def meta_columns(self) -> list[str]:
-        return [c for c in META_COLUMNS if c in self.raw.column_names]
+        return _meta_columns(self.raw.column_names)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -252,7 +276,45 @@ class Pool:
             },
             "fingerprint": self.fingerprint,
             "num_rows": len(self.raw),
+            **self.user_ids,
         }
+
+
+def duplicate_user_ids_line(pool_record: dict[str, Any]) -> str:
+    """One line for a summary or report when the user's own ids repeat ("" when they do not or there are none),
+    from a pool record (``Pool.describe()``, meta.json's ``pool``, a manifest's ``source``)."""
+    dup = pool_record.get("duplicate_user_ids") or {}
+    if not dup.get("ids"):
+        return ""
+    first = ", ".join(repr(i) for i in dup.get("first", []))
+    return (f"duplicate user ids: {dup['ids']:,} value(s) of column {pool_record.get('user_id_column')!r} repeat over "
+            f"{dup['rows']:,} rows (first: {first}); rows are told apart by our id, not by yours")
+
+
+def _meta_columns(raw_columns: list[str]) -> list[str]:
+    """Columns carried from the raw rows to the scores and subsets: category, source and the user's own id."""
+    return [c for c in META_COLUMNS if c in raw_columns] + ([USER_ID] if USER_ID_COLUMN in raw_columns else [])
+
+
+def _user_ids(converted) -> dict[str, Any]:
+    """``user_id_column`` and ``duplicate_user_ids`` (ids seen more than once, their rows, the first few)."""
+    # lazy: pyarrow comes with datasets, loaded by now
+    import pyarrow.compute as pc
+
+    ids = converted.with_format("arrow")[USER_ID].combine_chunks()
+    counts = pc.value_counts(pc.filter(ids, pc.not_equal(ids, "")))
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1))
+    first: list[str] = []
+    if len(repeated):  # the first few repeated ids in file order
+        where = pc.indices_nonzero(pc.is_in(ids, value_set=repeated.field("values")))
+        for v in pc.take(ids, where).to_pylist():
+            if v not in first:
+                first.append(v)
+                if len(first) == DUPLICATES_SHOWN:
+                    break
+    return {"user_id_column": USER_ID_COLUMN,
+            "duplicate_user_ids": {"ids": len(repeated), "rows": int(pc.sum(repeated.field("counts")).as_py() or 0),
+                                   "first": first}}
 
 
 def load_pool(spec: PoolSpec, num_proc: int | None = None) -> Pool:
@@ -268,12 +330,12 @@ def load_pool(spec: PoolSpec, num_proc: int | None = None) -> Pool:
         attr.system = "system"
     _check_columns(attr, raw.column_names, spec)
     converter = _converter(attr)
-    meta = [c for c in META_COLUMNS if c in raw.column_names]
+    meta = _meta_columns(raw.column_names)
 
     def convert(example, idx):
         out = convert_example(example, idx, attr, converter)
         for c in meta:
-            v = example.get(c)
+            v = example.get(USER_ID_COLUMN if c == USER_ID else c)
             out[c] = "" if v is None else str(v)
         return out
 
@@ -287,7 +349,8 @@ def load_pool(spec: PoolSpec, num_proc: int | None = None) -> Pool:
     digest = hashlib.sha256()
     for chunk in converted.with_format("arrow").iter(batch_size=100_000):
         digest.update("\n".join(chunk["id"].to_pylist()).encode())
-    return Pool(spec=spec, attr=attr, raw=raw, converted=converted, fingerprint=digest.hexdigest()[:16])
+    return Pool(spec=spec, attr=attr, raw=raw, converted=converted, fingerprint=digest.hexdigest()[:16],
+                user_ids=_user_ids(converted) if USER_ID in meta else {})
 
 
 def _declared(spec: PoolSpec) -> bool:

@@ -6,7 +6,8 @@ whatever format the pool had, training sees exactly what was scored:
 
 * single-turn pools become alpaca rows ``instruction`` (the whole user turn, LLaMA-Factory's
   ``"prompt\\nquery"`` join already applied), ``input`` (""), ``output``, ``system`` (+ ``tools`` when any
-  row has tools), then ``id`` (the scores' row id) and the pool's ``category``/``source``;
+  row has tools), then ``id`` (the scores' row id) and the pool's ``category``/``source``/``user_id`` (the
+  pool's own ``id`` column, kept so a subset joins back to the user's records);
 * pools with multi-turn prompts become sharegpt rows ``conversations`` ([{from, value}], LLaMA-Factory's
   default tags), ``system`` (+ ``tools``), ``id``, ``category``/``source``.
 
@@ -98,7 +99,7 @@ def write_subset(path: str | Path, examples: list[dict[str, Any]], meta_columns:
     return formatting, columns, sha
 
 
-def _size_category(n: int) -> str:
+def size_category(n: int) -> str:
     for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
                          (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
         if n < limit:
@@ -108,6 +109,7 @@ def _size_category(n: int) -> str:
 
 def render_card(manifest: dict[str, Any], license: str = "") -> str:
     """A Hugging Face dataset card (YAML front matter + markdown) for the pushed layout data/train.jsonl."""
+    # lazy: only the card needs it
     import yaml
 
     name = manifest["name"]
@@ -122,7 +124,7 @@ def render_card(manifest: dict[str, Any], license: str = "") -> str:
         "task_categories": ["text-generation"],
         "language": ["en"],
         "tags": ["reasoning", "data-selection", "llama-factory", f"selection-{manifest['strategy']}"],
-        "size_categories": [_size_category(manifest["num_rows"])],
+        "size_categories": [size_category(manifest["num_rows"])],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train.jsonl"}]}],
     })
     if source.get("load_from") == "hf_hub":
@@ -163,6 +165,8 @@ def render_card(manifest: dict[str, Any], license: str = "") -> str:
         band = (f"TEMP (arXiv 2606.26797): per source, the high-loss cluster of L^(100) at Gaussian checkpoint "
                 f"{d['chosen_checkpoint']} (mean loss {d['chosen_ratio']:.2f}x the base model's), then a softmax "
                 "budget across domains and sources and k-means picks on L^(1000) along a fine-tuning direction.\n")
+    user_id = (f"; `user_id` is the source's own `{source['user_id_column']}` column"
+               if source.get("user_id_column") else "")
     funnel_rows = "\n".join(f"| {k.replace('_', ' ')} | {v:,} |" for k, v in funnel.items())
     comp = manifest.get("composition", {})
     comp_lines = []
@@ -190,7 +194,7 @@ from `{source.get('resolved_name') or source.get('dataset')}` (pool fingerprint 
 ## Format
 
 Alpaca-style JSON lines as LLaMA-Factory reads them (`formatting: {manifest['formatting']}`); `id` is the
-source row id (`<row:08d>-<sha1[:12]>` of the converted messages). Use it in LLaMA-Factory's `dataset_info.json`:
+source row id (`<row:08d>-<sha1[:12]>` of the converted messages){user_id}. Use it in LLaMA-Factory's `dataset_info.json`:
 
 ```json
 "{name}": {{"hf_hub_url": "USER/{name}", "formatting": "{manifest['formatting']}", "columns": {columns_json}}}

@@ -36,10 +36,10 @@ step "5/7 train: llamafactory-cli train on each registered subset (same recipe, 
 llamafactory-cli train yaml_recipes/demo_zpd.yaml ${DEMO_TRAIN_ARGS:-}
 llamafactory-cli train yaml_recipes/demo_random.yaml ${DEMO_TRAIN_ARGS:-}
 
-step "6/7 evaluate: lighteval on the held-out set, boxed answer checked by math-verify"
+step "6/7 evaluate: lighteval on the held-out set, greedy (temperature 0, as the studies), boxed answer by math-verify"
 for m in base random zpd; do
   model="$OUT/base_model"; [ "$m" = base ] || model="$OUT/train_$m"
-  llamafactory-ext eval --model "$model" --suite local:data/demo/eval.jsonl --out "$OUT/evals/$m" \
+  llamafactory-ext eval --model "$model" --suite local:data/demo/eval.jsonl --out "$OUT/evals/$m" --temperature 0 \
     --max_new_tokens "${DEMO_MAX_NEW_TOKENS:-128}" --system_prompt "$SYSTEM"
 done
 

@@ -13,15 +13,20 @@ with its reason.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
+from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from data_selection.command_line import UserError
+from data_selection.registry import check_subset_name, read_dataset_info, register_entry, subset_entry
 from data_selection.scoring.layout import REJECTS
+from data_selection.subset import size_category, subset_paths, write_subset
 from data_selection.transforms.options import PruneOptions, dataset_info_path, recipe
 from data_selection.transforms.prune import steps_to_delete
 from data_selection.transforms.step_table import STEPS_TABLE, merge_steps
@@ -142,8 +147,6 @@ def prune_rows(opts: PruneOptions, mk, pool, encoder, table) -> tuple[list[dict[
 
 def _input_manifest(opts: PruneOptions) -> str:
     """The manifest the input subset's dataset_info.json entry names (subsets made by data-select)."""
-    from data_selection.registry import read_dataset_info
-
     entry = read_dataset_info(Path(opts.dataset_dir) / "dataset_info.json").get(opts.dataset) or {}
     return entry.get("manifest", "")
 
@@ -203,12 +206,6 @@ def build_manifest(opts: PruneOptions, mk, pool, meta: dict[str, Any], out: Path
 
 def render_card(manifest: dict[str, Any], license: str = "") -> str:
     """A Hugging Face dataset card for a pruned subset."""
-    import json
-
-    import yaml
-
-    from data_selection.subset import _size_category
-
     name, src = manifest["name"], manifest["source"]
     front: dict[str, Any] = {"license": license} if license else {}
     front.update({
@@ -216,7 +213,7 @@ def render_card(manifest: dict[str, Any], license: str = "") -> str:
         "task_categories": ["text-generation"],
         "language": ["en"],
         "tags": ["reasoning", "llama-factory", "pir-pruning", "limopro"],
-        "size_categories": [_size_category(manifest["num_rows"])],
+        "size_categories": [size_category(manifest["num_rows"])],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train.jsonl"}]}],
     })
     if src.get("load_from") == "hf_hub":
@@ -274,10 +271,8 @@ terms of the source dataset.
 def write_pruned(opts: PruneOptions, mk, pool, encoder, out: Path, num_shards: int, meta: dict[str, Any]
                  ) -> dict[str, Any]:
     """Merge the shards, write subset + manifest + card + report, register. Returns paths and the manifest."""
-    from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
-    from data_selection.registry import register_entry, subset_entry
+    # lazy: the reports package sits above this engine; the prune-steps command should write the report
     from data_selection.reports.pruned import write_report
-    from data_selection.subset import subset_paths, write_subset
 
     table = merge_steps(out, num_shards)
     examples, facts = prune_rows(opts, mk, pool, encoder, table)
@@ -286,6 +281,8 @@ def write_pruned(opts: PruneOptions, mk, pool, encoder, out: Path, num_shards: i
         raise UserError(f"{opts.dataset}: no row to write (all {facts['rejected']} rows were rejected by the loader; "
                         f"row and reason of each in {out / REJECTS})")
     info_path = dataset_info_path(opts)
+    # again right before writing (the run may have been long): never over a file or entry a selection did not make
+    check_subset_name(info_path, opts.name, "prune-steps", opts.force, opts.register)
     paths = subset_paths(info_path.parent, opts.name)
     formatting, columns, sha = write_subset(paths["data"], examples, pool.meta_columns)
     file_name = paths["data"].relative_to(info_path.parent).as_posix()
@@ -298,7 +295,7 @@ def write_pruned(opts: PruneOptions, mk, pool, encoder, out: Path, num_shards: i
     if opts.register:
         entry = subset_entry(file_name, formatting, columns,
                              manifest=paths["manifest"].relative_to(info_path.parent).as_posix(),
-                             recipe=manifest["recipe"])
+                             recipe=manifest["recipe"], made_by="prune-steps")
         action = register_entry(info_path, opts.name, entry, force=opts.force)
     return {"manifest": manifest, "registered": action, "dataset_info": str(info_path),
             "paths": {**{k: str(v) for k, v in paths.items()}, "report": str(report_dir / "report.md"),

@@ -34,6 +34,7 @@ def query_keys(pool, key_column: str = "", batch_size: int = 10_000) -> list[str
 
     A row whose key column is null falls back to its prompt hash.
     """
+    # lazy: only a long grouping shows progress
     from tqdm.auto import tqdm
 
     n = len(pool.converted)

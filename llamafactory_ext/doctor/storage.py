@@ -9,6 +9,7 @@ of JSON text per row), from the ``estimate`` section.
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -23,6 +24,7 @@ GB = 1e9
 
 def count_parameters(model: str) -> int | None:
     """Parameters of ``model`` from its config alone (local folder or the hub cache; never the network)."""
+    # lazy: torch/transformers take seconds; only sizing a cached model needs them
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -35,17 +37,39 @@ def count_parameters(model: str) -> int | None:
     return sum(p.numel() for p in net.parameters())
 
 
+def kept_checkpoints(recipe: dict) -> tuple[int, str]:
+    """(checkpoints on disk at the end of one run, why) from the recipe's save settings (Trainer's defaults:
+    save_strategy steps, save_steps 500, num_train_epochs 3); 3 assumed when the count cannot be known."""
+    strategy = str(recipe.get("save_strategy", "steps")).lower()
+    if strategy == "no":
+        return 0, "save_strategy: no"
+    saves, why = None, ""
+    if strategy == "epoch":
+        epochs = math.ceil(float(recipe.get("num_train_epochs", 3.0)))
+        saves, why = epochs, f"{epochs} epochs"
+    elif strategy == "steps" and int(recipe.get("max_steps") or -1) > 0:
+        steps, every = int(recipe["max_steps"]), float(recipe.get("save_steps", 500))
+        every = every * steps if every < 1 else every  # a fraction < 1 is a ratio of the total steps
+        saves, why = math.ceil(steps / every), f"max_steps {steps} / save_steps {recipe.get('save_steps', 500)}"
+    limit = int(recipe.get("save_total_limit") or 0)
+    if limit and (saves is None or limit < saves):
+        return limit, "save_total_limit"
+    if saves is None:
+        return 3, "no save_total_limit: assumed"
+    return saves, why
+
+
 def planned_bytes(t: Target, params: int | None) -> tuple[float, list[str]]:
     """(bytes, what they are) the config will write."""
     parts: list[tuple[str, float]] = []
     if params:
         states = not _truthy(t.recipe.get("save_only_model"))
         per_save = params * (STATE_BYTES_PER_PARAM if states else WEIGHT_BYTES_PER_PARAM)
-        kept = int(t.recipe.get("save_total_limit") or 0) or 3
-        limit = "save_total_limit" if t.recipe.get("save_total_limit") else "no save_total_limit: assumed"
+        kept, why = kept_checkpoints(t.recipe)
         per_run = kept * per_save + params * WEIGHT_BYTES_PER_PARAM
-        parts.append((f"{t.train_runs} training run(s) x ({kept} checkpoints ({limit}) x {per_save / GB:.1f} GB"
-                      f"{' with optimizer state' if states else ''} + final model)", t.train_runs * per_run))
+        saves = (f"{kept} checkpoints ({why}) x {per_save / GB:.1f} GB{' with optimizer state' if states else ''}"
+                 if kept else f"no checkpoints ({why})")
+        parts.append((f"{t.train_runs} training run(s) x ({saves} + final model)", t.train_runs * per_run))
     est = t.study.estimate if t.study is not None else {}
     if est.get("pool_rows"):
         parts.append((f"scores of {est['pool_rows']:,} rows", est["pool_rows"] * SCORE_BYTES_PER_ROW))

@@ -144,12 +144,53 @@ def _fmt_score(cell: Cell) -> str:
     return f"{cell.value:.2f}" + (f" ± {cell.stderr:.2f}" if cell.stderr is not None else "")
 
 
-def _fmt_delta(d: float | None) -> str:
+def _resolved(table: Table, bench: str, run: str, against: str) -> bool:
+    """The difference is more than 1.96 standard errors from zero (the two runs' stderrs combined); a delta
+    without stderrs is taken as resolved, as before."""
+    d = _delta(table, bench, run, against)
+    a, b = table.cells[bench][run].stderr, table.cells[bench][against].stderr
+    if d is None or a is None or b is None:
+        return d is not None
+    return abs(d) > 1.96 * math.hypot(a, b)
+
+
+def _fmt_delta(d: float | None, resolved: bool = True) -> str:
     if d is None:
         return DASH
     if abs(d) < 5e-3:
         return "0.00"
-    return f"+{d:.2f} ↑" if d > 0 else f"−{abs(d):.2f} ↓"
+    text = f"+{d:.2f}" if d > 0 else f"−{abs(d):.2f}"
+    return text + ((" ↑" if d > 0 else " ↓") if resolved else "")
+
+
+def _problems(table: Table, bench: str) -> int | None:
+    """Problems behind a pass/fail score, from a run's value and lighteval's stderr sqrt(p(1-p)/(n-1))."""
+    for cell in table.cells[bench].values():
+        if cell.score is None or not cell.score.stderr or not 0 < cell.score.value < 1:
+            continue
+        p = cell.score.value
+        n = round(p * (1 - p) / cell.score.stderr ** 2 + 1)
+        if n > 1 and all(c.score is None or abs(c.score.value * n - round(c.score.value * n)) < 1e-6
+                         for c in table.cells[bench].values()):
+            return n
+    return None
+
+
+def _unresolved_line(table: Table) -> str:
+    """" — no difference in this table is resolved (...): base 2/30, random 1/30, zpd 3/30 solved" or ""."""
+    pairs = [(b, r, a) for b in table.benchmarks for r, a in table.deltas if _delta(table, b, r, a) is not None]
+    if not pairs or any(_resolved(table, *pair) for pair in pairs):
+        return ""
+    counts = []
+    for bench in table.benchmarks:
+        n = _problems(table, bench)
+        if n is None:
+            continue
+        solved = ", ".join(f"{name} {round(c.score.value * n)}/{n}" for name, c in table.cells[bench].items()
+                           if c.score is not None)
+        counts.append(f"{display_name(bench)}: {solved} solved" if len(table.benchmarks) > 1 else f"{solved} solved")
+    return (" Arrows mark only differences beyond 1.96 standard errors: no difference in this table is resolved"
+            + (f" ({'; '.join(counts)})" if counts else "") + ".")
 
 
 def _metric_label(table: Table, bench: str) -> str:
@@ -169,11 +210,12 @@ def to_markdown(table: Table) -> str:
     for bench in table.benchmarks:
         row = [display_name(bench), _metric_label(table, bench)]
         row += [_fmt_score(table.cells[bench][n]) for n in table.names]
-        row += [_fmt_delta(_delta(table, bench, r, a)) for r, a in table.deltas]
+        row += [_fmt_delta(_delta(table, bench, r, a), _resolved(table, bench, r, a)) for r, a in table.deltas]
         lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",
-        "Scores in %, ± lighteval's standard error; deltas in percentage points. — : not evaluated.",
+        "Scores in %, ± lighteval's standard error; deltas in percentage points. — : not evaluated."
+        + _unresolved_line(table),
     ]
     lines += ["", "Runs:"]
     for name, run in zip(table.names, table.runs):
@@ -210,6 +252,7 @@ def to_csv(table: Table) -> str:
 
 
 def plot(table: Table, path: Path, title: str | None) -> None:
+    # lazy: matplotlib is slow to import; only the chart needs it
     import matplotlib
 
     matplotlib.use("Agg")

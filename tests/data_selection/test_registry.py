@@ -14,6 +14,7 @@ from data_selection.command_line import UserError
 from data_selection.registry import (
     MARKER,
     check_dataset_info,
+    check_subset_name,
     read_dataset_info,
     register_entry,
     subset_entry,
@@ -115,7 +116,7 @@ def test_check_reports_every_problem_by_entry_name(tmp_path, capsys):
         "hub": {"hf_hub_url": "redsgnaoh/acereason11_100k", "columns": dict(ALPACA_COLUMNS)},
     })
     results = {r.name: r for r in check_dataset_info(path)}
-    assert results["good"].ok and "loaded 5 row(s)" in results["good"].notes[0]
+    assert results["good"].ok and "loaded 6 row(s)" in results["good"].notes[0]
     assert results["hub"].ok and "structurally only (offline)" in results["hub"].notes[0]
     expect = {
         "missing_file": "not found (not created yet: data-select select --name missing_file)",
@@ -186,3 +187,110 @@ def test_root_dataset_info_declares_the_shared_entries():
         assert (attr.load_from, attr.formatting, attr.system) == ("file", "alpaca", "system")
     results = {r.name: r for r in check_dataset_info(path)}
     assert results["acereason11_100k"].ok
+
+
+def _bad_utf8_pool(path: Path) -> None:
+    write_jsonl(make_alpaca_rows(4), path)
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b'"output": "', b'"output": "\xff', 1)
+    path.write_bytes(b"\n".join(lines))
+
+
+def test_register_refuses_a_file_that_is_not_utf8_naming_line_and_offset(tmp_path, capsys):
+    _bad_utf8_pool(tmp_path / "data" / "mine.jsonl")
+    path = tmp_path / "dataset_info.json"
+    assert main(["register", "--name", "mine", "--dataset_info", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "mine.jsonl line 3: not valid UTF-8" in err and "0xff at byte" in err
+    assert not path.exists()
+
+
+def test_check_flags_a_file_that_is_not_utf8(tmp_path):
+    _bad_utf8_pool(tmp_path / "data" / "mine.jsonl")
+    rows = make_alpaca_rows(2)
+    (tmp_path / "data" / "arr.json").write_bytes(json.dumps(rows).encode().replace(b"Step 0", b"Step \xff0", 1))
+    path = _info(tmp_path, {"mine": _file_entry("data/mine.jsonl"), "arr": _file_entry("data/arr.json")})
+    results = {r.name: r for r in check_dataset_info(path)}
+    assert any("mine.jsonl line 3: not valid UTF-8" in p for p in results["mine"].problems)
+    assert any("arr.json line 1: not valid UTF-8" in p for p in results["arr"].problems)
+
+
+def _sharegpt_rows(n: int, broken: tuple[int, ...]) -> list[dict]:
+    rows = []
+    for i in range(n):
+        turns = [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": f"a{i}"}]
+        rows.append({"conversations": turns[:1] if i in broken else turns})
+    return rows
+
+
+def test_check_reads_every_row_by_default_and_rows_n_says_it_sampled(tmp_path, capsys):
+    write_jsonl(_sharegpt_rows(20, broken=(12, 15)), tmp_path / "data" / "chat.jsonl")
+    path = _info(tmp_path, {"chat": {"file_name": "data/chat.jsonl", "formatting": "sharegpt",
+                                     "columns": {"messages": "conversations"}}})
+    (res,) = check_dataset_info(path)
+    assert not res.ok and any("row(s) [12, 15] of 20" in p and "drops them" in p for p in res.problems)
+    assert main(["check", "--dataset_info", str(path)]) == 1
+    assert main(["check", "--dataset_info", str(path), "--rows", "0"]) == 1  # 0 means every row
+    assert "row(s) [12, 15] of 20" in capsys.readouterr().out
+    assert main(["check", "--dataset_info", str(path), "--rows", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "sampled: the first 5 row(s) only" in out and "loaded 5 row(s)" in out
+
+
+def test_check_has_no_false_positive_on_the_shapes_of_llamafactorys_own_registry(tmp_path):
+    """Entry shapes of LLaMA-Factory 0.9.5's data/dataset_info.json: owner-less canonical hub ids, several hubs,
+    preference pairs, KTO tags, pre-training text, media columns, tags with system_tag, subset/split/folder."""
+    data = tmp_path / "data"
+    data.mkdir()
+    chat = [{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}],
+             "chosen": {"from": "gpt", "value": "good"}, "rejected": {"from": "gpt", "value": "bad"}}]
+    (data / "dpo.json").write_text(json.dumps(chat), encoding="utf-8")
+    kto = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"}], "label": True}]
+    (data / "kto.json").write_text(json.dumps(kto), encoding="utf-8")
+    (data / "wiki.txt").write_text("Some text.\nMore text.\n", encoding="utf-8")
+    write_jsonl([{"text": "A web page."}, {"text": "Another."}], data / "c4.jsonl")
+    (data / "identity.json").write_text(json.dumps([{"instruction": "who", "input": "", "output": "me"}]), "utf-8")
+    role_tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+    path = _info(data, {
+        "identity": {"file_name": "identity.json"},
+        "wikiqa": {"hf_hub_url": "wiki_qa", "columns": {"prompt": "question", "response": "answer"}},
+        "alpaca_en": {"hf_hub_url": "llamafactory/alpaca_en", "ms_hub_url": "llamafactory/alpaca_en",
+                      "om_hub_url": "HaM/alpaca_en"},
+        "deepctrl": {"ms_hub_url": "deepctrl/deepctrl-sft-data"},
+        "adgen_eval": {"hf_hub_url": "HasturOfficial/adgen", "split": "validation",
+                       "columns": {"prompt": "content", "response": "summary"}},
+        "open_thoughts": {"hf_hub_url": "llamafactory/OpenThoughts-114k", "formatting": "sharegpt",
+                          "columns": {"messages": "messages"}, "tags": {**role_tags, "system_tag": "system"}},
+        "llava": {"hf_hub_url": "BUAADreamer/llava-en-zh-2k", "subset": "en", "formatting": "sharegpt",
+                  "columns": {"messages": "messages", "images": "images"}, "tags": role_tags},
+        "dpo_en_demo": {"file_name": "dpo.json", "ranking": True, "formatting": "sharegpt",
+                        "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"}},
+        "kto_en_demo": {"file_name": "kto.json", "formatting": "sharegpt",
+                        "columns": {"messages": "messages", "kto_tag": "label"}, "tags": role_tags},
+        "wiki_demo": {"file_name": "wiki.txt", "columns": {"prompt": "text"}},
+        "c4_demo": {"file_name": "c4.jsonl", "columns": {"prompt": "text"}},
+        "starcoder": {"hf_hub_url": "bigcode/starcoderdata", "columns": {"prompt": "content"}, "folder": "python"},
+    })
+    results = check_dataset_info(path)
+    assert [(r.name, r.problems) for r in results if not r.ok] == []
+
+
+def test_a_selection_name_never_replaces_a_registered_pool_or_its_file(tmp_path):
+    write_jsonl(make_alpaca_rows(3), tmp_path / "data" / "pool.jsonl")
+    path = tmp_path / "dataset_info.json"
+    assert main(["register", "--name", "pool", "--dataset_info", str(path)]) == 0
+    assert read_dataset_info(path)["pool"]["made_by"] == "register"
+    for command in ("select", "prune-steps"):
+        with pytest.raises(UserError, match=r"entry 'pool' was made by `data-select register`"):
+            check_subset_name(path, "pool", command)
+        with pytest.raises(UserError, match=r"would overwrite .*pool\.jsonl, the file of entry 'pool'"):
+            check_subset_name(path, "pool", command, register=False)
+        check_subset_name(path, "pool", command, force=True)
+        with pytest.raises(UserError, match="would write over the pool"):
+            check_subset_name(path, "pool", command, force=True, reads=tmp_path / "data" / "pool.jsonl")
+    # what a selection wrote, a selection of that name replaces; register's own entry, register replaces
+    register_entry(path, "sub", subset_entry("data/sub.jsonl", "alpaca", ALPACA_COLUMNS, made_by="prune-steps"))
+    check_subset_name(path, "sub", "select")
+    assert register_entry(path, "pool", subset_entry("data/pool.jsonl", "sharegpt", {}, made_by="register")) == "updated"
+    with pytest.raises(UserError, match="made by `data-select register`"):
+        register_entry(path, "pool", subset_entry("data/pool.jsonl", "alpaca", ALPACA_COLUMNS))

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from helpers import make_acereason_rows
 from score_fixtures import make_scores_dir
 
 from data_selection import push as push_mod
@@ -20,6 +21,7 @@ from data_selection.command_line import UserError
 from data_selection.registry import read_dataset_info
 from data_selection.select import SelectOptions, run_select
 from data_selection.sources import PoolSpec, load_pool
+from data_selection.subset import render_card
 
 N_ROWS = 90
 TRUNCATED = (2, 11, 40)
@@ -220,3 +222,60 @@ def test_real_upload_refuses_to_run_offline(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="HF_HUB_OFFLINE is set"):
         push_mod.upload_files("me/x", [("README.md", b"x")], False, None, "m")
+
+
+def test_select_never_replaces_an_entry_made_by_register_nor_the_file_it_reads(scored, tmp_path, capsys):
+    """`select --name X` replaces an entry only when a select (or prune-steps) of the same name made it."""
+    work = tmp_path
+    pool_copy = work / "data" / "my_math.jsonl"
+    pool_copy.parent.mkdir(parents=True)
+    shutil.copy(scored.parent.parent / "pool.jsonl", pool_copy)
+    assert main(["register", "--name", "my_math", "--dataset_info", str(work / "dataset_info.json")]) == 0
+    before = pool_copy.read_bytes()
+    with pytest.raises(UserError, match=r"entry 'my_math' was made by `data-select register`.*--force"):
+        _select(scored, work, "my_math", strategy="random")
+    assert pool_copy.read_bytes() == before  # the user's pool file is untouched
+    assert read_dataset_info(work / "dataset_info.json")["my_math"]["made_by"] == "register"
+    # --no-register does not overwrite the registered file either
+    with pytest.raises(UserError, match="my_math"):
+        _select(scored, work, "my_math", strategy="random", register=False)
+    assert pool_copy.read_bytes() == before
+    # a select's own entry of the same name is replaced (a re-run with other options)
+    assert _select(scored, work, "sub_a", strategy="random")["registered"] == "added"
+    assert _select(scored, work, "sub_a", strategy="random", n=10)["registered"] == "updated"
+    assert read_dataset_info(work / "dataset_info.json")["sub_a"]["made_by"] == "select"
+    # --force replaces the registered pool
+    assert _select(scored, work, "my_math", strategy="random", force=True)["registered"] == "updated"
+
+
+def test_select_refuses_to_write_over_the_pool_it_reads(tmp_path):
+    """A pool that is itself a subset (data/sub.jsonl, scored) cannot be selected again under the same name."""
+    work = tmp_path
+    scores = make_scores_dir(work / "data", n_rows=30, name="sub")  # the pool file is work/data/sub.jsonl
+    pool_file = work / "data" / "sub.jsonl"
+    before = pool_file.read_bytes()
+    with pytest.raises(UserError, match=r"reads .*sub\.jsonl"):
+        _select(scores, work, "sub", strategy="random", n=5)
+    with pytest.raises(UserError, match=r"reads .*sub\.jsonl"):
+        _select(scores, work, "sub", strategy="random", n=5, force=True)
+    assert pool_file.read_bytes() == before
+
+
+def test_subset_rows_keep_the_users_own_id(tmp_path):
+    rows = make_acereason_rows(30)
+    for i, r in enumerate(rows):
+        r["id"] = f"user-{i:03d}"
+    scores = make_scores_dir(tmp_path, n_rows=30, rows=rows)
+    _select(scores, tmp_path, "mine_sub", strategy="random", n=5)
+    out = [json.loads(x) for x in (tmp_path / "data" / "mine_sub.jsonl").read_text(encoding="utf-8").splitlines()]
+    for rec in out:
+        row = int(rec["id"][:8])
+        assert rec["user_id"] == f"user-{row:03d}"
+    assert pd.read_parquet(scores / "scores.parquet")["user_id"].str.startswith("user-").all()
+
+
+def test_card_names_the_users_id_column():
+    manifest = {"name": "s", "source": {"dataset": "p.jsonl", "user_id_column": "id", "fingerprint": "f"},
+                "parameters": {"n": 1, "seed": 0}, "funnel": {"pool": 1}, "num_rows": 1, "strategy": "random",
+                "formatting": "alpaca", "columns": {}}
+    assert "`user_id` is the source's own `id` column" in render_card(manifest)

@@ -13,8 +13,10 @@ from helpers import REPO_ROOT
 
 from data_selection.command_line import UserError
 from llamafactory_ext.cli import main as lfx_main
-from llamafactory_ext.evaluation.compare import build_table, to_csv, to_markdown
+from llamafactory_ext.evaluation.compare import Cell, Table, build_table, to_csv, to_markdown
 from llamafactory_ext.evaluation.lighteval_results import (
+    RunResults,
+    Score,
     metric_kind,
     parse_task_key,
     primary_metric,
@@ -60,7 +62,7 @@ def test_lighteval_013_loss_band_report_table(tmp_path):
     assert math[1] == "`pass@k:k=1&n=1`"
     assert math[2].startswith("63.40 ±") and math[3].startswith("30.00 ±") and math[4].startswith("64.20 ±")
     assert math[-1] == "+34.20 ↑"  # ZPD vs random, the report's headline
-    assert md_row(md, "GPQA-Diamond")[-1] == "−8.08 ↓"
+    assert md_row(md, "GPQA-Diamond")[-1] == "−8.08"  # within 1.96 combined standard errors: no arrow
     assert md_row(md, "MMLU-Redux-2")[1] == "`acc`"  # log-likelihood accuracy, not the generative pass@k
     assert md_row(md, "MMLU-Redux-2")[2].startswith("57.05 ±")
     by_bench = {r["benchmark"]: r for r in rows}
@@ -77,11 +79,11 @@ def test_lighteval_013_loss_band_report_table(tmp_path):
 def test_lighteval_011_012_sft_training_llm_table(tmp_path, version):
     """SFT-Training-LLM's base vs fine-tuned in 0.11/0.12 spelling (pass@k_with_k…); 0.12's lacks the MMLU average."""
     md, rows = run_compare(tmp_path, str(FIX / version / "base"), str(FIX / version / "random"))
-    assert md_row(md, "AIME 2025")[1:] == ["`pass@k_with_k`", "3.30 ± 3.32", "12.00 ± 6.03", "+8.70 ↑"]
+    assert md_row(md, "AIME 2025")[1:] == ["`pass@k_with_k`", "3.30 ± 3.32", "12.00 ± 6.03", "+8.70"]
     assert md_row(md, "MATH-500")[1] == "`pass@k_with_k_n`"
     assert md_row(md, "LiveCodeBench")[1:4] == ["`codegen_pass@1:16`", "10.40 ± 1.87", "9.70 ± 1.81"]
     # the _average entry (0.11) and the mean computed over the subjects (0.12) agree
-    assert md_row(md, "MMLU-Redux-2")[2:] == ["63.90 ± 4.60", "64.40 ± 4.60", "+0.50 ↑"]
+    assert md_row(md, "MMLU-Redux-2")[2:] == ["63.90 ± 4.60", "64.40 ± 4.60", "+0.50"]
     assert len(rows) == 6
 
 
@@ -187,3 +189,28 @@ def test_broken_and_partial_results_name_the_file(tmp_path, capsys):
     assert "run names must differ" in capsys.readouterr().err
     assert lfx_main(["compare", str(good), "--baseline", "zpd", "--out", str(tmp_path / "r")]) == 1
     assert "--baseline 'zpd' is not one of the runs" in capsys.readouterr().err
+
+
+def _table_of(scores: dict[str, float], n: int, bench: str = "local|heldout") -> Table:
+    names = list(scores)
+    runs = [RunResults(Path(name), [], {}) for name in names]
+    cells = {bench: {name: Cell("extractive_match", Score(p, (p * (1 - p) / (n - 1)) ** 0.5))
+                     for name, p in scores.items()}}
+    deltas = [(x, names[0]) for x in names[1:]] + [(x, "random") for x in names[2:]]
+    return Table(names, runs, [bench], cells, deltas, [])
+
+
+def test_differences_of_a_few_problems_get_no_arrow_and_the_table_says_none_is_resolved():
+    """`make demo`: 1 vs 3 problems of 30 is a 6.67-point difference well inside its standard error."""
+    md = to_markdown(_table_of({"base": 2 / 30, "random": 1 / 30, "zpd": 3 / 30}, n=30))
+    row = md_row(md, "local|heldout")
+    assert row[-1] == "+6.67" and "↑" not in md and "↓" not in md
+    line = next(x for x in md.splitlines() if x.startswith("Scores in %"))
+    assert "no difference in this table is resolved" in line
+    assert "base 2/30, random 1/30, zpd 3/30 solved" in line
+
+
+def test_a_resolved_difference_keeps_its_arrow():
+    md = to_markdown(_table_of({"base": 0.30, "random": 0.30, "zpd": 0.64}, n=500))
+    assert md_row(md, "local|heldout")[-1] == "+34.00 ↑"
+    assert "no difference in this table is resolved" not in md
