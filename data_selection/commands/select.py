@@ -9,6 +9,10 @@ from data_selection.options.select import SelectOptions
 from data_selection.select import run_select
 
 
+BANDLESS = ("random", "matched-random")
+BAND_STAGES = ("dropped_low", "dropped_high", "band")
+
+
 def run(opts: SelectOptions) -> int:
     """Select, write and register the subset; print the funnel and where everything went."""
     out = run_select(opts)
@@ -16,6 +20,8 @@ def run(opts: SelectOptions) -> int:
     for w in m.get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
     f = m["funnel"]
+    if m["strategy"] in BANDLESS:  # the manifest keeps the shared funnel keys; a draw without a band names none
+        f = {k: v for k, v in f.items() if k not in BAND_STAGES}
     print(" → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in f.items()))
     if "query_funnel" in m:
         print("queries: " + " → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in m["query_funnel"].items()))

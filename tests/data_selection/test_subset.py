@@ -279,3 +279,14 @@ def test_card_names_the_users_id_column():
                 "parameters": {"n": 1, "seed": 0}, "funnel": {"pool": 1}, "num_rows": 1, "strategy": "random",
                 "formatting": "alpaca", "columns": {}}
     assert "`user_id` is the source's own `id` column" in render_card(manifest)
+
+
+def test_select_prints_no_band_for_a_draw_without_one(scored, tmp_path, capsys):
+    """`select --strategy random` printed `… → band 60` (the manifest's shared funnel keys); zpd keeps its band."""
+    info = str(tmp_path / "dataset_info.json")
+    base = ["select", "--scores", str(scored), "--dataset_info", info, "--n", "10"]
+    assert main([*base, "--strategy", "random", "--name", "r"]) == 0
+    funnel = capsys.readouterr().out.splitlines()[0]
+    assert "eligible" in funnel and "band" not in funnel and "dropped low" not in funnel
+    assert main([*base, "--strategy", "zpd", "--name", "z"]) == 0
+    assert "→ band" in capsys.readouterr().out
