@@ -14,7 +14,7 @@ COMMANDS = {
         "Convert the embedded SmolLM2-135M-Instruct GGUF into a Hugging Face checkpoint (cached, idempotent).",
     ),
     "score": Command(
-        "data_selection.scoring.runner:ScoreOptions:cli_score",
+        "data_selection.commands.score:ScoreOptions:run",
         "Score a pool with the base model's response-only cross-entropy (resumable, multi-GPU).",
     ),
     "perturb": Command(
@@ -22,15 +22,15 @@ COMMANDS = {
         "TEMP: describe Gaussian or directional perturbed checkpoints of a model (a manifest; regenerated on use).",
     ),
     "score-checkpoints": Command(
-        "data_selection.scoring.checkpoints:CheckpointScoreOptions:cli_score_checkpoints",
+        "data_selection.commands.score_checkpoints:CheckpointScoreOptions:run",
         "TEMP: early-token losses (L^(100), L^(1000)) of a pool at every checkpoint of a perturbation.",
     ),
     "merge": Command(
-        "data_selection.scoring.merge:MergeOptions:cli_merge",
+        "data_selection.commands.merge:MergeOptions:run",
         "Merge the per-rank score shards of a run into scores.parquet.",
     ),
     "verify": Command(
-        "data_selection.verify.runner:VerifyOptions:cli_verify",
+        "data_selection.commands.verify:VerifyOptions:run",
         "Verify every response of a multi-response pool (math-verify vs reference or majority; resumable).",
     ),
     "select": Command(
@@ -51,7 +51,7 @@ COMMANDS = {
         "Plots and a markdown summary of one or more selections.",
     ),
     "prune-steps": Command(
-        "data_selection.transforms.runner:PruneOptions:cli_prune_steps",
+        "data_selection.commands.prune_steps:PruneOptions:run",
         "Delete low-PIR verification/multi-method/error-correction steps from the traces of a subset (LIMOPro).",
     ),
     "doctor": Command(

@@ -22,7 +22,7 @@ import numpy as np
 
 from data_selection.command_line import UserError
 from data_selection.report_html.pruned import MAX_ROWS_SHOWN, struck_steps
-from data_selection.scoring.layout import REJECTS
+from data_selection.shards.layout import REJECTS
 from data_selection.transforms.options import PruneOptions, dataset_info_path, recipe
 from data_selection.transforms.prune import steps_to_delete
 from data_selection.transforms.step_table import STEPS_TABLE, merge_steps

@@ -44,7 +44,7 @@ def merge_steps(out: Path, num_shards: int):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from data_selection.scoring.layout import shard_path
+    from data_selection.shards.layout import shard_path
 
     tables = [pq.read_table(shard_path(out, k)) for k in range(num_shards)]
     table = pa.concat_tables(tables).sort_by("row") if tables else shard_schema().empty_table()

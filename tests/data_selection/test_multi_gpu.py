@@ -14,6 +14,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from data_selection.options.prune_steps import PruneOptions
+from data_selection.options.score import ScoreOptions
+from data_selection.options.score_checkpoints import CheckpointScoreOptions
+from data_selection.scoring import checkpoints
+from data_selection.scoring import runner as scoring_runner
+from data_selection.transforms import runner as transforms_runner
+
 
 class FakeCuda:
     """A CUDA runtime with several GPUs, a current device and one stream per device (as torch's defaults)."""
@@ -91,29 +98,19 @@ def _stop(*_a, **_k):
 
 
 def _score(tmp_path, monkeypatch):
-    from data_selection.scoring import runner
-    from data_selection.scoring.options import ScoreOptions
-
-    monkeypatch.setattr(runner, "prepare", _stop)
-    return lambda: runner.run_score(ScoreOptions(model="m", dataset="d", out=str(tmp_path / "o")))
+    monkeypatch.setattr(scoring_runner, "prepare", _stop)
+    return lambda: scoring_runner.run_score(ScoreOptions(model="m", dataset="d", out=str(tmp_path / "o")))
 
 
 def _prune(tmp_path, monkeypatch):
-    from data_selection.scoring import runner as scoring_runner
-    from data_selection.transforms import runner
-    from data_selection.transforms.options import PruneOptions
-
-    monkeypatch.setattr(scoring_runner, "prepare", _stop)
-    return lambda: runner.run_prune(PruneOptions(model="m", dataset="d", name="d_pir", dataset_dir=str(tmp_path),
-                                                 out=str(tmp_path / "o")))
+    monkeypatch.setattr(transforms_runner, "prepare", _stop)
+    return lambda: transforms_runner.run_prune(PruneOptions(model="m", dataset="d", name="d_pir",
+                                                            dataset_dir=str(tmp_path), out=str(tmp_path / "o")))
 
 
 def _checkpoints(tmp_path, monkeypatch):
-    from data_selection.perturb import manifest
-    from data_selection.scoring import checkpoints
-
-    monkeypatch.setattr(manifest, "read_manifest", _stop)
-    return lambda: checkpoints.run_score_checkpoints(checkpoints.CheckpointScoreOptions(
+    monkeypatch.setattr(checkpoints, "read_manifest", _stop)
+    return lambda: checkpoints.run_score_checkpoints(CheckpointScoreOptions(
         perturb=str(tmp_path / "p"), scores=str(tmp_path / "s"), out=str(tmp_path / "o")))
 
 

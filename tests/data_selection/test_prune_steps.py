@@ -397,7 +397,7 @@ def test_rows_without_think_or_functional_steps_pass_through_and_are_counted(pru
 
 
 def test_every_row_not_written_is_in_rejects_jsonl_with_its_row_and_reason(pruned, tiny_qwen_dir, tmp_path, capsys):
-    from data_selection.transforms.runner import cli_prune_steps
+    from data_selection.commands.prune_steps import run as cli_prune_steps
 
     root, summary = pruned
     rejects = _read_jsonl(root / "pir" / "rejects.jsonl")
@@ -469,7 +469,7 @@ def test_ranks_split_the_work_and_a_new_ratio_reuses_the_pir_values(pruned, tiny
     def no_model(*a, **k):
         raise AssertionError("finished PIR values must be reused without loading the model")
 
-    monkeypatch.setattr("data_selection.scoring.runner.load_model", no_model)
+    monkeypatch.setattr(runner, "load_model", no_model)
     s = runner.run_prune(_opts(tiny_qwen_dir, two, ratio=1.0, name="mini_pir100"))
     assert s["finished"] and s["rows_now"] == 0
     m = s["manifest"]
@@ -603,8 +603,7 @@ def test_the_typer_asks_only_about_unmarked_steps_and_shows_the_step_before():
 
 
 def test_prune_steps_with_a_step_typer_stores_and_reports_its_types(tiny_qwen_dir, tmp_path, monkeypatch):
-    from data_selection.transforms import step_typer
-    from data_selection.transforms.runner import run_prune
+    from data_selection.transforms import runner, step_typer
 
     made = []
 
@@ -613,7 +612,7 @@ def test_prune_steps_with_a_step_typer_stores_and_reports_its_types(tiny_qwen_di
         return step_typer.StepTyper(lambda p: "verification" if "Recomputing" in p.split("Step to label:")[1]
                                     else "progressive")
 
-    monkeypatch.setattr(step_typer, "step_typer_for", stand_in)
+    monkeypatch.setattr(runner, "step_typer_for", stand_in)
     root = tmp_path
     rows = [{"instruction": "What is 17 + 25?", "input": "", "output": trace([P1, UNMARKED_CHECK, P2]), "system": SYS}]
     write_jsonl(rows, root / "data" / "t.jsonl")
@@ -621,7 +620,7 @@ def test_prune_steps_with_a_step_typer_stores_and_reports_its_types(tiny_qwen_di
                                                               "columns": {"prompt": "instruction", "query": "input",
                                                                           "response": "output",
                                                                           "system": "system"}}}))
-    s = run_prune(_opts(tiny_qwen_dir, root, dataset="t", name="t_pir", ratio=1.0, step_typer="some/typer"))
+    s = runner.run_prune(_opts(tiny_qwen_dir, root, dataset="t", name="t_pir", ratio=1.0, step_typer="some/typer"))
     assert made == [("some/typer", "qwen", "huggingface")] and s["step_typer"] == {"asked": 1, "unparsed": 0}
     steps = pd.read_parquet(root / "pir" / "steps.parquet")
     assert list(steps["step_type"][0]) == [PROGRESSIVE, VERIFICATION, PROGRESSIVE]
@@ -634,7 +633,7 @@ def test_prune_steps_with_a_step_typer_stores_and_reports_its_types(tiny_qwen_di
                                    "model": {PROGRESSIVE: 0, VERIFICATION: 1, MULTI_METHOD: 0, ERROR_CORRECTION: 0}}
     assert "--step_typer some/typer" in m["recipe"]
     with pytest.raises(UserError, match="different configuration"):  # the typer is part of the PIR identity
-        run_prune(_opts(tiny_qwen_dir, root, dataset="t", name="t_pir"))
+        runner.run_prune(_opts(tiny_qwen_dir, root, dataset="t", name="t_pir"))
 
 
 def test_the_typer_generates_through_llamafactory_chat_model(tiny_qwen_dir):
