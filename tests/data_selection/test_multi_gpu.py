@@ -14,10 +14,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from data_selection.device import use_device
 from data_selection.options.prune_steps import PruneOptions
 from data_selection.options.score import ScoreOptions
 from data_selection.options.score_checkpoints import CheckpointScoreOptions
-from data_selection.scoring import checkpoints
+from data_selection.scoring import checkpoints, forward
 from data_selection.scoring import runner as scoring_runner
 from data_selection.transforms import runner as transforms_runner
 
@@ -76,8 +77,6 @@ class LossesOnGpu:
 
 
 def test_the_losses_copy_event_is_recorded_on_the_losses_own_gpu(monkeypatch):
-    from data_selection.scoring import forward
-
     cuda = FakeCuda(monkeypatch)
     monkeypatch.setattr(torch.Tensor, "copy_", lambda self, src, non_blocking=False: self.set_(src.values.clone()))
     losses = LossesOnGpu(torch.tensor([0.5, 1.5, 2.5]), index=3)  # rank 3, current device never set: GPU 0
@@ -128,8 +127,6 @@ def test_every_model_command_sets_its_gpu_from_local_rank_before_any_work(comman
 
 
 def test_use_device_keeps_cpu_and_explicit_devices(monkeypatch):
-    from data_selection.device import use_device
-
     cuda = FakeCuda(monkeypatch)
     monkeypatch.setenv("LOCAL_RANK", "2")
     assert use_device("cpu") == "cpu" and cuda.set_calls == []

@@ -20,9 +20,12 @@ from helpers import (
 
 from data_selection.command_line import UserError
 from data_selection.commands import score as score_command
+from data_selection.encoding import TemplateEncoder
+from data_selection.encoding import load_tokenizer as our_tokenizer
 from data_selection.scoring import forward, runner
 from data_selection.scoring.runner import ScoreOptions, run_score
 from data_selection.shards import driver
+from data_selection.sources import PoolSpec, load_pool
 
 
 def _opts(model, dataset, out, **kw) -> ScoreOptions:
@@ -56,10 +59,6 @@ def test_tokens_equal_llamafactory_sft_preprocessing(tiny_qwen_dir, pool_dir, tm
     from llamafactory.hparams import get_train_args
     from llamafactory.model import load_tokenizer
 
-    from data_selection.encoding import TemplateEncoder
-    from data_selection.encoding import load_tokenizer as our_tokenizer
-    from data_selection.sources import PoolSpec, load_pool
-
     args = dict(model_name_or_path=str(tiny_qwen_dir), stage="sft", do_train=True, finetuning_type="full",
                 dataset="mypool", dataset_dir=str(pool_dir), template="qwen", cutoff_len=96,
                 output_dir=str(tmp_path / "o"), overwrite_cache=True, preprocessing_num_workers=None,
@@ -84,14 +83,11 @@ def test_tokens_equal_llamafactory_sft_preprocessing(tiny_qwen_dir, pool_dir, tm
 def test_losses_equal_model_cross_entropy(scored, tiny_qwen_dir, pool_dir):
     from transformers import AutoModelForCausalLM
 
-    from data_selection.encoding import TemplateEncoder, load_tokenizer
-    from data_selection.sources import PoolSpec, load_pool
-
     out, summary = scored
     df = pd.read_parquet(out / "scores.parquet")
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen_dir, dtype=torch.float32).eval()
     pool = load_pool(PoolSpec(dataset="mypool", dataset_dir=str(pool_dir)))
-    enc = TemplateEncoder(load_tokenizer(str(tiny_qwen_dir)), "qwen", 96)
+    enc = TemplateEncoder(our_tokenizer(str(tiny_qwen_dir)), "qwen", 96)
     worst = 0.0
     for r in df.itertuples():
         e = enc.encode(pool.converted[int(r.row)])
