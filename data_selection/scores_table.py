@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from data_selection.command_line import UserError
 from data_selection.jsonl import read_jsonl
+from data_selection.sources import PoolSpec, default_num_proc, load_pool
 
 SCORE_COLUMNS = ["id", "row", "n_prompt_tokens", "n_response_tokens", "n_tokens_full", "loss_sum", "loss_mean",
                  "loss_first_100", "loss_first_1000", "truncated"]
@@ -56,9 +57,6 @@ def load_scores(scores_dir: str | Path, columns: tuple[str, ...] = SCORE_READ_CO
 
 def load_scored_pool(meta: dict[str, Any], scores_dir: str | Path):
     """The pool the scorer read, loaded again the same way (spec recorded in meta.json)."""
-    # lazy: sources imports LLaMA-Factory (seconds); reading the table itself must not pay for it
-    from data_selection.sources import PoolSpec, default_num_proc, load_pool  # lazy: LLaMA-Factory
-
     if "pool" not in meta:
         raise UserError(f"{Path(scores_dir) / 'meta.json'}: no 'pool' record; cannot find the rows' text")
     record = dict(meta["pool"])

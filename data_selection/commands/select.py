@@ -8,7 +8,6 @@ import sys
 from data_selection.options.select import SelectOptions
 from data_selection.select import run_select
 
-
 BANDLESS = ("random", "matched-random")
 BAND_STAGES = ("dropped_low", "dropped_high", "band")
 

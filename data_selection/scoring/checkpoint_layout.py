@@ -21,8 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from data_selection.command_line import UserError
 from data_selection.jsonl import read_jsonl
+from data_selection.shards.layout import read_meta
 
 KINDS = ("gaussian", "directional")
 PREFIX = {"gaussian": 100, "directional": 1000}  # response tokens scored per row
@@ -61,7 +64,6 @@ class TempScores:
 
 def read_kind(folder: str | Path, kind: str, hint: str = "") -> tuple[Any, dict[str, Any], set[int]]:
     """(table, meta, rejected rows) of one kind's finished folder, or a UserError saying what to run."""
-    import pandas as pd
 
     d = kind_dir(folder, kind)
     meta_path, table_path = d / "meta.json", d / "scores.parquet"
@@ -98,8 +100,6 @@ def load_temp_scores(folder: str | Path, scores_dir: str | Path | None = None) -
         temp.meta[kind] = meta
         temp.rejected[kind] = rejected
     if scores_dir is not None:
-        from data_selection.scoring.layout import read_meta
-
         base = scores_signature(read_meta(Path(scores_dir)))
         for kind in KINDS:
             theirs = temp.meta[kind].get("scores_signature", {})

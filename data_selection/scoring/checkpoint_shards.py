@@ -1,4 +1,5 @@
-"""Work units of ``data-select score-checkpoints``: (checkpoint, shard) files, the plan, and the final merge.
+"""Work units of ``data-select score-checkpoints``: (checkpoint, shard) files and the final merge (the plan and
+the run are the sharded-run engine's, :mod:`data_selection.shards`).
 
 ``shards/ckpt-03/shard-000042.parquet`` written atomically is finished work; once every shard of every
 checkpoint exists, :func:`merge_checkpoint_shards` writes ``scores.parquet`` (one row per scored pool row, one
@@ -10,35 +11,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
 from data_selection.command_line import UserError
 from data_selection.scoring.checkpoint_layout import feature_column
-from data_selection.scoring.layout import META, REJECTS, SCORES, SHARD_DIR, read_meta, read_progress
-
-
-def plan(rows, costs, shard_rows: int) -> tuple[list[list[int]], list[int]]:
-    """Shards of ``rows`` (costliest first, ties by row) and each shard's cost (tokens forwarded)."""
-    order = sorted(range(len(rows)), key=lambda i: (-costs[i], rows[i]))
-    shards, shard_costs = [], []
-    for i in range(0, len(order), shard_rows):
-        part = order[i : i + shard_rows]
-        shards.append([int(rows[j]) for j in part])
-        shard_costs.append(int(sum(costs[j] for j in part)))
-    return shards, shard_costs
+from data_selection.scoring.layout import SCORES
+from data_selection.shards.layout import META, REJECTS, missing_units, pass_shard_path, read_meta
+from data_selection.shards.merge import merge_lock
+from data_selection.shards.progress import read_progress
 
 
 def shard_file(out: Path, checkpoint: int, k: int) -> Path:
-    return Path(out) / SHARD_DIR / f"ckpt-{checkpoint:02d}" / f"shard-{k:06d}.parquet"
-
-
-def missing(out: Path, num_checkpoints: int, num_shards: int) -> list[tuple[int, int]]:
-    return [(j, k) for j in range(1, num_checkpoints + 1) for k in range(num_shards)
-            if not shard_file(out, j, k).exists()]
+    return pass_shard_path(out, checkpoint, k)
 
 
 def shard_frame(records: list[dict], features: tuple[int, ...]):
-    import pandas as pd
-
     df = pd.DataFrame.from_records(records)
     for f in features:
         if f"loss_first_{f}" not in df:
@@ -49,18 +38,14 @@ def shard_frame(records: list[dict], features: tuple[int, ...]):
 
 def merge_checkpoint_shards(out: str | Path) -> dict[str, Any]:
     """One table, one row per scored row and one column per checkpoint and feature; rejects; counts."""
-    import numpy as np
-    import pandas as pd
-    from filelock import FileLock
-
     out = Path(out)
     meta = read_meta(out)
     kind, num, nshards = meta["kind"], int(meta["num_checkpoints"]), int(meta["num_shards"])
-    left = missing(out, num, nshards)
+    left = missing_units(out, nshards, num)
     if left:
         raise UserError(f"{out}: {len(left)} (checkpoint, shard) units are not finished (first: checkpoint "
                         f"{left[0][0]}, shard {left[0][1]}); re-run the same score-checkpoints command")
-    with FileLock(str(out / ".merge.lock")):
+    with merge_lock(out):
         wide = None
         reasons: dict[int, str] = {}
         for j in range(1, num + 1):

@@ -35,35 +35,48 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from data_selection.atomic import write_parquet_atomic
+import numpy as np
+import torch
+from llamafactory.extras.constants import IGNORE_INDEX
+from tqdm.auto import tqdm
+
+from data_selection.atomic import atomic_directory, write_parquet_atomic
 from data_selection.command_line import UserError
+from data_selection.device import use_device
+from data_selection.encoding import TemplateEncoder, load_tokenizer
+from data_selection.options.score_checkpoints import ROWS, CheckpointScoreOptions, command_line
+from data_selection.perturb.manifest import read_manifest
+from data_selection.perturb.noise import default_threads
+from data_selection.perturb.sequence import open_sequence
+from data_selection.scores_table import SCORE_READ_COLUMNS, load_scored_pool, load_scores
 from data_selection.scoring.checkpoint_layout import (
     FEATURES,
     PREFIX,
+    TempScores,
     feature_column,
     kind_dir,
+    read_kind,
     scores_signature,
 )
-from data_selection.scoring.checkpoint_options import (  # noqa: F401  (re-exported: the CLI's entry point)
-    ROWS,
-    CheckpointScoreOptions,
-    command_line,
-)
-from data_selection.scoring.checkpoint_shards import (  # noqa: F401  (re-exported)
-    merge_checkpoint_shards,
-    missing,
-    plan,
-    shard_file,
-    shard_frame,
-)
-from data_selection.scoring.layout import META, REJECTS, SCORES, append_progress, publish_meta, read_meta
+from data_selection.scoring.checkpoint_shards import merge_checkpoint_shards, shard_file, shard_frame
+from data_selection.scoring.forward import score_sequences
+from data_selection.scoring.layout import SCORES
+from data_selection.scoring.logprobs import auto_chunk_tokens
+from data_selection.scoring.runner import encode_rows, load_model
+from data_selection.scoring.self_check import check_against_full_forward, check_windows
+from data_selection.scoring.varlen import resolve_packing
+from data_selection.selectors.temp import difficulty_survivors
+from data_selection.shards.driver import Dist, ShardedRun, ShardJob, run_sharded
+from data_selection.shards.identity import code_version
+from data_selection.shards.layout import META, REJECTS, read_meta
+from data_selection.shards.plan import plan_by_cost
+
+__all__ = ["ROWS", "CheckpointScoreOptions", "run_score_checkpoints", "shard_file", "merge_checkpoint_shards",
+           "prefix_encoding", "adopt_gaussian"]
 
 
 def prefix_encoding(input_ids, labels, k: int):
     """(input_ids, labels) cut right after the ``k``-th label token (unchanged when there are fewer)."""
-    import numpy as np
-    from llamafactory.extras.constants import IGNORE_INDEX
-
     lab = np.asarray(labels, dtype=np.int64)
     pos = np.flatnonzero(lab != IGNORE_INDEX)
     cut = int(pos[k - 1]) + 1 if len(pos) > k else len(lab)
@@ -76,9 +89,6 @@ def _rows_to_score(opts, kind: str, table, manifest) -> tuple[list[int], dict[st
         raise UserError("--rows survivors is for directional checkpoints: the Gaussian scores define the survivors")
     if mode == "all":
         return sorted(int(r) for r in table["row"]), {"mode": "all", "count": len(table)}
-    from data_selection.scoring.checkpoint_layout import TempScores, read_kind
-    from data_selection.selectors.temp import difficulty_survivors
-
     source = opts.gaussian or opts.out
     gauss, gmeta, grej = read_kind(source, "gaussian", " first: the directional rows are its survivors")
     if gmeta.get("scores_signature") != scores_signature(read_meta(Path(opts.scores))):
@@ -100,9 +110,6 @@ GAUSSIAN_RESULTS = (META, SCORES, REJECTS)  # what select and the survivors read
 def adopt_gaussian(source: str | Path, out: str | Path, overwrite: bool) -> bool:
     """Copy the finished Gaussian results of ``source`` into ``out``/gaussian (byte for byte, atomically as one
     folder); ``True`` when copied, ``False`` when ``out`` already holds the same bytes."""
-    from data_selection.atomic import atomic_directory
-    from data_selection.scoring.checkpoint_layout import read_kind
-
     src, dst = kind_dir(source, "gaussian"), kind_dir(out, "gaussian")
     if src.resolve() == dst.resolve():
         return False
@@ -123,10 +130,6 @@ def adopt_gaussian(source: str | Path, out: str | Path, overwrite: bool) -> bool
 
 def _score_shard(model, encoder, pool, cache: dict, k: int, rows: list[int], table, opts, prefix: int,
                  features: tuple[int, ...], device: str, chunk: int, packing: str) -> tuple[list[dict], dict]:
-    import torch
-
-    from data_selection.scoring.forward import score_sequences
-
     if k not in cache:
         cache[k] = _encode(encoder, pool, rows, table, prefix)
     records, seqs = cache[k]
@@ -147,8 +150,6 @@ def _score_shard(model, encoder, pool, cache: dict, k: int, rows: list[int], tab
 
 
 def _encode(encoder, pool, rows: list[int], table, prefix: int):
-    from data_selection.scoring.runner import encode_rows
-
     records, encoded = encode_rows(encoder, pool.converted, rows, [])
     seqs = {}
     for r, enc in encoded.items():
@@ -164,71 +165,85 @@ def _encode(encoder, pool, rows: list[int], table, prefix: int):
 
 
 def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
-    from tqdm.auto import tqdm
+    """Score (or finish scoring) one perturbation's checkpoints. Returns a summary dict; see the module docstring."""
+    opts.validate()
+    jobs: list[_Checkpoints] = []
 
-    from data_selection.device import use_device
-    from data_selection.encoding import TemplateEncoder, load_tokenizer
-    from data_selection.perturb.manifest import read_manifest
-    from data_selection.perturb.sequence import open_sequence
-    from data_selection.scores_table import SCORE_READ_COLUMNS, load_scored_pool, load_scores
-    from data_selection.scoring.identity import check_out_dir, code_version
-    from data_selection.scoring.logprobs import auto_chunk_tokens
-    from data_selection.scoring.options import dist_env
-    from data_selection.scoring.plan import assign_shards
-    from data_selection.scoring.runner import load_model
-    from data_selection.scoring.self_check import check_against_full_forward, check_windows
-    from data_selection.scoring.varlen import resolve_packing
+    def setup(dist: Dist) -> ShardJob:
+        device = use_device(opts.device, dist.local_rank)  # before any work: this rank's GPU, or why there is none
+        manifest = read_manifest(opts.perturb)
+        kind = manifest["kind"]
+        prefix = opts.prefix or PREFIX[kind]
+        features = tuple(f for f in FEATURES[kind] if f <= prefix) or (prefix,)
+        table, smeta, _ = load_scores(opts.scores, SCORE_READ_COLUMNS)
+        signature = scores_signature(smeta)
+        _check_same_model(manifest, smeta, opts)
+        table = table.set_index(table["row"].to_numpy(), drop=False)  # .at[row, column]
+        if opts.gaussian and kind != "directional":
+            raise UserError("--gaussian names the Gaussian results a directional run builds on; this perturbation "
+                            f"is {kind}")
+        rows, rows_facts = _rows_to_score(opts, kind, table.reset_index(drop=True), manifest)
+        num = int(manifest["num_checkpoints"])
+        identity = {"kind": kind, "perturb_digest": manifest["digest"], "scores_signature": signature,
+                    "prefix": prefix, "rows_digest": hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16],
+                    "dtype": opts.dtype, "shard_rows": opts.shard_rows}
+        costs = [int(table.at[r, "n_prompt_tokens"]) + min(prefix, int(table.at[r, "n_response_tokens"]))
+                 for r in rows]
 
-    if opts.rows not in ROWS:
-        raise UserError(f"--rows must be one of {', '.join(ROWS)}, got {opts.rows!r}")
-    if opts.prefix < 0 or opts.shard_rows < 1:
-        raise UserError("--prefix must be >= 0 and --shard-rows >= 1")
-    rank, world, local_rank = dist_env()
-    device = use_device(opts.device, local_rank)  # before any work: this rank's GPU, or why there is none
-    manifest = read_manifest(opts.perturb)
-    kind = manifest["kind"]
-    prefix = opts.prefix or PREFIX[kind]
-    features = tuple(f for f in FEATURES[kind] if f <= prefix) or (prefix,)
-    table, smeta, _ = load_scores(opts.scores, SCORE_READ_COLUMNS)
-    signature = scores_signature(smeta)
-    _check_same_model(manifest, smeta, opts)
-    table = table.set_index(table["row"].to_numpy(), drop=False)  # .at[row, column]
-    if opts.gaussian and kind != "directional":
-        raise UserError("--gaussian names the Gaussian results a directional run builds on; this perturbation is "
-                        f"{kind}")
-    rows, rows_facts = _rows_to_score(opts, kind, table.reset_index(drop=True), manifest)
-    num = int(manifest["num_checkpoints"])
-    identity = {"kind": kind, "perturb_digest": manifest["digest"], "scores_signature": signature,
-                "prefix": prefix, "rows_digest": hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16],
-                "dtype": opts.dtype, "shard_rows": opts.shard_rows}
-    out = kind_dir(opts.out, kind)
-    out.mkdir(parents=True, exist_ok=True)
-    if opts.gaussian and rank == 0:
-        adopt_gaussian(opts.gaussian, opts.out, opts.overwrite)
-    check_out_dir(out, identity, opts.overwrite, rank, keys=tuple(identity))
-    costs = [int(table.at[r, "n_prompt_tokens"]) + min(prefix, int(table.at[r, "n_response_tokens"])) for r in rows]
-    shards, shard_costs = plan(rows, costs, opts.shard_rows)
-    meta = {
-        "identity": identity, "kind": kind, "num_checkpoints": num, "prefix": prefix, "features": list(features),
-        "columns": [feature_column(kind, j, f) for j in range(1, num + 1) for f in features],
-        "scores_dir": str(opts.scores), "scores_signature": signature, "pool": smeta.get("pool"),
-        "template": smeta.get("template"), "cutoff_len": smeta.get("cutoff_len"),
-        "perturb": {"dir": str(opts.perturb), "digest": manifest["digest"], "command": manifest.get("command"),
-                    "kind": kind, "options": manifest.get("options")},
-        "rows": rows_facts, "gaussian_from": str(opts.gaussian) if opts.gaussian else None,
-        "num_shards": len(shards), "tokens_planned_per_checkpoint": int(sum(costs)),
-        "options": {f.name: getattr(opts, f.name) for f in fields(opts)}, "command": command_line(opts),
-        "code_version": code_version(),
-    }
-    publish_meta(out, meta, rank)  # rank 0 writes it; the others wait for it before any shard
-    mine = assign_shards(shard_costs, world)[rank]
-    todo = {j: [k for k in mine if not shard_file(out, j, k).exists()] for j in range(1, num + 1)}
-    summary: dict[str, Any] = {"kind": kind, "rank": rank, "world_size": world, "rows": len(rows),
-                               "checkpoints": num, "shards": len(shards), "prefix": prefix,
-                               "units_pending": sum(len(v) for v in todo.values())}
+        def meta(num_shards: int) -> dict[str, Any]:
+            return {
+                "identity": identity, "kind": kind, "num_checkpoints": num, "prefix": prefix,
+                "features": list(features),
+                "columns": [feature_column(kind, j, f) for j in range(1, num + 1) for f in features],
+                "scores_dir": str(opts.scores), "scores_signature": signature, "pool": smeta.get("pool"),
+                "template": smeta.get("template"), "cutoff_len": smeta.get("cutoff_len"),
+                "perturb": {"dir": str(opts.perturb), "digest": manifest["digest"], "command": manifest.get("command"),
+                            "kind": kind, "options": manifest.get("options")},
+                "rows": rows_facts, "gaussian_from": str(opts.gaussian) if opts.gaussian else None,
+                "num_shards": num_shards, "tokens_planned_per_checkpoint": int(sum(costs)),
+                "options": {f.name: getattr(opts, f.name) for f in fields(opts)}, "command": command_line(opts),
+                "code_version": code_version(),
+            }
+
+        job = _Checkpoints(opts, manifest, prefix, features, table, smeta, device, len(rows))
+        jobs.append(job)
+        out = kind_dir(opts.out, kind)
+        return ShardJob(out=out, identity=identity, identity_keys=tuple(identity), overwrite=opts.overwrite,
+                        plan=lambda: plan_by_cost(rows, costs, opts.shard_rows), meta=meta, work=job.work,
+                        merge=lambda: merge_checkpoint_shards(out), outputs=(SCORES,), passes=num,
+                        before_check=(lambda: adopt_gaussian(opts.gaussian, opts.out, opts.overwrite))
+                        if opts.gaussian else None)
+
     t0 = time.perf_counter()
-    tokens = 0
-    if summary["units_pending"]:
+    _, run = run_sharded(setup)
+    job = jobs[0]
+    summary: dict[str, Any] = {"kind": job.kind, "rank": run.rank, "world_size": run.world, "rows": job.num_rows,
+                               "checkpoints": run.passes, "shards": len(run.shards), "prefix": job.prefix,
+                               "units_pending": len(run.pending), **job.facts,
+                               "seconds": round(time.perf_counter() - t0, 2), "tokens_now": job.tokens,
+                               "merged": not run.missing}
+    if run.missing:
+        summary["waiting_for_units"] = len(run.missing)
+    else:
+        summary.update(run.merged)
+    return summary
+
+
+class _Checkpoints:
+    """One rank's (checkpoint, shard) units: the model loaded once, each checkpoint regenerated once, in order."""
+
+    def __init__(self, opts: CheckpointScoreOptions, manifest, prefix: int, features: tuple[int, ...], table, smeta,
+                 device: str, num_rows: int):
+        self.opts, self.manifest, self.kind, self.prefix = opts, manifest, manifest["kind"], prefix
+        self.features, self.table, self.smeta, self.device, self.num_rows = features, table, smeta, device, num_rows
+        self.tokens = 0
+        self.facts: dict[str, Any] = {}  # device, dtype, attn, chunk_tokens, packing, self-check, regeneration time
+
+    def work(self, run: ShardedRun):
+        opts, manifest, smeta, device, facts = self.opts, self.manifest, self.smeta, self.device, self.facts
+        todo: dict[int, list[int]] = {}
+        for j, k in run.pending:
+            todo.setdefault(j, []).append(k)
         model_opts = _ModelOpts(opts.model or manifest["base_model"]["name_or_path"], opts.dtype, opts.attn,
                                 opts.trust_remote_code)
         model, dtype, attn = load_model(model_opts, device)
@@ -241,54 +256,41 @@ def run_score_checkpoints(opts: CheckpointScoreOptions) -> dict[str, Any]:
                                    opts.trust_remote_code)
         encoder = TemplateEncoder(tokenizer, smeta["template"], int(smeta["cutoff_len"]))
         pool = load_scored_pool(smeta, opts.scores)
-        first = todo[min(j for j, ks in todo.items() if ks)][0]
-        windows = check_windows(encoder, pool.converted, shards[first]) if opts.verify else {}
-        from data_selection.perturb.noise import default_threads
-
-        threads = opts.threads or max(1, default_threads() // world)
+        windows = check_windows(encoder, pool.converted, run.shards[run.pending[0][1]]) if opts.verify else {}
+        threads = opts.threads or max(1, default_threads() // run.world)
         master = device if opts.master_device == "auto" else opts.master_device
         seq = open_sequence(manifest, master, opts.model, opts.target, threads, opts.trust_remote_code)
-        summary.update(device=device, dtype=str(dtype).replace("torch.", ""), attn=attn, chunk_tokens=chunk,
-                       packing=packing)
+        facts.update(device=device, dtype=str(dtype).replace("torch.", ""), attn=attn, chunk_tokens=chunk,
+                     packing=packing)
         cache: dict[int, Any] = {}
-        last = max(j for j, ks in todo.items() if ks)
-        bar = tqdm(total=sum(len(shards[k]) for ks in todo.values() for k in ks), unit="row",
-                   desc=f"{kind} checkpoints (rank {rank})", disable=rank != 0)
+        t0 = time.perf_counter()
+        bar = tqdm(total=sum(len(run.shards[k]) for _, k in run.pending), unit="row",
+                   desc=f"{self.kind} checkpoints (rank {run.rank})", disable=run.rank != 0)
         regen = 0.0
-        for j in range(1, last + 1):
+        for j in range(1, run.pending[-1][0] + 1):
             tr = time.perf_counter()
             seq.advance()
-            if not todo[j]:
+            if j not in todo:
                 regen += time.perf_counter() - tr
                 continue
             seq.load_into(model)
             regen += time.perf_counter() - tr
-            if opts.verify and "self_check_max_abs_diff" not in summary:  # on the perturbed weights
-                summary["self_check_max_abs_diff"] = check_against_full_forward(model, windows, device, chunk, dtype,
-                                                                                opts.packing)
+            if opts.verify and "self_check_max_abs_diff" not in facts:  # on the perturbed weights
+                facts["self_check_max_abs_diff"] = check_against_full_forward(model, windows, device, chunk, dtype,
+                                                                              opts.packing)
             for k in todo[j]:
                 ts = time.perf_counter()
-                records, stats = _score_shard(model, encoder, pool, cache, k, shards[k], table, opts, prefix,
-                                              features, device, chunk, packing)
-                write_parquet_atomic(shard_file(out, j, k), shard_frame(records, features))
+                records, stats = _score_shard(model, encoder, pool, cache, k, run.shards[k], self.table, opts,
+                                              self.prefix, self.features, device, chunk, packing)
+                write_parquet_atomic(run.path((j, k)), shard_frame(records, self.features))
                 dt = time.perf_counter() - ts
-                tokens += stats["tokens"]
-                append_progress(out, {"checkpoint": j, "shard": k, "rank": rank, "rows": len(records),
-                                      "tokens": stats["tokens"], "seconds": round(dt, 3),
-                                      "padding_waste": round(stats["padding_waste"], 4),
-                                      "packing": stats["packing"], "time": time.time()})
+                self.tokens += stats["tokens"]
+                yield (j, k), {"rows": len(records), "tokens": stats["tokens"], "seconds": round(dt, 3),
+                               "padding_waste": round(stats["padding_waste"], 4), "packing": stats["packing"]}
                 bar.update(len(records))
-                bar.set_postfix(ckpt=j, tok_s=f"{tokens / (time.perf_counter() - t0):,.0f}")
+                bar.set_postfix(ckpt=j, tok_s=f"{self.tokens / (time.perf_counter() - t0):,.0f}")
         bar.close()
-        summary["regenerate_seconds"] = round(regen, 2)
-    summary.update(seconds=round(time.perf_counter() - t0, 2), tokens_now=tokens)
-    left = missing(out, num, len(shards))
-    summary["merged"] = not left
-    if left:
-        summary["waiting_for_units"] = len(left)
-    else:
-        summary.update(merge_checkpoint_shards(out))
-    return summary
+        facts["regenerate_seconds"] = round(regen, 2)
 
 
 @dataclass
@@ -308,14 +310,3 @@ def _check_same_model(manifest: dict, smeta: dict, opts) -> None:
                         f"scored by {scored.get('name_or_path')} (weights digest {b} vs {a}): TEMP compares "
                         "checkpoints with the model that scored the pool")
 
-
-def cli_score_checkpoints(opts: CheckpointScoreOptions) -> int:
-    s = run_score_checkpoints(opts)
-    print(json.dumps(s, indent=2))
-    out = kind_dir(opts.out, s["kind"])
-    if s.get("merged"):
-        print(f"checkpoint scores: {out / SCORES}\nrejects: {out / REJECTS}")
-    else:
-        print(f"{s['waiting_for_units']} unit(s) still running on other ranks; the last rank merges "
-              f"(or re-run this command)")
-    return 0

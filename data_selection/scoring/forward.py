@@ -11,6 +11,14 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
+import torch
+
+from data_selection.scoring.batching import padding_waste, token_budget_batches
+from data_selection.scoring.logprobs import IGNORE_INDEX, packed_token_losses, response_token_losses
+from data_selection.scoring.packing import pack_rows, packed_batches
+from data_selection.scoring.prefetch import prefetch
+from data_selection.scoring.varlen import packed_attention, resolve_packing
+
 FIRST_K = (100, 1000)  # the prefix means every scores table carries: loss_first_100, loss_first_1000
 
 
@@ -39,14 +47,6 @@ def score_sequences(
     and pinned in a background thread, and a batch's losses are copied back asynchronously and collected
     after the next batch has been queued.
     """
-    import torch
-
-    from data_selection.scoring.batching import padding_waste, token_budget_batches
-    from data_selection.scoring.logprobs import packed_token_losses, response_token_losses
-    from data_selection.scoring.packing import pack_rows, packed_batches
-    from data_selection.scoring.prefetch import prefetch
-    from data_selection.scoring.varlen import packed_attention, resolve_packing
-
     mode = resolve_packing(packing, model)
     on_cuda = torch.device(device).type == "cuda"
     lengths = {k: len(ids) for k, (ids, _) in seqs.items()}
@@ -84,10 +84,6 @@ def score_sequences(
 
 def _pad_rows(keys, seqs, lengths, pad_id: int):
     """Right-padded (input_ids, attention_mask, labels) of a batch (the ``packing=off`` path)."""
-    import torch
-
-    from data_selection.scoring.logprobs import IGNORE_INDEX
-
     width = max(lengths[k] for k in keys)
     ids = torch.full((len(keys), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(keys), width), dtype=torch.long)
@@ -110,8 +106,6 @@ class _Padded(tuple):
 
 def _copy_to_host(keys, counts, losses):
     """Start copying a batch's losses to the host; on CUDA without waiting (pinned buffer + event)."""
-    import torch
-
     if not losses.is_cuda:
         return keys, counts, losses, None
     # The copy is queued on, and the event recorded on, the stream of the losses' own GPU: a bare
@@ -127,8 +121,6 @@ def _copy_to_host(keys, counts, losses):
 
 def _collect(pending, out: dict) -> None:
     """Wait for a batch's copy (if any) and split its losses into rows."""
-    import torch
-
     keys, counts, host, event = pending
     if event is not None:
         event.synchronize()

@@ -1,45 +1,15 @@
-"""What makes two scoring runs the same run: their identity, recorded in ``meta.json`` and checked on resume.
-
-A re-run into the same ``--out`` finishes the shards that are missing only if every identity field matches; a
-run of a different configuration (another model, template, cutoff, pool content, system prompt…) is refused
-with the differing fields named, so shards of two configurations are never mixed.
+"""What makes two scoring runs the same run: the identity of a model pass over a pool, recorded in ``meta.json``
+and checked on resume by the sharded-run engine (:func:`data_selection.shards.identity.check_out_dir`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from data_selection.command_line import UserError
-from data_selection.scoring.layout import META, RUN_FILES, SHARD_DIR, read_meta
-
 IDENTITY_KEYS = ("model", "tokenizer", "template", "cutoff_len", "dtype", "pool_fingerprint", "shard_rows",
                  "per_token_prefix", "system_prompt", "column_mapping")
-
-
-def code_version() -> dict[str, str]:
-    from data_selection import __version__
-
-    info = {"data_selection": __version__}
-    try:
-        import llamafactory
-        import transformers
-
-        info["llamafactory"] = llamafactory.__version__
-        info["transformers"] = transformers.__version__
-    except Exception:
-        pass
-    try:
-        here = Path(__file__).resolve().parent
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        if sha.returncode == 0:
-            info["git"] = sha.stdout.strip()
-    except Exception:
-        pass
-    return info
 
 
 def model_identity(model: str, config) -> dict[str, Any]:
@@ -74,23 +44,3 @@ def encoding_identity(opts, pool, config) -> dict[str, Any]:
 
 def run_identity(opts, pool, config) -> dict[str, Any]:
     return {**encoding_identity(opts, pool, config), "per_token_prefix": opts.per_token_prefix}
-
-
-def check_out_dir(out: Path, identity: dict[str, Any], overwrite: bool, rank: int,
-                  keys: tuple[str, ...] = IDENTITY_KEYS) -> None:
-    """Refuse to mix runs in one folder; with ``overwrite``, rank 0 clears the other configuration's files."""
-    if (out / META).exists():
-        old = read_meta(out).get("identity", {})
-        diff = {k: (old.get(k), identity.get(k)) for k in keys if old.get(k) != identity.get(k)}
-        if diff and not overwrite:
-            lines = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-            raise UserError(
-                f"{out} holds scores of a different configuration ({lines}); refusing to mix them. "
-                "Use another --out, or --overwrite to replace them."
-            )
-        if diff and overwrite and rank == 0:
-            for name in RUN_FILES:
-                p = out / name
-                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    elif (out / SHARD_DIR).exists() and any((out / SHARD_DIR).iterdir()) and not overwrite:
-        raise UserError(f"{out}/{SHARD_DIR} holds shards without a meta.json; use --overwrite or another --out")

@@ -7,36 +7,25 @@ together with the rows rejected while reading the pool.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
 from data_selection.jsonl import read_jsonl
-from data_selection.scoring.layout import (
-    CONVERSION_REJECTS,
-    META,
-    REJECTS,
-    SCORES,
-    finished_shard_frames,
-    merge_lock,
-    read_progress,
-)
+from data_selection.scoring.layout import SCORES
+from data_selection.shards.layout import CONVERSION_REJECTS, META, REJECTS
+from data_selection.shards.merge import finished_shard_frames, merge_lock
+from data_selection.shards.progress import read_progress
 
 SCORE_COLUMNS = ["id", "row", "n_prompt_tokens", "n_response_tokens", "n_tokens_full", "loss_sum", "loss_mean",
                  "loss_first_100", "loss_first_1000", "truncated"]
 
 
-@dataclass
-class MergeOptions:
-    scores: str = field(metadata={"help": "A scoring output folder (holding meta.json and shards/)."})
-
-
 def merge_shards(out: str | os.PathLike) -> dict[str, Any]:
-    import pandas as pd
     out = Path(out)
     with merge_lock(out):
         meta, frames = finished_shard_frames(out, "data-select score")
@@ -91,8 +80,3 @@ def _finite(x) -> bool:
         return x is not None and math.isfinite(float(x))
     except (TypeError, ValueError):
         return False
-
-
-def cli_merge(opts: MergeOptions) -> int:
-    print(json.dumps(merge_shards(opts.scores), indent=2))
-    return 0

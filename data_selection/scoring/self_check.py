@@ -12,6 +12,11 @@ peak of the run: 24 GB for one 16K-token row with the 151,936-token Qwen vocabul
 
 from __future__ import annotations
 
+import torch
+
+from data_selection.scoring.forward import score_sequences
+from data_selection.scoring.logprobs import IGNORE_INDEX
+
 CHECK_TOKENS = 256  # reference logits: 256 x 151,936 x 4 B = 156 MB
 ROWS = 2  # two rows, so a packed check crosses a row boundary
 
@@ -30,8 +35,6 @@ def check_windows(encoder, converted, rows: list[int], max_tokens: int = CHECK_T
                   ) -> dict[int, tuple[list[int], list[int]]]:
     """``{row: (input_ids, labels)}``: bounded windows (:func:`check_window`) of up to :data:`ROWS` of the
     shortest eligible rows of ``rows`` (rows without response tokens skipped)."""
-    from data_selection.scoring.logprobs import IGNORE_INDEX
-
     windows: dict[int, tuple[list[int], list[int]]] = {}
     for row in sorted(rows, key=lambda r: converted[r]["n_chars"])[:5]:
         enc = encoder.encode(converted[row])
@@ -47,11 +50,6 @@ def check_against_full_forward(model, windows: dict[int, tuple[list[int], list[i
                                chunk_tokens: int, dtype, packing: str = "auto") -> float:
     """Largest |difference| between the scorer's and the model's own per-token losses on ``windows``
     (:func:`check_windows`); raises RuntimeError beyond the dtype's tolerance."""
-    import torch
-
-    from data_selection.scoring.forward import score_sequences
-    from data_selection.scoring.logprobs import IGNORE_INDEX
-
     if not windows:
         return 0.0
     budget = sum(len(ids) for ids, _ in windows.values())

@@ -25,7 +25,7 @@ import yaml
 from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from data_selection.command_line import UserError
 from data_selection.registry import check_subset_name, read_dataset_info, register_entry, subset_entry
-from data_selection.scoring.layout import REJECTS
+from data_selection.shards.layout import REJECTS
 from data_selection.subset import size_category, subset_paths, write_subset
 from data_selection.transforms.options import PruneOptions, dataset_info_path, recipe
 from data_selection.transforms.prune import steps_to_delete
@@ -270,10 +270,8 @@ terms of the source dataset.
 
 def write_pruned(opts: PruneOptions, mk, pool, encoder, out: Path, num_shards: int, meta: dict[str, Any]
                  ) -> dict[str, Any]:
-    """Merge the shards, write subset + manifest + card + report, register. Returns paths and the manifest."""
-    # lazy: the reports package sits above this engine; the prune-steps command should write the report
-    from data_selection.reports.pruned import write_report
-
+    """Merge the shards, write subset + manifest + card, register. Returns paths, the manifest and the facts the
+    report is drawn from (``report_facts``; the reports sit above this engine: the command writes the report)."""
     table = merge_steps(out, num_shards)
     examples, facts = prune_rows(opts, mk, pool, encoder, table)
     write_jsonl_atomic(out / REJECTS, facts["rejects"])  # written every time, so it belongs to this run
@@ -290,13 +288,12 @@ def write_pruned(opts: PruneOptions, mk, pool, encoder, out: Path, num_shards: i
     write_json_atomic(paths["manifest"], manifest)
     write_text_atomic(paths["card"], render_card(manifest))
     report_dir = Path(opts.report_dir or Path("reports") / opts.name)
-    write_report(report_dir, manifest, facts)
     action = "not registered"
     if opts.register:
         entry = subset_entry(file_name, formatting, columns,
                              manifest=paths["manifest"].relative_to(info_path.parent).as_posix(),
                              recipe=manifest["recipe"], made_by="prune-steps")
         action = register_entry(info_path, opts.name, entry, force=opts.force)
-    return {"manifest": manifest, "registered": action, "dataset_info": str(info_path),
+    return {"manifest": manifest, "registered": action, "dataset_info": str(info_path), "report_facts": facts,
             "paths": {**{k: str(v) for k, v in paths.items()}, "report": str(report_dir / "report.md"),
                       "steps": str(out / STEPS_TABLE), "rejects": str(out / REJECTS)}}

@@ -16,29 +16,41 @@ Work plan (the scorer's, :mod:`data_selection.scoring.runner`):
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+from tqdm.auto import tqdm
+
 from data_selection.command_line import UserError
 from data_selection.device import use_device
-from data_selection.scoring.identity import check_out_dir, code_version, encoding_identity
-from data_selection.scoring.layout import (
-    SHARD_DIR,
-    append_progress,
-    missing_shards,
-    publish_meta,
-    shard_path,
-)
-from data_selection.scoring.options import dist_env
-from data_selection.scoring.plan import assign_shards, plan_shards
+from data_selection.registry import is_ours, read_dataset_info
+from data_selection.scoring.identity import encoding_identity
+from data_selection.scoring.logprobs import auto_chunk_tokens
+from data_selection.scoring.runner import load_model, prepare
+from data_selection.scoring.self_check import check_against_full_forward, check_windows
+from data_selection.shards.driver import Dist, ShardedRun, ShardJob, run_sharded
+from data_selection.shards.identity import code_version
+from data_selection.shards.plan import plan_shards
+from data_selection.subset import subset_paths
 from data_selection.transforms.options import PruneOptions, dataset_info_path, validate, work_dir
-from data_selection.transforms.pir import ENCODING_FAILED, NON_FINITE, OVER_CUTOFF, encode_variants
+from data_selection.transforms.output import write_pruned
+from data_selection.transforms.pir import (
+    ENCODING_FAILED,
+    NON_FINITE,
+    OVER_CUTOFF,
+    _shared_prefix,
+    encode_variants,
+    pir_batched,
+    pir_prefix_cached,
+)
 from data_selection.transforms.step_table import write_shard
-from data_selection.transforms.step_typer import marker_sources
-from data_selection.transforms.steps import PROGRESSIVE, segment
+from data_selection.transforms.step_typer import marker_sources, step_typer_for
+from data_selection.transforms.steps import segment
 
-__all__ = ["PruneOptions", "run_prune", "cli_prune_steps"]
+__all__ = ["PruneOptions", "run_prune"]
 
 PIR_VERSION = 2  # bump when the definition of the stored values changes (answer tokens, segmentation code)
 _INFER_DTYPE = {"auto": "auto", "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -61,8 +73,6 @@ def _record(ex: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fill(rec: dict[str, Any], rv, answer_loss: float, pirs: list[float]) -> None:
-    import math
-
     values = [float("nan")] * len(rec["step_type"])
     for i, p in zip(rv.functional, pirs):
         values[i] = p
@@ -113,8 +123,6 @@ class ShardWorker:
         return rec, rv
 
     def run(self, examples, on_row=lambda: None) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        from data_selection.transforms.pir import _shared_prefix, pir_batched, pir_prefix_cached
-
         records: list[dict[str, Any]] = []
         group: list[tuple[dict[str, Any], Any]] = []
         stats = {"rows": 0, "pir_rows": 0, "variants": 0, "forward_tokens": 0}
@@ -152,8 +160,6 @@ class ShardWorker:
 
 
 def _refuse_to_overwrite_the_input(opts: PruneOptions, pool, info_path: Path) -> None:
-    from data_selection.subset import subset_paths
-
     if pool.attr.load_from != "file":
         return
     target = subset_paths(info_path.parent, opts.name)["data"].resolve()
@@ -165,11 +171,6 @@ def _refuse_to_overwrite_the_input(opts: PruneOptions, pool, info_path: Path) ->
 
 def run_prune(opts: PruneOptions) -> dict[str, Any]:
     """Compute (or finish computing) PIR values, then write the pruned subset. Returns a summary dict."""
-    from tqdm.auto import tqdm
-
-    from data_selection.registry import is_ours, read_dataset_info
-    from data_selection.scoring.runner import load_model, prepare
-
     mk = validate(opts)
     info_path = dataset_info_path(opts)
     if opts.register:  # fail before the slow part: corrupted file or an entry we may not replace
@@ -177,113 +178,87 @@ def run_prune(opts: PruneOptions) -> dict[str, Any]:
         if existing is not None and not is_ours(existing) and not opts.force:
             raise UserError(f"{info_path}: entry {opts.name!r} was not created by data-select; pick another "
                             "--name or pass --force to replace it")
-    rank, world, local_rank = dist_env()
-    device = use_device(opts.device, local_rank)  # before any work: this rank's GPU, or why there is none
     out = work_dir(opts)
-    config, tokenizer, encoder, pool = prepare(opts)
-    _refuse_to_overwrite_the_input(opts, pool, info_path)
-    identity = identity_of(opts, pool, config)
-    out.mkdir(parents=True, exist_ok=True)
-    check_out_dir(out, identity, opts.overwrite, rank, keys=IDENTITY_KEYS)
-    (out / SHARD_DIR).mkdir(exist_ok=True)
-
-    shards, shard_chars = plan_shards(pool.converted, opts.shard_rows)
-    meta = {
-        "identity": identity,
-        "pool": pool.describe(),
-        "model": identity["model"],
-        "template": opts.template,
-        "cutoff_len": opts.cutoff_len,
-        "dtype": opts.dtype,
-        "segmentation": identity["segmentation"],
-        "num_shards": len(shards),
-        "code_version": code_version(),
-        "meta_columns": pool.meta_columns,
-    }
-    publish_meta(out, meta, rank)  # rank 0 writes it; the others wait for it before any shard
-
-    mine = assign_shards(shard_chars, world)[rank]
-    pending = [k for k in mine if not shard_path(out, k).exists()]
-    summary: dict[str, Any] = {"rank": rank, "world_size": world, "work_dir": str(out), "shards_total": len(shards),
-                               "shards_mine": len(mine), "shards_done_before": len(mine) - len(pending)}
-    t0 = time.perf_counter()
+    facts: dict[str, Any] = {}
     totals = {"rows": 0, "pir_rows": 0, "variants": 0, "forward_tokens": 0}
-    if pending:
-        from data_selection.scoring.logprobs import auto_chunk_tokens
-        from data_selection.scoring.self_check import check_against_full_forward, check_windows
+    clock = {"started": time.perf_counter()}
 
-        model, dtype, attn = load_model(opts, device)
-        chunk = opts.chunk_tokens or auto_chunk_tokens(model.get_output_embeddings().weight.shape[0])
-        summary.update(device=device, dtype=str(dtype).replace("torch.", ""), attn=attn, chunk_tokens=chunk,
-                       prefix_cache=opts.prefix_cache)
-        if opts.verify:
-            summary["self_check_max_abs_diff"] = check_against_full_forward(
-                model, check_windows(encoder, pool.converted, shards[pending[0]]), device, chunk, dtype)
-        typer = None
-        if opts.step_typer:
-            from data_selection.transforms.step_typer import step_typer_for
+    def setup(dist: Dist) -> ShardJob:
+        device = use_device(opts.device, dist.local_rank)  # before any work: this rank's GPU, or why there is none
+        config, tokenizer, encoder, pool = prepare(opts)
+        _refuse_to_overwrite_the_input(opts, pool, info_path)
+        identity = identity_of(opts, pool, config)
+        metas: list[dict[str, Any]] = []
 
-            typer = step_typer_for(opts.step_typer, opts.step_typer_template or opts.template, opts.step_typer_backend,
-                                   opts.trust_remote_code, _INFER_DTYPE[opts.dtype])
-        worker = ShardWorker(opts, encoder, mk, model, device, chunk, typer)
-        bar = tqdm(total=sum(len(shards[k]) for k in pending), unit="row", desc=f"PIR (rank {rank})",
-                   disable=rank != 0)
-        for k in pending:
-            ts = time.perf_counter()
-            records, stats = worker.run(pool.converted.select(shards[k]), on_row=lambda: bar.update(1))
-            write_shard(shard_path(out, k), records)
-            dt = time.perf_counter() - ts
-            for key in totals:
-                totals[key] += stats[key]
-            append_progress(out, {"shard": k, "rank": rank, **stats, "seconds": round(dt, 3), "time": time.time()})
-            el = time.perf_counter() - t0
-            bar.set_postfix(rows_s=f"{totals['rows'] / el:,.2f}", tok_s=f"{totals['forward_tokens'] / el:,.0f}")
-        bar.close()
-        if typer is not None:
-            summary["step_typer"] = dict(typer.counts)
-    elapsed = time.perf_counter() - t0
+        def meta(num_shards: int) -> dict[str, Any]:
+            clock["started"] = time.perf_counter()
+            metas.append({
+                "identity": identity,
+                "pool": pool.describe(),
+                "model": identity["model"],
+                "template": opts.template,
+                "cutoff_len": opts.cutoff_len,
+                "dtype": opts.dtype,
+                "segmentation": identity["segmentation"],
+                "num_shards": num_shards,
+                "code_version": code_version(),
+                "meta_columns": pool.meta_columns,
+            })
+            return metas[-1]
+
+        def work(run: ShardedRun):
+            yield from _pir_pending(run, opts, mk, encoder, pool, device, totals, facts)
+
+        def finish() -> dict[str, Any]:
+            with FileLock(str(out / ".finalize.lock")):
+                return write_pruned(opts, mk, pool, encoder, out, metas[-1]["num_shards"], metas[-1])
+
+        return ShardJob(out=out, identity=identity, identity_keys=IDENTITY_KEYS, overwrite=opts.overwrite,
+                        plan=lambda: plan_shards(pool.converted, opts.shard_rows), meta=meta, work=work, merge=finish)
+
+    _, run = run_sharded(setup)
+    summary: dict[str, Any] = {"rank": run.rank, "world_size": run.world, "work_dir": str(out),
+                               "shards_total": len(run.shards), "shards_mine": len(run.mine),
+                               "shards_done_before": len(run.mine) - len(run.pending), **facts}
+    elapsed = time.perf_counter() - clock["started"]
     summary.update({f"{k}_now": v for k, v in totals.items()}, seconds=round(elapsed, 2))
     if totals["rows"]:
         summary["seconds_per_row"] = round(elapsed / totals["rows"], 4)
-    missing = missing_shards(out, len(shards))
-    if missing:
-        summary.update(finished=False, waiting_for_shards=len(missing))
+    if run.missing:
+        summary.update(finished=False, waiting_for_shards=len(run.missing))
         return summary
-    from filelock import FileLock
-
-    from data_selection.transforms.output import write_pruned
-
-    with FileLock(str(out / ".finalize.lock")):
-        summary.update(finished=True, **write_pruned(opts, mk, pool, encoder, out, len(shards), meta))
+    summary.update(finished=True, **run.merged)
     return summary
 
 
-def cli_prune_steps(opts: PruneOptions) -> int:
-    s = run_prune(opts)
-    if not s.get("finished"):
-        if s.get("rank", 0) == 0:
-            print(f"{s['waiting_for_shards']} shard(s) still running on other ranks; the last rank to finish writes "
-                  f"the subset (or re-run the same command once they are done)")
-        return 0
-    if s.get("rows_now"):
-        print(f"PIR computed on {s['pir_rows_now']:,} of {s['rows_now']:,} rows in {s['seconds']:,.1f} s "
-              f"({s['seconds_per_row']:.3f} s/row, {s['forward_tokens_now']:,} forward tokens, {s['device']})")
-    if s.get("step_typer"):
-        print(f"step typer {opts.step_typer}: asked about {s['step_typer']['asked']:,} unmarked steps, "
-              f"{s['step_typer']['unparsed']:,} answers named no type (left progressive)")
-    m = s["manifest"]
-    rows, tok = m["rows"], m["tokens"]
-    print(f"rows: {rows['written']:,} of {rows['input']:,} written, {rows['changed']:,} pruned, "
-          f"{rows['unchanged_total']:,} unchanged, {rows['rejected']:,} rejected"
-          + "".join(f"\n  unchanged, {why}: {n:,}" for why, n in rows["unchanged"].items())
-          + "".join(f"\n  rejected, {why}: {n:,}" for why, n in rows["rejected_by_reason"].items()))
-    if rows["rejected"]:
-        print(f"rejects: {s['paths']['rejects']} ({rows['rejected']:,} rows not written, each with its row number "
-              "and reason)")
-    print("steps deleted / found: " + ", ".join(f"{t} {v['deleted']:,}/{v['found']:,}"
-                                                for t, v in m["steps"].items() if t != PROGRESSIVE))
-    print(f"response tokens: {tok['response_before']:,} -> {tok['response_after']:,} "
-          f"(-{tok['removed']:,}, {100 * tok['removed_share']:.1f}%)")
-    print(f"subset: {s['paths']['data']} ({m['num_rows']:,} rows)\nmanifest: {s['paths']['manifest']}\n"
-          f"report: {s['paths']['report']}\n{s['dataset_info']}: {s['registered']} entry {opts.name!r}")
-    return 0
+def _pir_pending(run: ShardedRun, opts: PruneOptions, mk, encoder, pool, device: str, totals: dict[str, int],
+                 facts: dict[str, Any]):
+    """PIR of this rank's pending shards, yielding (shard, progress counters) as each is written."""
+    model, dtype, attn = load_model(opts, device)
+    chunk = opts.chunk_tokens or auto_chunk_tokens(model.get_output_embeddings().weight.shape[0])
+    facts.update(device=device, dtype=str(dtype).replace("torch.", ""), attn=attn, chunk_tokens=chunk,
+                 prefix_cache=opts.prefix_cache)
+    if opts.verify:
+        facts["self_check_max_abs_diff"] = check_against_full_forward(
+            model, check_windows(encoder, pool.converted, run.shards[run.pending[0]]), device, chunk, dtype)
+    typer = None
+    if opts.step_typer:
+        typer = step_typer_for(opts.step_typer, opts.step_typer_template or opts.template, opts.step_typer_backend,
+                               opts.trust_remote_code, _INFER_DTYPE[opts.dtype])
+    worker = ShardWorker(opts, encoder, mk, model, device, chunk, typer)
+    bar = tqdm(total=sum(len(run.shards[k]) for k in run.pending), unit="row", desc=f"PIR (rank {run.rank})",
+               disable=run.rank != 0)
+    t0 = time.perf_counter()
+    for k in run.pending:
+        ts = time.perf_counter()
+        records, stats = worker.run(pool.converted.select(run.shards[k]), on_row=lambda: bar.update(1))
+        write_shard(run.path(k), records)
+        dt = time.perf_counter() - ts
+        for key in totals:
+            totals[key] += stats[key]
+        yield k, {**stats, "seconds": round(dt, 3)}
+        el = time.perf_counter() - t0
+        bar.set_postfix(rows_s=f"{totals['rows'] / el:,.2f}", tok_s=f"{totals['forward_tokens'] / el:,.0f}")
+    bar.close()
+    if typer is not None:
+        facts["step_typer"] = dict(typer.counts)

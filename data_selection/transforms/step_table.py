@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_selection.atomic import write_parquet_atomic
-from data_selection.scoring.layout import shard_path
+from data_selection.shards.layout import shard_path
 
 STEPS_TABLE = "steps.parquet"
 

@@ -32,15 +32,9 @@ import pyarrow.parquet as pq
 from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
 from data_selection.command_line import UserError
 from data_selection.jsonl import read_jsonl
-from data_selection.scoring.layout import (
-    CONVERSION_REJECTS,
-    META,
-    REJECTS,
-    finished_shard_frames,
-    merge_lock,
-    read_meta,
-    read_progress,
-)
+from data_selection.shards.layout import CONVERSION_REJECTS, META, REJECTS, read_meta
+from data_selection.shards.merge import finished_shard_frames, merge_lock
+from data_selection.shards.progress import read_progress
 
 VERIFIED = "verified.parquet"
 

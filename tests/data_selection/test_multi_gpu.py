@@ -14,6 +14,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from data_selection.device import use_device
+from data_selection.options.prune_steps import PruneOptions
+from data_selection.options.score import ScoreOptions
+from data_selection.options.score_checkpoints import CheckpointScoreOptions
+from data_selection.scoring import checkpoints, forward
+from data_selection.scoring import runner as scoring_runner
+from data_selection.transforms import runner as transforms_runner
+
 
 class FakeCuda:
     """A CUDA runtime with several GPUs, a current device and one stream per device (as torch's defaults)."""
@@ -69,8 +77,6 @@ class LossesOnGpu:
 
 
 def test_the_losses_copy_event_is_recorded_on_the_losses_own_gpu(monkeypatch):
-    from data_selection.scoring import forward
-
     cuda = FakeCuda(monkeypatch)
     monkeypatch.setattr(torch.Tensor, "copy_", lambda self, src, non_blocking=False: self.set_(src.values.clone()))
     losses = LossesOnGpu(torch.tensor([0.5, 1.5, 2.5]), index=3)  # rank 3, current device never set: GPU 0
@@ -91,29 +97,19 @@ def _stop(*_a, **_k):
 
 
 def _score(tmp_path, monkeypatch):
-    from data_selection.scoring import runner
-    from data_selection.scoring.options import ScoreOptions
-
-    monkeypatch.setattr(runner, "prepare", _stop)
-    return lambda: runner.run_score(ScoreOptions(model="m", dataset="d", out=str(tmp_path / "o")))
+    monkeypatch.setattr(scoring_runner, "prepare", _stop)
+    return lambda: scoring_runner.run_score(ScoreOptions(model="m", dataset="d", out=str(tmp_path / "o")))
 
 
 def _prune(tmp_path, monkeypatch):
-    from data_selection.scoring import runner as scoring_runner
-    from data_selection.transforms import runner
-    from data_selection.transforms.options import PruneOptions
-
-    monkeypatch.setattr(scoring_runner, "prepare", _stop)
-    return lambda: runner.run_prune(PruneOptions(model="m", dataset="d", name="d_pir", dataset_dir=str(tmp_path),
-                                                 out=str(tmp_path / "o")))
+    monkeypatch.setattr(transforms_runner, "prepare", _stop)
+    return lambda: transforms_runner.run_prune(PruneOptions(model="m", dataset="d", name="d_pir",
+                                                            dataset_dir=str(tmp_path), out=str(tmp_path / "o")))
 
 
 def _checkpoints(tmp_path, monkeypatch):
-    from data_selection.perturb import manifest
-    from data_selection.scoring import checkpoints
-
-    monkeypatch.setattr(manifest, "read_manifest", _stop)
-    return lambda: checkpoints.run_score_checkpoints(checkpoints.CheckpointScoreOptions(
+    monkeypatch.setattr(checkpoints, "read_manifest", _stop)
+    return lambda: checkpoints.run_score_checkpoints(CheckpointScoreOptions(
         perturb=str(tmp_path / "p"), scores=str(tmp_path / "s"), out=str(tmp_path / "o")))
 
 
@@ -131,8 +127,6 @@ def test_every_model_command_sets_its_gpu_from_local_rank_before_any_work(comman
 
 
 def test_use_device_keeps_cpu_and_explicit_devices(monkeypatch):
-    from data_selection.device import use_device
-
     cuda = FakeCuda(monkeypatch)
     monkeypatch.setenv("LOCAL_RANK", "2")
     assert use_device("cpu") == "cpu" and cuda.set_calls == []

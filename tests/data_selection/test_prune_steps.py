@@ -14,10 +14,35 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from helpers import write_jsonl
+from helpers import REPO_ROOT, write_jsonl
 
-from data_selection.command_line import UserError
+from data_selection.command_line import UserError, parse_options
+from data_selection.commands.prune_steps import run as cli_prune_steps
+from data_selection.encoding import IGNORE_INDEX, TemplateEncoder, load_tokenizer
+from data_selection.push import prepare_upload
+from data_selection.registry import check_dataset_info
+from data_selection.sources import PoolSpec, load_pool
+from data_selection.transforms import runner, step_typer
+from data_selection.transforms.options import PruneOptions, recipe
+from data_selection.transforms.output import NOTHING_AT_RATIO, REJECTED  # noqa: F401 (names of the reasons)
+from data_selection.transforms.pir import (
+    NO_FUNCTIONAL,
+    OVER_CUTOFF,
+    encode_variants,
+    pir_batched,
+    pir_prefix_cached,
+)
 from data_selection.transforms.prune import n_to_delete, steps_to_delete
+from data_selection.commands.prune_steps import prune_and_report as run_prune
+from data_selection.transforms.step_typer import (
+    BY_MARKER,
+    BY_MODEL,
+    PROMPT,
+    UNMARKED,
+    StepTyper,
+    load_chat,
+    parse_answer,
+)
 from data_selection.transforms.steps import (
     DEFAULT_PHRASES,
     ERROR_CORRECTION,
@@ -249,8 +274,6 @@ def test_count_to_delete_rounds_half_up(ratio, count, n):
 
 def _direct_answer_nll(model, encoder, prompt: str, response: str) -> float:
     """Mean full-logits NLL of the tokens that decode to the text after </think>, found by decoding alone."""
-    from data_selection.encoding import IGNORE_INDEX
-
     enc = encoder.encode({"_prompt": [{"role": "user", "content": prompt}],
                           "_response": [{"role": "assistant", "content": response}], "_system": SYS})
     pos = [i for i, t in enumerate(enc.labels) if t != IGNORE_INDEX]
@@ -270,16 +293,12 @@ def _direct_answer_nll(model, encoder, prompt: str, response: str) -> float:
 def tiny(tiny_qwen_dir):
     from transformers import AutoModelForCausalLM
 
-    from data_selection.encoding import TemplateEncoder, load_tokenizer
-
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen_dir, dtype=torch.float32).eval()
     return model, TemplateEncoder(load_tokenizer(str(tiny_qwen_dir)), "qwen", 1024)
 
 
 @pytest.mark.parametrize("paragraphs", [[P1, V1, M1, V2, E1, P2], [V3, P1, M2, V1]])
 def test_pir_equals_direct_per_variant_computation(tiny, paragraphs):
-    from data_selection.transforms.pir import encode_variants, pir_batched, pir_prefix_cached
-
     model, encoder = tiny
     prompt = "What is 17 + 25?"
     seg = segment(trace(paragraphs), MARKERS)
@@ -323,8 +342,6 @@ def _pool(root: Path) -> Path:
 
 
 def _opts(model, root: Path, **kw):
-    from data_selection.transforms.options import PruneOptions
-
     base = dict(model=str(model), dataset="mini", name="mini_pir30", dataset_dir=str(root), cutoff_len=320,
                 out=str(root / "pir"), report_dir=str(root / "report"), shard_rows=3, num_proc=1, batch_tokens=600)
     base.update(kw)
@@ -333,8 +350,6 @@ def _opts(model, root: Path, **kw):
 
 @pytest.fixture(scope="module")
 def pruned(tiny_qwen_dir, tmp_path_factory):
-    from data_selection.transforms.runner import run_prune
-
     root = _pool(tmp_path_factory.mktemp("prune"))
     summary = run_prune(_opts(tiny_qwen_dir, root))
     return root, summary
@@ -380,9 +395,6 @@ def test_exactly_the_lowest_pir_share_of_each_type_is_removed_and_the_answer_sur
 
 
 def test_rows_without_think_or_functional_steps_pass_through_and_are_counted(pruned):
-    from data_selection.transforms.output import NOTHING_AT_RATIO, REJECTED  # noqa: F401 (names of the reasons)
-    from data_selection.transforms.pir import NO_FUNCTIONAL, OVER_CUTOFF
-
     root, _ = pruned
     m = json.loads((root / "data" / "mini_pir30.manifest.json").read_text())
     assert m["rows"]["unchanged"] == {NO_THINK: 1, NO_FUNCTIONAL: 1, OVER_CUTOFF: 1, NOTHING_AT_RATIO: 1}
@@ -397,8 +409,6 @@ def test_rows_without_think_or_functional_steps_pass_through_and_are_counted(pru
 
 
 def test_every_row_not_written_is_in_rejects_jsonl_with_its_row_and_reason(pruned, tiny_qwen_dir, tmp_path, capsys):
-    from data_selection.transforms.runner import cli_prune_steps
-
     root, summary = pruned
     rejects = _read_jsonl(root / "pir" / "rejects.jsonl")
     assert rejects == [{"row": 6, "id": "src-6", "reason": rejects[0]["reason"]}]
@@ -424,10 +434,6 @@ def test_every_row_not_written_is_in_rejects_jsonl_with_its_row_and_reason(prune
 
 
 def test_output_is_registered_and_loads_with_llamafactory(pruned, tiny_qwen_dir):
-    from data_selection.encoding import TemplateEncoder, load_tokenizer
-    from data_selection.registry import check_dataset_info
-    from data_selection.sources import PoolSpec, load_pool
-
     root, _ = pruned
     info = json.loads((root / "dataset_info.json").read_text())
     entry = info["mini_pir30"]
@@ -440,7 +446,6 @@ def test_output_is_registered_and_loads_with_llamafactory(pruned, tiny_qwen_dir)
     enc = TemplateEncoder(load_tokenizer(str(tiny_qwen_dir)), "qwen", 320)
     m = json.loads((root / "data" / "mini_pir30.manifest.json").read_text())
     assert sum(enc.encode(ex).n_response_tokens for ex in pool.converted) == m["tokens"]["response_after"]
-    from data_selection.push import prepare_upload
 
     files = dict(prepare_upload(root, "mini_pir30", license="cc-by-4.0"))  # the sha256 in the manifest matches
     assert b"license: cc-by-4.0" in files["README.md"] and b"PIR" in files["README.md"]
@@ -448,16 +453,14 @@ def test_output_is_registered_and_loads_with_llamafactory(pruned, tiny_qwen_dir)
 
 
 def test_ranks_split_the_work_and_a_new_ratio_reuses_the_pir_values(pruned, tiny_qwen_dir, tmp_path, monkeypatch):
-    from data_selection.transforms import runner
-
     root, _ = pruned
     two = _pool(tmp_path)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
-    s0 = runner.run_prune(_opts(tiny_qwen_dir, two))
+    s0 = run_prune(_opts(tiny_qwen_dir, two))
     assert not s0["finished"] and 0 < s0["rows_now"] < len(ROWS)
     monkeypatch.setenv("RANK", "1")
-    s1 = runner.run_prune(_opts(tiny_qwen_dir, two))
+    s1 = run_prune(_opts(tiny_qwen_dir, two))
     assert s1["finished"] and s0["rows_now"] + s1["rows_now"] == len(ROWS) - 1  # the rejected row: no shard
     a, b = pd.read_parquet(root / "pir" / "steps.parquet"), pd.read_parquet(two / "pir" / "steps.parquet")
     pd.testing.assert_frame_equal(a, b, check_exact=False, atol=1e-6)
@@ -469,16 +472,14 @@ def test_ranks_split_the_work_and_a_new_ratio_reuses_the_pir_values(pruned, tiny
     def no_model(*a, **k):
         raise AssertionError("finished PIR values must be reused without loading the model")
 
-    monkeypatch.setattr("data_selection.scoring.runner.load_model", no_model)
-    s = runner.run_prune(_opts(tiny_qwen_dir, two, ratio=1.0, name="mini_pir100"))
+    monkeypatch.setattr(runner, "load_model", no_model)
+    s = run_prune(_opts(tiny_qwen_dir, two, ratio=1.0, name="mini_pir100"))
     assert s["finished"] and s["rows_now"] == 0
     m = s["manifest"]
     assert all(v["deleted"] == v["scored"] for t, v in m["steps"].items() if t != PROGRESSIVE)
 
 
 def test_refuses_to_mix_configurations_and_bad_options(pruned, tiny_qwen_dir):
-    from data_selection.transforms.runner import run_prune
-
     root, _ = pruned
     before = (root / "pir" / "steps.parquet").read_bytes()
     with pytest.raises(UserError, match="different configuration.*segmentation"):
@@ -499,9 +500,6 @@ def test_pir_with_smollm2_where_think_tags_are_plain_text(smollm2_dir):
     """SmolLM2's tokenizer has no <think> tokens ('</', 'think', '>'): the answer tokens must still be cut at the
     same place in every variant and PIR must equal the direct computation (real model, fp32)."""
     from transformers import AutoModelForCausalLM
-
-    from data_selection.encoding import TemplateEncoder, load_tokenizer
-    from data_selection.transforms.pir import encode_variants, pir_batched, pir_prefix_cached
 
     model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
     encoder = TemplateEncoder(load_tokenizer(str(smollm2_dir)), "smollm2", 512)
@@ -526,11 +524,6 @@ def test_the_planned_pruned_subset_entry_names_the_command_that_makes_it():
     command prune-steps records for it, and that command parses."""
     import shlex
 
-    from helpers import REPO_ROOT
-
-    from data_selection.command_line import parse_options
-    from data_selection.transforms.options import PruneOptions, recipe
-
     entry = json.loads((REPO_ROOT / "dataset_info.json").read_text())["acereason_zpd_15k_pir30"]
     argv = shlex.split(entry["recipe"])
     assert argv[:2] == ["data-select", "prune-steps"]
@@ -554,8 +547,6 @@ def test_the_transform_modules_import_one_way():
     """runner -> output -> step_table: output never imports runner (the shard schema has its own module)."""
     import ast
 
-    from helpers import REPO_ROOT
-
     def imports(name: str) -> set[str]:
         tree = ast.parse((REPO_ROOT / "data_selection" / "transforms" / f"{name}.py").read_text())
         return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
@@ -577,14 +568,10 @@ UNMARKED_CHECK = "Recomputing 25 + 17 gives 42 again. It matches. Good."  # a ch
     ("I cannot tell", None), ("", None),
 ])  # fmt: skip
 def test_the_typer_reads_the_first_category_its_model_names(answer, step_type):
-    from data_selection.transforms.step_typer import parse_answer
-
     assert parse_answer(answer) == step_type
 
 
 def test_the_typer_asks_only_about_unmarked_steps_and_shows_the_step_before():
-    from data_selection.transforms.step_typer import BY_MARKER, BY_MODEL, UNMARKED, StepTyper
-
     asked = []
 
     def chat(prompt: str) -> str:
@@ -604,9 +591,6 @@ def test_the_typer_asks_only_about_unmarked_steps_and_shows_the_step_before():
 
 
 def test_prune_steps_with_a_step_typer_stores_and_reports_its_types(tiny_qwen_dir, tmp_path, monkeypatch):
-    from data_selection.transforms import step_typer
-    from data_selection.transforms.runner import run_prune
-
     made = []
 
     def stand_in(model, template, backend, trust_remote_code, dtype):
@@ -614,7 +598,7 @@ def test_prune_steps_with_a_step_typer_stores_and_reports_its_types(tiny_qwen_di
         return step_typer.StepTyper(lambda p: "verification" if "Recomputing" in p.split("Step to label:")[1]
                                     else "progressive")
 
-    monkeypatch.setattr(step_typer, "step_typer_for", stand_in)
+    monkeypatch.setattr(runner, "step_typer_for", stand_in)
     root = tmp_path
     rows = [{"instruction": "What is 17 + 25?", "input": "", "output": trace([P1, UNMARKED_CHECK, P2]), "system": SYS}]
     write_jsonl(rows, root / "data" / "t.jsonl")
@@ -639,8 +623,6 @@ def test_prune_steps_with_a_step_typer_stores_and_reports_its_types(tiny_qwen_di
 
 
 def test_the_typer_generates_through_llamafactory_chat_model(tiny_qwen_dir):
-    from data_selection.transforms.step_typer import StepTyper, load_chat
-
     chat = load_chat(str(tiny_qwen_dir), "qwen", dtype="float32")
     answer = chat("Answer with one word: verification or progressive.")
     assert isinstance(answer, str) and len(answer) > 0
@@ -651,10 +633,6 @@ def test_the_typer_generates_through_llamafactory_chat_model(tiny_qwen_dir):
 
 
 def test_the_typer_prompt_is_the_one_in_the_methods_doc():
-    from helpers import REPO_ROOT
-
-    from data_selection.transforms.step_typer import PROMPT
-
     doc = (REPO_ROOT / "docs" / "methods.md").read_text()
     assert all(line in doc for line in PROMPT.splitlines() if line.strip())
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -22,7 +19,13 @@ from helpers import (
 )
 
 from data_selection.command_line import UserError
-from data_selection.scoring.runner import ScoreOptions, assign_shards, run_score
+from data_selection.commands import score as score_command
+from data_selection.encoding import TemplateEncoder
+from data_selection.encoding import load_tokenizer as our_tokenizer
+from data_selection.scoring import forward, runner
+from data_selection.scoring.runner import ScoreOptions, run_score
+from data_selection.shards import driver
+from data_selection.sources import PoolSpec, load_pool
 
 
 def _opts(model, dataset, out, **kw) -> ScoreOptions:
@@ -56,10 +59,6 @@ def test_tokens_equal_llamafactory_sft_preprocessing(tiny_qwen_dir, pool_dir, tm
     from llamafactory.hparams import get_train_args
     from llamafactory.model import load_tokenizer
 
-    from data_selection.encoding import TemplateEncoder
-    from data_selection.encoding import load_tokenizer as our_tokenizer
-    from data_selection.sources import PoolSpec, load_pool
-
     args = dict(model_name_or_path=str(tiny_qwen_dir), stage="sft", do_train=True, finetuning_type="full",
                 dataset="mypool", dataset_dir=str(pool_dir), template="qwen", cutoff_len=96,
                 output_dir=str(tmp_path / "o"), overwrite_cache=True, preprocessing_num_workers=None,
@@ -84,14 +83,11 @@ def test_tokens_equal_llamafactory_sft_preprocessing(tiny_qwen_dir, pool_dir, tm
 def test_losses_equal_model_cross_entropy(scored, tiny_qwen_dir, pool_dir):
     from transformers import AutoModelForCausalLM
 
-    from data_selection.encoding import TemplateEncoder, load_tokenizer
-    from data_selection.sources import PoolSpec, load_pool
-
     out, summary = scored
     df = pd.read_parquet(out / "scores.parquet")
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen_dir, dtype=torch.float32).eval()
     pool = load_pool(PoolSpec(dataset="mypool", dataset_dir=str(pool_dir)))
-    enc = TemplateEncoder(load_tokenizer(str(tiny_qwen_dir)), "qwen", 96)
+    enc = TemplateEncoder(our_tokenizer(str(tiny_qwen_dir)), "qwen", 96)
     worst = 0.0
     for r in df.itertuples():
         e = enc.encode(pool.converted[int(r.row)])
@@ -128,16 +124,15 @@ def test_encoding_shards_in_a_background_thread_changes_nothing(scored, tiny_qwe
                                                                 monkeypatch):
     """On a GPU the next shard is encoded in a background thread (while the model loads, then while the
     previous shard is scored); forced on here, the scores are identical to the inline run's."""
-    from data_selection.scoring import prefetch as prefetch_module
-
-    real, threads = prefetch_module.prefetch, []
+    real, threads = runner.prefetch, []
 
     def forced(items, enabled=True, depth=1):
         it = real(items, enabled=True, depth=depth)
         threads.append(it._thread)
         return it
 
-    monkeypatch.setattr(prefetch_module, "prefetch", forced)
+    monkeypatch.setattr(runner, "prefetch", forced)  # the shards' encoding
+    monkeypatch.setattr(forward, "prefetch", forced)  # the batches' collation
     run_score(_opts(tiny_qwen_dir, "mypool", tmp_path / "o", dataset_dir=str(pool_dir), per_token_prefix=8))
     assert threads and all(t is not None and not t.is_alive() for t in threads)
     out, _ = scored
@@ -238,49 +233,32 @@ def test_rerun_is_a_noop_and_ranks_split_work(scored, tiny_qwen_dir, pool_dir, t
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_assign_shards_balances_load():
-    chars = [100, 90, 80, 70, 60, 50, 40, 30]
-    parts = assign_shards(chars, 3)
-    assert sorted(k for p in parts for k in p) == list(range(8))
-    loads = [sum(chars[k] for k in p) for p in parts]
-    assert max(loads) - min(loads) <= max(chars)  # greedy list scheduling's guarantee
-    naive = [sum(chars[i:i + 3]) for i in range(0, 8, 3)]  # contiguous split of the sorted list
-    assert max(loads) - min(loads) < max(naive) - min(naive)
-
-
-def test_killed_run_resumes_to_identical_result(tiny_qwen_dir, tmp_path):
-    """Kill a real scoring process mid-run; re-running finishes without recomputing or duplicating rows."""
-    rows = make_acereason_rows(48)
-    write_jsonl(rows, tmp_path / "pool.jsonl")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "data_selection.cli", "score", "--model", str(tiny_qwen_dir), "--dataset",
-           str(tmp_path / "pool.jsonl"), "--template", "qwen", "--cutoff-len", "128", "--shard-rows", "2",
-           "--num-proc", "1", "--system-prompt", SYSTEM]
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(cmd + ["--out", str(killed)], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    shard_dir = killed / "shards"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        done = list(shard_dir.glob("shard-*.parquet")) if shard_dir.exists() else []
-        if len(done) >= 3:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    n_before = len(list(shard_dir.glob("shard-*.parquet")))
-    assert 3 <= n_before < 24, "the run should have been killed part-way"
-    assert not (killed / "scores.parquet").exists()
-
-    subprocess.run(cmd + ["--out", str(killed)], cwd=REPO_ROOT, env=env, check=True, capture_output=True)
-    progress = [json.loads(x) for x in (killed / "progress.jsonl").read_text().splitlines()]
-    assert len({p["shard"] for p in progress}) == len(progress) == 24  # no shard computed twice
-
-    clean = tmp_path / "clean"
-    subprocess.run(cmd + ["--out", str(clean)], cwd=REPO_ROOT, env=env, check=True, capture_output=True)
-    a, b = pd.read_parquet(killed / "scores.parquet"), pd.read_parquet(clean / "scores.parquet")
-    assert len(a) == 48 and a["id"].is_unique
-    pd.testing.assert_frame_equal(a, b)
+def test_score_runs_on_the_engine_and_resumes_only_the_missing_shards(scored, tiny_qwen_dir, pool_dir, tmp_path,
+                                                                       monkeypatch, capsys):
+    """The resumable, multi-rank machinery is the engine's (tests/data_selection/test_shards.py): here only that
+    `score` runs on it, and that a run missing two shards (a killed run) recomputes exactly those."""
+    out, _ = scored
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in ("meta.json", "conversion_rejects.jsonl"):
+        (copy / f).write_bytes((out / f).read_bytes())
+    (copy / "shards").mkdir()
+    for k in (0, 2):
+        (copy / "shards" / f"shard-{k:06d}.parquet").write_bytes((out / "shards" / f"shard-{k:06d}.parquet").read_bytes())
+    jobs = []
+    real = driver.run_sharded
+    monkeypatch.setattr(runner, "run_sharded", lambda setup: jobs.append(1) or real(setup))
+    opts = _opts(tiny_qwen_dir, "mypool", copy, dataset_dir=str(pool_dir), per_token_prefix=8)
+    assert score_command.run(opts) == 0
+    assert jobs == [1]
+    progress = [json.loads(x) for x in (copy / "progress.jsonl").read_text().splitlines()]
+    assert [p["shard"] for p in progress] == [1, 3]
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "scores.parquet"), pd.read_parquet(copy / "scores.parquet"))
+    printed = capsys.readouterr().out
+    assert "6 rows scored in this run" in printed and "scored 14 of 14 rows: 0 rejected" in printed
+    assert f"scores: {copy / 'scores.parquet'}" in printed and "gpu_seconds" not in printed
+    summary = json.loads((copy / "summary.json").read_text())  # the full record is kept in the folder
+    assert summary["rows_scored_now"] == 6 and summary["shards_done_before"] == 2 and summary["counts"]["scored"] == 14
 
 
 def test_cli_help_lists_options():
@@ -289,3 +267,15 @@ def test_cli_help_lists_options():
     for opt in ("--cutoff_len", "--batch_tokens", "--per_token_prefix", "--overwrite", "--system_prompt"):
         assert opt in out
     assert "resum" in out.lower() or "Score" in out
+
+
+def test_the_options_of_the_sharded_commands_load_nothing_heavy():
+    """The CLI parses and checks options before importing the command: those modules must stay light."""
+    code = ("import sys\n"
+            "for m in ('score', 'score_checkpoints', 'merge', 'verify', 'prune_steps'):\n"
+            "    __import__('data_selection.options.' + m)\n"
+            "print(sorted(x for x in ('torch', 'transformers', 'datasets', 'pandas', 'llamafactory') if x in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    with pytest.raises(UserError, match="--shard_rows must be at least 1"):
+        ScoreOptions(model="m", dataset="d", out="o", shard_rows=0).validate()

@@ -11,15 +11,23 @@ from score_fixtures import make_scores_dir
 
 from data_selection.command_line import UserError
 from data_selection.encoding import TemplateEncoder, load_tokenizer
+from data_selection.options import score_checkpoints as checkpoint_options
 from data_selection.perturb.build import PerturbOptions, run_perturb
 from data_selection.perturb.manifest import read_manifest
 from data_selection.perturb.params import load_fp32
 from data_selection.perturb.sequence import open_sequence
 from data_selection.scores_table import load_scored_pool, load_scores
+from data_selection.scoring import varlen
 from data_selection.scoring.checkpoint_layout import feature_column, load_temp_scores
-from data_selection.scoring.checkpoints import CheckpointScoreOptions, run_score_checkpoints, shard_file
+from data_selection.scoring.checkpoints import (
+    CheckpointScoreOptions,
+    merge_checkpoint_shards,
+    run_score_checkpoints,
+    shard_file,
+)
 from data_selection.scoring.forward import score_sequences
 from data_selection.scoring.runner import ScoreOptions, run_score
+from data_selection.selectors import temp_difficulty
 from data_selection.selectors.temp import difficulty_survivors
 from data_selection.tiny_model import build_tiny_qwen
 
@@ -183,10 +191,6 @@ def test_directional_needs_the_gaussian_run_first(run, tmp_path):
 
 
 def test_merge_rejects_a_row_that_is_not_finite_at_any_checkpoint(tmp_path):
-    import json
-
-    from data_selection.scoring.checkpoints import merge_checkpoint_shards
-
     out = tmp_path / "gaussian"
     meta = {"kind": "gaussian", "num_checkpoints": 2, "num_shards": 2, "features": [100]}
     (out).mkdir()
@@ -208,3 +212,10 @@ def test_merge_rejects_a_row_that_is_not_finite_at_any_checkpoint(tmp_path):
     shard_file(out, 1, 1).unlink()
     with pytest.raises(UserError, match="not finished.*checkpoint 1, shard 1"):
         merge_checkpoint_shards(out)
+
+
+def test_the_light_options_module_copies_the_constants_it_cannot_import():
+    assert checkpoint_options.PACKED_MODES == varlen.PACKED_MODES
+    assert checkpoint_options.INIT_LABEL_NUM == temp_difficulty.INIT_LABEL_NUM
+    with pytest.raises(UserError, match="--rows must be one of"):
+        CheckpointScoreOptions(perturb="p", scores="s", out="o", rows="some").validate()

@@ -1,15 +1,18 @@
-"""Options of ``data-select score-checkpoints`` (:mod:`data_selection.scoring.checkpoints`) and the command line
-they stand for (recorded in meta.json and in every selection's recipe)."""
+"""``data-select score-checkpoints``' options (:mod:`data_selection.scoring.checkpoints`) and the command line
+they stand for (recorded in meta.json and in every selection's recipe). Light: no torch at import."""
 
 from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field, fields
 
-from data_selection.scoring.varlen import PACKED_MODES
-from data_selection.selectors.temp_difficulty import INIT_LABEL_NUM
+from data_selection.command_line import UserError
 
 ROWS = ("auto", "all", "survivors")
+# Copies of data_selection.scoring.varlen.PACKED_MODES and selectors.temp_difficulty.INIT_LABEL_NUM, which import
+# torch and pandas (tests/data_selection/test_temp_scoring.py checks that they agree).
+PACKED_MODES = ("flash_attn", "torch_varlen", "sdpa_rows", "sdpa_mask")
+INIT_LABEL_NUM = 1000
 
 
 @dataclass
@@ -65,6 +68,12 @@ class CheckpointScoreOptions:
                 "256 tokens against the checkpoint's own full-logits forward."})
     overwrite: bool = field(default=False, metadata={"help": "Replace results of a different configuration."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Passed to transformers."})
+
+    def validate(self) -> None:
+        if self.rows not in ROWS:
+            raise UserError(f"--rows must be one of {', '.join(ROWS)}, got {self.rows!r}")
+        if self.prefix < 0 or self.shard_rows < 1:
+            raise UserError("--prefix must be >= 0 and --shard-rows >= 1")
 
 
 def command_line(opts: CheckpointScoreOptions) -> str:
