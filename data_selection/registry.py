@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from data_selection.atomic import write_json_atomic
 from data_selection.command_line import UserError
 from data_selection.info_file import columns_from_file, file_columns, not_utf8, read_dataset_info
@@ -54,9 +56,6 @@ TAG_KEYS = ("role_tag", "content_tag", "user_tag", "assistant_tag", "observation
 
 
 def lock_for(path: str | Path):
-    # lazy: only a write needs the lock
-    from filelock import FileLock
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(str(path.parent / f".{path.name}.lock"), timeout=120)

@@ -21,6 +21,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from data_selection.atomic import write_jsonl_atomic
 from data_selection.command_line import UserError
 
@@ -109,9 +111,6 @@ def size_category(n: int) -> str:
 
 def render_card(manifest: dict[str, Any], license: str = "") -> str:
     """A Hugging Face dataset card (YAML front matter + markdown) for the pushed layout data/train.jsonl."""
-    # lazy: only the card needs it
-    import yaml
-
     name = manifest["name"]
     source = manifest["source"]
     params = manifest["parameters"]

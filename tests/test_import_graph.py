@@ -21,49 +21,6 @@ PACKAGES = ("data_selection", "llamafactory_ext")
 MAX_LINES = 400
 MAX_LAZY = 15
 
-# Files other helpers restructure in the same change (issue 26): their checks are expected to pass only once
-# every branch is merged. Remove this set (and the xfail marks it makes) at the merge.
-OTHERS_FILES = {
-    "data_selection/device.py",
-    "data_selection/registry.py",
-    "data_selection/report.py",
-    "data_selection/report_html/browser.py",
-    "data_selection/report_html/charts.py",
-    "data_selection/report_html/page.py",
-    "data_selection/report_html/pruned.py",
-    "data_selection/report_html/selection.py",
-    "data_selection/report_html/texts.py",
-    "data_selection/report_length.py",
-    "data_selection/report_plots.py",
-    "data_selection/scoring/checkpoint_layout.py",
-    "data_selection/scoring/checkpoints.py",
-    "data_selection/scoring/forward.py",
-    "data_selection/scoring/identity.py",
-    "data_selection/scoring/layout.py",
-    "data_selection/scoring/options.py",
-    "data_selection/scoring/runner.py",
-    "data_selection/scoring/self_check.py",
-    "data_selection/scoring/varlen.py",
-    "data_selection/select.py",
-    "data_selection/transforms/output.py",
-    "data_selection/transforms/report.py",
-    "data_selection/transforms/runner.py",
-    "data_selection/verify/runner.py",
-    "llamafactory_ext/doctor/gpu.py",
-    "llamafactory_ext/doctor/kernels.py",
-    "llamafactory_ext/doctor/packages.py",
-    "llamafactory_ext/study/arm_builders.py",
-    "llamafactory_ext/study/command.py",
-    "llamafactory_ext/study/plan.py",
-    "llamafactory_ext/study/power.py",
-    "llamafactory_ext/study/report.py",
-    "llamafactory_ext/study/report_html.py",
-    "llamafactory_ext/study/run_one.py",
-    "llamafactory_ext/study/schedule.py",
-    "llamafactory_ext/study/status.py",
-    "llamafactory_ext/study/temp_arm.py",
-    "llamafactory_ext/train/padding_free.py",
-}
 
 
 @dataclass(frozen=True)
@@ -176,9 +133,7 @@ def _params():
     out = []
     for module, path in _files().items():
         rel = path.relative_to(REPO_ROOT).as_posix()
-        marks = [pytest.mark.xfail(reason="another helper's file: passes after the merge", strict=False)] \
-            if rel in OTHERS_FILES else []
-        out.append(pytest.param(module, rel, id=rel, marks=marks))
+        out.append(pytest.param(module, rel, id=rel))
     return out
 
 
@@ -203,7 +158,6 @@ def test_module_size(module, rel):
     assert lines <= MAX_LINES, f"{rel}: {lines} lines (at most {MAX_LINES}: split it by job)"
 
 
-@pytest.mark.xfail(reason="counts every helper's files: passes after the merge (remove this mark then)", strict=False)
 def test_at_most_15_function_local_imports_of_our_modules():
     local = [f"{i.source}:{i.line} -> {i.target}" for i in imports() if i.local]
     assert len(local) <= MAX_LAZY, f"{len(local)} function-local imports of our modules:\n" + "\n".join(local)

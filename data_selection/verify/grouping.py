@@ -12,6 +12,8 @@ import re
 import unicodedata
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from data_selection.command_line import UserError
 
 _SPACE = re.compile(r"\s+")
@@ -34,9 +36,6 @@ def query_keys(pool, key_column: str = "", batch_size: int = 10_000) -> list[str
 
     A row whose key column is null falls back to its prompt hash.
     """
-    # lazy: only a long grouping shows progress
-    from tqdm.auto import tqdm
-
     n = len(pool.converted)
     if key_column and key_column not in pool.raw.column_names:
         raise UserError(f"--query_key {key_column!r}: no such column in {pool.spec.dataset!r} "

@@ -38,8 +38,9 @@ def check_padding_free_kernel(t: Target) -> Check:
     used = _truthy(t.recipe.get("padding_free"))
     if not gpu_count():
         return Check("padding-free attention", "skip", f"{NO_GPU}: SDPA per row on the CPU")
-    # lazy: it imports LLaMA-Factory, whose failure to import must stay this probe's finding, not doctor's crash
-    from llamafactory_ext.train import padding_free as pf
+    from llamafactory_ext.train import (
+        padding_free as pf,  # lazy: imports LLaMA-Factory; a failure is this probe's finding
+    )
 
     query = torch.zeros(1, 4, 8, 64, device=PROBE_DEVICE, dtype=torch.bfloat16)
     try:

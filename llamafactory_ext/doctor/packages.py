@@ -16,6 +16,7 @@ from data_selection.command_line import UserError
 from data_selection.scoring.kernel_proof import FA2, flash_attention_import
 from llamafactory_ext.doctor.gpu import NO_GPU, gpu_count
 from llamafactory_ext.doctor.target import Check, Target, _truthy
+from llamafactory_ext.evaluation.vllm_server import find_vllm
 
 
 def _version(dist: str) -> str | None:
@@ -104,8 +105,6 @@ VLLM_PACKAGES = ("vllm", "transformers", "torch")
 def vllm_python() -> Path | None:
     """The interpreter of the vLLM server's environment: the one beside the ``vllm`` that ``eval`` would start
     ($VLLM_BIN, ./.venv-vllm/bin/vllm, then PATH: the same search as ``eval --backend vllm``)."""
-    from llamafactory_ext.evaluation.vllm_server import find_vllm  # keeps doctor's own import light
-
     try:
         python = Path(find_vllm(None)).with_name("python")
     except UserError:

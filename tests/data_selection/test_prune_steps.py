@@ -17,6 +17,7 @@ import torch
 from helpers import REPO_ROOT, write_jsonl
 
 from data_selection.command_line import UserError, parse_options
+from data_selection.commands.prune_steps import prune_and_report as run_prune
 from data_selection.commands.prune_steps import run as cli_prune_steps
 from data_selection.encoding import IGNORE_INDEX, TemplateEncoder, load_tokenizer
 from data_selection.push import prepare_upload
@@ -33,7 +34,6 @@ from data_selection.transforms.pir import (
     pir_prefix_cached,
 )
 from data_selection.transforms.prune import n_to_delete, steps_to_delete
-from data_selection.commands.prune_steps import prune_and_report as run_prune
 from data_selection.transforms.step_typer import (
     BY_MARKER,
     BY_MODEL,
