@@ -8,6 +8,7 @@ Cheap: standard library only at import (an options class may call these in ``val
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -61,3 +62,27 @@ def _in_hub_cache(repo: str) -> bool:
         return isinstance(try_to_load_from_cache(repo, "config.json"), str)
     except Exception:  # noqa: BLE001 - an invalid repo id is simply not cached
         return False
+
+
+DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".arrow", ".txt")
+
+
+def check_dataset_name(name: str, dataset_dir: str = ".", option: str = "--dataset") -> None:
+    """A pool named by a file that does not exist, or by a path typo that would be taken for a hub id, in one line
+    before any heavy import. An entry of ``DATASET_DIR/dataset_info.json`` is left to the loader (it knows more)."""
+    if not name or Path(name).exists() or (Path(dataset_dir) / name).exists() or _registered(name, dataset_dir):
+        return
+    if Path(name).suffix.lower() in DATA_SUFFIXES:
+        near = [p for p in _near_paths(str(Path(name).with_suffix("")), dataset_dir) if p != name]
+        hint = f" (did you mean {' or '.join(near[:3])}?)" if near else ""
+        raise UserError(f"{option}: dataset file {name} not found{hint}")
+    if "/" in name and not name.startswith((".", "/")):
+        refuse_unreachable_hub_id(name, dataset_dir)
+
+
+def _registered(name: str, dataset_dir: str) -> bool:
+    info = Path(dataset_dir) / "dataset_info.json"
+    try:
+        return name in json.loads(info.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # no registry, or a broken one: the loader reports it with its own words

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from data_selection.command_line import UserError
+from data_selection.names import check_dataset_name, check_model_path
 
 
 @dataclass
@@ -42,10 +43,10 @@ class ScoreOptions:
         metadata={"help": "Token budget of a batch: tokens of the packed sequence (packing on), or rows x longest "
                   "row, padding included (packing off)."},
     )
-    packing: Literal["auto", "off", "flash_attn", "torch_varlen", "sdpa_rows", "sdpa_mask"] = field(
+    packing: Literal["auto", "off", "flash_attn_4", "flash_attn", "torch_varlen", "sdpa_rows", "sdpa_mask"] = field(
         default="auto",
         metadata={"help": "Pack each batch's rows into one sequence (no padding) with variable-length attention: "
-                  "auto = flash-attn's varlen kernel, else torch's (>= 2.10) on CUDA in bf16/fp16, else SDPA row by "
+                  "auto = FlashAttention-4's or -2's varlen kernel, else torch's (>= 2.10) on CUDA in bf16/fp16, else SDPA row by "
                   "row (CPU, fp32); off = padded batches; sdpa_mask = block-diagonal mask (O(T^2), for checking). "
                   "docs/methods.md §1."},
     )
@@ -78,10 +79,13 @@ class ScoreOptions:
     trust_remote_code: bool = field(default=False, metadata={"help": "Passed to transformers."})
 
     def validate(self) -> None:
-        """Cheap checks before any heavy import."""
+        """Cheap checks before any heavy import: the values, the model folder, the pool's file."""
         for name in ("batch_tokens", "shard_rows"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name} must be at least 1, got {getattr(self, name)}")
         for name in ("per_token_prefix", "max_samples", "chunk_tokens", "num_proc", "cutoff_len"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        check_dataset_name(self.dataset, self.dataset_dir)
+        check_model_path(self.model)
+        check_model_path(self.tokenizer, "--tokenizer")

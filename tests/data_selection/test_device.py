@@ -68,7 +68,7 @@ def test_score_stops_before_any_work(old_driver_gpuless_torch, tmp_path, monkeyp
 
     monkeypatch.setattr(runner, "prepare", prepare)
     with pytest.raises(UserError, match="--device auto: this machine has NVIDIA GPUs"):
-        runner.run_score(ScoreOptions(model="m", dataset="d", out=str(tmp_path / "o")))
+        runner.run_score(ScoreOptions(model=str(tmp_path), dataset="d", out=str(tmp_path / "o")))
 
 
 def test_eval_auto_backend_stops_and_accelerate_runs_on_cpu(old_driver_gpuless_torch, tmp_path):

@@ -98,7 +98,7 @@ def _stop(*_a, **_k):
 
 def _score(tmp_path, monkeypatch):
     monkeypatch.setattr(scoring_runner, "prepare", _stop)
-    return lambda: scoring_runner.run_score(ScoreOptions(model="m", dataset="d", out=str(tmp_path / "o")))
+    return lambda: scoring_runner.run_score(ScoreOptions(model=str(tmp_path), dataset="d", out=str(tmp_path / "o")))
 
 
 def _prune(tmp_path, monkeypatch):
