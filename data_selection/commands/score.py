@@ -8,6 +8,8 @@ from typing import Any
 from data_selection.options.score import ScoreOptions
 from data_selection.scoring.layout import REJECTS, SCORES, SUMMARY
 from data_selection.scoring.runner import run_score
+from data_selection.shards.layout import read_meta
+from data_selection.sources import duplicate_user_ids_line
 
 __all__ = ["ScoreOptions", "run", "describe"]
 
@@ -33,4 +35,6 @@ def run(opts: ScoreOptions) -> int:
     s = run_score(opts)
     if s.get("rank", 0) == 0 or s.get("merged"):
         print(describe(s, opts.out))
+        if s.get("merged") and (dup := duplicate_user_ids_line(read_meta(Path(opts.out)).get("pool") or {})):
+            print(dup)
     return 0

@@ -11,6 +11,7 @@ from typing import Any
 from data_selection.reports.facts import Loaded
 from data_selection.reports.funnel import stages_present
 from data_selection.reports.temp import difficulty_cell, temp_section
+from data_selection.sources import duplicate_user_ids_line
 
 
 def _shares(counts: dict[str, int]) -> dict[str, float]:
@@ -59,6 +60,9 @@ def render_markdown(selections: list[Loaded], images: list[str], reference: str,
         row("mean pass rate (selected)", lambda m: _stat(m, "pass_rate", "selected", "mean", ".3f"))
         row("perplexity filter", lambda m: (m.get("perplexity") or {}).get("source") or "—"
             if m["strategy"] == "pass-cv" else "—")
+    for s in selections:  # the user's own ids repeat: say so, once per selection whose pool has them
+        if dup := duplicate_user_ids_line(s.manifest.get("source") or {}):
+            lines += ["", f"{s.name}: {dup}."]
     lines += ["", "## Funnel", "", "| stage | " + " | ".join(s.name for s in selections) + " |",
               "|---|" + "---|" * len(selections)]
     for stage in stages_present([s.manifest["funnel"] for s in selections]):

@@ -279,3 +279,26 @@ def test_the_options_of_the_sharded_commands_load_nothing_heavy():
     assert out.stdout.strip() == "[]"
     with pytest.raises(UserError, match="--shard_rows must be at least 1"):
         ScoreOptions(model="m", dataset="d", out="o", shard_rows=0).validate()
+
+
+def test_repeated_user_ids_are_said_in_the_score_summary_and_the_selection_report(tiny_qwen_dir, tmp_path, capsys):
+    """A pool whose own `id` column repeats: `score` prints one line naming the count and the first ids, and the
+    selection report carries the same line (the rows stay told apart by our ids)."""
+    from data_selection.reports.markdown import render_markdown
+    from data_selection.reports.facts import load_selection
+
+    rows = make_alpaca_rows(8)
+    for i, r in enumerate(rows):
+        r["id"] = ["a", "b", "a", "c", "b", "d", "e", "f"][i]
+    write_jsonl(rows, tmp_path / "pool.jsonl")
+    out = tmp_path / "scores"
+    assert score_command.run(_opts(tiny_qwen_dir, tmp_path / "pool.jsonl", out)) == 0
+    printed = capsys.readouterr().out
+    assert "duplicate user ids: 2 value(s) of column 'id' repeat over 4 rows (first: 'a', 'b')" in printed
+    info = tmp_path / "dataset_info.json"
+    from data_selection.cli import main
+    assert main(["select", "--scores", str(out), "--strategy", "random", "--n", "4", "--name", "dup",
+                 "--dataset_info", str(info)]) == 0
+    capsys.readouterr()
+    text = render_markdown([load_selection(tmp_path, "dup")], [], "")
+    assert "dup: duplicate user ids: 2 value(s)" in text
