@@ -39,6 +39,7 @@ from data_selection.shards.identity import code_version
 from data_selection.shards.layout import CONVERSION_REJECTS, META, read_meta
 from data_selection.sources import PoolSpec, default_num_proc, empty_response_only, load_pool, resolve_attr
 from data_selection.verify.grouping import query_keys
+from data_selection.verify.mathcheck import checker_label
 from data_selection.verify.output import VERIFIED, merge_verified
 from data_selection.verify.recheck import recheck
 from data_selection.verify.worker import Settings, verify_shard
@@ -155,6 +156,7 @@ def run_verify(opts: VerifyOptions) -> dict[str, Any]:
 
         def meta(num_shards: int) -> dict[str, Any]:
             verifier = {"math": "math-verify (final answer after </think>, last \\boxed{} first)",
+                        "checker": checker_label(),
                         "reference_column": reference or None,
                         "query_key": opts.query_key or "normalised prompt hash", "dataset_verify_score": dataset_score,
                         "passthrough_columns": extras, "math_categories": list(math_categories),

@@ -145,6 +145,7 @@ def test_the_datasets_own_columns_are_used_directly(tmp_path):
     assert t.loc[dataset_rows, "verify_score"].tolist() == [rows[r]["verify_score"] for r in dataset_rows]
     assert t["pass_rate_r1"].tolist() == [1 / 3] * 9 and t["ppl"].tolist() == [r["ppl"] for r in rows]
     assert meta["verifier"]["passthrough_columns"] == ["pass_rate_r1", "ppl", "model_name"]
+    assert meta["verifier"]["checker"].startswith("math-verify 0.") and "latex2sympy2_extended" in meta["verifier"]["checker"]
 
 
 def test_select_pass_cv_end_to_end_with_scores_report_and_check(demo_pool, tmp_path, capsys):
