@@ -24,10 +24,10 @@ import yaml
 
 from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from data_selection.command_line import UserError
+from data_selection.options.prune_steps import PruneOptions, dataset_info_path, recipe
 from data_selection.registry import check_subset_name, read_dataset_info, register_entry, subset_entry
 from data_selection.shards.layout import REJECTS
 from data_selection.subset import size_category, subset_paths, write_subset
-from data_selection.transforms.options import PruneOptions, dataset_info_path, recipe
 from data_selection.transforms.prune import steps_to_delete
 from data_selection.transforms.step_table import STEPS_TABLE, merge_steps
 from data_selection.transforms.steps import FUNCTIONAL_TYPES, STEP_TYPES, THINK_CLOSE, THINK_OPEN, segment

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from data_selection.command_line import UserError
 from data_selection.device import use_device
+from data_selection.options.prune_steps import PruneOptions, checked_markers, dataset_info_path, work_dir
 from data_selection.registry import is_ours, read_dataset_info
 from data_selection.scoring.identity import encoding_identity
 from data_selection.scoring.logprobs import auto_chunk_tokens
@@ -35,7 +36,6 @@ from data_selection.shards.driver import Dist, ShardedRun, ShardJob, run_sharded
 from data_selection.shards.identity import code_version
 from data_selection.shards.plan import plan_shards
 from data_selection.subset import subset_paths
-from data_selection.transforms.options import PruneOptions, dataset_info_path, validate, work_dir
 from data_selection.transforms.output import write_pruned
 from data_selection.transforms.pir import (
     ENCODING_FAILED,
@@ -171,7 +171,7 @@ def _refuse_to_overwrite_the_input(opts: PruneOptions, pool, info_path: Path) ->
 
 def run_prune(opts: PruneOptions) -> dict[str, Any]:
     """Compute (or finish computing) PIR values, then write the pruned subset. Returns a summary dict."""
-    mk = validate(opts)
+    mk = checked_markers(opts)
     info_path = dataset_info_path(opts)
     if opts.register:  # fail before the slow part: corrupted file or an entry we may not replace
         existing = read_dataset_info(info_path).get(opts.name)

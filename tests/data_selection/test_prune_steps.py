@@ -20,11 +20,11 @@ from data_selection.command_line import UserError, parse_options
 from data_selection.commands.prune_steps import prune_and_report as run_prune
 from data_selection.commands.prune_steps import run as cli_prune_steps
 from data_selection.encoding import IGNORE_INDEX, TemplateEncoder, load_tokenizer
+from data_selection.options.prune_steps import PruneOptions, recipe
 from data_selection.push import prepare_upload
 from data_selection.registry import check_dataset_info
 from data_selection.sources import PoolSpec, load_pool
 from data_selection.transforms import runner, step_typer
-from data_selection.transforms.options import PruneOptions, recipe
 from data_selection.transforms.output import NOTHING_AT_RATIO, REJECTED  # noqa: F401 (names of the reasons)
 from data_selection.transforms.pir import (
     NO_FUNCTIONAL,

@@ -284,8 +284,8 @@ def test_the_options_of_the_sharded_commands_load_nothing_heavy():
 def test_repeated_user_ids_are_said_in_the_score_summary_and_the_selection_report(tiny_qwen_dir, tmp_path, capsys):
     """A pool whose own `id` column repeats: `score` prints one line naming the count and the first ids, and the
     selection report carries the same line (the rows stay told apart by our ids)."""
-    from data_selection.reports.markdown import render_markdown
     from data_selection.reports.facts import load_selection
+    from data_selection.reports.markdown import render_markdown
 
     rows = make_alpaca_rows(8)
     for i, r in enumerate(rows):
