@@ -1,0 +1,357 @@
+"""Why fine-tuning on the demo pool hurts the embedded SmolLM2-135M (issue 30): the measurements, reproducible.
+
+Sub-commands (all offline, CPU; run from the repository root with the project's venv):
+
+  pool      share of each response_kind, distinct rows and response lengths (SmolLM2 tokens) in a pool and in
+            any subset files (data/demo_zpd.jsonl …); what deduplicating by (input, output) leaves
+  template  the training text (LLaMA-Factory's smollm2 template) next to the evaluation text (the model's own
+            chat template, as lighteval's accelerate backend applies it) for one row: are they the same?
+  generate  greedy, batched generation of the first N held-out problems with a long cap, then scores each
+            answer as if the cap had been 128, 192, 256 … tokens: hits of the cap without \\boxed{}, accuracy
+  details   the same reading of lighteval's details parquet written by `llamafactory-ext eval --out DIR`
+  grid      the recipe grid through the project's own CLIs: `llamafactory-cli train yaml_recipes/demo_zpd.yaml`
+            with key=value overrides (dataset, learning_rate, num_train_epochs, output_dir) on one subset file,
+            then `llamafactory-ext eval --suite local:…` of each trained model and of the base model; prints
+            one table (accuracy, arm - base with a paired 95% interval, cap hits). `--dry_run` prints the
+            commands only. At 2 idle cores one 10-step training takes ~5 min and one 150-problem evaluation
+            ~3 min (docs/demo_diagnosis.md has the measured costs).
+
+Examples are in docs/demo_diagnosis.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import json
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+KINDS = ("correct", "wrong", "truncated", "repetitive", "scrambled", "no_think")
+CAPS = (128, 192, 256, 384, 512)
+MODEL = os.path.expanduser("~/.cache/reasoning-data-select/models/SmolLM2-135M-Instruct")
+
+
+def read_jsonl(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _pct(k: int, n: int) -> str:
+    return f"{100 * k / n:5.1f}%" if n else "    -"
+
+
+# ---------------------------------------------------------------- pool
+def _kind_of(row: dict, by_output: dict[tuple[str, str], str]) -> str:
+    if "response_kind" in row:
+        return row["response_kind"]
+    prompt = (row.get("instruction") or row.get("input") or "").strip()
+    return by_output.get((prompt, row.get("output", "")), "?")
+
+
+def cmd_pool(args: argparse.Namespace) -> int:
+    tok = _tokenizer(args.model)
+    pool = read_jsonl(args.pool)
+    by_output = {(r["input"].strip(), r["output"]): r["response_kind"] for r in pool}
+    print(f"{'file':28s} {'rows':>5s} {'distinct':>8s} " + " ".join(f"{k:>10s}" for k in KINDS)
+          + f" {'tok med':>7s} {'p90':>5s} {'>128':>6s} {'max':>5s}")
+    for path in [args.pool, *args.subsets]:
+        rows = read_jsonl(path)
+        kinds = collections.Counter(_kind_of(r, by_output) for r in rows)
+        keys = [((r.get("instruction") or r.get("input") or "").strip(), r.get("output", "")) for r in rows]
+        lens = sorted(len(tok(r["output"])["input_ids"]) + 1 for r in rows)  # +1: <|im_end|>
+        n = len(rows)
+        print(f"{Path(path).name[:28]:28s} {n:5d} {len(set(keys)):8d} "
+              + " ".join(f"{kinds[k]:4d} {_pct(kinds[k], n)}" for k in KINDS)
+              + f" {lens[n // 2]:7d} {lens[int(0.9 * n)]:5d} {_pct(sum(x > 128 for x in lens), n)} {lens[-1]:5d}")
+        if args.by_kind and path == args.pool:
+            for k in KINDS:
+                kl = sorted(len(tok(r["output"])["input_ids"]) + 1 for r in rows if r["response_kind"] == k)
+                if kl:
+                    print(f"    {k:11s} n={len(kl):4d} median {kl[len(kl) // 2]:4d} tokens, max {kl[-1]:4d}, "
+                          f">128: {sum(x > 128 for x in kl)}")
+    # why rows repeat: identical responses to the same problem
+    groups = collections.defaultdict(list)
+    for r in pool:
+        groups[r["query_id"]].append(r)
+    dup_kinds = collections.Counter()
+    for rs in groups.values():
+        seen = collections.Counter(r["output"] for r in rs)
+        for r in rs:
+            if seen[r["output"]] > 1:
+                dup_kinds[r["response_kind"]] += 1
+    cross = len({(r["input"], r["output"]) for r in pool}) - len({r["output"] for r in pool})
+    print(f"\nrows whose (problem, response) occurs more than once within its problem, by kind: {dict(dup_kinds)};"
+          f" identical responses across different problems: {-cross if cross < 0 else 0}")
+    return 0
+
+
+# ---------------------------------------------------------------- template
+def _tokenizer(path: str):
+    from transformers import AutoTokenizer  # lazy: heavy third-party import
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def cmd_template(args: argparse.Namespace) -> int:
+    from llamafactory.data.template import TEMPLATES  # lazy: heavy third-party import
+
+    tok = _tokenizer(args.model)
+    row = read_jsonl(args.pool)[0]
+    tmpl = TEMPLATES["smollm2"]
+    msgs = [{"role": "user", "content": row["input"]}, {"role": "assistant", "content": row["output"]}]
+    prompt_ids, answer_ids = tmpl.encode_oneturn(tok, msgs, system=SYSTEM)
+    train_prompt = tok.decode(prompt_ids)
+    eval_prompt = tok.apply_chat_template(
+        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": row["input"]}],
+        tokenize=False, add_generation_prompt=True)
+    print("== training prompt (LLaMA-Factory smollm2, system from the subset's `system` column):")
+    print(train_prompt)
+    print("== training target (loss on these tokens):")
+    print(tok.decode(answer_ids))
+    print("== evaluation prompt (tokenizer chat template + system prompt, as lighteval applies it):")
+    print(eval_prompt)
+    print(f"== identical prompt text: {train_prompt == eval_prompt}")
+    return 0
+
+
+# ---------------------------------------------------------------- scoring generations
+BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def answer_of(text: str) -> tuple[str | None, bool]:
+    """(answer, from a box): the last \\boxed{} content, else the last number (lighteval's fallback order)."""
+    boxes = BOXED.findall(text)
+    if boxes:
+        nums = NUMBER.findall(boxes[-1].replace(",", ""))
+        return (nums[-1] if nums else boxes[-1].strip()), True
+    nums = NUMBER.findall(text.replace(",", ""))
+    return (nums[-1] if nums else None), False
+
+
+def _correct(pred: str | None, gold: str) -> bool:
+    try:
+        return pred is not None and float(pred) == float(gold)
+    except ValueError:
+        return False
+
+
+def score_rows(rows: list[dict], caps=CAPS) -> dict[int, dict]:
+    """rows: {answer, tokens (generated ids' texts cut per cap via `text_at`), finished}; per cap: counts."""
+    out = {}
+    for cap in caps:
+        acc = boxed = capped_unboxed = 0
+        for r in rows:
+            text = r["text_at"](cap)
+            ans, from_box = answer_of(text)
+            acc += _correct(ans, r["answer"])
+            boxed += from_box
+            capped_unboxed += (r["n_tokens"] >= cap and not r["finished_by"](cap)) and not from_box
+        out[cap] = {"n": len(rows), "acc": acc, "boxed": boxed, "capped_unboxed": capped_unboxed}
+    return out
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import torch  # lazy: heavy third-party import
+    from transformers import AutoModelForCausalLM  # lazy: heavy third-party import
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    tok = _tokenizer(args.model)
+    tok.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
+    evals = read_jsonl(args.eval)[: args.n]
+    out_rows = []
+    t0 = time.time()
+    for i in range(0, len(evals), args.batch_size):
+        batch = evals[i: i + args.batch_size]
+        prompts = [tok.apply_chat_template([{"role": "system", "content": args.system_prompt},
+                                            {"role": "user", "content": e["problem"]}],
+                                           tokenize=False, add_generation_prompt=True) for e in batch]
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            gen = model.generate(**enc, max_new_tokens=args.max_new_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"))
+        for e, ids in zip(batch, gen[:, enc.input_ids.shape[1]:].tolist()):
+            eos = tok.convert_tokens_to_ids("<|im_end|>")
+            n = ids.index(eos) if eos in ids else len([t for t in ids if t != tok.pad_token_id])
+            out_rows.append({"id": e["id"], "source": e["source"], "answer": e["answer"], "ids": ids[:n],
+                             "finished": eos in ids})
+        print(f"  {len(out_rows)}/{len(evals)} generated, {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        for r in out_rows:
+            r["text"] = tok.decode(r["ids"])
+            f.write(json.dumps(r) + "\n")
+    print(f"wrote {args.out} ({time.time() - t0:.0f}s)")
+    return _print_generations(args.out, args.model)
+
+
+def _print_generations(path: str, model: str) -> int:
+    tok = _tokenizer(model)
+    rows = read_jsonl(path)
+    cap_max = max(len(r["ids"]) for r in rows)
+    prepared = [{"answer": r["answer"], "n_tokens": len(r["ids"]),
+                 "text_at": (lambda c, ids=r["ids"]: tok.decode(ids[:c])),
+                 "finished_by": (lambda c, r=r: r["finished"] and len(r["ids"]) < c)} for r in rows]
+    caps = [c for c in CAPS if c <= max(cap_max, 128)]
+    table = score_rows(prepared, caps)
+    lens = sorted(len(r["ids"]) for r in rows)
+    print(f"{path}: {len(rows)} problems, generated length median {lens[len(lens) // 2]}, "
+          f"finished (end of turn) {sum(r['finished'] for r in rows)}")
+    print(f"{'cap':>5s} {'accuracy':>12s} {'boxed':>12s} {'cap hit, no box':>16s}")
+    for cap, s in table.items():
+        print(f"{cap:5d} {s['acc']:4d} {_pct(s['acc'], s['n'])} {s['boxed']:4d} {_pct(s['boxed'], s['n'])} "
+              f"{s['capped_unboxed']:6d} {_pct(s['capped_unboxed'], s['n'])}")
+    by_source = collections.defaultdict(lambda: [0, 0])
+    for r, p in zip(rows, prepared):
+        by_source[r["source"]][0] += _correct(answer_of(p["text_at"](128))[0], r["answer"])
+        by_source[r["source"]][1] += 1
+    print("accuracy at 128 by source: " + ", ".join(f"{s} {a}/{n}" for s, (a, n) in sorted(by_source.items())))
+    return 0
+
+
+# ---------------------------------------------------------------- lighteval details
+def read_details(eval_dir: str) -> list[dict]:
+    import pandas as pd  # lazy: heavy third-party import
+
+    files = sorted(glob.glob(os.path.join(eval_dir, "**", "details*.parquet"), recursive=True))
+    rows = []
+    for f in files:
+        for rec in pd.read_parquet(f).to_dict("records"):
+            doc, resp = rec.get("doc", {}) or {}, rec.get("model_response", {}) or {}
+            text = resp.get("text") or [""]
+            text = text[0] if isinstance(text, (list, tuple)) or hasattr(text, "tolist") else text
+            out_tokens = resp.get("output_tokens")
+            n_tok = len(out_tokens[0]) if out_tokens is not None and len(out_tokens) else None
+            metric = rec.get("metric", {}) or {}
+            rows.append({"prompt": resp.get("input") or doc.get("query"), "text": str(text), "n_tokens": n_tok,
+                         "gold": (doc.get("choices") or [""])[0], "score": next(iter(metric.values()), None)})
+    return rows
+
+
+def cmd_details(args: argparse.Namespace) -> int:
+    tok = _tokenizer(args.model)
+    print(f"{'eval dir':40s} {'n':>4s} {'acc':>6s} {'boxed':>6s} {'cap hit no box':>15s} {'len med':>7s}")
+    for d in args.eval_dirs:
+        rows = read_details(d)
+        if not rows:
+            print(f"{d}: no details parquet")
+            continue
+        n_tok = [r["n_tokens"] if r["n_tokens"] is not None else len(tok(r["text"])["input_ids"]) for r in rows]
+        boxed = [answer_of(r["text"])[1] for r in rows]
+        capped = sum(t >= args.max_new_tokens and not b for t, b in zip(n_tok, boxed))
+        acc = sum(float(r["score"] or 0) for r in rows)
+        print(f"{d[-40:]:40s} {len(rows):4d} {_pct(acc, len(rows))} {_pct(sum(boxed), len(rows))} "
+              f"{capped:5d} {_pct(capped, len(rows))} {sorted(n_tok)[len(n_tok) // 2]:7d}")
+        if args.show_prompt:
+            print("   prompt as generated:", repr(rows[0]["prompt"])[:600])
+    return 0
+
+
+# ---------------------------------------------------------------- grid through the CLIs
+def _paired_ci(a: list[float], b: list[float]) -> tuple[float, float]:
+    d = [x - y for x, y in zip(a, b)]
+    n = len(d)
+    mean = sum(d) / n
+    var = sum((x - mean) ** 2 for x in d) / max(1, n - 1)
+    return 100 * mean, 100 * 1.96 * math.sqrt(var / n)
+
+
+def _per_problem(eval_dir: str) -> list[float]:
+    return [float(r["score"] or 0) for r in read_details(eval_dir)]
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    lf_dir = out / "lf_data"
+    lf_dir.mkdir(parents=True, exist_ok=True)
+    info = {"diag_subset": {"file_name": str(Path(args.subset).resolve()), "formatting": "alpaca",
+                            "columns": {"prompt": "instruction", "query": "input", "response": "output",
+                                        "system": "system"}}}
+    (lf_dir / "dataset_info.json").write_text(json.dumps(info, indent=1))
+    suite = f"local:{args.eval}"
+    ev = ["llamafactory-ext", "eval", "--suite", suite, "--max_new_tokens", str(args.max_new_tokens),
+          "--temperature", "0", "--batch_size", str(args.batch_size), "--system_prompt", SYSTEM]
+    if args.max_samples:
+        ev += ["--max_samples", str(args.max_samples)]
+    runs = [("base", args.model, None)]
+    for lr in args.lrs.split(","):
+        for ep in args.epochs.split(","):
+            runs.append((f"lr{lr}_ep{ep}", str(out / f"train_lr{lr}_ep{ep}"), (lr, ep)))
+    for name, model, hp in runs:
+        cmds = []
+        if hp and not (Path(model) / "model.safetensors").exists():
+            cmds.append(["llamafactory-cli", "train", "yaml_recipes/demo_zpd.yaml", f"model_name_or_path={args.model}",
+                         "dataset=diag_subset", f"dataset_dir={lf_dir}", f"output_dir={model}",
+                         f"learning_rate={hp[0]}", f"num_train_epochs={hp[1]}", "plot_loss=false"])
+        if not list(Path(out / "evals" / name).glob("**/details*.parquet")):
+            cmds.append([*ev, "--model", model, "--out", str(out / "evals" / name)])
+        for c in cmds:
+            print("$ " + shlex.join(c), flush=True)
+            if not args.dry_run:
+                t = time.time()
+                subprocess.run(c, check=True)
+                print(f"   ({time.time() - t:.0f}s)", flush=True)
+    if args.dry_run:
+        return 0
+    base = _per_problem(str(out / "evals" / "base"))
+    print(f"\n{'arm':16s} {'acc':>7s} {'arm - base (95% CI)':>22s}")
+    for name, _, _ in runs:
+        s = _per_problem(str(out / "evals" / name))
+        mean, half = _paired_ci(s, base)
+        print(f"{name:16s} {100 * sum(s) / len(s):6.1f}% {mean:+7.1f} ± {half:4.1f}")
+    return cmd_details(argparse.Namespace(model=args.model, eval_dirs=[str(out / "evals" / n) for n, _, _ in runs],
+                                          max_new_tokens=args.max_new_tokens, show_prompt=False))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("pool")
+    a.add_argument("--pool", required=True)
+    a.add_argument("--subsets", nargs="*", default=[])
+    a.add_argument("--by_kind", action="store_true")
+    a = sub.add_parser("template")
+    a.add_argument("--pool", required=True)
+    a = sub.add_parser("generate")
+    a.add_argument("--eval", required=True)
+    a.add_argument("--n", type=int, default=50)
+    a.add_argument("--max_new_tokens", type=int, default=256)
+    a.add_argument("--batch_size", type=int, default=25)
+    a.add_argument("--system_prompt", default=SYSTEM)
+    a.add_argument("--out", required=True)
+    a = sub.add_parser("show")  # re-print a `generate` output without generating again
+    a.add_argument("generations")
+    a = sub.add_parser("details")
+    a.add_argument("eval_dirs", nargs="+")
+    a.add_argument("--max_new_tokens", type=int, default=128)
+    a.add_argument("--show_prompt", action="store_true")
+    a = sub.add_parser("grid")
+    a.add_argument("--subset", required=True, help="alpaca JSONL written by `data-select select`")
+    a.add_argument("--eval", required=True)
+    a.add_argument("--out", default="outputs/diag/grid")
+    a.add_argument("--lrs", default="1e-5,3e-5,1e-4")
+    a.add_argument("--epochs", default="1,3")
+    a.add_argument("--max_new_tokens", type=int, default=128)
+    a.add_argument("--max_samples", type=int, default=150)
+    a.add_argument("--batch_size", type=int, default=50)
+    a.add_argument("--dry_run", action="store_true")
+    for a in sub.choices.values():
+        a.add_argument("--model", default=MODEL)
+    args = p.parse_args(argv)
+    if args.cmd == "show":
+        return _print_generations(args.generations, args.model)
+    return {"pool": cmd_pool, "template": cmd_template, "generate": cmd_generate, "details": cmd_details,
+            "grid": cmd_grid}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
