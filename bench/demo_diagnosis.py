@@ -72,12 +72,12 @@ def cmd_pool(args: argparse.Namespace) -> int:
         print(f"{Path(path).name[:28]:28s} {n:5d} {len(set(keys)):8d} "
               + " ".join(f"{kinds[k]:4d} {_pct(kinds[k], n)}" for k in KINDS)
               + f" {lens[n // 2]:7d} {lens[int(0.9 * n)]:5d} {_pct(sum(x > 128 for x in lens), n)} {lens[-1]:5d}")
-        if args.by_kind and path == args.pool:
+        if args.by_kind:
             for k in KINDS:
-                kl = sorted(len(tok(r["output"])["input_ids"]) + 1 for r in rows if r["response_kind"] == k)
-                if kl:
+                kl = sorted(len(tok(r["output"])["input_ids"]) + 1 for r in rows if _kind_of(r, by_output) == k)
+                if kl:  # the loss is a mean over response tokens: a kind weighs by its tokens, not its rows
                     print(f"    {k:11s} n={len(kl):4d} median {kl[len(kl) // 2]:4d} tokens, max {kl[-1]:4d}, "
-                          f">128: {sum(x > 128 for x in kl)}")
+                          f">128: {sum(x > 128 for x in kl)}, share of loss tokens {_pct(sum(kl), sum(lens))}")
     # why rows repeat: identical responses to the same problem
     groups = collections.defaultdict(list)
     for r in pool:
