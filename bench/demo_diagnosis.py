@@ -8,6 +8,10 @@ Sub-commands (all offline, CPU; run from the repository root with the project's 
             chat template, as lighteval's accelerate backend applies it) for one row: are they the same?
   generate  greedy, batched generation of the first N held-out problems with a long cap, then scores each
             answer as if the cap had been 128, 192, 256 … tokens: hits of the cap without \\boxed{}, accuracy
+  inform    the ceiling of what training on this pool can teach: for the first N held-out problems, the
+            model is given the gold trace of the pool's format up to the point where the final value is
+            written ("… 876 + 530 = ") and completes it greedily; accuracy = the model's arithmetic inside
+            the trained format, with every earlier step given (an optimistic bound for a fine-tuned arm)
   details   the same reading of lighteval's details parquet written by `llamafactory-ext eval --out DIR`
   grid      the recipe grid through the project's own CLIs: `llamafactory-cli train yaml_recipes/demo_zpd.yaml`
             with key=value overrides (dataset, learning_rate, num_train_epochs, output_dir) on one subset file,
@@ -27,12 +31,15 @@ import glob
 import json
 import math
 import os
+import random
 import re
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from data_selection import demo_data
 
 SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 KINDS = ("correct", "wrong", "truncated", "repetitive", "scrambled", "no_think")
@@ -160,36 +167,46 @@ def score_rows(rows: list[dict], caps=CAPS) -> dict[int, dict]:
     return out
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
+def generate_rows(model, tok, evals: list[dict], max_new_tokens: int, batch_size: int) -> list[dict]:
+    """Greedy, batched, the model's chat template with the demo system prompt (as lighteval applies it)."""
     import torch  # lazy: heavy third-party import
-    from transformers import AutoModelForCausalLM  # lazy: heavy third-party import
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    tok = _tokenizer(args.model)
     tok.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
-    evals = read_jsonl(args.eval)[: args.n]
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
     out_rows = []
-    t0 = time.time()
-    for i in range(0, len(evals), args.batch_size):
-        batch = evals[i: i + args.batch_size]
-        prompts = [tok.apply_chat_template([{"role": "system", "content": args.system_prompt},
+    for i in range(0, len(evals), batch_size):
+        batch = evals[i: i + batch_size]
+        prompts = [tok.apply_chat_template([{"role": "system", "content": SYSTEM},
                                             {"role": "user", "content": e["problem"]}],
                                            tokenize=False, add_generation_prompt=True) for e in batch]
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
-            gen = model.generate(**enc, max_new_tokens=args.max_new_tokens, do_sample=False,
-                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"))
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=eos)
         for e, ids in zip(batch, gen[:, enc.input_ids.shape[1]:].tolist()):
-            eos = tok.convert_tokens_to_ids("<|im_end|>")
-            n = ids.index(eos) if eos in ids else len([t for t in ids if t != tok.pad_token_id])
+            n = ids.index(eos) if eos in ids else len(ids)
             out_rows.append({"id": e["id"], "source": e["source"], "answer": e["answer"], "ids": ids[:n],
-                             "finished": eos in ids})
-        print(f"  {len(out_rows)}/{len(evals)} generated, {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
+                             "finished": eos in ids, "text": tok.decode(ids[:n])})
+    return out_rows
+
+
+def summarize(rows: list[dict], cap: int) -> tuple[int, int, int]:
+    """(right, boxed, cap hit without a box) of generations cut at ``cap`` tokens."""
+    right = boxed = capped = 0
+    for r in rows:
+        ans, from_box = answer_of(r["text"])
+        right += _correct(ans, r["answer"])
+        boxed += from_box
+        capped += len(r["ids"]) >= cap and not from_box
+    return right, boxed, capped
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    tok, t0 = _tokenizer(args.model), time.time()
+    rows = generate_rows(_load(args.model), tok, read_jsonl(args.eval)[: args.n], args.max_new_tokens,
+                         args.batch_size)
     with open(args.out, "w", encoding="utf-8") as f:
-        for r in out_rows:
-            r["text"] = tok.decode(r["ids"])
-            f.write(json.dumps(r) + "\n")
+        f.writelines(json.dumps(r) + "\n" for r in rows)
     print(f"wrote {args.out} ({time.time() - t0:.0f}s)")
     return _print_generations(args.out, args.model)
 
@@ -216,6 +233,137 @@ def _print_generations(path: str, model: str) -> int:
         by_source[r["source"]][1] += 1
     print("accuracy at 128 by source: " + ", ".join(f"{s} {a}/{n}" for s, (a, n) in sorted(by_source.items())))
     return 0
+
+
+# ---------------------------------------------------------------- in-format ceiling
+def eval_problems(n: int, seed: int = 0):
+    """The first n held-out problems of `make-demo-data --seed SEED` as Problem objects (generate()'s order)."""
+    rng = random.Random(seed)
+    sources, seen, out = list(demo_data.GENERATORS), set(), []
+    for i in range(n):
+        while True:
+            p = demo_data.GENERATORS[sources[i % len(sources)]](rng)
+            if p.question not in seen:
+                seen.add(p.question)
+                out.append(p)
+                break
+    return out
+
+
+def _load(path: str):
+    import torch  # lazy: heavy third-party import
+    from transformers import AutoModelForCausalLM  # lazy: heavy third-party import
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+def inform(model, tok, probs, batch_size: int = 50) -> dict[str, list[int]]:
+    """Per source [right, total]: the final value completed greedily after the gold trace's prefix."""
+    import torch  # lazy: heavy third-party import
+
+    tok.padding_side = "left"
+    prompts = []
+    for p in probs:
+        marker = 987654321
+        trace = demo_data.render(p.paragraphs(marker), marker)
+        prefix = trace[: trace.index(str(marker))]  # up to where the final value is first written
+        chat = tok.apply_chat_template([{"role": "system", "content": SYSTEM}, {"role": "user", "content": p.question}],
+                                       tokenize=False, add_generation_prompt=True)
+        prompts.append(chat + prefix)
+    hits = collections.defaultdict(lambda: [0, 0])
+    for i in range(0, len(prompts), batch_size):
+        enc = tok(prompts[i: i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            gen = model.generate(**enc, max_new_tokens=10, do_sample=False, pad_token_id=tok.pad_token_id)
+        for p, ids in zip(probs[i: i + batch_size], gen[:, enc.input_ids.shape[1]:].tolist()):
+            m = NUMBER.match(tok.decode(ids).strip().replace(",", ""))
+            hits[p.source][0] += bool(m) and _correct(m.group(0), str(p.answer))
+            hits[p.source][1] += 1
+    hits["all"] = [sum(v[0] for v in hits.values()), sum(v[1] for v in hits.values())]
+    return hits
+
+
+def _problems(args: argparse.Namespace):
+    probs = eval_problems(args.n, args.seed)
+    gold = read_jsonl(args.eval)[: args.n] if args.eval else None
+    assert gold is None or [g["problem"] for g in gold] == [p.question for p in probs], "eval set != generator"
+    return probs
+
+
+def cmd_inform(args: argparse.Namespace) -> int:
+    tok, t0 = _tokenizer(args.model), time.time()
+    hits = inform(_load(args.model), tok, _problems(args), args.batch_size)
+    print(f"in-format final-value accuracy (every earlier step given), {time.time() - t0:.0f}s: "
+          f"{hits['all'][0]}/{hits['all'][1]} = {_pct(*hits['all'])}")
+    for src, (k, n) in sorted(hits.items()):
+        print(f"  {src:20s} {k:3d}/{n:3d} {_pct(k, n)}")
+    return 0
+
+
+def cmd_teach(args: argparse.Namespace) -> int:
+    """Train the base model in-process on a subset for each (lr, epochs), then measure `inform` after it."""
+    tok, probs = _tokenizer(args.model), _problems(args)
+    rows = read_jsonl(args.subset)
+    evals = read_jsonl(args.eval)[: args.gen] if args.gen else []
+    base = inform(_load(args.model), tok, probs, args.batch_size)["all"]
+    print(f"{'run':16s} {'steps':>5s} {'loss first->last':>17s} {'in-format acc':>14s} {'vs base':>8s} {'s':>5s}")
+    print(f"{'base':16s} {0:5d} {'':>17s} {_pct(*base):>14s}")
+    for lr in args.lrs.split(","):
+        for ep in args.epochs.split(","):
+            t0 = time.time()
+            model = _load(args.model)
+            losses = lean_train(model, tok, rows, float(lr), int(ep))
+            acc = inform(model, tok, probs, args.batch_size)["all"]
+            line = (f"lr{lr}_ep{ep:<9s} {len(losses):5d} {losses[0]:8.3f}->{losses[-1]:<7.3f} {_pct(*acc):>14s} "
+                    f"{100 * (acc[0] - base[0]) / base[1]:+7.1f}")
+            if args.gen:
+                rows_g = generate_rows(model, tok, evals, args.max_new_tokens, args.batch_size)
+                with open(f"{args.out_prefix}lr{lr}_ep{ep}.jsonl", "w", encoding="utf-8") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in rows_g)
+                right, boxed, capped = summarize(rows_g, args.max_new_tokens)
+                line += f"  gen@{args.max_new_tokens}: acc {_pct(right, len(rows_g))} boxed {boxed} capped {capped}"
+            print(f"{line} {time.time() - t0:5.0f}s", flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------- lean training (the recipe, in-process)
+def lean_train(model, tok, rows: list[dict], lr: float, epochs: int, batch: int = 8, seed: int = 42) -> list[float]:
+    """demo_zpd.yaml's recipe without LLaMA-Factory's start-up: full fine-tuning, AdamW, cosine, warm-up 0.1,
+    batches of 8 rows, loss on response tokens (+ <|im_end|>) only, same chat text as the smollm2 template."""
+    import torch  # lazy: heavy third-party import
+    from transformers import get_cosine_schedule_with_warmup  # lazy: heavy third-party import
+
+    encoded = []
+    for r in rows:
+        prompt = tok.apply_chat_template([{"role": "system", "content": SYSTEM},
+                                          {"role": "user", "content": r["instruction"]}],
+                                         tokenize=False, add_generation_prompt=True)
+        p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        a_ids = tok(r["output"] + "<|im_end|>\n", add_special_tokens=False)["input_ids"]
+        encoded.append(((p_ids + a_ids)[:512], ([-100] * len(p_ids) + a_ids)[:512]))
+    steps = epochs * -(-len(encoded) // batch)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = get_cosine_schedule_with_warmup(opt, math.ceil(0.1 * steps), steps)
+    rng, losses = random.Random(seed), []
+    model.train()
+    for _ in range(epochs):
+        order = list(range(len(encoded)))
+        rng.shuffle(order)
+        for i in range(0, len(order), batch):
+            items = [encoded[j] for j in order[i: i + batch]]
+            width = max(len(x) for x, _ in items)
+            ids = torch.tensor([x + [tok.pad_token_id] * (width - len(x)) for x, _ in items])
+            labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in items])
+            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in items])
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step(), sched.step(), opt.zero_grad()
+            losses.append(round(loss.item(), 3))
+            print(f"    step {len(losses)}/{steps} loss {losses[-1]}", file=sys.stderr, flush=True)
+    model.eval()
+    return losses
 
 
 # ---------------------------------------------------------------- lighteval details
@@ -326,8 +474,23 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--n", type=int, default=50)
     a.add_argument("--max_new_tokens", type=int, default=256)
     a.add_argument("--batch_size", type=int, default=25)
-    a.add_argument("--system_prompt", default=SYSTEM)
     a.add_argument("--out", required=True)
+    a = sub.add_parser("inform")
+    a.add_argument("--eval", default=None, help="eval.jsonl to check the regenerated problems against")
+    a.add_argument("--n", type=int, default=100)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--batch_size", type=int, default=50)
+    a = sub.add_parser("teach")
+    a.add_argument("--subset", required=True, help="alpaca JSONL (instruction, output)")
+    a.add_argument("--eval", default=None)
+    a.add_argument("--n", type=int, default=100)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--batch_size", type=int, default=50)
+    a.add_argument("--lrs", default="1e-5,1e-4")
+    a.add_argument("--epochs", default="1")
+    a.add_argument("--gen", type=int, default=0, help="also generate the first GEN held-out problems")
+    a.add_argument("--max_new_tokens", type=int, default=128)
+    a.add_argument("--out_prefix", default="outputs/diag/gen_")
     a = sub.add_parser("show")  # re-print a `generate` output without generating again
     a.add_argument("generations")
     a = sub.add_parser("details")
@@ -349,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.cmd == "show":
         return _print_generations(args.generations, args.model)
-    return {"pool": cmd_pool, "template": cmd_template, "generate": cmd_generate, "details": cmd_details,
+    return {"pool": cmd_pool, "template": cmd_template, "generate": cmd_generate, "inform": cmd_inform, "teach": cmd_teach, "details": cmd_details,
             "grid": cmd_grid}[args.cmd](args)
 
 
