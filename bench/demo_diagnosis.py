@@ -8,19 +8,17 @@ Sub-commands (all offline, CPU; run from the repository root with the project's 
             chat template, as lighteval's accelerate backend applies it) for one row: are they the same?
   generate  greedy, batched generation of the first N held-out problems with a long cap, then scores each
             answer as if the cap had been 128, 192, 256 … tokens: hits of the cap without \\boxed{}, accuracy
-  inform    the ceiling of what training on this pool can teach: for the first N held-out problems, the
-            model is given the gold trace of the pool's format up to the point where the final value is
-            written ("… 876 + 530 = ") and completes it greedily; accuracy = the model's arithmetic inside
-            the trained format, with every earlier step given (an optimistic bound for a fine-tuned arm)
+  teach     the recipe, in-process (no LLaMA-Factory start-up): for each lr x epochs, full fine-tuning of the
+            base model on a subset, then the in-format ceiling: for the first N held-out problems the model
+            gets the gold trace in the pool's format up to where the final value is written ("… 876 + 530 = ")
+            and completes it greedily (every earlier step given: an optimistic bound); with --gen G also a
+            greedy generation of G problems at --max_new_tokens (accuracy, boxed, cap hits). --lrs '' = base
   details   the same reading of lighteval's details parquet written by `llamafactory-ext eval --out DIR`
   grid      the recipe grid through the project's own CLIs: `llamafactory-cli train yaml_recipes/demo_zpd.yaml`
             with key=value overrides (dataset, learning_rate, num_train_epochs, output_dir) on one subset file,
             then `llamafactory-ext eval --suite local:…` of each trained model and of the base model; prints
             one table (accuracy, arm - base with a paired 95% interval, cap hits). `--dry_run` prints the
-            commands only. At 2 idle cores one 10-step training takes ~5 min and one 150-problem evaluation
-            ~3 min (docs/demo_diagnosis.md has the measured costs).
-
-Examples are in docs/demo_diagnosis.md.
+            commands only. Commands, costs and results: docs/demo_diagnosis.md.
 """
 
 from __future__ import annotations
@@ -152,21 +150,6 @@ def _correct(pred: str | None, gold: str) -> bool:
         return False
 
 
-def score_rows(rows: list[dict], caps=CAPS) -> dict[int, dict]:
-    """rows: {answer, tokens (generated ids' texts cut per cap via `text_at`), finished}; per cap: counts."""
-    out = {}
-    for cap in caps:
-        acc = boxed = capped_unboxed = 0
-        for r in rows:
-            text = r["text_at"](cap)
-            ans, from_box = answer_of(text)
-            acc += _correct(ans, r["answer"])
-            boxed += from_box
-            capped_unboxed += (r["n_tokens"] >= cap and not r["finished_by"](cap)) and not from_box
-        out[cap] = {"n": len(rows), "acc": acc, "boxed": boxed, "capped_unboxed": capped_unboxed}
-    return out
-
-
 def generate_rows(model, tok, evals: list[dict], max_new_tokens: int, batch_size: int) -> list[dict]:
     """Greedy, batched, the model's chat template with the demo system prompt (as lighteval applies it)."""
     import torch  # lazy: heavy third-party import
@@ -212,24 +195,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _print_generations(path: str, model: str) -> int:
-    tok = _tokenizer(model)
-    rows = read_jsonl(path)
-    cap_max = max(len(r["ids"]) for r in rows)
-    prepared = [{"answer": r["answer"], "n_tokens": len(r["ids"]),
-                 "text_at": (lambda c, ids=r["ids"]: tok.decode(ids[:c])),
-                 "finished_by": (lambda c, r=r: r["finished"] and len(r["ids"]) < c)} for r in rows]
-    caps = [c for c in CAPS if c <= max(cap_max, 128)]
-    table = score_rows(prepared, caps)
+    """Accuracy, boxed answers and cap hits of saved generations, as if each had been cut at 128, 192 … tokens."""
+    tok, rows = _tokenizer(model), read_jsonl(path)
     lens = sorted(len(r["ids"]) for r in rows)
     print(f"{path}: {len(rows)} problems, generated length median {lens[len(lens) // 2]}, "
-          f"finished (end of turn) {sum(r['finished'] for r in rows)}")
-    print(f"{'cap':>5s} {'accuracy':>12s} {'boxed':>12s} {'cap hit, no box':>16s}")
-    for cap, s in table.items():
-        print(f"{cap:5d} {s['acc']:4d} {_pct(s['acc'], s['n'])} {s['boxed']:4d} {_pct(s['boxed'], s['n'])} "
-              f"{s['capped_unboxed']:6d} {_pct(s['capped_unboxed'], s['n'])}")
+          f"finished (end of turn) {sum(r['finished'] for r in rows)}\n{'cap':>5s} {'accuracy':>12s} "
+          f"{'boxed':>12s} {'cap hit, no box':>16s}")
+    for cap in [c for c in CAPS if c <= max(lens[-1], 128)]:
+        cut = [{**r, "ids": r["ids"][:cap], "text": tok.decode(r["ids"][:cap])} for r in rows]
+        right, boxed, capped = summarize(cut, cap)
+        print(f"{cap:5d} {right:4d} {_pct(right, len(rows))} {boxed:4d} {_pct(boxed, len(rows))} "
+              f"{capped:6d} {_pct(capped, len(rows))}")
     by_source = collections.defaultdict(lambda: [0, 0])
-    for r, p in zip(rows, prepared):
-        by_source[r["source"]][0] += _correct(answer_of(p["text_at"](128))[0], r["answer"])
+    for r in rows:
+        by_source[r["source"]][0] += _correct(answer_of(tok.decode(r["ids"][:128]))[0], r["answer"])
         by_source[r["source"]][1] += 1
     print("accuracy at 128 by source: " + ", ".join(f"{s} {a}/{n}" for s, (a, n) in sorted(by_source.items())))
     return 0
@@ -291,16 +270,6 @@ def _problems(args: argparse.Namespace):
     return probs
 
 
-def cmd_inform(args: argparse.Namespace) -> int:
-    tok, t0 = _tokenizer(args.model), time.time()
-    hits = inform(_load(args.model), tok, _problems(args), args.batch_size)
-    print(f"in-format final-value accuracy (every earlier step given), {time.time() - t0:.0f}s: "
-          f"{hits['all'][0]}/{hits['all'][1]} = {_pct(*hits['all'])}")
-    for src, (k, n) in sorted(hits.items()):
-        print(f"  {src:20s} {k:3d}/{n:3d} {_pct(k, n)}")
-    return 0
-
-
 def cmd_teach(args: argparse.Namespace) -> int:
     """Train the base model in-process on a subset for each (lr, epochs), then measure `inform` after it."""
     tok, probs = _tokenizer(args.model), _problems(args)
@@ -309,7 +278,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
     base = inform(_load(args.model), tok, probs, args.batch_size)["all"]
     print(f"{'run':16s} {'steps':>5s} {'loss first->last':>17s} {'in-format acc':>14s} {'vs base':>8s} {'s':>5s}")
     print(f"{'base':16s} {0:5d} {'':>17s} {_pct(*base):>14s}")
-    for lr in args.lrs.split(","):
+    for lr in [x for x in args.lrs.split(",") if x]:
         for ep in args.epochs.split(","):
             t0 = time.time()
             model = _load(args.model)
@@ -431,7 +400,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if args.max_samples:
         ev += ["--max_samples", str(args.max_samples)]
     runs = [("base", args.model, None)]
-    for lr in args.lrs.split(","):
+    for lr in [x for x in args.lrs.split(",") if x]:
         for ep in args.epochs.split(","):
             runs.append((f"lr{lr}_ep{ep}", str(out / f"train_lr{lr}_ep{ep}"), (lr, ep)))
     for name, model, hp in runs:
@@ -460,60 +429,38 @@ def cmd_grid(args: argparse.Namespace) -> int:
                                           max_new_tokens=args.max_new_tokens, show_prompt=False))
 
 
+def _sub(sub, name: str, **opts) -> None:
+    """One sub-command; an option's default gives its type (... = required, bool = flag, list = nargs *)."""
+    a = sub.add_parser(name)
+    for key, v in {**opts, "model": MODEL}.items():
+        if key == "positional":
+            a.add_argument(v, nargs="+")
+        elif v is ...:
+            a.add_argument(f"--{key}", required=True)
+        elif isinstance(v, bool):
+            a.add_argument(f"--{key}", action="store_true")
+        else:
+            a.add_argument(f"--{key}", default=v, nargs="*" if isinstance(v, list) else None,
+                           type=None if isinstance(v, list) or v is None else type(v))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    a = sub.add_parser("pool")
-    a.add_argument("--pool", required=True)
-    a.add_argument("--subsets", nargs="*", default=[])
-    a.add_argument("--by_kind", action="store_true")
-    a = sub.add_parser("template")
-    a.add_argument("--pool", required=True)
-    a = sub.add_parser("generate")
-    a.add_argument("--eval", required=True)
-    a.add_argument("--n", type=int, default=50)
-    a.add_argument("--max_new_tokens", type=int, default=256)
-    a.add_argument("--batch_size", type=int, default=25)
-    a.add_argument("--out", required=True)
-    a = sub.add_parser("inform")
-    a.add_argument("--eval", default=None, help="eval.jsonl to check the regenerated problems against")
-    a.add_argument("--n", type=int, default=100)
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--batch_size", type=int, default=50)
-    a = sub.add_parser("teach")
-    a.add_argument("--subset", required=True, help="alpaca JSONL (instruction, output)")
-    a.add_argument("--eval", default=None)
-    a.add_argument("--n", type=int, default=100)
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--batch_size", type=int, default=50)
-    a.add_argument("--lrs", default="1e-5,1e-4")
-    a.add_argument("--epochs", default="1")
-    a.add_argument("--gen", type=int, default=0, help="also generate the first GEN held-out problems")
-    a.add_argument("--max_new_tokens", type=int, default=128)
-    a.add_argument("--out_prefix", default="outputs/diag/gen_")
-    a = sub.add_parser("show")  # re-print a `generate` output without generating again
-    a.add_argument("generations")
-    a = sub.add_parser("details")
-    a.add_argument("eval_dirs", nargs="+")
-    a.add_argument("--max_new_tokens", type=int, default=128)
-    a.add_argument("--show_prompt", action="store_true")
-    a = sub.add_parser("grid")
-    a.add_argument("--subset", required=True, help="alpaca JSONL written by `data-select select`")
-    a.add_argument("--eval", required=True)
-    a.add_argument("--out", default="outputs/diag/grid")
-    a.add_argument("--lrs", default="1e-5,3e-5,1e-4")
-    a.add_argument("--epochs", default="1,3")
-    a.add_argument("--max_new_tokens", type=int, default=128)
-    a.add_argument("--max_samples", type=int, default=150)
-    a.add_argument("--batch_size", type=int, default=50)
-    a.add_argument("--dry_run", action="store_true")
-    for a in sub.choices.values():
-        a.add_argument("--model", default=MODEL)
+    _sub(sub, "pool", pool=..., subsets=[], by_kind=False)
+    _sub(sub, "template", pool=...)
+    _sub(sub, "generate", eval=..., n=50, max_new_tokens=256, batch_size=25, out=...)
+    _sub(sub, "show", positional="generations")  # re-print a `generate` output
+    _sub(sub, "teach", subset=..., eval=None, n=100, seed=0, batch_size=50, lrs="1e-5,1e-4", epochs="1", gen=0,
+         max_new_tokens=128, out_prefix="outputs/diag/gen_")
+    _sub(sub, "details", positional="eval_dirs", max_new_tokens=128, show_prompt=False)
+    _sub(sub, "grid", subset=..., eval=..., out="outputs/diag/grid", lrs="1e-5,3e-5,1e-4", epochs="1,3",
+         max_new_tokens=128, max_samples=150, batch_size=50, dry_run=False)
     args = p.parse_args(argv)
     if args.cmd == "show":
-        return _print_generations(args.generations, args.model)
-    return {"pool": cmd_pool, "template": cmd_template, "generate": cmd_generate, "inform": cmd_inform, "teach": cmd_teach, "details": cmd_details,
-            "grid": cmd_grid}[args.cmd](args)
+        return _print_generations(args.generations[0], args.model)
+    return {"pool": cmd_pool, "template": cmd_template, "generate": cmd_generate, "teach": cmd_teach,
+            "details": cmd_details, "grid": cmd_grid}[args.cmd](args)
 
 
 if __name__ == "__main__":
