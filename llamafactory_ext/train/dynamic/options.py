@@ -2,7 +2,7 @@
 
 Light: stdlib and our plumbing only (the launcher checks a recipe in a second, before torchrun starts). The checks
 that need the scores folder (``scores/NAME/meta.json``: which pool, model, template, cutoff it was scored with) read
-JSON only; the band-size check reads the parquet with pyarrow (no torch, no LLaMA-Factory).
+JSON (and, when meta.json has no row counts, the parquet footer with pyarrow): no torch, no LLaMA-Factory.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import pyarrow.parquet as pq
 
 from data_selection.command_line import UserError
 
@@ -221,6 +223,4 @@ def validate(dyn: DynamicSelection, lf_args: dict[str, Any], source: str) -> Non
 
 
 def _parquet_rows(dyn: DynamicSelection) -> int:
-    import pyarrow.parquet as pq  # lazy: pyarrow is not needed when meta.json has the counts
-
     return pq.ParquetFile(scores_parquet(dyn)).metadata.num_rows
