@@ -46,11 +46,14 @@ def recipe(model: Path | str, root: Path, out: Path, **dynamic) -> dict:
     }
 
 
-def train(root: Path, args: dict, name: str = "recipe.yaml", *overrides: str) -> subprocess.CompletedProcess:
+def train(root: Path, args: dict, name: str = "recipe.yaml", *overrides: str, env: dict | None = None
+          ) -> subprocess.CompletedProcess:
+    """``llamafactory-ext train`` of ``args`` written as root/NAME (``env``: extra variables, e.g. torchrun's)."""
     import yaml
 
     path = root / name
     path.write_text(yaml.safe_dump(args), encoding="utf-8")
     proc = subprocess.run([sys.executable, "-m", "llamafactory_ext.cli", "train", str(path), *overrides],
-                          cwd=root, env=ENV, capture_output=True, text=True, check=False, timeout=900)
+                          cwd=root, env={**ENV, **(env or {})}, capture_output=True, text=True, check=False,
+                          timeout=900)
     return proc

@@ -116,3 +116,31 @@ def test_resume_reuses_finished_stages_and_draws_the_same_subsets(run, checkpoin
     a, b = load_file(done / "model.safetensors"), load_file(out / "model.safetensors")
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_two_ranks_score_their_shares_and_equal_data_select_score(run):
+    """torchrun, 2 CPU ranks: each rank scores half the candidates, the merge equals the offline scorer."""
+    root, args = run
+    out = root / "two-ranks"
+    two = {**args, "output_dir": str(out), "save_strategy": "no"}
+    _ok(train(root, two, "two.yaml", env={"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"}))
+    assert {r["total_steps"] for r in _log(out)} == {3}  # 4 rows per stage / (2 ranks x 2 per device)
+    d = out / "selection" / "stage-1"
+    assert _stage(out, 1)["global_step"] == 1
+    offline = score(d / "model", root, root / "scores" / "offline-two")
+    ours = pd.read_parquet(d / "scores.parquet").set_index("id")
+    theirs = pd.read_parquet(offline / "scores.parquet").set_index("id")
+    assert len(ours) == 24 and (ours["loss_mean"] - theirs.loc[ours.index, "loss_mean"]).abs().max() <= 1e-5
+
+
+def test_every_n_steps_and_k_candidates(run):
+    """every: 4 steps (2 epochs) -> stages 0 and 1 only; candidates: 16 -> 16 rows re-scored, drawn with seed + 1."""
+    root, args = run
+    out = root / "every4"
+    dyn = {**args["dynamic_selection"], "every": 4, "candidates": 16, "save_stage_checkpoints": False}
+    _ok(train(root, {**args, "output_dir": str(out), "save_strategy": "no", "dynamic_selection": dyn}, "every4.yaml"))
+    assert sorted(p.name for p in (out / "selection").iterdir()) == ["stage-0", "stage-1"]
+    m = _stage(out, 1)
+    assert m["global_step"] == 4 and m["candidates"] == 16 and m["funnel"]["band"] == 8
+    assert len(pd.read_parquet(out / "selection" / "stage-1" / "scores.parquet")) == 16
+    assert not (out / "selection" / "stage-1" / "model").exists()

@@ -122,7 +122,11 @@ class Stages:
 
     def rows(self, stage: int) -> list[int]:
         if stage not in self._cache:
+            # Every rank must take the same branch (computing runs collectives): nobody writes the stage between
+            # the two barriers, so every rank sees the same folder.
+            _barrier()
             found = stages.read_stage(self.output_dir, stage)
+            _barrier()
             self._cache[stage] = found if found is not None else self._compute(stage)
         return self._cache[stage]["rows"]
 
