@@ -9,6 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from helpers import REPO_ROOT
 from score_fixtures import make_scores_dir
 
 from data_selection.command_line import UserError
@@ -151,3 +153,29 @@ def test_steps_per_epoch_counts_like_the_trainer(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE")
     monkeypatch.setenv("NPROC_PER_NODE", "1")
     assert steps_per_epoch(10, {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 1}) == 5
+
+
+def test_the_recipe_is_advanced_yaml_plus_dynamic_selection_and_parses(tmp_path, monkeypatch):
+    """yaml_recipes/advanced_dynamic.yaml: advanced.yaml's science, our key removed before LLaMA-Factory's strict
+    parser, checked against a scores folder with the recipe's identity."""
+    from llamafactory.hparams.parser import _parse_train_args
+
+    monkeypatch.delenv("ALLOW_EXTRA_ARGS", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    recipe = yaml.safe_load((REPO_ROOT / "yaml_recipes" / "advanced_dynamic.yaml").read_text())
+    base = yaml.safe_load((REPO_ROOT / "yaml_recipes" / "advanced.yaml").read_text())
+    assert {k: v for k, v in recipe.items() if k not in ("dynamic_selection", "output_dir")} == {
+        k: v for k, v in base.items() if k != "output_dir"}
+    assert "FORCE_TORCHRUN=1 llamafactory-ext train yaml_recipes/advanced_dynamic.yaml" in (
+        REPO_ROOT / "yaml_recipes" / "advanced_dynamic.yaml").read_text()
+    scores = make_scores_dir(tmp_path, n_rows=60)
+    meta = json.loads((scores / "meta.json").read_text())
+    meta.update(model={"name_or_path": recipe["model_name_or_path"]}, template="qwen", cutoff_len=16384)
+    meta["pool"]["dataset"] = "acereason11_100k"
+    meta["counts"]["scored"] = 100_000  # the band of 100K rows holds 50,000 >= n
+    (scores / "meta.json").write_text(json.dumps(meta))
+    recipe["dynamic_selection"]["scores"] = str(scores)
+    lf_args, ext = split_recipe_args(recipe, source="advanced_dynamic.yaml")
+    assert ext.dynamic.n == 15000 and ext.dynamic.every == "epoch" and "dynamic_selection" not in lf_args
+    _, data_args, training_args, _, _ = _parse_train_args({**lf_args, "use_cpu": True})
+    assert data_args.dataset == ["acereason_zpd_15k"] and training_args.num_train_epochs == 3
