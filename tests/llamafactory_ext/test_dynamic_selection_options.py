@@ -179,3 +179,16 @@ def test_the_recipe_is_advanced_yaml_plus_dynamic_selection_and_parses(tmp_path,
     assert ext.dynamic.n == 15000 and ext.dynamic.every == "epoch" and "dynamic_selection" not in lf_args
     _, data_args, training_args, _, _ = _parse_train_args({**lf_args, "use_cpu": True})
     assert data_args.dataset == ["acereason_zpd_15k"] and training_args.num_train_epochs == 3
+
+
+def test_the_cost_bench_scales_with_the_candidates(monkeypatch):
+    """bench/dynamic_selection_cost.py: re-scoring cost per boundary is linear in the candidates re-scored."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "bench"))
+    from dynamic_selection_cost import calculated
+
+    args = SimpleNamespace(pool=2000, n=300, median=4000, sigma=0.8, cutoff=16384, epochs=3, candidates=[300, 1000])
+    c = calculated(args)
+    ratios = {r["candidates"]: r["ratio_to_epoch"] for r in c["rows"]}
+    assert ratios[1000] == pytest.approx(ratios["all"] / 2) and ratios[300] == pytest.approx(ratios["all"] * 0.15)
+    # a forward over the whole pool costs more than an epoch's forward+backward on 15% of it
+    assert 1.5 < ratios["all"] < 3.5 and c["boundaries"] == 2
