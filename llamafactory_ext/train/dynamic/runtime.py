@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from llamafactory.extras.logging import get_logger
 from torch.utils.data import Dataset, Sampler
+from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
 from data_selection.encoding import TemplateEncoder
 from data_selection.scores_table import load_scored_pool, load_scores
@@ -31,6 +33,10 @@ from llamafactory_ext.train.dynamic import stages
 from llamafactory_ext.train.dynamic.options import DynamicSelection, steps_per_epoch
 
 LOSS_COLUMNS = ("loss_sum", "loss_mean", "loss_first_100", "loss_first_1000")
+
+
+def _log():
+    return get_logger("llamafactory.ext")
 
 
 class PoolDataset(Dataset):
@@ -72,14 +78,16 @@ def score_rows(model, encoded: dict[int, Any], rows: list[int], dyn: DynamicSele
                ) -> dict[int, dict[str, float]]:
     """In-loop scores of ``rows`` with the model's current weights: this rank's share, merged over ranks.
 
-    Rank r scores ``rows[r::world]``. Under ZeRO-3 every rank must run the same number of forward passes; this
-    share is by rows, not by batches (not proven under ZeRO-3 yet).
+    Rank r scores ``rows[r::world]``. Under DeepSpeed ZeRO-3 every rank's forward gathers each layer's parameters
+    from all ranks, so every rank must run the same batches: there each rank scores every row (correct, ``world``
+    times the work; an equal-batch share is not built yet) and nothing is gathered.
     """
     rank, world = _dist()
-    mine = rows[rank::world]
+    shared = world > 1 and not is_deepspeed_zero3_enabled()
+    mine = rows[rank::world] if shared else rows
     param = next(model.parameters())
     device = str(param.device)
-    chunk = auto_chunk_tokens(model.get_output_embeddings().weight.shape[0])
+    chunk = auto_chunk_tokens(model.config.vocab_size)  # not the head's weight: ZeRO-3 partitions it to size 0
     was_training = model.training
     model.eval()
     try:
@@ -90,7 +98,7 @@ def score_rows(model, encoded: dict[int, Any], rows: list[int], dyn: DynamicSele
     finally:
         model.train(was_training)
     feats = {r: loss_features(tok) for r, tok in losses.items() if bool(torch.isfinite(tok).all())}
-    if world > 1:
+    if shared:
         gathered: list[Any] = [None] * world
         torch.distributed.all_gather_object(gathered, feats)
         feats = {r: f for part in gathered for r, f in part.items()}
@@ -127,6 +135,9 @@ class Stages:
             _barrier()
             found = stages.read_stage(self.output_dir, stage)
             _barrier()
+            if found is not None:
+                _log().info_rank0("dynamic_selection: stage %d read from %s (scored at step %s; not re-scored)",
+                                  stage, stages.stage_dir(self.output_dir, stage), found.get("global_step"))
             self._cache[stage] = found if found is not None else self._compute(stage)
         return self._cache[stage]["rows"]
 
@@ -169,6 +180,9 @@ class Stages:
                     model_dir.rename(tmp / "model")
             stages.write_stage(self.output_dir, stage, table, selection, self.pool, manifest, add_model)
         _barrier()
+        _log().info_rank0("dynamic_selection: stage %d: %d rows drawn from %d candidates (%s, %.1f s), band %s",
+                          stage, len(selection.rows), len(table), scored_with, seconds,
+                          {k: v for k, v in (manifest["thresholds"] or {}).items() if k.endswith("_value")})
         if stage > 0:
             self.scored_now.append(stage)
         return {**manifest, "rows": [int(r) for r in selection.rows], "ids": list(selection.ids)}
