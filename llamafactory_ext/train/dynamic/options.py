@@ -65,7 +65,7 @@ class DynamicSelection:
 
 def help_text() -> str:
     """One line per key, for the ExtensionArguments field help of ``dynamic_selection``."""
-    return "; ".join(f"{f.name}: {f.metadata['help']}" for f in fields(DynamicSelection))
+    return "".join(f"\n        {f.name}: {f.metadata['help']}" for f in fields(DynamicSelection))
 
 
 def _name(key: str) -> str:

@@ -15,6 +15,7 @@ recipe's.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,12 @@ def _log():
     return get_logger("llamafactory.ext")
 
 
+@dataclass(frozen=True)
+class Encoded:
+    input_ids: np.ndarray
+    labels: np.ndarray
+
+
 class PoolDataset(Dataset):
     """Every scored pool row as a training example (``input_ids``, ``attention_mask``, ``labels``), by position."""
 
@@ -52,14 +59,17 @@ class PoolDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, list[int]]:
         enc = self.encoded[self.rows[i]]
-        return {"input_ids": list(enc.input_ids), "attention_mask": [1] * len(enc.input_ids), "labels": list(enc.labels)}
+        return {"input_ids": enc.input_ids.tolist(), "attention_mask": [1] * len(enc.input_ids),
+                "labels": enc.labels.tolist()}
 
 
 def encode_pool(encoder: TemplateEncoder, pool, rows: list[int]) -> dict[int, Any]:
-    """pool row -> Encoded, through the scorer's encoder (LLaMA-Factory's template and truncation)."""
+    """pool row -> its (input_ids, labels) through the scorer's encoder (LLaMA-Factory's template and truncation),
+    held as int32 arrays: 100K rows of ~5K tokens take ~4 GB per rank instead of ~36 GB as Python lists."""
     out = {}
     for ex in pool.converted.select(rows):
-        out[int(ex["_row"])] = encoder.encode(ex)
+        enc = encoder.encode(ex)
+        out[int(ex["_row"])] = Encoded(np.asarray(enc.input_ids, dtype=np.int32), np.asarray(enc.labels, dtype=np.int32))
     return out
 
 
