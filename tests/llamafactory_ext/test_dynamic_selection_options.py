@@ -149,7 +149,9 @@ def test_sampler_draws_the_epochs_stage_n_rows_seeded():
 
 def test_steps_per_epoch_counts_like_the_trainer(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert steps_per_epoch(15000, {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 8}) == 468
+    assert steps_per_epoch(15000, {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 8}) == 469
+    monkeypatch.setenv("WORLD_SIZE", "1")  # advanced.yaml's header: 938 optimizer steps per epoch
+    assert steps_per_epoch(15000, {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 8}) == 938
     monkeypatch.delenv("WORLD_SIZE")
     monkeypatch.setenv("NPROC_PER_NODE", "1")
     assert steps_per_epoch(10, {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 1}) == 5

@@ -165,10 +165,11 @@ def _world_size() -> int:
 
 
 def steps_per_epoch(n: int, lf_args: dict[str, Any]) -> int:
-    """Optimizer steps of one epoch over ``n`` rows, as the HF Trainer counts them (per-device batches / accum)."""
+    """Optimizer steps of one epoch over ``n`` rows, as the HF Trainer (5.x) counts them: batches per rank, then
+    ceil over the accumulation (a last partial accumulation is a step)."""
     batch = int(lf_args.get("per_device_train_batch_size", 8)) * _world_size()
     accum = int(lf_args.get("gradient_accumulation_steps", 1))
-    return max(math.ceil(n / batch) // accum, 1)
+    return max(math.ceil(math.ceil(n / batch) / accum), 1)
 
 
 def validate(dyn: DynamicSelection, lf_args: dict[str, Any], source: str) -> None:
