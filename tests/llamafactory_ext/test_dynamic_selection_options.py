@@ -194,3 +194,17 @@ def test_the_cost_bench_scales_with_the_candidates(monkeypatch):
     assert ratios[1000] == pytest.approx(ratios["all"] / 2) and ratios[300] == pytest.approx(ratios["all"] * 0.15)
     # a forward over the whole pool costs more than an epoch's forward+backward on 15% of it
     assert 1.5 < ratios["all"] < 3.5 and c["boundaries"] == 2
+
+
+def test_finished_stages_drawn_with_other_keys_are_refused(scored, tmp_path, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    scores, pool = scored
+    stage = tmp_path / "run" / "selection" / "stage-1"
+    stage.mkdir(parents=True)
+    (stage / "manifest.json").write_text(json.dumps({"stage": 1, "strategy": "zpd", "n": 10, "seed": 43,
+                                                     "key": "loss_mean", "low": 0.25, "high": 0.75}))
+    args = {**_recipe(scores, pool), "output_dir": str(tmp_path / "run")}
+    split_recipe_args(args)  # the same keys: reused on resume
+    args["dynamic_selection"]["n"] = 12
+    with pytest.raises(UserError, match=r"stage-1 was drawn with other keys \(dynamic_selection.n: 10 there, 12"):
+        split_recipe_args(args)

@@ -208,6 +208,7 @@ def validate(dyn: DynamicSelection, lf_args: dict[str, Any], source: str) -> Non
         raise UserError(f"{source}: {_name('n')} {dyn.n} is larger than the band: {band} of {pool_rows} "
                         f"{'candidate' if dyn.candidate_rows else 'scored'} rows lie in [{dyn.low}, {dyn.high}]; "
                         "lower n, widen the band or raise candidates")
+    check_finished_stages(dyn, lf_args.get("output_dir"), source)
     per_epoch = steps_per_epoch(dyn.n, lf_args)
     max_steps = int(lf_args.get("max_steps", -1) or -1)
     total = max_steps if max_steps > 0 else math.ceil(float(lf_args.get("num_train_epochs", 3.0)) * per_epoch)
@@ -221,6 +222,32 @@ def validate(dyn: DynamicSelection, lf_args: dict[str, Any], source: str) -> Non
     elif per_epoch > total:
         raise UserError(f"{source}: {_name('every')} epoch ({per_epoch} steps) is larger than the run ({total} "
                         "optimizer steps): there would be no second stage")
+
+
+# manifest key -> what it must equal for a finished stage of OUTPUT_DIR to be reused by this recipe
+def _stage_facts(dyn: DynamicSelection, stage: int) -> dict[str, Any]:
+    facts = {"strategy": dyn.strategy, "n": dyn.n, "seed": dyn.seed + stage, "key": dyn.key, "low": dyn.low,
+             "high": dyn.high, "stratify": dyn.stratify, "over_length": dyn.over_length, "every": dyn.every,
+             "candidates_setting": dyn.candidates}
+    return facts
+
+
+def check_finished_stages(dyn: DynamicSelection, output_dir: str | None, source: str) -> None:
+    """Stages already in OUTPUT_DIR/selection (a resumed run reuses them) must have been drawn with these keys."""
+    folder = Path(output_dir or ".") / "selection"
+    for manifest in sorted(folder.glob("stage-*/manifest.json")) if folder.is_dir() else []:
+        try:
+            facts = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        stage = int(facts.get("stage", -1))
+        wanted = _stage_facts(dyn, stage)
+        diff = {k: (facts.get(k), v) for k, v in wanted.items() if k in facts and facts[k] != v}
+        if diff:
+            keys = "; ".join(f"{_name(k.replace('_setting', ''))}: {a!r} there, {b!r} in the recipe"
+                             for k, (a, b) in diff.items())
+            raise UserError(f"{source}: {manifest.parent} was drawn with other keys ({keys}); a resumed run reuses "
+                            "finished stages, so use another output_dir or the recipe that made them")
 
 
 def _parquet_rows(dyn: DynamicSelection) -> int:

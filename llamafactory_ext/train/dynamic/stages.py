@@ -126,6 +126,7 @@ def stage_manifest(dyn: DynamicSelection, stage: int, selection, global_step: in
                    ) -> dict[str, Any]:
     facts = selection.facts
     return {"stage": stage, "strategy": dyn.strategy, "n": dyn.n, "seed": dyn.seed + stage, "key": dyn.key,
-            "low": dyn.low, "high": dyn.high, "global_step": global_step, "epoch": epoch, "candidates": candidates,
+            "low": dyn.low, "high": dyn.high, "stratify": dyn.stratify, "over_length": dyn.over_length,
+            "every": dyn.every, "candidates_setting": dyn.candidates, "global_step": global_step, "epoch": epoch, "candidates": candidates,
             "scored_with": scored_with, "thresholds": facts.get("thresholds"), "funnel": facts.get("funnel"),
             "flows": flow, "scoring_seconds": seconds}
