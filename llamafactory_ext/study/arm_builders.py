@@ -17,19 +17,21 @@ from llamafactory_ext.study.arm_inputs import (
     subset_name,
 )
 from llamafactory_ext.study.config import ArmConfig
+from llamafactory_ext.study.dynamic_arm import select_options
 from llamafactory_ext.study.steps import Step
 
 
 def select_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:
     """A `data-select select` strategy (zpd, random, ...) on the pool scores."""
     cfg = inp.cfg
-    key = {"strategy": arm.strategy, "options": arm.options, "n": arm_rows(arm, cfg), "seed": seed}
+    options = select_options(arm)  # a dynamic arm's stage 0 is this plain select
+    key = {"strategy": arm.strategy, "options": options, "n": arm_rows(arm, cfg), "seed": seed}
     step = Step("select", f"select {arm.name} seed {seed}", key, [inp.score], cfg.out, arm.name, seed)
     name = subset_name(arm.name, seed, step)
     step.argv = ["data-select", "select", "--scores", str(inp.score.dir), "--strategy", arm.strategy,
                  "--n", str(arm_rows(arm, cfg)), "--seed", str(seed), "--name", name,
                  "--dataset_info", str(step.dir / "dataset_info.json"), "--force"]
-    step.add_options(f"arms.{arm.name}", arm.options)
+    step.add_options(f"arms.{arm.name}", options)
     return Subset(step, name, step.dir, [])
 
 def pass_cv_steps(arm: ArmConfig, seed: int, inp: Inputs) -> Subset:

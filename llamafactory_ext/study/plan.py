@@ -24,9 +24,10 @@ from data_selection.embedded import smollm2_gguf_path
 from data_selection.options.select import STRATEGY_SUMMARIES
 from data_selection.scoring.identity import model_identity
 from llamafactory_ext.study.arm_builders import matched_steps, pass_cv_steps, prune_steps, select_steps
-from llamafactory_ext.study.arm_inputs import Inputs, Subset, launcher, subset_name
+from llamafactory_ext.study.arm_inputs import Inputs, Subset, arm_rows, launcher, subset_name
 from llamafactory_ext.study.check import check_plan
 from llamafactory_ext.study.config import BASE_ARM, EMBEDDED_PREFIX, ArmConfig, StudyConfig
+from llamafactory_ext.study.dynamic_arm import train_overrides
 from llamafactory_ext.study.steps import Step, file_digest
 from llamafactory_ext.study.temp_arm import temp_steps
 
@@ -97,16 +98,21 @@ def known_strategies() -> set[str]:
     return set(STRATEGY_SUMMARIES) | set(ARM_BUILDERS)
 
 
-def _train(cfg: StudyConfig, arm: ArmConfig, seed: int, subset: Subset, model_path: str, model_key) -> Step:
+def _train(cfg: StudyConfig, arm: ArmConfig, seed: int, subset: Subset, model_path: str, model_key,
+           inp: Inputs | None = None) -> Step:
     t = cfg.train
-    key = {"recipe": t.recipe, "recipe_digest": file_digest(t.recipe), "launcher": t.launcher,
+    dynamic = train_overrides(arm, seed, arm_rows(arm, cfg), inp.pool, str(inp.score.dir)) if inp else []
+    launcher = "llamafactory-ext" if dynamic else t.launcher  # dynamic_selection is our recipe key
+    key = {"recipe": t.recipe, "recipe_digest": file_digest(t.recipe), "launcher": launcher,
            "overrides": t.overrides, "env": t.env, "seed": seed, "model": model_key, "template": cfg.template,
            "cutoff_len": cfg.cutoff_len, "dataset": subset.name}
+    if dynamic:  # a static arm's key (and so its hash and folder) is unchanged
+        key["dynamic"] = dynamic
     step = Step("train", f"train {arm.name} seed {seed}", key, [subset.step], cfg.out, arm.name, seed)
-    step.argv = [t.launcher, "train", t.recipe, f"model_name_or_path={model_path}", f"dataset={subset.name}",
+    step.argv = [launcher, "train", t.recipe, f"model_name_or_path={model_path}", f"dataset={subset.name}",
                  f"dataset_dir={subset.dataset_dir}", f"template={cfg.template}", f"cutoff_len={cfg.cutoff_len}",
                  f"output_dir={step.dir}", f"seed={seed}", "overwrite_output_dir=true"]
-    step.argv += [f"{k}={v}" for k, v in t.overrides.items()]
+    step.argv += [f"{k}={v}" for k, v in t.overrides.items()] + dynamic
     step.env = {k: str(v) for k, v in t.env.items()}
     return step
 
@@ -153,7 +159,7 @@ def build_plan(cfg: StudyConfig) -> list[Step]:
         for arm in cfg.trained_arms:
             subset = builder_for(arm.strategy)(arm, seed, inp)
             inp.subsets[(arm.name, seed)] = subset
-            train = _train(cfg, arm, seed, subset, model_path, model_key)
+            train = _train(cfg, arm, seed, subset, model_path, model_key, inp)
             inp.trained[(arm.name, seed)] = train
             ev = _eval(cfg, f"eval {arm.name} seed {seed}", arm.name, seed, str(train.dir), train,
                        {"train": train.hash}, data_step)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from data_selection.command_line import UserError
+from llamafactory_ext.train.dynamic import options as dynamic_options
 
 # The callbacks a recipe may name (``callbacks: [...]``); their classes are :data:`llamafactory_ext.train.callbacks.CALLBACKS`
 # (which imports transformers and torch: the launcher checks names without loading either).
@@ -84,6 +85,16 @@ class ExtensionArguments:
             "setting it switches the callback on."
         },
     )
+    dynamic_selection: dict | None = field(
+        default=None,
+        metadata={
+            "help": "Selection that moves with the model: stage 0 trains on the static selection drawn from the "
+            "base scores; at each stage boundary the candidates are re-scored with the current weights (the "
+            "scorer of data-select score) and the same selector draws the next subset (seed + stage); stages are "
+            "written to OUTPUT_DIR/selection/stage-K/. A mapping with the keys: " + dynamic_options.help_text()
+        },
+    )
+    dynamic: Any = field(default=None, init=False, repr=False, metadata={"help": "(parsed dynamic_selection)"})
 
     @property
     def uses_custom_loss(self) -> bool:
@@ -91,7 +102,7 @@ class ExtensionArguments:
 
 
 def extension_keys() -> list[str]:
-    return [f.name for f in fields(ExtensionArguments)]
+    return [f.name for f in fields(ExtensionArguments) if f.init]
 
 
 def llamafactory_keys() -> set[str]:
@@ -111,6 +122,8 @@ def llamafactory_keys() -> set[str]:
 def extension_help() -> str:
     lines = []
     for f in fields(ExtensionArguments):
+        if not f.init:
+            continue
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
         lines.append(f"  {f.name} (default {default!r})\n      {f.metadata['help']}")
     return "\n".join(lines)
@@ -119,6 +132,8 @@ def extension_help() -> str:
 def _check_type(name: str, value: Any, source: str) -> Any:
     f = next(f for f in fields(ExtensionArguments) if f.name == name)
     default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+    if name == "dynamic_selection":
+        return value  # a mapping, parsed and checked key by key in validate()
     if name in ("iw_sft_scores", "metrics_jsonl"):
         if value is not None and not isinstance(value, str):
             raise UserError(f"{source}: {name} must be a path string, got {value!r}")
@@ -192,6 +207,12 @@ def validate(ext: ExtensionArguments, lf_args: dict[str, Any], source: str = "re
     if ext.dft_lean and ext.iw_sft:
         raise UserError(f"{source}: dft_lean and iw_sft are two different losses; enable one of them")
     _validate_padding_free(ext, lf_args, source)
+    if ext.dynamic_selection is not None:
+        ext.dynamic = dynamic_options.parse(ext.dynamic_selection, source)
+        for key in ("iw_sft", "padding_free"):
+            if getattr(ext, key):
+                raise UserError(f"{source}: dynamic_selection cannot run with {key} yet (not tested together)")
+        dynamic_options.validate(ext.dynamic, lf_args, source)
     if not ext.uses_custom_loss:
         return
     which = "dft_lean" if ext.dft_lean else "iw_sft"

@@ -31,6 +31,7 @@ from llamafactory.train.trainer_utils import dft_loss_func
 
 from data_selection.command_line import UserError
 from llamafactory_ext.train.args import ExtensionArguments
+from llamafactory_ext.train.dynamic.runtime import Stages, StageSampler
 from llamafactory_ext.train.iw_reference import build_reference
 from llamafactory_ext.train.losses import dft_loss, iw_sft_loss, label_token_cross_entropy, shift_labels
 
@@ -59,8 +60,9 @@ def _plain_nll(outputs, labels, num_items_in_batch=None):
     return total / (n.to(total.device) if torch.is_tensor(n) else n)
 
 
-def make_trainer_class(ext: ExtensionArguments, reference=None):
-    """A CustomSeq2SeqTrainer subclass bound to one run's extension arguments (and iw-SFT reference table)."""
+def make_trainer_class(ext: ExtensionArguments, reference=None, stages: Stages | None = None):
+    """A CustomSeq2SeqTrainer subclass bound to one run's extension arguments (and iw-SFT reference table, and
+    dynamic-selection stages: then the train dataset is the scored pool and the sampler draws each epoch's stage)."""
     class ExtendedSeq2SeqTrainer(CustomSeq2SeqTrainer):
         extension = ext
         instances = 0
@@ -69,6 +71,13 @@ def make_trainer_class(ext: ExtensionArguments, reference=None):
             super().__init__(*args, **kwargs)
             type(self).instances += 1
             self._iw_stats = []
+            if stages is not None:
+                if self.train_dataset is not None and len(self.train_dataset) != stages.dyn.n:
+                    _log().warning_rank0(
+                        "dynamic_selection: the recipe's dataset has %d rows, dynamic_selection.n is %d; "
+                        "training draws n rows per epoch from the pool", len(self.train_dataset), stages.dyn.n)
+                self.train_dataset = stages.dataset
+                stages.trainer = self
             if ext.dft_lean:
                 # Same bookkeeping as LLaMA-Factory's use_dft_loss; also the loss used in evaluation.
                 self.compute_loss_func = dft_loss_func
@@ -87,8 +96,13 @@ def make_trainer_class(ext: ExtensionArguments, reference=None):
                         "iw_sft: all %d training examples matched a reference score", len(self.train_dataset)
                     )
 
+        def _get_train_sampler(self, *args, **kwargs):
+            if stages is not None:
+                return StageSampler(stages, self.args.seed)
+            return super()._get_train_sampler(*args, **kwargs)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not model.training or "labels" not in inputs:
+            if not ext.uses_custom_loss or not model.training or "labels" not in inputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             inputs = dict(inputs)
             labels = inputs.pop("labels")
@@ -132,13 +146,19 @@ def installed(ext: ExtensionArguments):
 
     Yields the trainer class (its ``instances`` counter tells whether LLaMA-Factory really used it).
     """
-    if not ext.uses_custom_loss:
+    if not ext.uses_custom_loss and ext.dynamic is None:
         yield None
         return
     original_trainer, original_run_sft = workflow.CustomSeq2SeqTrainer, tuner.run_sft
-    state = {"cls": make_trainer_class(ext)}
+    state = {"cls": make_trainer_class(ext), "stages": None}
 
     def run_sft(model_args, data_args, training_args, finetuning_args, generating_args, callbacks=None):
+        if ext.dynamic is not None:
+            tokenizer = load_tokenizer(model_args)["tokenizer"]
+            state["stages"] = Stages(ext.dynamic, training_args.output_dir, tokenizer, data_args.template,
+                                     data_args.cutoff_len, training_args.per_device_train_batch_size,
+                                     training_args.gradient_accumulation_steps)
+            state["cls"] = make_trainer_class(ext, stages=state["stages"])
         if ext.iw_sft:
             tokenizer = load_tokenizer(model_args)["tokenizer"]
             template = get_template_and_fix_tokenizer(tokenizer, data_args)

@@ -1,0 +1,226 @@
+"""Dynamic selection inside one training run: the pool rows as training examples, the stage sampler, and the
+in-loop scorer that re-scores candidates with the current weights at each stage boundary.
+
+The trainer (:mod:`llamafactory_ext.train.trainer`) swaps its train dataset for :class:`PoolDataset` (every scored
+pool row, encoded by LLaMA-Factory's template code exactly as ``data-select score`` encodes it) and its sampler for
+:class:`StageSampler`. At the start of each epoch the sampler asks :class:`Stages` for the epoch's stage: a finished
+``stage-K`` folder is read back (resume: no re-scoring); otherwise stage 0 is the static selection and stage K >= 1
+scores its candidates with the current weights (:func:`data_selection.scoring.forward.score_sequences` and
+:func:`~data_selection.scoring.forward.loss_features`, the scorer's own functions: same packing, chunked
+response-only log-probs), every rank a share, merged on every rank, then drawn with the same selector (seed + K).
+The sampler yields ``n`` rows per epoch, so the steps per epoch and the learning-rate schedule are the static
+recipe's.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from llamafactory.extras.logging import get_logger
+from torch.utils.data import Dataset, Sampler
+from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+from data_selection.encoding import TemplateEncoder
+from data_selection.scores_table import load_scored_pool, load_scores
+from data_selection.scoring.forward import loss_features, score_sequences
+from data_selection.scoring.logprobs import auto_chunk_tokens
+from llamafactory_ext.train.dynamic import stages
+from llamafactory_ext.train.dynamic.options import DynamicSelection, steps_per_epoch
+
+LOSS_COLUMNS = ("loss_sum", "loss_mean", "loss_first_100", "loss_first_1000")
+
+
+def _log():
+    return get_logger("llamafactory.ext")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    input_ids: np.ndarray
+    labels: np.ndarray
+
+
+class PoolDataset(Dataset):
+    """Every scored pool row as a training example (``input_ids``, ``attention_mask``, ``labels``), by position."""
+
+    def __init__(self, encoded: dict[int, Any]):
+        self.rows = sorted(encoded)
+        self.position = {r: i for i, r in enumerate(self.rows)}
+        self.encoded = encoded
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        enc = self.encoded[self.rows[i]]
+        return {"input_ids": enc.input_ids.tolist(), "attention_mask": [1] * len(enc.input_ids),
+                "labels": enc.labels.tolist()}
+
+
+def encode_pool(encoder: TemplateEncoder, pool, rows: list[int]) -> dict[int, Any]:
+    """pool row -> its (input_ids, labels) through the scorer's encoder (LLaMA-Factory's template and truncation),
+    held as int32 arrays: 100K rows of ~5K tokens take ~4 GB per rank instead of ~36 GB as Python lists."""
+    out = {}
+    for ex in pool.converted.select(rows):
+        enc = encoder.encode(ex)
+        out[int(ex["_row"])] = Encoded(np.asarray(enc.input_ids, dtype=np.int32), np.asarray(enc.labels, dtype=np.int32))
+    return out
+
+
+def _dist() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    if _dist()[1] > 1:
+        torch.distributed.barrier()
+
+
+def score_rows(model, encoded: dict[int, Any], rows: list[int], dyn: DynamicSelection, pad_id: int
+               ) -> dict[int, dict[str, float]]:
+    """In-loop scores of ``rows`` with the model's current weights: this rank's share, merged over ranks.
+
+    Rank r scores ``rows[r::world]``. Under DeepSpeed ZeRO-3 every rank's forward gathers each layer's parameters
+    from all ranks, so every rank must run the same batches: there each rank scores every row (correct, ``world``
+    times the work; an equal-batch share is not built yet) and nothing is gathered.
+    """
+    rank, world = _dist()
+    shared = world > 1 and not is_deepspeed_zero3_enabled()
+    mine = rows[rank::world] if shared else rows
+    param = next(model.parameters())
+    device = str(param.device)
+    chunk = auto_chunk_tokens(model.config.vocab_size)  # not the head's weight: ZeRO-3 partitions it to size 0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            losses, _ = score_sequences(model, {r: (encoded[r].input_ids, encoded[r].labels) for r in mine},
+                                        batch_tokens=dyn.batch_tokens, chunk_tokens=chunk, device=device,
+                                        pad_id=pad_id, packing=dyn.packing)
+    finally:
+        model.train(was_training)
+    feats = {r: loss_features(tok) for r, tok in losses.items() if bool(torch.isfinite(tok).all())}
+    if shared:
+        gathered: list[Any] = [None] * world
+        torch.distributed.all_gather_object(gathered, feats)
+        feats = {r: f for part in gathered for r, f in part.items()}
+    return feats
+
+
+class Stages:
+    """The stages of one run: computed on demand by the sampler, read back when already on disk."""
+
+    def __init__(self, dyn: DynamicSelection, output_dir: str, tokenizer, template: str, cutoff_len: int,
+                 batch_size: int, accumulation: int):
+        self.dyn = dyn
+        self.output_dir = output_dir
+        self.base, self.meta, _ = load_scores(dyn.scores)
+        self.pool = load_scored_pool(self.meta, dyn.scores)
+        encoder = TemplateEncoder(tokenizer, template, cutoff_len)
+        self.encoded = encode_pool(encoder, self.pool, sorted(int(r) for r in self.base["row"]))
+        self.dataset = PoolDataset(self.encoded)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.per_epoch = steps_per_epoch(dyn.n, {"per_device_train_batch_size": batch_size,
+                                                 "gradient_accumulation_steps": accumulation})
+        self.epochs_per_stage = 1 if dyn.every_steps is None else max(dyn.every_steps // self.per_epoch, 1)
+        self.trainer = None  # set by the trainer: its model is scored, its state gives the step
+        self._cache: dict[int, dict[str, Any]] = {}
+        self.scored_now: list[int] = []  # stages scored in this process (a resumed run re-scores none it finds)
+
+    def stage_of_epoch(self, epoch: int) -> int:
+        return int(epoch) // self.epochs_per_stage
+
+    def rows(self, stage: int) -> list[int]:
+        if stage not in self._cache:
+            # Every rank must take the same branch (computing runs collectives): nobody writes the stage between
+            # the two barriers, so every rank sees the same folder.
+            _barrier()
+            found = stages.read_stage(self.output_dir, stage)
+            _barrier()
+            if found is not None:
+                _log().info_rank0("dynamic_selection: stage %d read from %s (scored at step %s; not re-scored)",
+                                  stage, stages.stage_dir(self.output_dir, stage), found.get("global_step"))
+            self._cache[stage] = found if found is not None else self._compute(stage)
+        return self._cache[stage]["rows"]
+
+    def positions(self, stage: int) -> np.ndarray:
+        return np.array([self.dataset.position[r] for r in self.rows(stage)], dtype=np.int64)
+
+    def _compute(self, stage: int) -> dict[str, Any]:
+        dyn = self.dyn
+        state = getattr(self.trainer, "state", None)
+        step = int(getattr(state, "global_step", 0) or 0)
+        epoch = getattr(state, "epoch", None)
+        t0 = time.perf_counter()
+        if stage == 0:
+            table, scored_with, flow = self.base, f"base scores {dyn.scores}", None
+        else:
+            rows = [int(r) for r in stages.candidate_rows(self.base, dyn, stage) if int(r) in self.encoded]
+            model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+            feats = score_rows(model, self.encoded, rows, dyn, self.pad_id)
+            table = self.base[self.base["row"].isin(list(feats))].copy()
+            for col in LOSS_COLUMNS:
+                table[col] = [feats[int(r)][col] for r in table["row"]]
+            table = table.reset_index(drop=True)
+            scored_with = f"in-loop, global step {step}"
+        seconds = round(time.perf_counter() - t0, 3)
+        selection = stages.draw(table, dyn, stage)
+        if stage > 0:
+            prev = self.rows(stage - 1)
+            prev_table = self._stage_table(stage - 1)
+            flow = stages.flows(prev, stages.band_status(prev_table, dyn), [int(r) for r in selection.rows],
+                                stages.band_status(table, dyn))
+        manifest = stages.stage_manifest(dyn, stage, selection, step, epoch, len(table), scored_with, flow, seconds)
+        rank, _ = _dist()
+        save = dyn.save_stage_checkpoints and stage > 0 and self.trainer is not None
+        if save:  # every rank takes part (ZeRO-3 gathers); only the main process writes
+            model_dir = stages.stage_dir(self.output_dir, stage).with_name(f".stage-{stage}.model")
+            self.trainer.save_model(str(model_dir))
+        if rank == 0:
+            def add_model(tmp: Path) -> None:
+                if save:
+                    model_dir.rename(tmp / "model")
+            stages.write_stage(self.output_dir, stage, table, selection, self.pool, manifest, add_model)
+        _barrier()
+        _log().info_rank0("dynamic_selection: stage %d: %d rows drawn from %d candidates (%s, %.1f s), band %s",
+                          stage, len(selection.rows), len(table), scored_with, seconds,
+                          {k: v for k, v in (manifest["thresholds"] or {}).items() if k.endswith("_value")})
+        if stage > 0:
+            self.scored_now.append(stage)
+        return {**manifest, "rows": [int(r) for r in selection.rows], "ids": list(selection.ids)}
+
+    def _stage_table(self, stage: int) -> pd.DataFrame:
+        path = stages.stage_dir(self.output_dir, stage) / "scores.parquet"
+        return pd.read_parquet(path) if path.is_file() else self.base
+
+
+class StageSampler(Sampler):
+    """``n`` positions per epoch: the epoch's stage subset, shuffled with seed + epoch (same on every rank)."""
+
+    def __init__(self, stages_: Stages, seed: int):
+        self.stages = stages_
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.stages.dyn.n
+
+    def __iter__(self):
+        epoch = self.epoch
+        self.epoch += 1  # if nobody calls set_epoch, the next iteration is the next epoch
+        positions = self.stages.positions(self.stages.stage_of_epoch(epoch))
+        g = torch.Generator()
+        g.manual_seed(self.seed + epoch)
+        order = torch.randperm(len(positions), generator=g).tolist()
+        return iter(positions[order].tolist())
