@@ -28,7 +28,7 @@ from llamafactory_ext.study.arm_inputs import Inputs, Subset, arm_rows, launcher
 from llamafactory_ext.study.check import check_plan
 from llamafactory_ext.study.config import BASE_ARM, EMBEDDED_PREFIX, ArmConfig, StudyConfig
 from llamafactory_ext.study.dynamic_arm import train_overrides
-from llamafactory_ext.study.steps import Step, file_digest
+from llamafactory_ext.study.steps import Step, file_digest, recipe_digest
 from llamafactory_ext.study.temp_arm import temp_steps
 
 __all__ = ["build_plan", "builder_for", "known_strategies", "subset_name"]
@@ -103,7 +103,7 @@ def _train(cfg: StudyConfig, arm: ArmConfig, seed: int, subset: Subset, model_pa
     t = cfg.train
     dynamic = train_overrides(arm, seed, arm_rows(arm, cfg), inp.pool, str(inp.score.dir)) if inp else []
     launcher = "llamafactory-ext" if dynamic else t.launcher  # dynamic_selection is our recipe key
-    key = {"recipe": t.recipe, "recipe_digest": file_digest(t.recipe), "launcher": launcher,
+    key = {"recipe": t.recipe, "recipe_digest": recipe_digest(t.recipe), "launcher": launcher,
            "overrides": t.overrides, "env": t.env, "seed": seed, "model": model_key, "template": cfg.template,
            "cutoff_len": cfg.cutoff_len, "dataset": subset.name}
     if dynamic:  # a static arm's key (and so its hash and folder) is unchanged

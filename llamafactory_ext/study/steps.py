@@ -23,14 +23,23 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 STEP_FILE = "step.json"
 # every kind of step, in pipeline order (for --until and the per-kind totals)
 KINDS = ("data", "model", "score", "verify", "perturb", "checkpoints", "select", "prune", "train", "eval")
 
 
 def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes (recipes, local pools: editing one changes the steps that read it)."""
+    """sha256 of a file's bytes (local pools: editing one changes the steps that read it)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def recipe_digest(path: str | Path) -> str:
+    """sha256 of a YAML recipe's settings, not its bytes: a changed value re-runs the trainings that use it; a
+    comment (a recipe's header documents its launch command and arithmetic) or a reordering does not."""
+    settings = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass(eq=False)

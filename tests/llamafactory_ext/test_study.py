@@ -253,3 +253,18 @@ def test_demo_all_reuses_every_step_of_the_demo_study_and_adds_one_arm_per_strat
     assert not missing, f"demo_all.yaml would recompute {missing}: its shared settings differ from demo.yaml"
     strategies = {a.strategy for a in demo_all.trained_arms}
     assert strategies == known_strategies(), f"demo_all.yaml lacks an arm for {known_strategies() - strategies}"
+
+
+def test_a_recipe_comment_keeps_the_trainings_and_a_changed_value_reruns_them(tmp_path):
+    """The train step's hash reads the recipe's settings, not its bytes: fixing a header comment must not re-run
+    hours of training; changing learning_rate must."""
+    recipe = tmp_path / "recipe.yaml"
+    text = (REPO_ROOT / "yaml_recipes" / "demo_zpd.yaml").read_text()
+    recipe.write_text(text)
+    path = write_study(tmp_path, "some/model", train={"recipe": str(recipe)})
+    before = {k: v for k, v in _hashes(path).items() if k.startswith("train")}
+    recipe.write_text("# a new header line\n" + text.replace("\n#", "\n#  ", 3))
+    assert {k: v for k, v in _hashes(path).items() if k.startswith("train")} == before
+    recipe.write_text(text.replace("learning_rate:", "learning_rate: 3.0e-5 #", 1))
+    after = {k: v for k, v in _hashes(path).items() if k.startswith("train")}
+    assert before and all(after[k] != before[k] for k in before)
