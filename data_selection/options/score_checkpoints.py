@@ -10,7 +10,7 @@ from data_selection.command_line import UserError
 
 ROWS = ("auto", "all", "survivors")
 # Copies of data_selection.scoring.varlen.PACKED_MODES and selectors.temp_difficulty.INIT_LABEL_NUM, which import
-# torch and pandas (tests/data_selection/test_temp_scoring.py checks that they agree).
+# torch and pandas (tests/data_selection/test_score_checkpoints.py checks that they agree).
 PACKED_MODES = ("flash_attn_4", "flash_attn", "torch_varlen", "sdpa_rows", "sdpa_mask")
 INIT_LABEL_NUM = 1000
 

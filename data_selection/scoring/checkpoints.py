@@ -23,7 +23,7 @@ Batches go through :func:`data_selection.scoring.forward.score_sequences` with `
 (packed rows, variable-length attention), and ``--verify`` runs ``score``'s bounded self-check
 (:mod:`data_selection.scoring.self_check`) on the first checkpoint this rank scores, i.e. on perturbed weights.
 A prefix is a prefix of the full encoding, so in a causal model its losses are the full run's first positions
-(tests/data_selection/test_temp_scoring.py checks this against full-length runs).
+(tests/data_selection/test_score_checkpoints.py checks this against full-length runs).
 """
 
 from __future__ import annotations

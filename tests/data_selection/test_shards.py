@@ -1,7 +1,7 @@
 """The sharded-run engine (:mod:`data_selection.shards`), once for every sharded command: plan and assignment,
 identity check and --overwrite, meta.json published by rank 0 and awaited by the others, progress under a lock,
 resume after a kill, and the merge by the rank that finds nothing missing. Each command's own tests
-(test_scoring, test_temp_scoring, test_verify_command, test_prune_steps) check only that it runs on the engine."""
+(test_scoring, test_score_checkpoints, test_verify, test_prune_steps) check only that it runs on the engine."""
 
 from __future__ import annotations
 
