@@ -127,6 +127,8 @@ USER_ERRORS = [
      "no file or folder mydata/pool (did you mean mydata/pool.jsonl?); as a hub id it cannot be reached offline"),
     ("data_selection", "score", ["score", "--dataset", "p.jsonl", "--model", "models/nope", "--out", "o"],
      "--model: no folder models/nope"),
+    ("data_selection", "prune-steps", ["prune-steps", "--model", "models/nope", "--dataset", "p.jsonl", "--name",
+                                       "p_pir"], "--model: no folder models/nope"),
     ("data_selection", "push", ["push", "subset", "--repo", "no-slash"], "--repo 'no-slash'"),
     ("data_selection", "perturb", ["perturb", "--kind", "directional", "--model", "m", "--out", "o"], "--target"),
     ("data_selection", "perturb", ["perturb", "--kind", "gaussian", "--model", "m", "--out", "o", "--num", "2",

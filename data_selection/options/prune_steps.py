@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from data_selection.command_line import UserError
+from data_selection.names import check_model_path
 from data_selection.transforms.steps import (
     DEFAULT_LEAD_INS,
     DEFAULT_PHRASES,
@@ -140,6 +141,7 @@ class PruneOptions:
     def validate(self) -> None:
         """Every check that needs no file, model or pool (the CLI runs it before the heavy stack loads)."""
         checked_markers(self)
+        check_model_path(self.model)
 
     SEGMENTATION = ("min_sentences", "marker_boundaries", "progressive_phrases", "verification_phrases",
                     "multi_method_phrases", "error_correction_phrases", "lead_ins", "step_typer", "step_typer_template",

@@ -312,16 +312,18 @@ def test_a_probe_that_crashes_is_a_warning_and_the_cli_exits_1_on_a_blocker(monk
 
 def test_the_study_stops_on_a_blocker_before_its_first_step(monkeypatch, tmp_path):
     from data_selection.command_line import UserError
-    from llamafactory_ext.study import command, execute
+    from llamafactory_ext.commands import study as study_command
+    from llamafactory_ext.options.study import StudyOptions
+    from llamafactory_ext.study import execute
 
     monkeypatch.setattr(runner, "PROBES", (lambda t: runner.Check("disk", "blocker", "full", "free some"),))
     ran = []
     monkeypatch.setattr(execute, "run_steps", lambda steps, until=None: ran.append(1))
     with pytest.raises(UserError, match="blocker"):
-        command.cli_study(command.StudyOptions(config=["studies/demo.yaml"]))
+        study_command.run(StudyOptions(config=["studies/demo.yaml"]))
     assert ran == []
     with pytest.raises(TypeError):  # --skip-doctor: on to run_steps (stubbed: returns None)
-        command.cli_study(command.StudyOptions(config=["studies/demo.yaml"], skip_doctor=True))
+        study_command.run(StudyOptions(config=["studies/demo.yaml"], skip_doctor=True))
     assert ran == [1]
 
 
