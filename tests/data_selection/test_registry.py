@@ -162,7 +162,7 @@ def test_cli_columns_option_errors_are_clear_and_leave_dataset_info_alone(tmp_pa
     assert message in capsys.readouterr().err
     assert path.read_bytes() == before
     # the same parser serves `score` and `verify`, before any model or pool is loaded
-    for command in (["score", "--model", "m", "--template", "qwen"], ["verify"]):
+    for command in (["score", "--model", str(tmp_path), "--template", "qwen"], ["verify"]):
         argv = [*command, "--dataset", str(tmp_path / "data" / "mine.jsonl"), "--out", str(tmp_path / "o"),
                 "--columns", columns]
         assert main(argv) == 1
