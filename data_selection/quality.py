@@ -21,11 +21,11 @@ from __future__ import annotations
 import numpy as np
 
 from data_selection.ngram_counts import ngram_hashes
+from data_selection.options.select import REQUIRE_PARTS
 
 REPEAT_TOKENS = 20
 MAX_REPEATS = 20
 MAX_PPL = 20.0
-REQUIRE_PARTS = ("both", "answer", "none")
 
 
 def max_repeat_count(text: str, n: int = REPEAT_TOKENS) -> int:

@@ -7,12 +7,12 @@ import shlex
 from dataclasses import dataclass, field, fields
 
 from data_selection.command_line import UserError
+from data_selection.options.select import INIT_LABEL_NUM  # TEMP's official default, one home
 
 ROWS = ("auto", "all", "survivors")
-# Copies of data_selection.scoring.varlen.PACKED_MODES and selectors.temp_difficulty.INIT_LABEL_NUM, which import
-# torch and pandas (tests/data_selection/test_score_checkpoints.py checks that they agree).
+# A copy of data_selection.scoring.varlen.PACKED_MODES, which imports torch
+# (tests/data_selection/test_score_checkpoints.py checks that they agree).
 PACKED_MODES = ("flash_attn_4", "flash_attn", "torch_varlen", "sdpa_rows", "sdpa_mask")
-INIT_LABEL_NUM = 1000
 
 
 @dataclass

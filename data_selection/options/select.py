@@ -22,7 +22,8 @@ STRATEGY_SUMMARIES = {
     "pass-cv": "DeepDistill: queries whose verified responses disagree most (CV > CV_t, highest first), one passing "
                "response each (--stage 1: all of them); needs --verified",
 }
-# the selectors' values of the same names (selectors/common.py, pass_cv.py, temp*.py; quality.py)
+# names and defaults the selectors take from here (their one home: this module is light, so the CLI and a
+# study's check read them without pandas; selectors/common.py, pass_cv.py, temp*.py and quality.py import them)
 KEY_DEFINITIONS = {
     "loss_mean": "mean response-token NLL under the base model (S/T; the ranking key of the method)",
     "loss_first_100": "mean NLL over the first min(100, T) response tokens (length-aware variant)",

@@ -19,17 +19,9 @@ import numpy as np
 import pandas as pd
 
 from data_selection.command_line import UserError
+from data_selection.options.select import KEY_DEFINITIONS, OVER_LENGTH, STRATIFY_COLUMNS  # their one home
 
 KEYS = ("loss_mean", "loss_first_100", "loss_first_1000", "loss_length_adjusted")
-KEY_DEFINITIONS = {
-    "loss_mean": "mean response-token NLL under the base model (S/T; the ranking key of the method)",
-    "loss_first_100": "mean NLL over the first min(100, T) response tokens (length-aware variant)",
-    "loss_first_1000": "mean NLL over the first min(1000, T) response tokens (length-aware variant)",
-    "loss_length_adjusted": "residual of loss_mean after an OLS fit on log(n_response_tokens) over the eligible "
-    "pool (our extension: removes the linear length trend of the mean loss of long traces)",
-}
-STRATIFY_COLUMNS = ("category", "source")
-OVER_LENGTH = ("drop", "keep")
 REQUIRED_COLUMNS = ("id", "row", "n_response_tokens", "loss_mean", "truncated")
 
 

@@ -40,11 +40,11 @@ import numpy as np
 import pandas as pd
 
 from data_selection.command_line import UserError
+from data_selection.options.select import PASS_THRESHOLDS
 from data_selection.quality import missing_parts, perplexity_too_high, repetitive
 from data_selection.selectors.common import Selection, composition, describe_values
 from data_selection.selectors.pass_cv_take import parse_responses_per_query, take, take_facts
 
-PASS_THRESHOLDS = "math=0.99,code=0.99,instruction_following=0.99,science=4.99,other=0.7"
 CANONICAL = ("math", "code", "instruction_following", "science", "other")
 ALIASES = {"if": "instruction_following", "ifeval": "instruction_following",
            "instruction-following": "instruction_following", "instruction following": "instruction_following",

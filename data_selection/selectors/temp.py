@@ -27,6 +27,7 @@ import pandas as pd
 
 from data_selection.command_line import UserError
 from data_selection.options.perturb import OFFICIAL_SCALE
+from data_selection.options.select import SHORTFALLS
 from data_selection.scoring.checkpoint_layout import TempScores, feature_column
 from data_selection.selectors import temp_allocation as allocation_rules
 from data_selection.selectors import temp_diversity as diversity_rules
@@ -55,7 +56,6 @@ from data_selection.selectors.temp_diversity import DIVERSITY_N_INIT, RANKINGS, 
 
 # fewer difficulty survivors than n: the official Selector caps every group at its size (all survivors, a smaller
 # subset); fill and error are ours
-SHORTFALLS = ("take", "fill", "error")
 SHORTFALL_DESCRIPTIONS = {
     "take": "fewer survivors than n: all of them (the official Selector caps every group at its size)",
     "fill": "fewer survivors than n: all of them plus a uniform draw of the rest from the other eligible rows",

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from data_selection.command_line import UserError
+from data_selection.options.select import ALLOCATIONS
 from data_selection.selectors.common import largest_remainder
 
-ALLOCATIONS = ("official", "water-filling")
 DESCRIPTIONS = {
     "official": "official Selector: floor shares, one smallest-first pass capping a group below its floor share, "
                 "leftovers to the largest groups",

@@ -24,13 +24,13 @@ import numpy as np
 import pandas as pd
 
 from data_selection.command_line import UserError
+from data_selection.options.select import INIT_LABEL_NUM  # official default (default-selection-args.yml)
 from data_selection.scoring.checkpoint_layout import TempScores, feature_column
 from data_selection.selectors.common import Eligible, check_table, eligible_rows, normalized
 
 KEY = "loss_first_100"  # base-model L^(100): the eligibility key and the difficulty reference
 RATIO_RANGE = (2.0, 3.0)
 DIFFICULTY_K, DIFFICULTY_SEED, DIFFICULTY_N_INIT = 2, 42, 10
-INIT_LABEL_NUM = 1000  # the official default (configs/default-selection-args.yml)
 ALL = "(all)"
 NONE = "(none)"
 

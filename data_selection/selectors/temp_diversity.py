@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from data_selection.command_line import UserError
+from data_selection.options.select import RANKINGS
 from data_selection.selectors.temp_difficulty import one_thread
 
 ROWS_PER_CLUSTER = 4
 DIVERSITY_N_INIT = 1
-RANKINGS = ("signed", "abs")
 DESCRIPTIONS = {
     "signed": "official: L_last - L_first signed by the cluster's mean change (largest first)",
     "abs": "option: |L_last - L_first| (largest first)",
