@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from data_selection.command_line import UserError
+
+CHECKER_PYTHON_ENV = "DATA_SELECT_CHECKER_PYTHON"  # --checker_python's default when the option is not given
 
 REFERENCE_CANDIDATES = ("ground_truth", "reference_answer", "expected_answer", "gold_answer", "answer", "reference",
                         "final_answer")
@@ -79,6 +84,15 @@ class VerifyOptions:
         default=1024, metadata={"help": "Rows per shard (whole queries; the unit of resumption and of work)."}
     )
     num_proc: int = field(default=0, metadata={"help": "Processes for converting the pool (0 = auto)."})
+    checker_python: str = field(
+        default="",
+        metadata={"help": "Interpreter whose math-verify grades (e.g. .venv-verify/bin/python from `make "
+                  "install-verify`: math-verify 0.9.0): each shard is graded by `PYTHON -m "
+                  "data_selection.verify.worker` in a subprocess, the rest runs here. Default: $"
+                  f"{CHECKER_PYTHON_ENV}, else this interpreter's math-verify, in process. The checker's "
+                  "version is part of the output's identity: a folder graded by another checker is never resumed "
+                  "or merged."},
+    )
     overwrite: bool = field(default=False, metadata={"help": "Replace an output of a different configuration in --out."})
 
     def validate(self) -> None:
@@ -92,5 +106,31 @@ class VerifyOptions:
             raise UserError(f"--shard_rows must be at least 1, got {self.shard_rows}")
         if self.workers < 0:
             raise UserError(f"--workers must be >= 0, got {self.workers}")
+        if self.checker_python:
+            check_interpreter(self.checker_python, "--checker_python")
         if self.recheck_model and not self.recheck_template:
             raise UserError("--recheck_model needs --recheck_template (its LLaMA-Factory chat template, e.g. qwen)")
+
+
+def checker_python_of(opts: VerifyOptions) -> tuple[str, str]:
+    """(interpreter that grades, where it was named): ``--checker_python``, else ``$DATA_SELECT_CHECKER_PYTHON``,
+    else ("", "") for this interpreter's math-verify in process."""
+    if opts.checker_python:
+        return opts.checker_python, "--checker_python"
+    env = os.environ.get(CHECKER_PYTHON_ENV, "").strip()
+    return (env, f"${CHECKER_PYTHON_ENV}") if env else ("", "")
+
+
+def check_interpreter(python: str, name: str) -> str:
+    """The absolute path of interpreter ``python`` (a path, or a command on PATH); a UserError naming ``name`` when
+    it does not exist or is not executable."""
+    found = shutil.which(python)
+    if found:
+        return str(Path(found).absolute())
+    path = Path(python)
+    if not path.exists():
+        raise UserError(f"{name} {python}: no such file (build the checker environment with `make install-verify`, "
+                        "then give .venv-verify/bin/python)")
+    if path.is_dir():
+        raise UserError(f"{name} {python}: a folder, not a Python interpreter (give e.g. .venv-verify/bin/python)")
+    raise UserError(f"{name} {python}: not executable")

@@ -13,6 +13,10 @@ Work plan:
    per worker are in flight, so memory stays bounded on 4M-row pools.
 4. When every shard exists, ``verified.parquet`` is merged (:mod:`~data_selection.verify.output`).
 
+With ``--checker_python PYTHON`` (or ``$DATA_SELECT_CHECKER_PYTHON``) step 3 runs ``PYTHON -m
+data_selection.verify.worker`` subprocesses instead, so another environment's math-verify grades
+(:mod:`~data_selection.verify.checker_env`). The checker (math-verify and parser versions) is part of the identity.
+
 Killing the job loses at most the shards in flight; re-running the same command finishes the others and
 gives the same table. A different configuration in the same ``--out`` is refused (``--overwrite`` replaces it).
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -33,11 +38,17 @@ from tqdm.auto import tqdm
 from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
 from data_selection.command_line import UserError, json_object_option
 from data_selection.ngram_counts import dataset_repeats
-from data_selection.options.verify import REFERENCE_CANDIDATES, VerifyOptions
+from data_selection.options.verify import (
+    REFERENCE_CANDIDATES,
+    VerifyOptions,
+    check_interpreter,
+    checker_python_of,
+)
 from data_selection.shards.driver import Dist, ShardedRun, ShardJob, run_sharded
 from data_selection.shards.identity import code_version
 from data_selection.shards.layout import CONVERSION_REJECTS, META, read_meta
 from data_selection.sources import PoolSpec, default_num_proc, empty_response_only, load_pool, resolve_attr
+from data_selection.verify.checker_env import check_same_checker, probe, run_in_subprocesses
 from data_selection.verify.grouping import query_keys
 from data_selection.verify.mathcheck import checker_label
 from data_selection.verify.output import VERIFIED, merge_verified
@@ -47,7 +58,8 @@ from data_selection.verify.worker import Settings, verify_shard
 __all__ = ["VerifyOptions", "run_verify"]
 
 IDENTITY_KEYS = ("pool_fingerprint", "column_mapping", "system_prompt", "reference_column", "query_key",
-                 "math_categories", "min_votes", "timeout", "repeat_tokens", "shard_rows", "dataset_score_column")
+                 "math_categories", "min_votes", "timeout", "repeat_tokens", "shard_rows", "dataset_score_column",
+                 "checker")
 DATASET_SCORE_COLUMN = "verify_score"
 PASSTHROUGH = ("ppl", "model_name")  # plus every pass_rate_* column
 
@@ -125,7 +137,14 @@ def _executor(workers: int):
 def run_verify(opts: VerifyOptions) -> dict[str, Any]:
     """Verify (or finish verifying) a pool. Returns a summary dict; see the module docstring."""
     opts.validate()
-    summary: dict[str, Any] = {}
+    python, named = checker_python_of(opts)
+    if python:  # before any work: the interpreter runs and has math-verify
+        python = check_interpreter(python, named)
+        found = probe(python, named)
+        checker, where = found["checker"], f"{named} {python}"
+    else:
+        checker, where = checker_label(), "in process"
+    summary: dict[str, Any] = {"checker": checker}
     done = {"rows": 0, "started": time.perf_counter()}
 
     def setup(dist: Dist) -> ShardJob:
@@ -144,7 +163,7 @@ def run_verify(opts: VerifyOptions) -> dict[str, Any]:
                     "system_prompt": opts.system_prompt, "reference_column": reference, "query_key": opts.query_key,
                     "math_categories": list(math_categories), "min_votes": opts.min_votes, "timeout": opts.timeout,
                     "repeat_tokens": opts.repeat_tokens, "shard_rows": opts.shard_rows,
-                    "dataset_score_column": DATASET_SCORE_COLUMN if dataset_score else None}
+                    "dataset_score_column": DATASET_SCORE_COLUMN if dataset_score else None, "checker": checker}
         keys = query_keys(pool, opts.query_key)
         # an empty or blank response is a failed answer, verified (score 0) in every layout, not rejected
         reasons = ["" if empty_response_only(r) else r for r in pool.converted["reject_reason"]]
@@ -156,7 +175,8 @@ def run_verify(opts: VerifyOptions) -> dict[str, Any]:
 
         def meta(num_shards: int) -> dict[str, Any]:
             verifier = {"math": "math-verify (final answer after </think>, last \\boxed{} first)",
-                        "checker": checker_label(),
+                        "checker": checker, "checker_python": python or None,
+                        "grading_python": python or sys.executable,
                         "reference_column": reference or None,
                         "query_key": opts.query_key or "normalised prompt hash", "dataset_verify_score": dataset_score,
                         "passthrough_columns": extras, "math_categories": list(math_categories),
@@ -180,7 +200,10 @@ def run_verify(opts: VerifyOptions) -> dict[str, Any]:
             def batch_of(k: int) -> dict[str, Any]:
                 return read_batch(pool, shards[k], keys, reference, dataset_score, extras)
 
-            if workers == 1:
+            if python:
+                finished = run_in_subprocesses(python, run.pending, workers, batch_of, lambda k: str(run.path(k)),
+                                               settings, checker)
+            elif workers == 1:
                 finished = ((k, verify_shard(str(run.path(k)), batch_of(k), settings)) for k in run.pending)
             else:
                 finished = _run_in_processes(run.pending, workers, batch_of, lambda k: str(run.path(k)), settings)
@@ -206,6 +229,7 @@ def run_verify(opts: VerifyOptions) -> dict[str, Any]:
         summary.update(reference_column=reference or None, dataset_verify_score=dataset_score)
         return ShardJob(out=Path(opts.out), identity=identity, identity_keys=IDENTITY_KEYS, overwrite=opts.overwrite,
                         plan=plan, meta=meta, work=work, merge=merge, outputs=(VERIFIED,),
+                        before_check=lambda: check_same_checker(Path(opts.out), checker, where, opts.overwrite),
                         after_publish=write_conversion_rejects)
 
     _, run = run_sharded(setup)

@@ -6,11 +6,24 @@ dataset's own ``verify_score`` when it has one; math-verify for rows of a math c
 reference or the majority (:mod:`~data_selection.verify.judge`); none (NaN, with a reason) for other
 categories (code needs test execution, which this tool does not do). An empty or blank response is a failed
 response: score 0 (method ``empty``) whatever its category or layout.
+
+The runner calls :func:`verify_shard` in its own worker processes; with ``--checker_python PYTHON`` it runs this
+module instead, in that interpreter (:mod:`~data_selection.verify.checker_env`)::
+
+    PYTHON -m data_selection.verify.worker IN OUT   # IN: {"checker", "settings", "batch"} (JSON); OUT: the shard
+    PYTHON -m data_selection.verify.worker --probe  # which checker this interpreter grades with
+
+Each prints one ``VERIFY_RESULT {json}`` line (the shard's counters and ``checker``; the probe's checker label
+and versions).
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import math
+import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +34,9 @@ import pandas as pd
 from data_selection.atomic import write_parquet_atomic
 from data_selection.quality import max_repeat_count
 from data_selection.verify.answers import final_answer, split_response
+from data_selection.verify.checker_env import RESULT_PREFIX
 from data_selection.verify.judge import Verdict, judge_majority, judge_reference
-from data_selection.verify.mathcheck import MathChecker
+from data_selection.verify.mathcheck import MathChecker, checker_label, checker_version
 
 SHOWN_CHARS = 300  # extracted answers and targets are stored up to this length
 BASE_COLUMNS = ["id", "row", "query", "n_prompt_turns", "method", "verify_score", "reason", "answer",
@@ -129,3 +143,39 @@ def verify_shard(path: str, batch: dict[str, Any], settings: Settings) -> dict[s
     write_parquet_atomic(Path(path), df)
     return {"rows": len(df), "scored": int(df["verify_score"].notna().sum()),
             "seconds": round(time.perf_counter() - t0, 3), "cpu_seconds": round(time.process_time() - c0, 3)}
+
+
+USAGE = "usage: python -m data_selection.verify.worker IN OUT | --probe"
+
+
+def probe_info() -> dict[str, Any]:
+    """Which checker this interpreter grades with (math-verify must import: a probe that passes can grade)."""
+    importlib.import_module("math_verify")  # it must import, not only be installed (grading loads it on first use)
+    return {"checker": checker_label(), "version": checker_version(), "python": sys.executable,
+            "python_version": platform.python_version()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Grade one shard file (the subprocess side of ``--checker_python``), or ``--probe``."""
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--probe"]:
+        print(RESULT_PREFIX + json.dumps(probe_info()), flush=True)
+        return 0
+    if len(args) != 2:
+        print(USAGE, file=sys.stderr)
+        return 2
+    payload = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+    label = checker_label()
+    if payload.get("checker") and payload["checker"] != label:
+        print(f"shard {payload.get('shard')}: this interpreter ({sys.executable}) grades with {label}, the run "
+              f"records {payload['checker']}; nothing written", file=sys.stderr)
+        return 3
+    raw = payload["settings"]
+    settings = Settings(**{**raw, "math_categories": tuple(raw["math_categories"])})
+    result = verify_shard(args[1], payload["batch"], settings)
+    print(RESULT_PREFIX + json.dumps({**result, "checker": label}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
