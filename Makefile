@@ -17,7 +17,7 @@ STAMP   := $(VENV)/.installed-$(PROFILE)
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1 TOKENIZERS_PARALLELISM=false \
            LITELLM_LOCAL_MODEL_COST_MAP=True
 
-.PHONY: bench-costs bench-gpu gpu-check gpu-check-dry install install-vllm check-vllm demo study study-all study-matched study-temp test test-fast lint bench clean-demo
+.PHONY: bench-costs bench-gpu gpu-check gpu-check-dry install install-vllm install-verify check-vllm demo study study-all study-matched study-temp test test-fast lint bench clean-demo
 
 install: $(STAMP)
 
@@ -44,6 +44,21 @@ $(VLLM_VENV)/.installed: constraints/vllm.txt
 	$(VLLM_VENV)/bin/pip install -c constraints/vllm.txt vllm
 	$(VLLM_VENV)/bin/python -c "import vllm, torch, transformers; from vllm.tokenizers import get_tokenizer; \
 	  print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
+	touch $@
+
+# The checker of `data-select verify --checker_python .venv-verify/bin/python`: math-verify 0.9.0 in its own venv
+# (pins: constraints/verify.txt), since lighteval 0.13 holds $(VENV) at math-verify 0.5.2. Only verify's worker runs
+# there: our code is importable through a .pth file (no install of our dependencies), the last line names the checker.
+VERIFY_VENV ?= .venv-verify
+install-verify: $(VERIFY_VENV)/.installed
+
+$(VERIFY_VENV)/.installed: constraints/verify.txt
+	test -x $(VERIFY_VENV)/bin/python || $(PYTHON) -m venv $(VERIFY_VENV)
+	$(VERIFY_VENV)/bin/pip install -q -U pip
+	$(VERIFY_VENV)/bin/pip install -r constraints/verify.txt
+	$(VERIFY_VENV)/bin/python -c "import site, sys; open(site.getsitepackages()[0] + '/reasoning_data_select.pth', \
+	  'w').write(sys.argv[1] + '\n')" "$(CURDIR)"
+	cd / && $(abspath $(VERIFY_VENV))/bin/python -m data_selection.verify.worker --probe
 	touch $@
 
 check-vllm: install  # resolver dry run of constraints/vllm.txt against PyPI (nothing installed)
