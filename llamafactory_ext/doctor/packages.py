@@ -1,11 +1,12 @@
-"""Package probes: DeepSpeed and the ops it will build, Liger, the vLLM evaluation environment, and the versions
-LLaMA-Factory 0.9.5 declares (its wheel's ranges, DeepSpeed's tested range, transformers releases it marks broken)."""
+"""Package probes: DeepSpeed and the ops it will build, Liger, the vLLM evaluation environment, verify's checker
+environment, and the versions LLaMA-Factory 0.9.5 declares (its wheel's ranges, DeepSpeed's tested range, transformers releases it marks broken)."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -13,7 +14,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 
 from data_selection.command_line import UserError
+from data_selection.options.verify import CHECKER_PYTHON_ENV
 from data_selection.scoring.kernel_proof import FA2, flash_attention_import
+from data_selection.verify.checker_env import probe
+from data_selection.verify.mathcheck import checker_label
 from llamafactory_ext.doctor.gpu import NO_GPU, gpu_count
 from llamafactory_ext.doctor.target import Check, Target, _truthy
 from llamafactory_ext.evaluation.vllm_server import find_vllm
@@ -140,6 +144,28 @@ def check_vllm_env(t: Target) -> Check:
     return Check(name, "ok", detail)
 
 
+VERIFY_VENV_PYTHON = Path(".venv-verify") / "bin" / "python"
+
+
+def check_verify_env(t: Target) -> Check:
+    """The checker environment of ``data-select verify --checker_python`` ($DATA_SELECT_CHECKER_PYTHON, else
+    ./.venv-verify from ``make install-verify``): which math-verify grades there, beside this environment's."""
+    name = "verify checker environment"
+    here = f"this environment grades with {checker_label()}"
+    named = os.environ.get(CHECKER_PYTHON_ENV, "").strip()
+    python = named or (str(VERIFY_VENV_PYTHON.absolute()) if VERIFY_VENV_PYTHON.is_file() else "")
+    if not python:
+        return Check(name, "skip", f"no .venv-verify (nor ${CHECKER_PYTHON_ENV}); {here}",
+                     "make install-verify (math-verify 0.9.0 for data-select verify --checker_python)")
+    try:
+        found = probe(python, f"${CHECKER_PYTHON_ENV}" if named else "checker environment")
+    except UserError as err:
+        return Check(name, "warn", f"{err}; {here}", "recreate it: make install-verify")
+    use = (f"verify uses it by default (${CHECKER_PYTHON_ENV})" if named
+           else f"use it with data-select verify --checker_python {python}")
+    return Check(name, "ok", f"{python}: {found['checker']}; {here}; {use}")
+
+
 # ---------------------------------------------------------------- versions LLaMA-Factory declares or marks
 
 LLAMAFACTORY = "llamafactory"
@@ -234,5 +260,5 @@ def check_transformers_release(t: Target) -> Check:
     return Check(name, "blocker" if hits else "warn", detail, TRANSFORMERS_FIX)
 
 
-PROBES = (check_deepspeed, check_deepspeed_tested, check_liger, check_vllm_env, check_llamafactory_ranges,
-          check_transformers_release)
+PROBES = (check_deepspeed, check_deepspeed_tested, check_liger, check_vllm_env, check_verify_env,
+          check_llamafactory_ranges, check_transformers_release)

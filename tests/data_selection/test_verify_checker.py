@@ -21,6 +21,8 @@ from data_selection.verify.mathcheck import checker_label
 from data_selection.verify.output import VERIFIED
 from data_selection.verify.runner import run_verify
 from data_selection.verify.worker import main as worker_main
+from llamafactory_ext.doctor.packages import check_verify_env
+from llamafactory_ext.doctor.target import Target
 
 OTHER = "math-verify 0.9.0 (latex2sympy2_extended 1.11.0)"
 
@@ -146,6 +148,22 @@ def test_the_worker_refuses_a_shard_recorded_for_another_checker(tmp_path, capsy
 def test_probe_reports_the_interpreters_checker():
     found = probe(sys.executable)
     assert found["checker"] == checker_label() and found["version"] and found["python"] == sys.executable
+
+
+def test_doctor_reports_the_checker_environment(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(CHECKER_PYTHON_ENV, raising=False)
+    c = check_verify_env(Target())
+    assert c.status == "skip" and "make install-verify" in c.fix and checker_label() in c.detail
+    venv_python = tmp_path / ".venv-verify" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    _script(venv_python, f'exec "{sys.executable}" "$@"')
+    c = check_verify_env(Target())
+    assert c.status == "ok" and f"{venv_python.absolute()}: {checker_label()}" in c.detail
+    assert "--checker_python" in c.detail
+    monkeypatch.setenv(CHECKER_PYTHON_ENV, _script(tmp_path / "python-S", f'exec "{sys.executable}" -S "$@"'))
+    c = check_verify_env(Target())
+    assert c.status == "warn" and "math_verify does not import" in c.detail and CHECKER_PYTHON_ENV in c.detail
 
 
 # ------------------------------------------------------------------- a real newer checker (network, slow)
