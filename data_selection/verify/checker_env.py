@@ -5,7 +5,9 @@ The main environment holds math-verify 0.5.2 (lighteval 0.13 pins its LaTeX pars
 constraints/verify.txt). With ``--checker_python`` the main process does everything it does otherwise (pool,
 shards, merge) except grading: each shard is written to a JSON file and graded by ``PYTHON -m
 data_selection.verify.worker IN OUT`` (the repository on ``PYTHONPATH``), which writes the shard's parquet file
-atomically and prints its counters and the checker that graded (:data:`RESULT_PREFIX` line).
+atomically and prints its counters and the checker that graded (:data:`RESULT_PREFIX` line). The runner keeps
+one such worker per ``--workers`` alive (``--serve``: one shard per line on its stdin), so math-verify loads once
+per worker, not once per shard.
 
 Which checker grades is part of a verify output's identity (``meta.json`` ``identity.checker``, e.g. ``math-verify
 0.9.0 (latex2sympy2_extended 1.11.0)``): :func:`check_same_checker` refuses to resume a folder graded by another
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
 import tempfile
@@ -121,54 +124,116 @@ def write_payload(directory: Path, k: int, batch: dict[str, Any], settings: Any,
     return Path(name)
 
 
-def run_shard(python: str, k: int, in_path: Path, out_path: Path, checker: str) -> dict[str, Any]:
-    """Grade shard ``k`` with ``python``'s worker; its counters. A UserError naming the shard when it fails."""
-    try:
-        done = subprocess.run([python, "-m", WORKER, str(in_path), str(out_path)], env=worker_env(),
-                              capture_output=True, text=True)
-    finally:
-        in_path.unlink(missing_ok=True)
-    result = parse_result(done.stdout) if done.returncode == 0 else None
-    if result is None:
-        raise UserError(f"--checker_python {python}: the worker grading shard {k} ({out_path.name}) failed (exit "
-                        f"{done.returncode}): {_tail(done.stderr or done.stdout) or 'no output'}. The finished "
-                        "shards are kept: re-run the same command to continue")
-    if result.get("checker") != checker:
-        out_path.unlink(missing_ok=True)
-        raise UserError(f"--checker_python {python}: shard {k} was graded by {result.get('checker')}, not by "
-                        f"{checker} as this run records (did the environment change?); shard removed")
-    return result
+class WorkerDied(Exception):
+    pass
+
+
+class ServingWorker:
+    """One ``PYTHON -m data_selection.verify.worker --serve`` process: shards in on stdin, results out on stdout,
+    its stderr in a temporary file (read back when it fails)."""
+
+    def __init__(self, python: str):
+        self.stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
+        self.proc = subprocess.Popen([python, "-m", WORKER, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, text=True, env=worker_env(), bufsize=1)
+
+    def grade(self, in_path: Path, out_path: Path) -> dict[str, Any]:
+        """The worker's result line for one shard; WorkerDied (with its exit status and stderr) when it ends."""
+        try:
+            self.proc.stdin.write(json.dumps({"in": str(in_path), "out": str(out_path)}) + "\n")
+            self.proc.stdin.flush()
+            for line in self.proc.stdout:
+                if line.startswith(RESULT_PREFIX):
+                    return json.loads(line[len(RESULT_PREFIX):])
+        except (BrokenPipeError, OSError):
+            pass
+        code = self.proc.wait()
+        self.stderr.seek(0)
+        raise WorkerDied(f"exit {code}): {_tail(self.stderr.read()) or 'no output'}")
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
+
+
+class WorkerPool:
+    """``workers`` serving processes, started when first needed; one that dies is replaced for the next shard."""
+
+    def __init__(self, python: str, workers: int):
+        self.python = python
+        self.free: queue.Queue[ServingWorker | None] = queue.Queue()
+        for _ in range(workers):
+            self.free.put(None)
+        self.started: list[ServingWorker] = []
+
+    def run_shard(self, k: int, in_path: Path, out_path: Path, checker: str) -> dict[str, Any]:
+        """Grade shard ``k``; its counters. A UserError naming the shard when it fails."""
+        worker = self.free.get()
+        try:
+            if worker is None:
+                worker = ServingWorker(self.python)
+                self.started.append(worker)
+            result = worker.grade(in_path, out_path)
+        except WorkerDied as err:
+            worker = None
+            raise UserError(f"--checker_python {self.python}: the worker grading shard {k} ({out_path.name}) died "
+                            f"({err}. The finished shards are kept: re-run the same command to continue") from err
+        finally:
+            in_path.unlink(missing_ok=True)
+            self.free.put(worker)
+        if "error" in result:
+            out_path.unlink(missing_ok=True)
+            raise UserError(f"--checker_python {self.python}: grading shard {k} ({out_path.name}) failed: "
+                            f"{result['error']}. The finished shards are kept: re-run the same command to continue")
+        if result.get("checker") != checker:
+            out_path.unlink(missing_ok=True)
+            raise UserError(f"--checker_python {self.python}: shard {k} was graded by {result.get('checker')}, not "
+                            f"by {checker} as this run records (did the environment change?); shard removed")
+        return result
+
+    def close(self) -> None:
+        for worker in self.started:
+            worker.close()
 
 
 def run_in_subprocesses(python: str, pending: Iterable[int], workers: int, batch_of: Callable[[int], dict],
                         path_of: Callable[[int], str], settings: Any, checker: str
                         ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Grade the pending shards in ``workers`` worker subprocesses at a time; yield (shard, counters) as each ends.
+    """Grade the pending shards in ``workers`` serving worker processes; yield (shard, counters) as each ends.
 
     At most two shards per worker are waiting (their input files written), so memory and disk stay bounded. On a
     failure the shards not started are dropped, those running finish (their files are kept) and the error is
     raised."""
     todo = iter(pending)
-    with ThreadPoolExecutor(max_workers=workers) as ex:
-        futures: dict[Future, tuple[int, Path]] = {}
+    pool = WorkerPool(python, workers)
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            futures: dict[Future, tuple[int, Path]] = {}
 
-        def submit_next() -> None:
-            k = next(todo, None)
-            if k is not None:
-                out_path = Path(path_of(k))
-                in_path = write_payload(out_path.parent, k, batch_of(k), settings, checker)
-                futures[ex.submit(run_shard, python, k, in_path, out_path, checker)] = (k, in_path)
+            def submit_next() -> None:
+                k = next(todo, None)
+                if k is not None:
+                    out_path = Path(path_of(k))
+                    in_path = write_payload(out_path.parent, k, batch_of(k), settings, checker)
+                    futures[ex.submit(pool.run_shard, k, in_path, out_path, checker)] = (k, in_path)
 
-        try:
-            for _ in range(2 * workers):
-                submit_next()
-            while futures:
-                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    k, _ = futures.pop(fut)
-                    yield k, fut.result()
+            try:
+                for _ in range(2 * workers):
                     submit_next()
-        finally:
-            for fut, (_, in_path) in futures.items():
-                if fut.cancel():
-                    in_path.unlink(missing_ok=True)
+                while futures:
+                    finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        k, _ = futures.pop(fut)
+                        yield k, fut.result()
+                        submit_next()
+            finally:
+                for fut, (_, in_path) in futures.items():
+                    if fut.cancel():
+                        in_path.unlink(missing_ok=True)
+    finally:
+        pool.close()

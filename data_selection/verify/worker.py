@@ -11,10 +11,11 @@ The runner calls :func:`verify_shard` in its own worker processes; with ``--chec
 module instead, in that interpreter (:mod:`~data_selection.verify.checker_env`)::
 
     PYTHON -m data_selection.verify.worker IN OUT   # IN: {"checker", "settings", "batch"} (JSON); OUT: the shard
+    PYTHON -m data_selection.verify.worker --serve  # the same for each {"in": IN, "out": OUT} line on stdin
     PYTHON -m data_selection.verify.worker --probe  # which checker this interpreter grades with
 
-Each prints one ``VERIFY_RESULT {json}`` line (the shard's counters and ``checker``; the probe's checker label
-and versions).
+Each answer is one ``VERIFY_RESULT {json}`` line (a shard's counters and ``checker``, or its ``error``; the
+probe's checker label and versions). The runner keeps one ``--serve`` process per worker.
 """
 
 from __future__ import annotations
@@ -145,7 +146,11 @@ def verify_shard(path: str, batch: dict[str, Any], settings: Settings) -> dict[s
             "seconds": round(time.perf_counter() - t0, 3), "cpu_seconds": round(time.process_time() - c0, 3)}
 
 
-USAGE = "usage: python -m data_selection.verify.worker IN OUT | --probe"
+USAGE = "usage: python -m data_selection.verify.worker IN OUT | --serve | --probe"
+
+
+class CheckerMismatch(Exception):
+    """The shard's run records another checker than this interpreter's."""
 
 
 def probe_info() -> dict[str, Any]:
@@ -155,25 +160,51 @@ def probe_info() -> dict[str, Any]:
             "python_version": platform.python_version()}
 
 
+def grade_file(in_path: str, out_path: str) -> dict[str, Any]:
+    """Grade the shard file ``in_path`` ({"shard", "checker", "settings", "batch"}) into ``out_path``; its counters
+    and the checker that graded. Refuses (nothing written) a shard whose run records another checker."""
+    payload = json.loads(Path(in_path).read_text(encoding="utf-8"))
+    label = checker_label()
+    if payload.get("checker") and payload["checker"] != label:
+        raise CheckerMismatch(f"shard {payload.get('shard')}: this interpreter ({sys.executable}) grades with "
+                              f"{label}, the run records {payload['checker']}; nothing written")
+    raw = payload["settings"]
+    settings = Settings(**{**raw, "math_categories": tuple(raw["math_categories"])})
+    return {**verify_shard(out_path, payload["batch"], settings), "checker": label}
+
+
+def serve(lines) -> None:
+    """One shard per request line ({"in": IN, "out": OUT}), one result line each (an ``error`` on failure): the
+    runner keeps one such process per worker, so math-verify loads once per worker, not once per shard."""
+    for line in lines:
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        try:
+            result = grade_file(req["in"], req["out"])
+        except Exception as err:
+            result = {"error": f"{type(err).__name__}: {err}"[-2000:]}
+        print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Grade one shard file (the subprocess side of ``--checker_python``), or ``--probe``."""
+    """Grade one shard file (IN OUT), serve shards from stdin (``--serve``), or ``--probe``."""
     args = sys.argv[1:] if argv is None else argv
     if args == ["--probe"]:
         print(RESULT_PREFIX + json.dumps(probe_info()), flush=True)
         return 0
+    if args == ["--serve"]:
+        serve(sys.stdin)
+        return 0
     if len(args) != 2:
         print(USAGE, file=sys.stderr)
         return 2
-    payload = json.loads(Path(args[0]).read_text(encoding="utf-8"))
-    label = checker_label()
-    if payload.get("checker") and payload["checker"] != label:
-        print(f"shard {payload.get('shard')}: this interpreter ({sys.executable}) grades with {label}, the run "
-              f"records {payload['checker']}; nothing written", file=sys.stderr)
+    try:
+        result = grade_file(*args)
+    except CheckerMismatch as err:
+        print(err, file=sys.stderr)
         return 3
-    raw = payload["settings"]
-    settings = Settings(**{**raw, "math_categories": tuple(raw["math_categories"])})
-    result = verify_shard(args[1], payload["batch"], settings)
-    print(RESULT_PREFIX + json.dumps({**result, "checker": label}), flush=True)
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
     return 0
 
 

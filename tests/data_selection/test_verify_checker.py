@@ -21,6 +21,7 @@ from data_selection.verify.mathcheck import checker_label
 from data_selection.verify.output import VERIFIED
 from data_selection.verify.runner import run_verify
 from data_selection.verify.worker import main as worker_main
+from data_selection.verify.worker import serve as worker_serve
 from llamafactory_ext.doctor.packages import check_verify_env
 from llamafactory_ext.doctor.target import Target
 
@@ -123,11 +124,26 @@ def test_a_bad_checker_python_stops_before_any_work(pool, tmp_path):
     assert not out.exists()
 
 
+CRASHING_WORKER = """import os, sys
+from data_selection.verify import worker
+real = worker.verify_shard
+def crashing(path, batch, settings):
+    if "shard-000001" in path:
+        print("killed", file=sys.stderr, flush=True)
+        os._exit(9)
+    return real(path, batch, settings)
+worker.verify_shard = crashing
+sys.exit(worker.main())
+"""
+
+
 def test_a_worker_that_crashes_names_its_shard_and_the_run_resumes(pool, in_process, tmp_path):
     out = tmp_path / "v"
-    crashing = _script(tmp_path / "crashing-python", f'case "$*" in *shard-000001-*) echo "killed" >&2; exit 9;; '
-                                                     f'esac\nexec "{sys.executable}" "$@"')
-    with pytest.raises(UserError, match=r"shard 1 \(shard-000001.parquet\) failed \(exit 9\): killed"):
+    (tmp_path / "crashing.py").write_text(CRASHING_WORKER)
+    crashing = _script(tmp_path / "crashing-python", f'case "$*" in *--serve*) exec "{sys.executable}" '
+                                                     f'"{tmp_path / "crashing.py"}" --serve;; esac\n'
+                                                     f'exec "{sys.executable}" "$@"')
+    with pytest.raises(UserError, match=r"shard 1 \(shard-000001.parquet\) died \(exit 9\): killed"):
         _verify(pool, out, checker_python=crashing)
     shards = out / "shards"
     assert (shards / "shard-000000.parquet").exists() and not (shards / "shard-000001.parquet").exists()
@@ -135,6 +151,21 @@ def test_a_worker_that_crashes_names_its_shard_and_the_run_resumes(pool, in_proc
     s = _verify(pool, out, checker_python=sys.executable)  # same checker: resumes
     assert s["merged"] and s["shards_done_before"] >= 1
     pd.testing.assert_frame_equal(pd.read_parquet(out / VERIFIED), pd.read_parquet(in_process / VERIFIED))
+
+
+def test_a_serving_worker_answers_every_request_and_survives_a_bad_one(in_process, tmp_path, capsys):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"shard": 0, "checker": checker_label(), "settings": {"math_categories": ["math"]},
+                                "batch": {"row": [0], "id": ["a"], "query": ["q"], "n_prompt_turns": [1],
+                                          "response": ["<think>\nx\n</think>\n\\boxed{2}"],
+                                          "reference": ["2"]}}))
+    requests = [json.dumps({"in": str(tmp_path / "missing.json"), "out": str(tmp_path / "a.parquet")}),
+                json.dumps({"in": str(good), "out": str(tmp_path / "b.parquet")})]
+    worker_serve(line + "\n" for line in requests)
+    answers = [json.loads(line.split(" ", 1)[1]) for line in capsys.readouterr().out.splitlines()]
+    assert "FileNotFoundError" in answers[0]["error"] and not (tmp_path / "a.parquet").exists()
+    assert answers[1]["rows"] == 1 and answers[1]["checker"] == checker_label()
+    assert pd.read_parquet(tmp_path / "b.parquet")["verify_score"].tolist() == [1.0]
 
 
 def test_the_worker_refuses_a_shard_recorded_for_another_checker(tmp_path, capsys):
