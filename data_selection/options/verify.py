@@ -87,8 +87,8 @@ class VerifyOptions:
     checker_python: str = field(
         default="",
         metadata={"help": "Interpreter whose math-verify grades (e.g. .venv-verify/bin/python from `make "
-                  "install-verify`: math-verify 0.9.0): each shard is graded by `PYTHON -m "
-                  "data_selection.verify.worker` in a subprocess, the rest runs here. Default: $"
+                  "install-verify`: math-verify 0.9.0): shards are graded by `PYTHON -m "
+                  "data_selection.verify.worker` subprocesses (one per worker), the rest runs here. Default: $"
                   f"{CHECKER_PYTHON_ENV}, else this interpreter's math-verify, in process. The checker's "
                   "version is part of the output's identity: a folder graded by another checker is never resumed "
                   "or merged."},
