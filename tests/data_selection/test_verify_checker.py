@@ -208,8 +208,11 @@ def test_math_verify_090_in_its_own_venv_fixes_what_052_gets_wrong(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
     python = venv / "bin" / "python"
-    pip = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(constraints)], capture_output=True,
-                         text=True, timeout=900, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    try:
+        pip = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(constraints)], capture_output=True,
+                             text=True, timeout=600, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    except subprocess.TimeoutExpired:
+        pytest.skip("installing constraints/verify.txt took over 10 min (no package index?)")
     if pip.returncode != 0:
         pytest.skip(f"cannot install constraints/verify.txt here (no package index?): {pip.stderr[-300:]}")
     rows = [{"instruction": f"Problem {i}?", "output": f"<think>\nwork\n</think>\n\n\\boxed{{{ans}}}", "answer": ref}
