@@ -13,6 +13,8 @@ but no scores; this package computes them:
 * :mod:`~data_selection.verify.judge`: one query's scores, against the reference answer when there is one,
   otherwise against the majority final answer of its responses (our extension);
 * :mod:`~data_selection.verify.worker`: one shard of queries, end to end (the unit a worker process runs);
+* :mod:`~data_selection.verify.checker_env`: grading in another environment's interpreter (``--checker_python``,
+  e.g. ``.venv-verify`` with math-verify 0.9.0), the checker being part of the output's identity;
 * :mod:`~data_selection.verify.runner`: the command: pool → shards → processes → ``verified.parquet``
   (resumable, same pool record and row ids as ``data-select score``);
 * :mod:`~data_selection.verify.output`: reading a finished output folder.
