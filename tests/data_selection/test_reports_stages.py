@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from helpers import REPO_ROOT
 from score_fixtures import make_scores_dir
 from test_reports_html_selection import ASSETS, _walk, page_payload
 
@@ -24,6 +26,9 @@ from data_selection.reports.dynamic_stages import load_stages
 from data_selection.reports.selection import run_report
 from data_selection.scores_table import load_scored_pool, load_scores
 from data_selection.select import SelectOptions, run_select
+from llamafactory_ext.study.config import load_study
+from llamafactory_ext.study.plan import build_plan, known_strategies, subset_name
+from llamafactory_ext.study.report_html import selection_pages
 from llamafactory_ext.train.dynamic import stages as writer
 from llamafactory_ext.train.dynamic.options import DynamicSelection
 
@@ -183,3 +188,25 @@ def test_stage_scores_parquet_is_the_trainer_s_table(run):
     t = pd.read_parquet(out / "selection" / "stage-1" / "scores.parquet")
     assert len(t) == K  # the writer's own candidates: the report reads the count from the manifest, not here
     assert load_stages(out)[1][1]["candidates"] == K
+
+
+def test_a_study_s_dynamic_arm_page_shows_its_stages(tmp_path, monkeypatch):
+    """The study's selection page of a dynamic arm (study/report_html.py) is run with --stages on its train step."""
+    monkeypatch.chdir(REPO_ROOT)
+    study = {"name": "page", "model": "unused-model", "template": "qwen", "cutoff_len": 256, "subset_size": N,
+             "pool": {"demo_data": {"pool_size": 60, "eval_size": 6, "seed": 0}}, "seeds": [1],
+             "arms": {"random": {"strategy": "random"}, "zd": {"strategy": "zpd", "dynamic": {"every": "epoch"}}},
+             "train": {"recipe": "yaml_recipes/demo_zpd.yaml"}, "eval": {"suite": "heldout"},
+             "analysis": {"reference": "random", "baseline": "", "draws": 300}, "out": str(tmp_path / "out")}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study), encoding="utf-8")
+    steps = build_plan(load_study(tmp_path / "study.yaml", known_strategies()))
+    select = next(s for s in steps if s.kind == "select" and s.arm == "zd")
+    train = next(s for s in steps if s.kind == "train" and s.arm == "zd")
+    scores = make_scores_dir(tmp_path, n_rows=200)
+    run_select(SelectOptions(scores=str(scores), name=subset_name("zd", 1, select), strategy="zpd", n=N, seed=1,
+                             dataset_info=str(select.dir / "dataset_info.json")))
+    _write_stages(scores, train.dir, DynamicSelection(pool="pool", scores=str(scores), n=N, seed=1), stages=2)
+    pages = selection_pages(load_study(tmp_path / "study.yaml", known_strategies()), steps, tmp_path / "rep")
+    page = tmp_path / "rep" / pages["zd"][0]
+    titles = [s["title"] for s in page_payload(page)["sections"]]
+    assert "Stages" in titles and (page.parent / "stages.png").is_file()
