@@ -98,7 +98,7 @@ def arm_lines(arm: ArmConfig, cfg: StudyConfig, score_row: float, train_row: flo
     setting = dyn.get("candidates", "all")
     k = pool if setting == "all" else min(int(setting), pool or int(setting))
     head = (f"  {arm.name}: {n:,} rows per stage, {cut}, {epochs:g} epoch(s) = {n_bound} re-scored boundar"
-            f"{'y' if n_bound == 1 else 'ies'}; candidates: {setting}"
+            f"{'y' if n_bound == 1 else 'ies'}; candidates: {setting if setting == 'all' else f'{int(setting):,}'}"
             + (f" of {pool:,} pool rows" if pool else ""))
     if k is None:
         return [head, "    candidates: all re-scores the whole pool: its size is unknown (give the study's estimate "
@@ -129,7 +129,7 @@ def dynamic_cost_lines(cfg: StudyConfig) -> list[str]:
     if not arms:
         return []
     score_row, train_row, basis = row_costs(cfg)
-    lines = [f"dynamic arms: re-scoring at stage boundaries against the training it rides on ({basis}):"]
+    lines = [f"dynamic arms: re-scoring at stage boundaries against the training it rides on; cost basis: {basis}"]
     for arm in arms:
         lines += arm_lines(arm, cfg, score_row, train_row)
     return lines
