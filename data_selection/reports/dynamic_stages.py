@@ -158,8 +158,6 @@ def _x_label(m: dict[str, Any]) -> str:
 
 def plot_stages(path: Path, stages: list[dict[str, Any]]) -> None:
     """Left: the band's low / high key values per stage (filled between); right: the flows as stacked bars."""
-    from matplotlib.ticker import MaxNLocator  # lazy: matplotlib, as in plots.pyplot()
-
     plt = pyplot()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1, 1.3]}, layout="constrained")
     x = np.array([m["stage"] for m in stages], dtype=np.float64)
@@ -187,7 +185,7 @@ def plot_stages(path: Path, stages: list[dict[str, Any]]) -> None:
             bottom += v
         bx.set_yticks(pos, labels)
         bx.invert_yaxis()
-        bx.xaxis.set_major_locator(MaxNLocator(integer=True))
+        bx.locator_params(axis="x", integer=True)
         bx.set_xlabel("rows")
         bx.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False, fontsize=8)
         bx.set_title("Flows at each boundary", pad=34)
