@@ -7,7 +7,8 @@ stage's ``n`` rows (train_flops.py: 6·N·n + 6·layers·n²·hidden), for Qwen2
 ``--n`` rows: per boundary, for ``candidates: all`` and for each ``--candidates K``. Useful FLOPs on both sides; the
 wall-time ratio equals it if the scorer and the trainer reach the same MFU (the scorer's MFU is measured by
 bench/score_mfu.py, training's by bench/train_mfu.py), and training's gradient-checkpointing recompute (not
-counted) makes the real ratio ~25% smaller.
+counted) makes the real ratio ~25% smaller. The formulas live in :mod:`llamafactory_ext.study.cost_model`, which
+``llamafactory-ext study --dry-run`` uses for its dynamic arms.
 
 ``--measure-cpu``: a real ``llamafactory-ext train`` run with ``dynamic_selection`` on the tiny Qwen (CPU, fp32,
 24 rows, 3 epochs, stages of 4 rows): the seconds each in-loop scoring took (stage manifests) against the run's
@@ -27,39 +28,40 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_flops import lognormal_lengths, matmul_params, shape_of  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
-QWEN25_3B = {"num_hidden_layers": 36, "hidden_size": 2048, "intermediate_size": 11008, "num_attention_heads": 16,
-             "num_key_value_heads": 2, "vocab_size": 151936}
-PROMPT_TOKENS = 200  # response tokens = row length - this (the lm_head runs at response positions only)
+sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
+from train_flops import lognormal_lengths  # noqa: E402
+
+from llamafactory_ext.study.cost_model import (  # noqa: E402  (the formulas study --dry-run uses too)
+    PROMPT_TOKENS,
+    QWEN25_3B,
+    boundaries,
+    rescoring_cost,
+    score_row_flops,
+    train_row_flops,
+)
 
 
 def score_flops(lengths: list[int]) -> float:
-    s = shape_of(QWEN25_3B)
-    body = matmul_params(QWEN25_3B) - s["hidden"] * s["vocab"]
-    return sum(2.0 * body * n + 2.0 * s["layers"] * n * n * s["hidden"]
-               + 2.0 * s["hidden"] * s["vocab"] * max(n - PROMPT_TOKENS, 1) for n in lengths)
+    return sum(score_row_flops(QWEN25_3B, n, PROMPT_TOKENS) for n in lengths)
 
 
 def train_flops(lengths: list[int]) -> float:
-    s = shape_of(QWEN25_3B)
-    return sum(6.0 * matmul_params(QWEN25_3B) * n + 6.0 * s["layers"] * n * n * s["hidden"] for n in lengths)
+    return sum(train_row_flops(QWEN25_3B, n) for n in lengths)
 
 
 def calculated(args) -> dict:
     lengths = [min(n, args.cutoff) for n in lognormal_lengths(args.pool, args.median, args.sigma, args.cutoff)]
     per_row_score = score_flops(lengths) / len(lengths)
-    epoch = train_flops(lengths) / len(lengths) * args.n  # the stage's n rows drawn from the same mix
-    boundaries = args.epochs - 1
-    out = {"shape": "Qwen2.5-3B", "pool": args.pool, "n": args.n, "epochs": args.epochs, "boundaries": boundaries,
-           "mean_tokens": sum(lengths) / len(lengths), "epoch_train_pflop": epoch / 1e15, "rows": []}
+    per_row_train = train_flops(lengths) / len(lengths)  # the stage's n rows drawn from the same mix
+    n_boundaries = boundaries(args.epochs)
+    out = {"shape": "Qwen2.5-3B", "pool": args.pool, "n": args.n, "epochs": args.epochs, "boundaries": n_boundaries,
+           "mean_tokens": sum(lengths) / len(lengths), "epoch_train_pflop": per_row_train * args.n / 1e15, "rows": []}
     for k in [args.pool, *args.candidates]:
-        cost = per_row_score * k
-        out["rows"].append({"candidates": "all" if k == args.pool else k, "score_pflop_per_boundary": cost / 1e15,
-                            "ratio_to_epoch": cost / epoch,
-                            "ratio_to_run": cost * boundaries / (epoch * args.epochs)})
+        c = rescoring_cost(k, args.n, args.epochs, n_boundaries, per_row_score, per_row_train)
+        out["rows"].append({"candidates": "all" if k == args.pool else k,
+                            "score_pflop_per_boundary": c["per_boundary"] / 1e15,
+                            "ratio_to_epoch": c["ratio_to_epoch"], "ratio_to_run": c["ratio_to_run"]})
     return out
 
 

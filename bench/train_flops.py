@@ -19,35 +19,13 @@ from __future__ import annotations
 
 import math
 import random
+import sys
+from pathlib import Path
 
-
-def shape_of(config) -> dict:
-    """The numbers the FLOP formula needs, from a transformers config (or a dict with the same keys)."""
-    get = config.get if isinstance(config, dict) else lambda k, default=None: getattr(config, k, default)
-    hidden, heads = get("hidden_size"), get("num_attention_heads")
-    head_dim = get("head_dim") or hidden // heads
-    return {
-        "layers": get("num_hidden_layers"),
-        "hidden": hidden,
-        "intermediate": get("intermediate_size"),
-        "q_dim": heads * head_dim,
-        "kv_dim": get("num_key_value_heads") * head_dim,
-        "vocab": get("vocab_size"),
-    }
-
-
-def matmul_params(config) -> int:
-    """N: every matmul weight (q, k, v, o, gate, up, down per layer, and the lm_head)."""
-    s = shape_of(config)
-    d = s["hidden"]
-    per_layer = d * s["q_dim"] + 2 * d * s["kv_dim"] + s["q_dim"] * d + 3 * d * s["intermediate"]
-    return s["layers"] * per_layer + d * s["vocab"]
-
-
-def row_flops(config, n: int) -> float:
-    """Useful forward+backward FLOPs of one row of n tokens (no padding, causal attention, no recompute)."""
-    s = shape_of(config)
-    return 6.0 * matmul_params(config) * n + 6.0 * s["layers"] * n * n * s["hidden"]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# the formulas' one home (study --dry-run and bench/dynamic_selection_cost.py use them too)
+from llamafactory_ext.study.cost_model import matmul_params, shape_of  # noqa: E402,F401
+from llamafactory_ext.study.cost_model import train_row_flops as row_flops  # noqa: E402
 
 
 def training_flops(config, row_lengths) -> float:

@@ -1,8 +1,9 @@
-"""Options of ``data-select report NAME…`` (light: standard library and our plumbing only)."""
+"""Options of ``data-select report NAME… [--stages OUTPUT_DIR]`` (light: standard library and our plumbing only)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from data_selection.command_line import UserError
 
@@ -10,7 +11,14 @@ from data_selection.command_line import UserError
 @dataclass
 class ReportOptions:
     names: list[str] = field(default_factory=list, metadata={"help": "Selected subsets (dataset_info.json names)."})
-    out: str = field(default="", metadata={"help": "Output folder (default reports/NAME or reports/A_vs_B)."})
+    out: str = field(default="", metadata={"help": "Output folder (default reports/NAME or reports/A_vs_B; with "
+                                           "--stages alone reports/OUTPUT_DIR-NAME_stages)."})
+    stages: str = field(
+        default="", metadata={"help": "A dynamic selection's stages: the output_dir of a `llamafactory-ext train` "
+                              "run with dynamic_selection (or its selection/ folder). Adds a Stages section (the "
+                              "band per stage, the flows at each boundary: report.md, stages.png, stages.csv, "
+                              "report.html); NAME… may then be left out."}
+    )
     dataset_info: str = field(default="dataset_info.json", metadata={"help": "dataset_info.json beside data/."})
     scores: str = field(default="", metadata={"help": "Scores folder (default: the one the first manifest names)."})
     random_reference: bool = field(
@@ -28,8 +36,12 @@ class ReportOptions:
     POSITIONAL = "names"
 
     def validate(self) -> None:
-        if not self.names:
-            raise UserError("name at least one selected subset: data-select report NAME [NAME…]")
+        if not self.names and not self.stages:
+            raise UserError("name at least one selected subset: data-select report NAME [NAME…] (or a dynamic "
+                            "selection's run: data-select report --stages OUTPUT_DIR)")
+        if self.stages and not Path(self.stages).is_dir():
+            raise UserError(f"--stages {self.stages}: no such folder (the output_dir of a `llamafactory-ext train` "
+                            "run with dynamic_selection)")
         for name in ("html_rows", "html_texts", "html_text_chars"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name} must be >= 0, got {getattr(self, name)}")

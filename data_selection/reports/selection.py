@@ -14,6 +14,11 @@ For the first NAME's scores (its manifest records the folder, key and eligibilit
   ``funnel.csv``;
 * ``report.html`` (:mod:`data_selection.reports.html.selection`) unless ``--no-html``.
 
+``--stages OUTPUT_DIR`` (a ``llamafactory-ext train`` run with ``dynamic_selection``) adds a "Stages" section
+(:mod:`data_selection.reports.dynamic_stages`): ``stages.png`` (the band per stage, the flows at each boundary),
+``stages.csv``, a table in ``report.md`` and the same in ``report.html``; without NAME the report holds that
+section alone.
+
 A pass-cv selection made without ``--scores`` has no loss table: the two loss plots are left out (or drawn from
 ``--scores`` when given).
 """
@@ -28,8 +33,11 @@ from typing import Any
 from data_selection.atomic import write_text_atomic
 from data_selection.command_line import UserError
 from data_selection.options.report import ReportOptions
+from data_selection.reports.dynamic_stages import load_stages, plot_stages, stages_csv, stages_markdown
 from data_selection.reports.facts import LossContext, load_selection, loss_context, pass_cv_queries
 from data_selection.reports.funnel import FUNNEL_STAGES, stages_present
+from data_selection.reports.html.dynamic_stages import stages_section
+from data_selection.reports.html.page import write_page
 from data_selection.reports.html.selection import write_selection_html
 from data_selection.reports.length import length_section
 from data_selection.reports.markdown import render_markdown
@@ -53,8 +61,35 @@ def _funnel_csv(names: list[str], selections) -> str:
     return buf.getvalue()
 
 
+def _stages_files(folder: Path, stages: list[dict[str, Any]], out: Path) -> list[str]:
+    """stages.png and stages.csv of a dynamic run's stages."""
+    plot_stages(out / "stages.png", stages)
+    write_text_atomic(out / "stages.csv", stages_csv(stages))
+    return ["stages.png", "stages.csv"]
+
+
+def _stages_report(opts: ReportOptions, folder: Path, stages: list[dict[str, Any]]) -> dict[str, Any]:
+    """``--stages`` without NAME: report.md, stages.png, stages.csv and report.html of the stages alone."""
+    run = folder.parent.name if folder.name == "selection" else folder.name
+    out = Path(opts.out or Path("reports") / f"{run}_stages")
+    out.mkdir(parents=True, exist_ok=True)
+    files = _stages_files(folder, stages, out)
+    lines = [f"# Stages of a dynamic selection: {folder}", *stages_markdown(folder, stages, "stages.png")]
+    write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
+    files.append("report.md")
+    if opts.html:
+        write_page(out / "report.html", {"title": f"Stages of a dynamic selection: {run}",
+                                         "subtitle": f"data-select report --stages {opts.stages}",
+                                         "sections": [stages_section(folder, stages)], "browser": None})
+        files.insert(-1, "report.html")
+    return {"out": str(out), "files": files}
+
+
 def run_report(opts: ReportOptions) -> dict[str, Any]:
     opts.validate()
+    folder, stages = load_stages(opts.stages) if opts.stages else (None, [])
+    if not opts.names:
+        return _stages_report(opts, folder, stages)
     dataset_dir = Path(opts.dataset_info).parent
     selections = [load_selection(dataset_dir, n) for n in opts.names]
     edited = [s.name for s in selections if s.manifest.get("transform")]
@@ -76,9 +111,13 @@ def run_report(opts: ReportOptions) -> dict[str, Any]:
     images.append("funnel.png")
     write_text_atomic(out / "funnel.csv", _funnel_csv(opts.names, selections))
     length = length_section(selections, load_scores(scores_dir)[0]) if scores_dir else []
+    stage_files = _stages_files(folder, stages, out) if stages else []
+    if stages:
+        length += stages_markdown(folder, stages, "stages.png")
     write_text_atomic(out / "report.md", render_markdown(selections, images, reference, length))
-    files = [*images, "funnel.csv", "report.md"]
+    files = [*images, *stage_files, "funnel.csv", "report.md"]
     if opts.html:
-        write_selection_html(opts, selections, ctx, scores_dir, out)
+        extra = [stages_section(folder, stages)] if stages else []
+        write_selection_html(opts, selections, ctx, scores_dir, out, extra)
         files.insert(-1, "report.html")
     return {"out": str(out), "files": files}

@@ -1,7 +1,8 @@
 """``llamafactory-ext study STUDY.yaml``: score → select → train → evaluate → compare, resumable, one report.
 
-``--dry-run`` prints every command with its status (done / to run), the estimated GPU-hours per step, and the
-power statement (expected half-width of every paired difference, :mod:`llamafactory_ext.study.power`).
+``--dry-run`` prints every command with its status (done / to run), the estimated GPU-hours per step, for each
+dynamic arm what re-scoring at its stage boundaries costs against its training
+(:mod:`llamafactory_ext.study.dynamic_cost`), and the power statement (expected half-width of every paired difference, :mod:`llamafactory_ext.study.power`).
 Options: :mod:`llamafactory_ext.options.study`; the plan: :mod:`llamafactory_ext.study.plan`.
 """
 
@@ -16,6 +17,7 @@ from llamafactory_ext.options.study import StudyOptions
 from llamafactory_ext.study import execute
 from llamafactory_ext.study.cluster import cluster_config, step_resources
 from llamafactory_ext.study.config import load_study
+from llamafactory_ext.study.dynamic_cost import dynamic_cost_lines
 from llamafactory_ext.study.estimate import assumptions, gpu_hours
 from llamafactory_ext.study.executors.local_parallel import run_parallel
 from llamafactory_ext.study.executors.slurm import dry_run_scripts, submit
@@ -72,6 +74,9 @@ def run(opts: StudyOptions) -> int:
     steps_now = execute.steps_until(steps, opts.until or None)  # the Slurm executor also submits only these
     if opts.dry_run:
         print_plan(cfg, steps)
+        dynamic = dynamic_cost_lines(cfg)
+        if dynamic:
+            print("\n" + "\n".join(dynamic))
         print("\n" + "\n".join(power_lines(cfg)))
         print("\n".join(["", *schedule_lines(cfg, steps, cluster)]))
         if opts.executor == "slurm":

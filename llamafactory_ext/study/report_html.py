@@ -2,9 +2,9 @@
 
 Beside ``report.md`` in ``OUT/reports/NAME/``, drawn by the same inline script as the selection pages
 (:mod:`data_selection.reports.html`). Each trained arm links to the selection page of its first seed's subset:
-``data-select report`` is run on it into ``selections/ARM/`` (a pruned arm links to the page its
-``prune-steps`` step wrote). The numbers are the ones :func:`llamafactory_ext.study.stats.bootstrap` computed
-for ``report.md``.
+``data-select report`` is run on it into ``selections/ARM/``, with ``--stages`` for a dynamic arm whose training
+wrote stages (a pruned arm links to the page its ``prune-steps`` step wrote). The numbers are the ones
+:func:`llamafactory_ext.study.stats.bootstrap` computed for ``report.md``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def selection_pages(cfg: StudyConfig, steps: list[Step], out: Path) -> dict[str,
     """arm -> (relative link or "", what it is), for the first seed's subset of every trained arm."""
     first_seed = min(cfg.seeds)
     pages: dict[str, tuple[str, str]] = {}
+    trained = {(s.arm, s.seed): s.dir for s in steps if s.kind == "train"}
     for step in steps:
         if step.seed != first_seed or step.arm is None or step.kind not in ("select", "prune"):
             continue
@@ -38,9 +39,13 @@ def selection_pages(cfg: StudyConfig, steps: list[Step], out: Path) -> dict[str,
             page = step.dir / "report" / "report.html"
         else:
             page = out / "selections" / step.arm / "report.html"
+            train_dir = trained.get((step.arm, step.seed))  # a dynamic arm's finished stages join its page
+            stages = train_dir / "selection" if train_dir is not None else None
             try:
                 run_report(ReportOptions(names=[name], dataset_info=str(step.dir / "dataset_info.json"),
-                                         out=str(page.parent), random_reference=step.arm != "random"))
+                                         out=str(page.parent), random_reference=step.arm != "random",
+                                         stages=str(stages) if stages and any(stages.glob("stage-*/manifest.json"))
+                                         else ""))
             except Exception as err:  # a missing subset must not cost the study its report
                 pages[step.arm] = ("", f"no selection page ({type(err).__name__}: {str(err)[:160]})")
                 continue

@@ -30,13 +30,19 @@ class Job:
         return self.gpu_hours / (self.gpus * self.nodes) if self.gpus else self.gpu_hours
 
 
+def _index(jobs: list[Job]) -> dict[int, int]:
+    """Step object -> its job, by identity: two steps may share a hash (a dynamic arm's stage-0 select is the static
+    arm's draw) and still be two jobs, each its own train step's dependency."""
+    return {id(j.step): i for i, j in enumerate(jobs)}
+
+
 def critical_path(jobs: list[Job]) -> list[Job]:
     """The chain of dependent steps with the longest total wall time (``jobs`` in dependency order)."""
-    index = {j.step.hash: i for i, j in enumerate(jobs)}
+    index = _index(jobs)
     finish: list[float] = []
     before: list[int | None] = []
     for job in jobs:
-        deps = [index[d.hash] for d in job.step.deps if d.hash in index]
+        deps = [index[id(d)] for d in job.step.deps if id(d) in index]
         prev = max(deps, key=lambda i: finish[i], default=None)
         finish.append((finish[prev] if prev is not None else 0.0) + job.hours)
         before.append(prev)
@@ -52,21 +58,21 @@ def critical_path(jobs: list[Job]) -> list[Job]:
 
 def _tail(jobs: list[Job]) -> list[float]:
     """Longest chain from each job to the end (its priority in the list schedule)."""
-    index = {j.step.hash: i for i, j in enumerate(jobs)}
+    index = _index(jobs)
     tail = [j.hours for j in jobs]
     for i in range(len(jobs) - 1, -1, -1):
         for d in jobs[i].step.deps:
-            if d.hash in index:
-                k = index[d.hash]
+            if id(d) in index:
+                k = index[id(d)]
                 tail[k] = max(tail[k], jobs[k].hours + tail[i])
     return tail
 
 
 def simulate(jobs: list[Job], nodes: int, gpus_per_node: int) -> float:
     """Wall hours of a list schedule of ``jobs`` on ``nodes`` nodes of ``gpus_per_node`` GPUs each."""
-    index = {j.step.hash: i for i, j in enumerate(jobs)}
+    index = _index(jobs)
     tail = _tail(jobs)
-    waiting = {i: {index[d.hash] for d in j.step.deps if d.hash in index} for i, j in enumerate(jobs)}
+    waiting = {i: {index[id(d)] for d in j.step.deps if id(d) in index} for i, j in enumerate(jobs)}
     free = [gpus_per_node] * nodes
     running: list[tuple[float, int, list[tuple[int, int]]]] = []  # (end, job, [(node, gpus)])
     now, finished = 0.0, set()

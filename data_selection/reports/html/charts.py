@@ -1,6 +1,7 @@
 """Chart blocks for ``report.html``: numbers binned here (numpy), drawn as SVG by ``assets/report.js``.
 
-Each function returns one JSON-ready block (``kind`` ``hist``, ``hbar``, ``scatter``, ``table`` or ``note``).
+Each function returns one JSON-ready block (``kind`` ``hist``, ``hbar``, ``stack``, ``scatter``, ``table``,
+``note``, ``intervals``, ``grid`` or ``links``).
 Colours and bins are the PNG reports' (:mod:`data_selection.reports.colors`, :mod:`data_selection.reports.bins`),
 the pool is grey.
 """
@@ -57,6 +58,13 @@ def hbar(title: str, categories: list[str], series: list[tuple[str, list[float |
             "series": [{"label": name, "color": color(i), "values": values} for i, (name, values) in enumerate(series)]}
 
 
+def stack(title: str, categories: list[str], series: list[tuple[str, str, list[float | None]]]) -> dict[str, Any]:
+    """Horizontal stacked bars: one bar per category, ``series`` (label, colour, values) stacked left to right; a
+    None value is no segment."""
+    return {"kind": "stack", "title": title, "categories": categories,
+            "series": [{"label": name, "color": c, "values": values} for name, c, values in series]}
+
+
 def scatter(title: str, xlabel: str, ylabel: str, groups: list[dict[str, Any]], log_x: bool = False,
             hlines: list[tuple[str, float]] = (), line: dict[str, Any] | None = None) -> dict[str, Any]:
     """``groups``: dicts with label, color, x, y (arrays; drawn in order, the last on top)."""
@@ -95,7 +103,8 @@ def sample(n: int, k: int, seed: int) -> np.ndarray:
 
 
 def intervals(title: str, xlabel: str, rows: list[dict[str, Any]], zero: bool = False) -> dict[str, Any]:
-    """``rows``: label, estimate, low, high (and optionally color, text)."""
+    """``rows``: label, estimate, low, high (and optionally color, text); an estimate of None draws the interval
+    alone (a band)."""
     return {"kind": "intervals", "title": title, "xlabel": xlabel, "rows": rows, "zero": zero}
 
 

@@ -177,7 +177,8 @@ def _texts(ctx, scores_dir: str, shown: np.ndarray, idx: np.ndarray, opts) -> tu
     return out, note
 
 
-def selection_payload(opts, selections, ctx, scores_dir: str) -> dict[str, Any]:
+def selection_payload(opts, selections, ctx, scores_dir: str, extra: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The page's payload; ``extra``: sections added after the strategy stages (a dynamic run's Stages)."""
     seed = selections[0].manifest["parameters"]["seed"]
     sections = [{"title": "Overview", "blocks": [_overview(selections)]},
                 {"title": "Funnel", "blocks": _funnel(selections)}]
@@ -188,6 +189,7 @@ def selection_payload(opts, selections, ctx, scores_dir: str) -> dict[str, Any]:
     if overlap:
         sections.append({"title": "Overlap", "blocks": overlap})
     sections.append({"title": "Strategy stages", "blocks": strategy_blocks(selections)})
+    sections += list(extra)
     browser = None
     if ctx is not None:
         browser, shown, kept_shown = build_browser(ctx.scores, selections, max_rows=opts.html_rows, seed=seed)
@@ -200,5 +202,5 @@ def selection_payload(opts, selections, ctx, scores_dir: str) -> dict[str, Any]:
             "sections": sections, "browser": browser}
 
 
-def write_selection_html(opts, selections, ctx, scores_dir: str, out: Path) -> Path:
-    return write_page(out / "report.html", selection_payload(opts, selections, ctx, scores_dir))
+def write_selection_html(opts, selections, ctx, scores_dir: str, out: Path, extra: list[dict[str, Any]] = ()) -> Path:
+    return write_page(out / "report.html", selection_payload(opts, selections, ctx, scores_dir, extra))

@@ -119,6 +119,27 @@
     });
     return [svg, k > 1 ? legend(b.series) : null];
   }
+  function stack(b) {  // one horizontal bar per category, the series stacked left to right (null: no segment)
+    const cats = b.categories, bh = 18, gap = 8, W = b.width || 620, M = {l: 210, r: 60, t: 8, b: 8};
+    const H = M.t + M.b + cats.length * (bh + gap);
+    const totals = cats.map((_, i) => b.series.reduce((t, se) => t + (se.values[i] || 0), 0));
+    const xs = scale(0, Math.max(1, ...totals), M.l, W - M.r, false), svg = s("svg", {width: W, height: H, class: "chart stack"});
+    cats.forEach((c, i) => {
+      const y = M.t + i * (bh + gap);
+      svg.append(s("text", {x: M.l - 6, y: y + bh / 2 + 4, "text-anchor": "end"}, c));
+      let x0 = 0;
+      for (const se of b.series) {
+        const v = se.values[i];
+        if (!v) continue;
+        const seg = s("rect", {class: "seg", x: xs(x0), y, width: Math.max(0, xs(x0 + v) - xs(x0)), height: bh, fill: se.color});
+        seg.append(s("title", {}, `${se.label}: ${fmt(v)}`));
+        svg.append(seg);
+        x0 += v;
+      }
+      svg.append(s("text", {x: xs(x0) + 4, y: y + bh / 2 + 4}, fmt(totals[i])));
+    });
+    return [svg, legend(b.series)];
+  }
   function scatter(b) {
     const W = b.width || 620, H = 340, M = {l: 56, r: 16, t: 14, b: 36}, logx = !!b.log_x;
     const xr = b.x_range, yr = b.y_range;
@@ -172,7 +193,7 @@
       svg.append(s("text", {x: M.l - 8, y: y + 4, "text-anchor": "end"}, r.label));
       svg.append(s("line", {x1: xs(r.low), x2: xs(r.high), y1: y, y2: y, stroke: c, "stroke-width": 2}));
       for (const v of [r.low, r.high]) svg.append(s("line", {x1: xs(v), x2: xs(v), y1: y - 5, y2: y + 5, stroke: c, "stroke-width": 2}));
-      svg.append(s("circle", {cx: xs(r.estimate), cy: y, r: 4, fill: c}));
+      if (r.estimate !== null && r.estimate !== undefined) svg.append(s("circle", {cx: xs(r.estimate), cy: y, r: 4, fill: c}));
       svg.append(s("text", {x: W - M.r + 6, y: y + 4}, r.text || `${fmt(r.estimate)} [${fmt(r.low)}, ${fmt(r.high)}]`));
     });
     return [svg];
@@ -197,7 +218,7 @@
     return [h("ul", {}, ...b.items.map((it) => h("li", {}, it.href ? h("a", {href: it.href, text: it.label}) : it.label,
                                                    it.text ? ` — ${it.text}` : "")))];
   }
-  const KINDS = {hist, hbar, scatter, table, intervals, grid, links, note: (b) => [h("p", {class: "note", text: b.text})]};
+  const KINDS = {hist, hbar, stack, scatter, table, intervals, grid, links, note: (b) => [h("p", {class: "note", text: b.text})]};
 
   function renderSections() {
     const main = document.getElementById("sections"), nav = document.getElementById("nav");
