@@ -5,22 +5,25 @@ The real pool (nvidia/AceReason-1.1-SFT) has columns ``category``, ``source``, `
 responses to many of its prompts. This module writes rows of the same shape, generated from a seed, so the
 whole pipeline runs offline on a CPU:
 
-* five sources of increasing difficulty (``arithmetic``, ``order_of_ops``, ``long_multiplication``,
-  ``linear_equation``, ``word_problem``); each problem (``query_id``, reference ``answer``) gets
-  ``responses_per_problem`` responses;
+* five sources of small-number problems (``arithmetic``, ``order_of_ops``, ``multiplication``,
+  ``linear_equation``, ``word_problem``), each one or two single-digit facts, so that a short fine-tune of the
+  135M demo model can learn to *use* what it knows (write the steps, stop, box the answer): the base model
+  answers 30% of them in free form, after 12 steps on 96 clean traces 58% (docs/demo_diagnosis.md). Each
+  problem (``query_id``, reference ``answer``) gets ``responses_per_problem`` responses, all different in
+  wording (an opening sentence, the optional paragraphs below), so n rows are n distinct rows;
 * traces are paragraph-structured: paragraphs separated by a blank line, each of at least three sentences;
   a share of correct traces carries a verification paragraph ("Wait, let me check …") and an
   alternative-method paragraph ("Alternatively, …"), the functional steps step pruning looks for;
 * responses differ the way a teacher's samples do (column ``response_kind``): on a "contested" problem
   (harder sources are contested more often) one or two responses fail, with a ``wrong`` final answer or
   ``truncated`` mid-thought (no ``</think>``, no answer); on a few problems every response fails. Passing
-  responses are mostly ``correct``, some ``repetitive`` (a decoding loop before the answer), ``scrambled``
+  responses are mostly ``correct``, some ``repetitive`` (a short decoding loop before the answer), ``scrambled``
   (words shuffled, the "noisy" tail a loss band cuts off) or ``no_think`` (an answer without reasoning).
   So pass rates, their coefficient of variation and every quality filter of ``--strategy pass-cv`` have
   something to act on. ``corrupted`` is true for every response that is not ``correct``;
 * the evaluation set (``problem``, ``answer``, ``source``) holds problems that never occur in the pool.
 
-Everything is deterministic for a given seed. Traces stay short (about 90 SmolLM2 tokens on average) so the
+Everything is deterministic for a given seed. Traces stay short (median about 60 SmolLM2 tokens) so the
 demo model trains at cutoff 512 and answers within 128 new tokens.
 """
 
@@ -37,8 +40,10 @@ from data_selection.options.make_demo_data import DemoDataConfig
 SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 KINDS = ("correct", "wrong", "truncated", "repetitive", "scrambled", "no_think")
 # how often a source's problems are contested, relative to --contested_rate (mean 1)
-DIFFICULTY = {"arithmetic": 0.75, "order_of_ops": 0.9, "long_multiplication": 1.1, "linear_equation": 1.05,
-              "word_problem": 1.2}
+DIFFICULTY = {"arithmetic": 0.75, "order_of_ops": 1.2, "multiplication": 1.1, "linear_equation": 1.05,
+              "word_problem": 0.9}
+OPENERS = ("", "Let me work this out.", "Let's think step by step.", "This takes one or two small steps.")
+"""First sentences a correct trace may start with, so the responses to one problem differ in wording."""
 
 Paragraphs = list[list[str]]
 
@@ -52,8 +57,11 @@ class Problem:
     check: str  # verification sentence for the correct answer
     alternative: str  # another way to the correct answer
 
-    def paragraphs(self, value: int, verify: bool = False, alternative: bool = False) -> Paragraphs:
+    def paragraphs(self, value: int, verify: bool = False, alternative: bool = False, opener: str = ""
+                   ) -> Paragraphs:
         paras = self.reasoning(value)
+        if opener:
+            paras[0].insert(0, opener)
         if alternative:
             paras.append([f"Alternatively, {self.alternative}", f"This also gives {self.answer}.",
                           "Both methods agree."])
@@ -61,9 +69,10 @@ class Problem:
             paras.append(["Wait, let me check the result.", self.check, f"So {self.answer} is right."])
         return paras
 
-    def trace(self, value: int | None = None, verify: bool = False, alternative: bool = False) -> str:
+    def trace(self, value: int | None = None, verify: bool = False, alternative: bool = False, opener: str = ""
+              ) -> str:
         value = self.answer if value is None else value
-        return render(self.paragraphs(value, verify, alternative), value)
+        return render(self.paragraphs(value, verify, alternative, opener), value)
 
 
 def render(paras: Paragraphs, value: int | None) -> str:
@@ -74,8 +83,7 @@ def render(paras: Paragraphs, value: int | None) -> str:
 
 
 def _arithmetic(rng: random.Random) -> Problem:
-    digits = rng.choice([1, 2, 2, 3])
-    a, b = rng.randint(10 ** (digits - 1), 10**digits - 1), rng.randint(10 ** (digits - 1), 10**digits - 1)
+    a, b = rng.randint(2, 25), rng.randint(2, 25)
     if rng.random() < 0.5:
         return Problem("arithmetic", f"What is {a} + {b}?", a + b,
                        lambda v: [[f"We need to add {a} and {b}.", f"{a} + {b} = {v}.", f"So the sum is {v}."]],
@@ -88,41 +96,41 @@ def _arithmetic(rng: random.Random) -> Problem:
 
 
 def _order_of_ops(rng: random.Random) -> Problem:
-    a, b, c, d = (rng.randint(2, 20) for _ in range(4))
+    a, b, c = rng.randint(1, 30), rng.randint(2, 6), rng.randint(2, 6)
     prod = b * c
-    inner = a + prod
     return Problem(
-        "order_of_ops", f"Compute {a} + {b} * {c} - {d}.", inner - d,
-        lambda v: [[f"First, multiplication comes before addition: {b} * {c} = {prod}.", f"Then {a} + {prod} = {inner}.",
-                    f"Finally {inner} - {d} = {v}."]],
-        f"{inner - d} + {d} = {inner}, and {inner} - {prod} = {a}.",
-        f"subtract first: {a} - {d} = {a - d}, and {a - d} + {prod} = {inner - d}.",
+        "order_of_ops", f"Compute {a} + {b} * {c}.", a + prod,
+        lambda v: [[f"Multiplication comes before addition, so first {b} * {c} = {prod}.", f"Then {a} + {prod} = {v}.",
+                    f"So the value is {v}."]],
+        f"{a + prod} - {prod} = {a}, which matches.", f"{c} * {b} = {prod} too, and {prod} + {a} = {a + prod}.",
     )
 
 
-def _long_multiplication(rng: random.Random) -> Problem:
-    a, b = rng.randint(12, 999), rng.randint(12, 99)
-    tens, ones = divmod(b, 10)
-    p1, p2 = a * ones, a * tens * 10
+def _multiplication(rng: random.Random) -> Problem:
+    a, b = rng.randint(2, 30), rng.randint(2, 10)
+    question = f"What is {a} * {b}?" if rng.random() < 0.5 else f"What is {a} times {b}?"
     return Problem(
-        "long_multiplication", f"What is {a} * {b}?", a * b,
-        lambda v: [[f"We need {a} * {b}, so split {b} into {tens * 10} + {ones}.", f"First, {a} * {ones} = {p1}.",
-                    f"Then {a} * {tens * 10} = {p2}.", f"Therefore {a} * {b} = {p1} + {p2} = {v}."]],
+        "multiplication", question, a * b,
+        lambda v: [[f"We need to multiply {a} by {b}.", f"{a} * {b} = {v}.", f"So the product is {v}."]],
         f"{a * b} / {b} = {a}, which matches.", f"multiply in the other order: {b} * {a} = {a * b}.",
     )
 
 
 def _linear_equation(rng: random.Random) -> Problem:
-    x = rng.randint(-20, 30)
-    a = rng.choice([i for i in range(-9, 10) if i not in (0, 1)])
-    b = rng.randint(-50, 50)
-    c = a * x + b
-    sign = "+" if b >= 0 else "-"
+    x, b = rng.randint(1, 20), rng.randint(1, 20)
+    if rng.random() < 0.5 and x > b:
+        return Problem(
+            "linear_equation", f"Solve for x: x - {b} = {x - b}.", x,
+            lambda v: [[f"We need x with x - {b} = {x - b}.", f"Add {b} to both sides: x = {x - b} + {b} = {v}.",
+                        f"So x = {v}."]],
+            f"{x} - {b} = {x - b}, which matches.", f"count up from {x - b} by {b}: that reaches {x}.",
+        )
+    c = x + b
     return Problem(
-        "linear_equation", f"Solve for x: {a}x {sign} {abs(b)} = {c}.", x,
-        lambda v: [[f"We need to solve {a}x {sign} {abs(b)} = {c} for x.", f"Subtracting {b} gives {a}x = {c - b}.",
-                    f"Dividing by {a} gives x = {v}."]],
-        f"{a} * {x} {sign} {abs(b)} = {c}.", f"move the constant first: {a}x = {c} - ({b}), so x = {x}.",
+        "linear_equation", f"Solve for x: x + {b} = {c}.", x,
+        lambda v: [[f"We need x with x + {b} = {c}.", f"Subtract {b} from both sides: x = {c} - {b} = {v}.",
+                    f"So x = {v}."]],
+        f"{x} + {b} = {c}, which matches.", f"count up from {b} to {c}: that takes {x}.",
     )
 
 
@@ -132,26 +140,22 @@ _ITEMS = ["apples", "pencils", "stickers", "marbles", "books", "cookies", "coins
 
 def _word_problem(rng: random.Random) -> Problem:
     name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
-    boxes, per_box, given, price = rng.randint(3, 15), rng.randint(4, 24), rng.randint(1, 30), rng.randint(2, 9)
+    boxes, per_box = rng.randint(2, 9), rng.randint(2, 9)
     total = boxes * per_box
-    given = min(given, total - 1)
-    left = total - given
-    ans = left * price
-    q = (f"{name} buys {boxes} boxes of {item} with {per_box} {item} in each box, gives {given} {item} to a friend, "
-         f"and sells the rest for {price} dollars each. How many dollars does {name} earn?")
+    q = f"{name} has {boxes} boxes with {per_box} {item} in each box. How many {item} does {name} have?"
     return Problem(
-        "word_problem", q, ans,
-        lambda v: [[f"First, {boxes} * {per_box} = {total} {item}.", f"Then {total} - {given} = {left} are left.",
-                    f"So {name} earns {left} * {price} = {v} dollars."]],
-        f"{ans} / {price} = {left} {item} sold.", f"count the money per box: {per_box} * {price} = {per_box * price}, "
-        f"times {boxes} is {per_box * price * boxes}, minus {given} * {price} gives {ans}.",
+        "word_problem", q, total,
+        lambda v: [[f"There are {boxes} boxes of {per_box} {item}.", f"{boxes} * {per_box} = {v}.",
+                    f"So {name} has {v} {item}."]],
+        f"{total} / {boxes} = {per_box} {item} per box, which matches.",
+        f"add {per_box} {item} {boxes} times: that makes {total}.",
     )
 
 
 GENERATORS = {
     "arithmetic": _arithmetic,
     "order_of_ops": _order_of_ops,
-    "long_multiplication": _long_multiplication,
+    "multiplication": _multiplication,
     "linear_equation": _linear_equation,
     "word_problem": _word_problem,
 }
@@ -169,8 +173,9 @@ def _response(rng: random.Random, prob: Problem, kind: str, cfg: DemoDataConfig)
         return " ".join(words[: max(3, int(len(words) * rng.uniform(0.4, 0.8)))])
     if kind == "repetitive":
         paras = prob.paragraphs(prob.answer)
-        loop = f"So the answer is {prob.answer}."
-        paras[-1] = paras[-1] + [loop] * rng.randint(26, 30)
+        # a short loop, 30-33 times: long enough that DeepDistill's filter (a 20-word string more than 20 times)
+        # catches it, short enough (~130 tokens, not 300) that a few looping rows stay a tail of the loss
+        paras[-1] = paras[-1] + [f"So {prob.answer}."] * rng.randint(30, 33)
         return render(paras, prob.answer)
     if kind == "scrambled":
         paras = [[" ".join(rng.sample(s.split(), len(s.split()))) for s in p] for p in prob.paragraphs(prob.answer)]
@@ -178,7 +183,8 @@ def _response(rng: random.Random, prob: Problem, kind: str, cfg: DemoDataConfig)
         return render(paras, prob.answer)
     if kind == "no_think":
         return f"The final answer is \\boxed{{{prob.answer}}}."
-    return prob.trace(verify=rng.random() < cfg.verify_rate, alternative=rng.random() < cfg.alternative_rate)
+    return prob.trace(verify=rng.random() < cfg.verify_rate, alternative=rng.random() < cfg.alternative_rate,
+                      opener=rng.choice(OPENERS))
 
 
 def _kinds(rng: random.Random, source: str, k: int, cfg: DemoDataConfig) -> list[str]:
@@ -229,12 +235,19 @@ def generate(cfg: DemoDataConfig) -> tuple[list[dict], list[dict]]:
     while len(pool) < cfg.pool_size:
         p = fresh(rng.choice(sources))
         k = min(cfg.responses_per_problem, cfg.pool_size - len(pool))
+        outputs: set[str] = set()
         for kind in _kinds(rng, p.source, k, cfg):
+            output = _response(rng, p, kind, cfg)
+            for _ in range(20):  # responses to one problem differ, as a teacher's samples do (no duplicated rows)
+                if output not in outputs:
+                    break
+                output = _response(rng, p, kind, cfg)
+            outputs.add(output)
             pool.append({
                 "category": "math",
                 "source": p.source,
                 "input": p.question,
-                "output": _response(rng, p, kind, cfg),
+                "output": output,
                 "answer": str(p.answer),
                 "corrupted": kind != "correct",
                 "query_id": f"q{q:05d}",

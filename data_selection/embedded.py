@@ -57,15 +57,19 @@ def prepare_smollm2(out_dir: str | os.PathLike | None = None, force: bool = Fals
     """Convert the embedded GGUF into an HF checkpoint (idempotent; atomic: a half-written folder is never used)."""
     out = Path(out_dir) if out_dir else default_cache_dir() / "models" / "SmolLM2-135M-Instruct"
     gguf = smollm2_gguf_path()
-    stamp = {"gguf": gguf.name, "gguf_bytes": gguf.stat().st_size, "eos_token": "<|im_end|>"}
+    stamp = {"gguf": gguf.name, "gguf_bytes": gguf.stat().st_size, "eos_token": "<|im_end|>",
+             "tokenizer": "tokenizers-backend"}
     marker = out / _MARKER
     if not force and marker.exists() and json.loads(marker.read_text()) == stamp:
         return out
 
     import torch  # lazy: a finished conversion (the common case) returns without loading the stack
-    from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: as torch
+    import transformers  # lazy: as torch
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast  # lazy: as torch
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The fast (tokenizers) class, not AutoTokenizer: transformers 5.5.4 maps this GGUF's gpt2 tokenizer to
+    # CodeLlamaTokenizer, which adds 5 tokens the model does not embed and a prefix space to every text.
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, torch_dtype=torch.float32)
     tokenizer.eos_token = "<|im_end|>"
     if tokenizer.pad_token is None or tokenizer.pad_token == tokenizer.eos_token:
@@ -75,6 +79,9 @@ def prepare_smollm2(out_dir: str | os.PathLike | None = None, force: bool = Fals
             "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
             "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
         )
+    if len(tokenizer) != model.config.vocab_size:
+        raise RuntimeError(f"{gguf}: the converted tokenizer has {len(tokenizer):,} tokens but the model embeds "
+                           f"{model.config.vocab_size:,} (transformers {transformers.__version__})")
     eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     model.config.eos_token_id = eos_id
     model.config.pad_token_id = tokenizer.pad_token_id

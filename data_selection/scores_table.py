@@ -25,8 +25,8 @@ SCORE_COLUMNS = ["id", "row", "n_prompt_tokens", "n_response_tokens", "n_tokens_
 """The columns every ``scores.parquet`` has, in the order the merge writes them."""
 
 SCORE_READ_COLUMNS = ("id", "row", "n_prompt_tokens", "n_response_tokens", "loss_sum", "loss_mean",
-                      "loss_first_100", "loss_first_1000", "truncated", "category", "source")
-"""The columns the selectors and reports read (``category``/``source`` when the pool has them)."""
+                      "loss_first_100", "loss_first_1000", "truncated", "category", "source", "response_kind")
+"""The columns the selectors and reports read (``category``/``source``/``response_kind`` when the pool has them)."""
 
 
 def load_scores(scores_dir: str | Path, columns: tuple[str, ...] = SCORE_READ_COLUMNS):

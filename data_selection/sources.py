@@ -31,7 +31,10 @@ from data_selection.command_line import UserError
 from data_selection.jsonl import LOAD_ERROR, NUMBER_FIELDS, first_utf8_error, load_json_tolerant
 from data_selection.names import refuse_unreachable_hub_id
 
-META_COLUMNS = ("category", "source")
+META_COLUMNS = ("category", "source", "response_kind")
+"""Columns carried from the raw rows to the scores and subsets when the pool has them. ``response_kind`` labels
+what a response is (the demo pool's correct / wrong / truncated / repetitive / scrambled / no_think), so the
+reports can show what each strategy chose."""
 USER_ID_COLUMN = "id"  # a user's own id column in the raw data ...
 USER_ID = "user_id"  # ... kept under this name beside our row id (scores, subset rows), so subsets join back
 DUPLICATES_SHOWN = 5
@@ -292,7 +295,7 @@ def duplicate_user_ids_line(pool_record: dict[str, Any]) -> str:
 
 
 def _meta_columns(raw_columns: list[str]) -> list[str]:
-    """Columns carried from the raw rows to the scores and subsets: category, source and the user's own id."""
+    """Columns carried from the raw rows to the scores and subsets: :data:`META_COLUMNS` and the user's own id."""
     return [c for c in META_COLUMNS if c in raw_columns] + ([USER_ID] if USER_ID_COLUMN in raw_columns else [])
 
 

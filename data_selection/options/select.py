@@ -32,6 +32,7 @@ KEY_DEFINITIONS = {
     "pool (our extension: removes the linear length trend of the mean loss of long traces)",
 }
 STRATIFY_COLUMNS = ("category", "source")
+COMPOSITION_COLUMNS = (*STRATIFY_COLUMNS, "response_kind")  # a manifest's composition tables, when present
 OVER_LENGTH = ("drop", "keep")
 PASS_THRESHOLDS = "math=0.99,code=0.99,instruction_following=0.99,science=4.99,other=0.7"
 REQUIRE_PARTS = ("both", "answer", "none")

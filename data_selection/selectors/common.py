@@ -19,7 +19,12 @@ import numpy as np
 import pandas as pd
 
 from data_selection.command_line import UserError
-from data_selection.options.select import KEY_DEFINITIONS, OVER_LENGTH, STRATIFY_COLUMNS  # their one home
+from data_selection.options.select import (  # their one home
+    COMPOSITION_COLUMNS,
+    KEY_DEFINITIONS,
+    OVER_LENGTH,
+    STRATIFY_COLUMNS,
+)
 
 KEYS = ("loss_mean", "loss_first_100", "loss_first_1000", "loss_length_adjusted")
 REQUIRED_COLUMNS = ("id", "row", "n_response_tokens", "loss_mean", "truncated")
@@ -176,11 +181,11 @@ def counts(table: pd.DataFrame, column: str) -> dict[str, int]:
 
 
 def composition(stages: dict[str, pd.DataFrame]) -> dict[str, dict[str, dict[str, int]]]:
-    """Counts per category/source at each stage (e.g. pool, eligible, band, selected)."""
+    """Counts per category/source/response kind at each stage (e.g. pool, eligible, band, selected)."""
     first = next(iter(stages.values()))
     return {
         col: {stage: counts(t, col) for stage, t in stages.items()}
-        for col in STRATIFY_COLUMNS
+        for col in COMPOSITION_COLUMNS
         if col in first.columns
     }
 

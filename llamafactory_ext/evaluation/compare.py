@@ -193,6 +193,35 @@ def _unresolved_line(table: Table) -> str:
             + (f" ({'; '.join(counts)})" if counts else "") + ".")
 
 
+def _pm(table: Table, bench: str, run: str, against: str) -> str:
+    a, b = table.cells[bench][run].stderr, table.cells[bench][against].stderr
+    return f" ± {1.96 * math.hypot(a, b):.1f}" if a is not None and b is not None else ""
+
+
+def one_line(table: Table) -> str:
+    """The table in a sentence a newcomer can read: each run against the baseline (in the demo: what fine-tuning
+    did to the base model), and against the reference (how the strategies differ from random) (± 1.96 combined standard errors; "not resolved" when within them)."""
+    parts = []
+    for bench in table.benchmarks:
+        against_base, between = [], []
+        for run, against in table.deltas:
+            d = _delta(table, bench, run, against)
+            if d is None:
+                continue
+            text = (f"{run} {d:+.1f}{_pm(table, bench, run, against)} points"
+                    + ("" if _resolved(table, bench, run, against) else " (not resolved)"))
+            (against_base if against == table.deltas[0][1] else between).append((against, text))
+        if not against_base and not between:
+            continue
+        line = f"{display_name(bench)}: " if len(table.benchmarks) > 1 else ""
+        if against_base:
+            line += f"against {against_base[0][0]}: " + ", ".join(t for _, t in against_base)
+        if between:
+            line += ("; " if against_base else "") + f"against {between[0][0]}: " + ", ".join(t for _, t in between)
+        parts.append(line)
+    return ("**In one line:** " + ". ".join(parts) + ".") if parts else ""
+
+
 def _metric_label(table: Table, bench: str) -> str:
     used = []
     for c in table.cells[bench].values():
@@ -203,6 +232,7 @@ def _metric_label(table: Table, bench: str) -> str:
 
 def to_markdown(table: Table) -> str:
     header = ["Benchmark", "Metric", *table.names, *[f"Δ {r} vs {a}" for r, a in table.deltas]]
+    headline = one_line(table)
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---", "---"] + ["---:"] * (len(header) - 2)) + "|",
@@ -212,6 +242,7 @@ def to_markdown(table: Table) -> str:
         row += [_fmt_score(table.cells[bench][n]) for n in table.names]
         row += [_fmt_delta(_delta(table, bench, r, a), _resolved(table, bench, r, a)) for r, a in table.deltas]
         lines.append("| " + " | ".join(row) + " |")
+    lines += ["", headline] if headline else []
     lines += [
         "",
         "Scores in %, ± lighteval's standard error; deltas in percentage points. — : not evaluated."

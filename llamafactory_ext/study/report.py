@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from data_selection.atomic import atomic_path, write_json_atomic, write_text_atomic
+from llamafactory_ext.study.composition import composition_section
 from llamafactory_ext.study.config import StudyConfig
 from llamafactory_ext.study.report_html import write_study_html
 from llamafactory_ext.study.stats import StudyStats, bootstrap, score_matrix, verdict
@@ -186,6 +187,8 @@ def write_report(cfg: StudyConfig, steps: list[Step], results: pd.DataFrame, wal
                                                       "variance": split[(a, b)].as_dict()}
                             for (a, b), iv in st.differences.items()},
         }
+    comp_lines, summary["composition"] = composition_section(steps)
+    lines += comp_lines
     plot(stats_by_task, cfg, out / "arms.png")
     lines += ["![arms](arms.png)", "", "## How these numbers were made", "",
               "Every step, in order (each ran once; its folder holds `log.txt` and `step.json`):", "", "```"]

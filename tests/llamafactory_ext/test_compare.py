@@ -214,3 +214,15 @@ def test_a_resolved_difference_keeps_its_arrow():
     md = to_markdown(_table_of({"base": 0.30, "random": 0.30, "zpd": 0.64}, n=500))
     assert md_row(md, "local|heldout")[-1] == "+34.00 ↑"
     assert "no difference in this table is resolved" not in md
+
+
+def test_the_table_opens_with_one_line_a_newcomer_can_read():
+    """Each run against the baseline, then against the reference, with ± 1.96 combined standard errors."""
+    md = to_markdown(_table_of({"base": 0.10, "random": 0.40, "zpd": 0.42}, n=500))
+    first = next(x for x in md.splitlines() if x.startswith("**In one line:**"))
+    assert first.startswith("**In one line:** against base: random +30.0 ± ")
+    assert "zpd +32.0 ± " in first and "against random: zpd +2.0 ± " in first
+    assert first.count("(not resolved)") == 1 and first.endswith("points (not resolved).")
+    small = to_markdown(_table_of({"base": 2 / 30, "random": 1 / 30, "zpd": 3 / 30}, n=30))
+    small = next(x for x in small.splitlines() if x.startswith("**In one line:**"))
+    assert small.count("(not resolved)") == 3
