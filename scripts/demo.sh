@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 OUT=${DEMO_OUT:-outputs/demo}
 POOL_SIZE=${DEMO_POOL_SIZE:-400}
-EVAL_SIZE=${DEMO_EVAL_SIZE:-30}
+EVAL_SIZE=${DEMO_EVAL_SIZE:-60}
 N_SELECT=${DEMO_N_SELECT:-80}
 SYSTEM="Please reason step by step, and put your final answer within \\boxed{}."
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -49,11 +49,12 @@ llamafactory-ext compare "$OUT/evals/base" "$OUT/evals/random" "$OUT/evals/zpd" 
 
 cat >> "$OUT/report.md" <<'EOT'
 
-This is one training run per arm, scored on a few dozen problems: each score carries a standard error of
-several points (the ± above) and the run-to-run variation of training is not measured at all. For a
-comparison that resolves the difference, `make study` trains every arm with several seeds, scores hundreds
-of held-out problems and reports paired differences with 95% confidence intervals (studies/demo.yaml;
-report in outputs/studies/demo/reports/demo/report.md).
+The line above reads the table: each fine-tuned arm against the base model, and ZPD against random, ± 1.96
+standard errors of lighteval's per-problem scores. It is one training run per arm on a few dozen problems, so
+only a large difference resolves here (fine-tuning's gain over base usually does; the strategies' difference
+usually does not), and the run-to-run variation of training is not measured at all. `make study` trains every
+arm with 3 seeds, scores 500 held-out problems and reports paired differences with 95% intervals and what each
+arm trained on (studies/demo.yaml; report in outputs/studies/demo/reports/demo/report.md).
 EOT
 
 step "done in $(( $(date +%s) - start ))s. Artefacts:"
