@@ -230,6 +230,8 @@ class Stages:
             yield self._rebind(batch, epoch, stage)
 
     def _rebind(self, batch, epoch: int, stage: int):
+        if SLOT not in batch:  # not a batch of our dataset
+            return batch
         slots, got = batch.pop(SLOT), batch.pop(POSITION)
         want = [self.planned_position(int(s) % self.dyn.n, epoch, stage) for s in slots.tolist()]
         if want == got.tolist():
