@@ -228,6 +228,16 @@ def test_batches_fetched_ahead_of_a_boundary_are_collated_again_from_the_new_sta
     assert list(plan.batches(iter([same])))[0] is same
 
 
+def test_a_missing_stage_is_drawn_only_at_its_boundary_step(tmp_path):
+    """Resumed in the middle of stage 1 without its folder: drawing it now would use other weights -> refused."""
+    plan = _plan(stage_rows={0: [0, 1, 2, 3]})
+    plan.output_dir = str(tmp_path)
+    plan.trainer.state.global_step, plan.trainer.state.epoch = 4, 2.0
+    with pytest.raises(UserError, match=r"stage 1 is not in .*stage-1 and the run is at step 4, not at its boundary "
+                       r"step 3.*Resume from checkpoint-3"):
+        list(plan.batches(iter([])))
+
+
 def test_the_collator_passes_evaluation_batches_through():
     plan = _plan()
     feats = [plan.dataset[0], plan.dataset[1]]

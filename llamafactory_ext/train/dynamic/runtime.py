@@ -35,6 +35,7 @@ from llamafactory.extras.logging import get_logger
 from torch.utils.data import Dataset, Sampler
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
+from data_selection.command_line import UserError
 from data_selection.encoding import TemplateEncoder
 from data_selection.scores_table import load_scored_pool, load_scores
 from data_selection.scoring.forward import loss_features, score_sequences
@@ -260,7 +261,7 @@ class Stages:
         step = int(getattr(state, "global_step", 0) or 0)
         epoch = getattr(state, "epoch", None)
         if stage > 0 and step != stage * self.every:
-            raise RuntimeError(
+            raise UserError(
                 f"dynamic_selection: stage {stage} is not in {stages.stage_dir(self.output_dir, stage)} and the run is "
                 f"at step {step}, not at its boundary step {stage * self.every}: scoring now would use other weights. "
                 f"Resume from checkpoint-{stage * self.every} or keep the stage folders of the run that saved this "
