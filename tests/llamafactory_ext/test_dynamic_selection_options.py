@@ -162,7 +162,7 @@ def _plan(n=4, per_device=1, accumulation=2, every=3, stage_rows=None):
                                 for r in range(8)})
     plan.per_epoch = -(-n // (per_device * accumulation))
     plan.every, plan.rows_per_step, plan.seed = every, per_device * accumulation, 3
-    plan._orders, plan._cache = {}, {k: {"rows": rows} for k, rows in (stage_rows or {}).items()}
+    plan._orders, plan._positions, plan._cache = {}, {}, {k: {"rows": rows} for k, rows in (stage_rows or {}).items()}
     plan.trainer = SimpleNamespace(state=SimpleNamespace(global_step=0))
     plan.collate = lambda feats: {"input_ids": torch.tensor([f["input_ids"] for f in feats]),
                                   "labels": torch.tensor([f["labels"] for f in feats])}

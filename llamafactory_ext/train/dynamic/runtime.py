@@ -179,6 +179,7 @@ class Stages:
         self.collate = None  # the trainer's own collator (batches re-collated by `batches`)
         self._cache: dict[int, dict[str, Any]] = {}
         self._orders: dict[tuple[int, int], np.ndarray] = {}
+        self._positions: dict[int, np.ndarray] = {}
         self.scored_now: list[int] = []  # stages scored in this process (a resumed run re-scores none it finds)
 
     def attach(self, trainer) -> None:
@@ -253,7 +254,10 @@ class Stages:
         return self._cache[stage]["rows"]
 
     def positions(self, stage: int) -> np.ndarray:
-        return np.array([self.dataset.position[r] for r in self.rows(stage)], dtype=np.int64)
+        """Dataset positions of stage ``stage``'s subset (kept: every fetched row asks for them)."""
+        if stage not in self._positions:
+            self._positions[stage] = np.array([self.dataset.position[r] for r in self.rows(stage)], dtype=np.int64)
+        return self._positions[stage]
 
     def _compute(self, stage: int) -> dict[str, Any]:
         dyn = self.dyn
