@@ -2,7 +2,7 @@
 stage, 1 row per device x 2 accumulated = 4 optimizer steps per epoch, 2 epochs = 8 steps, a stage every 3 steps:
 stage 1 starts at step 3 (epoch 0.75), stage 2 at step 6 (epoch 1.5). In-loop scores = ``data-select score`` on the
 checkpoint saved at the boundary step, steps and learning rates = the static recipe's, resume at a mid-epoch
-boundary and mid-stage = the uninterrupted run."""
+boundary and mid-stage = the uninterrupted run, 2 torchrun ranks cutting an epoch at the same step."""
 
 from __future__ import annotations
 
@@ -114,3 +114,19 @@ def test_resume_inside_an_epoch_draws_the_same_subsets_and_weights(run, checkpoi
     a, b = load_file(done / "model.safetensors"), load_file(out / "model.safetensors")
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_two_ranks_cut_an_epoch_at_the_same_step(run):
+    """torchrun, 2 CPU ranks, 2 micro-batches accumulated: 2 steps per epoch, stage 1 at step 3 (inside epoch 1); both
+    ranks draw it at that step and its scores equal ``data-select score`` on the checkpoint of step 3."""
+    root, args = run
+    out = root / "two-ranks"
+    two = {**args, "output_dir": str(out), "save_strategy": "steps", "save_steps": 3}
+    _ok(train(root, two, "two.yaml", env={"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"}))
+    assert {r["total_steps"] for r in _log(out)} == {4}  # 8 rows / (2 ranks x 1 per device x 2 accumulated) x 2
+    assert sorted(p.name for p in (out / "selection").iterdir()) == ["stage-0", "stage-1"]
+    assert _stage(out, 1)["global_step"] == 3 and _stage(out, 1)["epoch"] == pytest.approx(1.5)
+    offline = score(out / "checkpoint-3", root, root / "scores" / "offline-two")
+    ours = pd.read_parquet(out / "selection" / "stage-1" / "scores.parquet").set_index("id")
+    theirs = pd.read_parquet(offline / "scores.parquet").set_index("id")
+    assert len(ours) == 24 and (ours["loss_mean"] - theirs.loc[ours.index, "loss_mean"]).abs().max() <= 1e-5
