@@ -62,7 +62,7 @@ def _plain_nll(outputs, labels, num_items_in_batch=None):
 
 def make_trainer_class(ext: ExtensionArguments, reference=None, stages: Stages | None = None):
     """A CustomSeq2SeqTrainer subclass bound to one run's extension arguments (and iw-SFT reference table, and
-    dynamic-selection stages: then the train dataset is the scored pool and the sampler draws each epoch's stage)."""
+    dynamic-selection stages: then the train dataset is the scored pool and each optimizer step trains its stage's rows)."""
     class ExtendedSeq2SeqTrainer(CustomSeq2SeqTrainer):
         extension = ext
         instances = 0
@@ -76,8 +76,7 @@ def make_trainer_class(ext: ExtensionArguments, reference=None, stages: Stages |
                     _log().warning_rank0(
                         "dynamic_selection: the recipe's dataset has %d rows, dynamic_selection.n is %d; "
                         "training draws n rows per epoch from the pool", len(self.train_dataset), stages.dyn.n)
-                self.train_dataset = stages.dataset
-                stages.trainer = self
+                stages.attach(self)  # our dataset, sampler plan and collator
             if ext.dft_lean:
                 # Same bookkeeping as LLaMA-Factory's use_dft_loss; also the loss used in evaluation.
                 self.compute_loss_func = dft_loss_func
@@ -100,6 +99,11 @@ def make_trainer_class(ext: ExtensionArguments, reference=None, stages: Stages |
             if stages is not None:
                 return StageSampler(stages, self.args.seed)
             return super()._get_train_sampler(*args, **kwargs)
+
+        def get_batch_samples(self, epoch_iterator, num_batches, device):
+            if stages is not None:  # the step's stage exists before its batches are counted and trained
+                epoch_iterator = stages.batches(epoch_iterator)
+            return super().get_batch_samples(epoch_iterator, num_batches, device)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not ext.uses_custom_loss or not model.training or "labels" not in inputs:

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from helpers import REPO_ROOT
 from score_fixtures import make_scores_dir
@@ -20,7 +21,14 @@ from data_selection.select import run_select
 from llamafactory_ext.train.args import extension_help, split_recipe_args
 from llamafactory_ext.train.dynamic import stages
 from llamafactory_ext.train.dynamic.options import DynamicSelection, steps_per_epoch
-from llamafactory_ext.train.dynamic.runtime import StageSampler
+from llamafactory_ext.train.dynamic.runtime import (
+    POSITION,
+    SLOT,
+    PoolDataset,
+    SlotCollator,
+    Stages,
+    StageSampler,
+)
 
 
 @pytest.fixture
@@ -56,7 +64,11 @@ def test_keys_are_removed_before_llamafactory_and_typed(scored, monkeypatch):
     ({"n": 11, "candidates": 20}, {}, "dynamic_selection.n 11 is larger than the band: 10 of 20"),
     ({"candidates": 61}, {}, "dynamic_selection.candidates 61 is more than the 60 scored rows"),
     ({"every": 16}, {}, "dynamic_selection.every 16 steps is larger than the run (15 optimizer steps)"),
-    ({"every": 7}, {}, "dynamic_selection.every 7 is not a multiple of the 5 optimizer steps per epoch"),
+    ({"every": 0}, {}, "dynamic_selection.every must be 'epoch' or a positive integer, got 0"),
+    ({"every": -3}, {}, "dynamic_selection.every must be 'epoch' or a positive integer"),
+    ({"every": 2.5}, {}, "dynamic_selection.every must be 'epoch' or a positive integer, got 2.5"),
+    ({"every": True}, {}, "dynamic_selection.every must be 'epoch' or a positive integer, got True"),
+    ({"every": 5}, {"max_steps": 4}, "dynamic_selection.every 5 steps is larger than the run (4 optimizer steps)"),
     ({}, {"max_steps": 4}, "dynamic_selection.every epoch (5 steps) is larger than the run (4 optimizer steps)"),
     ({"every": "week"}, {}, "dynamic_selection.every must be 'epoch' or a positive integer"),
     ({"candidates": 0}, {}, "dynamic_selection.candidates must be 'all' or a positive integer"),
@@ -133,18 +145,103 @@ def test_flows_count_learned_risen_stayed_and_entered():
     assert stages.flows([0, 6], new_status, [0, 7], new_status)["stayed"] == 2
 
 
-def test_sampler_draws_the_epochs_stage_n_rows_seeded():
-    subsets = {0: np.array([0, 1, 2, 3]), 1: np.array([4, 5, 6, 7])}
-    fake = SimpleNamespace(dyn=SimpleNamespace(n=4), stage_of_epoch=lambda e: e // 2,
-                           positions=lambda s: subsets[s])
-    sampler = StageSampler(fake, seed=3)
-    assert len(sampler) == 4
-    sampler.set_epoch(0)
-    first = list(sampler)
-    assert sorted(first) == [0, 1, 2, 3] and sorted(list(sampler)) == [0, 1, 2, 3]  # epoch 1: still stage 0
-    assert sorted(list(sampler)) == [4, 5, 6, 7]  # epoch 2: stage 1
-    sampler.set_epoch(0)
-    assert list(sampler) == first  # a resumed epoch replays the same order
+@pytest.mark.parametrize("every", [1, 3, 7, 15])
+def test_any_every_up_to_the_run_is_accepted(scored, monkeypatch, every):
+    """Stages are not tied to epochs: 5 steps per epoch, every 1, 3, 7 (mid-epoch boundaries) or the whole run."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    scores, pool = scored
+    _, ext = split_recipe_args(_recipe(scores, pool, every=every), source="r.yaml")
+    assert ext.dynamic.every_steps == every
+
+
+def _plan(n=4, per_device=1, accumulation=2, every=3, stage_rows=None):
+    """A Stages without model or pool: ``n`` rows per stage, 8 pool rows, the stages given as pool rows."""
+    plan = object.__new__(Stages)
+    plan.dyn = SimpleNamespace(n=n)
+    plan.dataset = PoolDataset({r: SimpleNamespace(input_ids=np.array([r + 1]), labels=np.array([r + 1]))
+                                for r in range(8)})
+    plan.per_epoch = -(-n // (per_device * accumulation))
+    plan.every, plan.rows_per_step, plan.seed = every, per_device * accumulation, 3
+    plan._orders, plan._positions, plan._cache = {}, {}, {k: {"rows": rows} for k, rows in (stage_rows or {}).items()}
+    plan.trainer = SimpleNamespace(state=SimpleNamespace(global_step=0))
+    plan.collate = lambda feats: {"input_ids": torch.tensor([f["input_ids"] for f in feats]),
+                                  "labels": torch.tensor([f["labels"] for f in feats])}
+    return plan
+
+
+def test_sampler_yields_n_slots_per_epoch_and_replays_a_resumed_epoch():
+    plan = _plan()
+    sampler = StageSampler(plan, seed=11)
+    assert len(sampler) == 4 and plan.seed == 11
+    sampler.set_epoch(2)
+    assert list(sampler) == [8, 9, 10, 11] and list(sampler) == [12, 13, 14, 15]  # next epoch without set_epoch
+    sampler.set_epoch(2)
+    assert list(sampler) == [8, 9, 10, 11]  # a resumed epoch: the same slots, so the skip lands on the same rows
+
+
+def test_each_step_trains_its_stage_rows_in_the_epoch_order():
+    """2 optimizer steps per epoch (4 rows, 1 per device x 2 accumulated), a stage every 3 steps: step 3 (epoch 1's
+    second step) trains stage 1's rows at the slots epoch 1's order gives, the same order on every call."""
+    plan = _plan(stage_rows={0: [0, 1, 2, 3], 1: [4, 5, 6, 7]})
+    order = plan.order(1, 4)
+    assert sorted(order.tolist()) == [0, 1, 2, 3] and plan.order(1, 4) is order
+    g = torch.Generator()
+    g.manual_seed(3 + 1)
+    assert order.tolist() == torch.randperm(4, generator=g).tolist()  # seed + epoch, as the sampler always did
+    assert [plan.stage_of_step(s) for s in range(6)] == [0, 0, 0, 1, 1, 1]
+    assert [plan.planned_position(i, 1, 0) for i in range(4)] == order.tolist()
+    assert [plan.planned_position(i, 1, 1) for i in range(4)] == [4 + o for o in order.tolist()]
+    # epoch 1's slots 4..7: steps 2, 2, 3, 3 -> stage 0, 0, 1, 1
+    assert [plan.provisional_position(s) for s in (4, 5, 6, 7)] == [*order[:2], *(4 + order[2:])]
+    plan._cache.pop(1)  # fetched before stage 1 exists: stage 0's rows stand in
+    assert [plan.provisional_position(s) for s in (4, 5, 6, 7)] == order.tolist()
+
+
+def _batch(plan, slots):
+    feats = [{**plan.dataset[plan.provisional_position(s)], SLOT: s, POSITION: plan.provisional_position(s)}
+             for s in slots]
+    return SlotCollator(plan.collate)(feats)
+
+
+def test_batches_fetched_ahead_of_a_boundary_are_collated_again_from_the_new_stage():
+    plan = _plan(stage_rows={0: [0, 1, 2, 3], 1: [4, 5, 6, 7]})
+    plan._cache.pop(1)
+    ahead = [_batch(plan, [6]), _batch(plan, [7])]  # step 3's micro-batches, fetched before stage 1 existed
+    assert all(SLOT in b and POSITION in b for b in ahead)
+    drawn = []
+
+    def rows(stage):  # Stages.rows without disk: draws a missing stage
+        if stage not in plan._cache:
+            drawn.append(stage)
+            plan._cache[stage] = {"rows": [4, 5, 6, 7]}
+        return plan._cache[stage]["rows"]
+
+    plan.rows = rows
+    plan.trainer.state.global_step = 3
+    out = list(plan.batches(iter(ahead)))
+    assert drawn == [1]  # the step's stage is drawn before its first batch is handed over
+    order = plan.order(1, 4)
+    assert [b["input_ids"].tolist() for b in out] == [[[4 + order[2] + 1]], [[4 + order[3] + 1]]]
+    assert all(SLOT not in b and POSITION not in b for b in out)  # nothing of ours reaches the model
+    plan.trainer.state.global_step = 2  # a batch that already holds the plan's rows is handed over untouched
+    same = _batch(plan, [4])
+    assert list(plan.batches(iter([same])))[0] is same
+
+
+def test_a_missing_stage_is_drawn_only_at_its_boundary_step(tmp_path):
+    """Resumed in the middle of stage 1 without its folder: drawing it now would use other weights -> refused."""
+    plan = _plan(stage_rows={0: [0, 1, 2, 3]})
+    plan.output_dir = str(tmp_path)
+    plan.trainer.state.global_step, plan.trainer.state.epoch = 4, 2.0
+    with pytest.raises(UserError, match=r"stage 1 is not in .*stage-1 and the run is at step 4, not at its boundary "
+                       r"step 3.*Resume from checkpoint-3"):
+        list(plan.batches(iter([])))
+
+
+def test_the_collator_passes_evaluation_batches_through():
+    plan = _plan()
+    feats = [plan.dataset[0], plan.dataset[1]]
+    assert SlotCollator(plan.collate)(feats)["input_ids"].tolist() == [[1], [2]]
 
 
 def test_steps_per_epoch_counts_like_the_trainer(monkeypatch):

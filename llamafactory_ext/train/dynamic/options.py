@@ -38,8 +38,9 @@ class DynamicSelection:
                                                    "temp and matched-random need inputs a stage cannot produce)."})
     n: int = field(default=15000, metadata={"help": "Rows per stage (the static recipe's subset size: the steps per "
                                             "stage and the learning-rate schedule stay the static recipe's)."})
-    every: Any = field(default="epoch", metadata={"help": "Stage length: `epoch`, or N optimizer steps (N a multiple "
-                                                 "of the steps per epoch: stages change at epoch boundaries)."})
+    every: Any = field(default="epoch", metadata={"help": "Stage length: `epoch` (a stage per epoch), or N >= 1 "
+                                                 "optimizer steps: stage K starts after K * N steps, mid-epoch too "
+                                                 "(between optimizer steps, never inside a gradient accumulation)."})
     candidates: Any = field(default="all", metadata={"help": "Rows re-scored per stage: `all` (every scored pool "
                                                      "row) or K (K rows drawn per stage, seeded: bounds the cost)."})
     save_stage_checkpoints: bool = field(default=False, metadata={"help": "Keep the weights each stage was scored "
@@ -96,7 +97,7 @@ def parse(value: Any, source: str) -> DynamicSelection:
                 number = int(v)
             except (TypeError, ValueError):
                 raise UserError(f"{source}: {_name(k)} must be {word!r} or a positive integer, got {v!r}") from None
-            if number <= 0 or isinstance(v, bool):
+            if number <= 0 or isinstance(v, bool) or (isinstance(v, float) and v != number):
                 raise UserError(f"{source}: {_name(k)} must be {word!r} or a positive integer, got {v!r}")
             typed[k] = number
         elif isinstance(default, bool):
@@ -158,7 +159,7 @@ def check_identity(dyn: DynamicSelection, meta: dict[str, Any], lf_args: dict[st
                             "with the recipe's model, template and cutoff_len")
 
 
-def _world_size() -> int:
+def world_size() -> int:
     if "WORLD_SIZE" in os.environ:  # inside torchrun
         return int(os.environ["WORLD_SIZE"])
     return int(os.environ.get("NPROC_PER_NODE") or 1) * int(os.environ.get("NNODES") or 1)
@@ -167,7 +168,7 @@ def _world_size() -> int:
 def steps_per_epoch(n: int, lf_args: dict[str, Any]) -> int:
     """Optimizer steps of one epoch over ``n`` rows, as the HF Trainer (5.x) counts them: batches per rank, then
     ceil over the accumulation (a last partial accumulation is a step)."""
-    batch = int(lf_args.get("per_device_train_batch_size", 8)) * _world_size()
+    batch = int(lf_args.get("per_device_train_batch_size", 8)) * world_size()
     accum = int(lf_args.get("gradient_accumulation_steps", 1))
     return max(math.ceil(math.ceil(n / batch) / accum), 1)
 
@@ -216,9 +217,6 @@ def validate(dyn: DynamicSelection, lf_args: dict[str, Any], source: str) -> Non
         if dyn.every_steps > total:
             raise UserError(f"{source}: {_name('every')} {dyn.every_steps} steps is larger than the run ({total} "
                             "optimizer steps): there would be no second stage")
-        if dyn.every_steps % per_epoch:
-            raise UserError(f"{source}: {_name('every')} {dyn.every_steps} is not a multiple of the {per_epoch} "
-                            "optimizer steps per epoch; stages change at epoch boundaries (use `epoch` or a multiple)")
     elif per_epoch > total:
         raise UserError(f"{source}: {_name('every')} epoch ({per_epoch} steps) is larger than the run ({total} "
                         "optimizer steps): there would be no second stage")

@@ -1,15 +1,23 @@
 """Dynamic selection inside one training run: the pool rows as training examples, the stage sampler, and the
 in-loop scorer that re-scores candidates with the current weights at each stage boundary.
 
-The trainer (:mod:`llamafactory_ext.train.trainer`) swaps its train dataset for :class:`PoolDataset` (every scored
-pool row, encoded by LLaMA-Factory's template code exactly as ``data-select score`` encodes it) and its sampler for
-:class:`StageSampler`. At the start of each epoch the sampler asks :class:`Stages` for the epoch's stage: a finished
-``stage-K`` folder is read back (resume: no re-scoring); otherwise stage 0 is the static selection and stage K >= 1
-scores its candidates with the current weights (:func:`data_selection.scoring.forward.score_sequences` and
-:func:`~data_selection.scoring.forward.loss_features`, the scorer's own functions: same packing, chunked
-response-only log-probs), every rank a share, merged on every rank, then drawn with the same selector (seed + K).
-The sampler yields ``n`` rows per epoch, so the steps per epoch and the learning-rate schedule are the static
-recipe's.
+The trainer (:mod:`llamafactory_ext.train.trainer`) attaches :class:`Stages`: its train dataset becomes
+:class:`SlotDataset` (every scored pool row, encoded by LLaMA-Factory's template code exactly as ``data-select score``
+encodes it), its sampler :class:`StageSampler` and its collator :class:`SlotCollator`. A stage lasts ``every``
+optimizer steps (an epoch's steps for ``every: epoch``); stage K starts at global step K * every, mid-epoch or not.
+
+The sampler yields ``n`` slots per epoch (``epoch * n + i``), so the steps per epoch and the learning-rate schedule are
+the static recipe's. Which row fills a slot is decided by the optimizer step that trains it: slot i of epoch e at step
+s holds row ``order_e[i]`` of the subset of stage ``s // every`` (``order_e``: a permutation seeded with seed + e, the
+same on every rank and in a resumed run). The data loader fetches ahead of the trainer (accelerate keeps one batch in
+hand, workers more), so a slot fetched before its stage exists carries a provisional row; at the start of every
+optimizer step, :meth:`Stages.batches` first makes sure the step's stage exists (a finished ``stage-K`` folder is read
+back: resume, no re-scoring; otherwise stage 0 is the static selection and stage K >= 1 scores its candidates with the
+current weights -- :func:`data_selection.scoring.forward.score_sequences` and
+:func:`~data_selection.scoring.forward.loss_features`, the scorer's own functions -- every rank a share, merged on
+every rank, then drawn with the same selector, seed + K), then re-collates any micro-batch whose rows are not the
+plan's. A boundary therefore falls between optimizer steps, never inside a gradient accumulation, and a resumed run
+(the HF Trainer skips the consumed batches of its epoch) trains the same rows as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -22,18 +30,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from accelerate.utils import send_to_device
 from llamafactory.extras.logging import get_logger
 from torch.utils.data import Dataset, Sampler
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
+from data_selection.command_line import UserError
 from data_selection.encoding import TemplateEncoder
 from data_selection.scores_table import load_scored_pool, load_scores
 from data_selection.scoring.forward import loss_features, score_sequences
 from data_selection.scoring.logprobs import auto_chunk_tokens
 from llamafactory_ext.train.dynamic import stages
-from llamafactory_ext.train.dynamic.options import DynamicSelection, steps_per_epoch
+from llamafactory_ext.train.dynamic.options import DynamicSelection, steps_per_epoch, world_size
 
 LOSS_COLUMNS = ("loss_sum", "loss_mean", "loss_first_100", "loss_first_1000")
+SLOT, POSITION = "_dynamic_slot", "_dynamic_position"  # carried from the dataset to Stages.batches, never to the model
 
 
 def _log():
@@ -61,6 +72,36 @@ class PoolDataset(Dataset):
         enc = self.encoded[self.rows[i]]
         return {"input_ids": enc.input_ids.tolist(), "attention_mask": [1] * len(enc.input_ids),
                 "labels": enc.labels.tolist()}
+
+
+class SlotDataset(Dataset):
+    """The train dataset the sampler indexes: slot -> the pool row the plan puts there, tagged with the slot and the
+    row's position (provisional when the slot's stage is not drawn yet where this runs: replaced before training)."""
+
+    def __init__(self, stages_: Stages):
+        self.stages = stages_
+
+    def __len__(self) -> int:
+        return len(self.stages.dataset)
+
+    def __getitem__(self, slot: int) -> dict[str, Any]:
+        position = self.stages.provisional_position(int(slot))
+        return {**self.stages.dataset[position], SLOT: int(slot), POSITION: position}
+
+
+class SlotCollator:
+    """The trainer's collator, with the slot and position of every row kept beside the batch as two tensors."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, features):
+        if not features or SLOT not in features[0]:  # evaluation batches: not ours
+            return self.inner(features)
+        tags = {key: torch.tensor([f[key] for f in features], dtype=torch.long) for key in (SLOT, POSITION)}
+        batch = self.inner([{k: v for k, v in f.items() if k not in tags} for f in features])
+        batch.update(tags)
+        return batch
 
 
 def encode_pool(encoder: TemplateEncoder, pool, rows: list[int]) -> dict[int, Any]:
@@ -116,7 +157,8 @@ def score_rows(model, encoded: dict[int, Any], rows: list[int], dyn: DynamicSele
 
 
 class Stages:
-    """The stages of one run: computed on demand by the sampler, read back when already on disk."""
+    """The stages of one run and the plan of which row trains at which step: computed at the start of the boundary
+    step, read back when already on disk."""
 
     def __init__(self, dyn: DynamicSelection, output_dir: str, tokenizer, template: str, cutoff_len: int,
                  batch_size: int, accumulation: int):
@@ -130,13 +172,73 @@ class Stages:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.per_epoch = steps_per_epoch(dyn.n, {"per_device_train_batch_size": batch_size,
                                                  "gradient_accumulation_steps": accumulation})
-        self.epochs_per_stage = 1 if dyn.every_steps is None else max(dyn.every_steps // self.per_epoch, 1)
-        self.trainer = None  # set by the trainer: its model is scored, its state gives the step
+        self.every = dyn.every_steps or self.per_epoch  # optimizer steps per stage
+        self.rows_per_step = batch_size * accumulation * world_size()  # sampler slots one optimizer step takes
+        self.seed = 0  # the trainer's seed, set by the sampler: epoch e's order is seeded with seed + e
+        self.trainer = None  # set by attach: its model is scored, its state gives the step
+        self.collate = None  # the trainer's own collator (batches re-collated by `batches`)
         self._cache: dict[int, dict[str, Any]] = {}
+        self._orders: dict[tuple[int, int], np.ndarray] = {}
+        self._positions: dict[int, np.ndarray] = {}
         self.scored_now: list[int] = []  # stages scored in this process (a resumed run re-scores none it finds)
 
-    def stage_of_epoch(self, epoch: int) -> int:
-        return int(epoch) // self.epochs_per_stage
+    def attach(self, trainer) -> None:
+        """Make ``trainer`` train on the plan: our dataset and a collator that keeps each row's slot."""
+        self.trainer = trainer
+        self.collate = trainer.data_collator
+        trainer.train_dataset = SlotDataset(self)
+        trainer.data_collator = SlotCollator(trainer.data_collator)
+
+    def stage_of_step(self, step: int) -> int:
+        """The stage that trains optimizer step ``step`` (0-based: the step after ``step`` finished steps)."""
+        return int(step) // self.every
+
+    def order(self, epoch: int, size: int) -> np.ndarray:
+        """Epoch ``epoch``'s permutation of a stage subset (seed + epoch, torch's generator: the same everywhere)."""
+        key = (int(epoch), int(size))
+        if key not in self._orders:
+            g = torch.Generator()
+            g.manual_seed(self.seed + int(epoch))
+            self._orders = {k: v for k, v in self._orders.items() if k[0] >= epoch - 1}  # keep the last epochs only
+            self._orders[key] = torch.randperm(size, generator=g).numpy()
+        return self._orders[key]
+
+    def planned_position(self, index: int, epoch: int, stage: int) -> int:
+        """Dataset position of slot ``index`` (0..n-1) of epoch ``epoch`` when stage ``stage`` trains it."""
+        positions = self.positions(stage)
+        return int(positions[self.order(epoch, len(positions))[index % len(positions)]])
+
+    def provisional_position(self, slot: int) -> int:
+        """The planned row of ``slot`` if its stage is known here, else a stand-in (``batches`` replaces it)."""
+        n = self.dyn.n
+        epoch, index = divmod(slot, n)
+        stage = self.stage_of_step(epoch * self.per_epoch + index // self.rows_per_step)
+        known = [k for k in self._cache if k <= stage]
+        return self.planned_position(index, epoch, max(known)) if known else index % len(self.dataset)
+
+    def batches(self, epoch_iterator):
+        """The micro-batches of the optimizer step about to run, each holding the plan's rows for this step.
+
+        Called at the start of every optimizer step (the trainer's ``get_batch_samples``), on every rank at the same
+        step: first the step's stage is made to exist (read from disk or drawn now, with the weights of the
+        ``global_step`` finished steps: the checkpoint saved at a boundary holds exactly these), then every
+        micro-batch fetched ahead with another row than the plan's is collated again from the plan's rows.
+        """
+        step = int(self.trainer.state.global_step)
+        stage = self.stage_of_step(step)
+        self.rows(stage)
+        epoch = step // self.per_epoch
+        for batch in epoch_iterator:
+            yield self._rebind(batch, epoch, stage)
+
+    def _rebind(self, batch, epoch: int, stage: int):
+        if SLOT not in batch:  # not a batch of our dataset
+            return batch
+        slots, got = batch.pop(SLOT), batch.pop(POSITION)
+        want = [self.planned_position(int(s) % self.dyn.n, epoch, stage) for s in slots.tolist()]
+        if want == got.tolist():
+            return batch
+        return send_to_device(self.collate([self.dataset[p] for p in want]), slots.device)
 
     def rows(self, stage: int) -> list[int]:
         if stage not in self._cache:
@@ -152,13 +254,22 @@ class Stages:
         return self._cache[stage]["rows"]
 
     def positions(self, stage: int) -> np.ndarray:
-        return np.array([self.dataset.position[r] for r in self.rows(stage)], dtype=np.int64)
+        """Dataset positions of stage ``stage``'s subset (kept: every fetched row asks for them)."""
+        if stage not in self._positions:
+            self._positions[stage] = np.array([self.dataset.position[r] for r in self.rows(stage)], dtype=np.int64)
+        return self._positions[stage]
 
     def _compute(self, stage: int) -> dict[str, Any]:
         dyn = self.dyn
         state = getattr(self.trainer, "state", None)
         step = int(getattr(state, "global_step", 0) or 0)
         epoch = getattr(state, "epoch", None)
+        if stage > 0 and step != stage * self.every:
+            raise UserError(
+                f"dynamic_selection: stage {stage} is not in {stages.stage_dir(self.output_dir, stage)} and the run is "
+                f"at step {step}, not at its boundary step {stage * self.every}: scoring now would use other weights. "
+                f"Resume from checkpoint-{stage * self.every} or keep the stage folders of the run that saved this "
+                "checkpoint in OUTPUT_DIR/selection")
         t0 = time.perf_counter()
         if stage == 0:
             table, scored_with, flow = self.base, f"base scores {dyn.scores}", None
@@ -203,11 +314,12 @@ class Stages:
 
 
 class StageSampler(Sampler):
-    """``n`` positions per epoch: the epoch's stage subset, shuffled with seed + epoch (same on every rank)."""
+    """``n`` slots per epoch, ``epoch * n`` to ``epoch * n + n - 1``: which row fills a slot is the plan's
+    (:meth:`Stages.planned_position`), so the order of a resumed epoch is the uninterrupted one's."""
 
     def __init__(self, stages_: Stages, seed: int):
         self.stages = stages_
-        self.seed = seed
+        self.stages.seed = int(seed)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -219,8 +331,5 @@ class StageSampler(Sampler):
     def __iter__(self):
         epoch = self.epoch
         self.epoch += 1  # if nobody calls set_epoch, the next iteration is the next epoch
-        positions = self.stages.positions(self.stages.stage_of_epoch(epoch))
-        g = torch.Generator()
-        g.manual_seed(self.seed + epoch)
-        order = torch.randperm(len(positions), generator=g).tolist()
-        return iter(positions[order].tolist())
+        n = self.stages.dyn.n
+        return iter(range(epoch * n, (epoch + 1) * n))
