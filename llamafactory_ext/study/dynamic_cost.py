@@ -15,6 +15,7 @@ Boundaries: a stage per epoch (``every: epoch``) or per ``every`` optimizer step
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,9 @@ def schedule(arm: ArmConfig, cfg: StudyConfig, dyn: dict[str, Any]) -> tuple[flo
     every = dyn.get("every", "epoch")
     if every == "epoch":
         return epochs, boundaries(epochs), "every epoch"
-    per_stage = max(int(every) // per_epoch, 1)
-    return epochs, boundaries(epochs, per_stage), f"every {every} steps ({per_stage} epoch(s) of {per_epoch} steps)"
+    total = max_steps if max_steps > 0 else math.ceil(epochs * per_epoch)
+    n_bound = max(math.ceil(total / int(every)) - 1, 0)  # stages start after 0, N, 2N, … steps, mid-epoch too
+    return epochs, n_bound, f"every {every} steps (epochs of {per_epoch} steps)"
 
 
 def row_costs(cfg: StudyConfig) -> tuple[float, float, str]:

@@ -87,5 +87,9 @@ def test_with_throughputs_the_ratio_is_gpu_time(tmp_path, monkeypatch, capsys):
 def test_every_n_steps_counts_its_boundaries(tmp_path, monkeypatch, capsys):
     # 8 rows, 4 per device x 2 accumulation: 1 step per epoch; a stage every 2 steps over 3 epochs = 2 stages
     block = _dry_run(tmp_path, monkeypatch, capsys, 20, every=2)
-    assert "every 2 steps (2 epoch(s) of 1 steps), 3 epoch(s) = 1 re-scored boundary" in block
+    assert "every 2 steps (epochs of 1 steps), 3 epoch(s) = 1 re-scored boundary" in block
     assert _ratios(block)[1] == pytest.approx(_ratios(block)[0] / 3, abs=0.011)
+    # a stage after every step: boundaries after steps 1 and 2 (stages need not align with epochs)
+    (tmp_path / "b").mkdir()
+    every_step = _dry_run(tmp_path / "b", monkeypatch, capsys, 20, every=1)
+    assert "every 1 steps (epochs of 1 steps), 3 epoch(s) = 2 re-scored boundaries" in every_step
