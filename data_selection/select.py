@@ -20,7 +20,7 @@ from data_selection.atomic import write_json_atomic, write_text_atomic
 from data_selection.command_line import UserError
 from data_selection.options.select import SelectOptions
 from data_selection.registry import check_subset_name, pool_file, register_entry, subset_entry
-from data_selection.scores_table import load_scored_pool, load_scores
+from data_selection.scores_table import SELECT_READ_COLUMNS, load_scored_pool, load_scores
 from data_selection.selectors import STRATEGIES
 from data_selection.selectors.pass_cv import join_scores
 from data_selection.subset import render_card, selected_examples, subset_paths, write_subset
@@ -56,7 +56,7 @@ def load_inputs(opts: SelectOptions):
     if missing:
         raise UserError(f"--strategy {opts.strategy} needs {' and '.join(missing)}")
     if "verified" not in strategy.needs:
-        return (*load_scores(opts.scores), {})
+        return (*load_scores(opts.scores, SELECT_READ_COLUMNS), {})
     table, meta, rejects = load_verified(opts.verified)
     extra: dict[str, Any] = {"verified": {"dir": str(opts.verified), "counts": meta.get("counts", {})},
                              "verifier": meta, "scores": {"dir": opts.scores or None}, "scorer": None}
