@@ -8,7 +8,7 @@ from typing import Literal
 from data_selection.command_line import UserError
 from data_selection.names import check_dataset_name, check_model_path
 
-BRIER_TOP_K = 10  # --brier_top_k's default (outside the scores' identity, see data_selection/scoring/identity.py)
+BRIER_TOP_K = 10  # --brier_top_k's default
 
 
 @dataclass

@@ -8,8 +8,6 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from data_selection.options.score import BRIER_TOP_K
-
 IDENTITY_KEYS = ("model", "tokenizer", "template", "cutoff_len", "dtype", "pool_fingerprint", "shard_rows",
                  "per_token_prefix", "system_prompt", "column_mapping", "brier_top_k")
 
@@ -45,11 +43,8 @@ def encoding_identity(opts, pool, config) -> dict[str, Any]:
 
 
 def run_identity(opts, pool, config) -> dict[str, Any]:
-    """``score``'s identity. ``brier_top_k`` (the K of the stored top-K Brier columns) is recorded only when it is
-    not the default: a folder scored before the Brier columns existed, or with the default K, then resumes as
-    before (:func:`data_selection.scoring.merge.merge_shards` keeps the columns only when every shard has them),
-    while shards of two different K are never mixed."""
-    ident = {**encoding_identity(opts, pool, config), "per_token_prefix": opts.per_token_prefix}
-    if opts.brier_top_k != BRIER_TOP_K:
-        ident["brier_top_k"] = opts.brier_top_k
-    return ident
+    """``score``'s identity. ``brier_top_k`` changes the stored Brier columns, so it is part of it; a folder scored
+    before those columns existed records none, and is resumed or re-run only with ``--overwrite`` (re-scored whole):
+    its shards lack the columns."""
+    return {**encoding_identity(opts, pool, config), "per_token_prefix": opts.per_token_prefix,
+            "brier_top_k": opts.brier_top_k}

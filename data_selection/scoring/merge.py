@@ -74,8 +74,8 @@ def merge_shards(out: str | os.PathLike) -> dict[str, Any]:
 
 
 def _stat_columns(ok: pd.DataFrame) -> list[str]:
-    """The rank/Brier columns every scored row has. A run resumed across the change that added them (shards written
-    before it lack them) gets none: a table whose key is missing for some rows would select from the others
+    """The rank/Brier columns every scored row has. Shards written before the columns existed (``data-select merge``
+    of an old folder) give a table without them: a key missing for some rows would select from the others
     silently; without the columns, ``--key rsr`` says to re-score."""
     return [c for c in STAT_COLUMNS if c in ok and bool(ok[c].map(_finite).all())]
 
