@@ -128,13 +128,13 @@ def _score_shard(model, records, encoded, opts, device: str, chunk_tokens: int, 
         batch_tokens=opts.batch_tokens, chunk_tokens=chunk_tokens, device=device, pad_id=pad_id,
         packing=opts.packing, top_k=opts.brier_top_k,
     )
-    for r, stats in losses.items():
+    for r, per_token in losses.items():
         rec = records[r]
-        tok = stats[:, 0]  # the NLL; beside it each token's rank and top-K Brier score
+        tok = per_token[:, 0]  # the NLL; beside it each token's rank and top-K Brier score
         if not bool(torch.isfinite(tok).all()):
             rec["reject_reason"] = "non-finite loss"
             continue
-        rec.update(token_features(stats))
+        rec.update(token_features(per_token))
         if opts.per_token_prefix:
             rec["token_losses"] = tok[: opts.per_token_prefix].float().tolist()
     return [records[r] for r in sorted(records)], stats
