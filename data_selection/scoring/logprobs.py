@@ -71,6 +71,7 @@ STATS = ("loss", "rank", "brier_topk")
 """Columns of :func:`head_token_losses`'s ``[N, 3]`` output when ``top_k`` >= 1 (docs/methods.md §1)."""
 _BLOCK = 128  # vocabulary entries per block of the two-stage top-K (block maxima first)
 _RANK_ROWS = 32  # rows per comparison block of the rank count (a cache-sized fp32 scratch)
+_CACHE_BYTES = 4 * 2**20  # fp32 logits per block of rows on CPU (cache-sized)
 
 
 def head_token_losses(model, h: torch.Tensor, t: torch.Tensor, chunk_tokens: int, top_k: int = 0) -> torch.Tensor:
@@ -102,14 +103,26 @@ def head_token_losses(model, h: torch.Tensor, t: torch.Tensor, chunk_tokens: int
             logits.sub_(peak[:, None]).exp_()
             out[i : i + rows] = logits.sum(dim=1).log_().add_(peak).sub_(target_logit)
             continue
-        peak, top = _peak_and_top_logits(logits, top_k)
-        rank = _rank(logits, target_logit, scratch)
-        logits.sub_(peak[:, None]).exp_()
-        lse = logits.sum(dim=1).log_().add_(peak)
-        out[i : i + rows, 0] = lse - target_logit
-        out[i : i + rows, 1] = rank
-        out[i : i + rows, 2] = _brier_top_k(top, target_logit, lse, rank, top_k)
+        # on CPU a few rows at a time, so that the passes after the first read them from cache (together they
+        # then cost about what the loss alone costs over the whole chunk); on a GPU the whole chunk at once
+        step = rows if logits.is_cuda else max(1, _CACHE_BYTES // (4 * vocab))
+        for j in range(0, rows, step):
+            r = min(step, rows - j)
+            _stats_into(logits[j : j + r], target_logit[j : j + r], top_k, scratch, out[i + j : i + j + r])
     return out
+
+
+def _stats_into(logits: torch.Tensor, target_logit: torch.Tensor, k: int, scratch: torch.Tensor,
+                out: torch.Tensor) -> None:
+    """NLL, rank and top-``k`` Brier score of some rows of logits (overwritten: exp in place) into ``out`` [rows, 3].
+    The NLL is computed by the very operations of the loss-only path (max, subtract, exp, sum, log)."""
+    peak, top = _peak_and_top_logits(logits, k)
+    rank = _rank(logits, target_logit, scratch)
+    logits.sub_(peak[:, None]).exp_()
+    lse = logits.sum(dim=1).log_().add_(peak)
+    out[:, 0] = lse - target_logit
+    out[:, 1] = rank
+    out[:, 2] = _brier_top_k(top, target_logit, lse, rank, k)
 
 
 def _peak_and_top_logits(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
