@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import SYSTEM, write_jsonl
+from helpers import REPO_ROOT, SYSTEM, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from data_selection.command_line import UserError
@@ -267,3 +269,16 @@ def test_a_table_scored_before_the_columns_loads_and_says_to_re_score(scored, tm
     pd.read_parquet(first).drop(columns=STAT_COLUMNS).to_parquet(first, index=False)
     merge_shards(mixed)
     assert not set(STAT_COLUMNS) & set(pd.read_parquet(mixed / "scores.parquet").columns)
+
+
+def test_the_cost_bench_runs_and_reports_the_ratio(tmp_path):
+    """bench/score_keys_cost.py (docs/methods.md §1) still runs against the scorer's API."""
+    out = tmp_path / "cost.json"
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "score_keys_cost.py"), "--models", "tiny",
+                           "--rows", "2", "--tokens", "48", "--prompt", "8", "--repeats", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (res,) = json.loads(out.read_text())
+    assert res["model"] == "tiny" and res["ratio"] == pytest.approx(
+        res["with_rank_brier_s_per_row"] / res["loss_only_s_per_row"])
+    assert "ratio" in proc.stdout and "budget" in proc.stdout
