@@ -17,7 +17,9 @@ from helpers import REPO_ROOT, SYSTEM, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from data_selection.command_line import UserError
+from data_selection.options.report import ReportOptions
 from data_selection.options.select import RATIO_KEYS
+from data_selection.reports.selection import run_report
 from data_selection.scores_table import STAT_COLUMNS
 from data_selection.scoring import runner
 from data_selection.scoring.forward import FIRST_K, score_sequences, token_features
@@ -282,3 +284,12 @@ def test_the_cost_bench_runs_and_reports_the_ratio(tmp_path):
     assert res["model"] == "tiny" and res["ratio"] == pytest.approx(
         res["with_rank_brier_s_per_row"] / res["loss_only_s_per_row"])
     assert "ratio" in proc.stdout and "budget" in proc.stdout
+
+
+def test_a_selection_by_rsr_gets_its_report(scored, tmp_path):
+    """`data-select report` reads the rank/Brier columns too (a ratio key is computed from them)."""
+    _select(scored, tmp_path, "by_rsr", strategy="zpd", key="rsr")
+    res = run_report(ReportOptions(names=["by_rsr"], dataset_info=str(tmp_path / "dataset_info.json"),
+                                   out=str(tmp_path / "report")))
+    text = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert "rsr" in text and (tmp_path / "report" / "report.html").is_file() and res
