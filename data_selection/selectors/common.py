@@ -55,9 +55,9 @@ def check_key_columns(columns, key: str, source: str = "the scores table") -> No
     columns exist only in tables scored since ``data-select score`` stores them; such a table must be scored again."""
     missing = [c for c in RATIO_KEYS.get(key, ()) if c not in columns]
     if missing:
-        raise UserError(f"--key {key} needs column(s) {missing} of {source}, which lacks them: it was scored before "
-                        "`data-select score` stored the rank and top-K Brier statistics. Re-score the pool (the same "
-                        "`data-select score` command with --overwrite, or a new --out) to select by this key.")
+        raise UserError(f"--key {key} needs column(s) {missing} of {source}, which lacks them (as every table scored "
+                        "before `data-select score` stored the rank and top-K Brier statistics does). Re-score the pool "
+                        "(the same `data-select score` command with --overwrite, or a new --out) to select by this key.")
 
 
 def check_table(scores: pd.DataFrame, key: str, stratify: str) -> None:
