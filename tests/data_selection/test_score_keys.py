@@ -293,3 +293,16 @@ def test_a_selection_by_rsr_gets_its_report(scored, tmp_path):
                                    out=str(tmp_path / "report")))
     text = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
     assert "rsr" in text and (tmp_path / "report" / "report.html").is_file() and res
+
+
+def test_an_old_folder_is_re_scored_with_overwrite_as_the_error_says(scored, peaky_dir, pool_dir, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(scored, old)
+    meta = json.loads((old / "meta.json").read_text())
+    del meta["identity"]["brier_top_k"]  # meta.json as the scorer wrote it before the statistics
+    (old / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="brier_top_k: None -> 10"):
+        run_score(_opts(peaky_dir, pool_dir, old))
+    run_score(_opts(peaky_dir, pool_dir, old, overwrite=True))
+    again = pd.read_parquet(old / "scores.parquet")
+    assert set(STAT_COLUMNS) <= set(again.columns) and len(again) == 10
