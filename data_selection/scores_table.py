@@ -1,11 +1,11 @@
 """The scores table: ``scores/NAME/`` as ``data-select score`` writes it, read back in one place.
 
-A finished scoring folder holds ``scores.parquet`` (one row per scored pool row, :data:`SCORE_COLUMNS` plus the
-pool's meta columns and, with ``--per_token_prefix``, ``token_losses``), ``meta.json`` (the run: model, template,
-cutoff_len, the pool record) and ``rejects.jsonl`` (rows not scored, with row and reason). Everything that reads
+A finished scoring folder holds ``scores.parquet`` (one row per scored pool row, :data:`SCORE_COLUMNS` plus, when
+scored with them, :data:`STAT_COLUMNS`, the pool's meta columns and, with ``--per_token_prefix``,
+``token_losses``), ``meta.json`` (the run: model, template, cutoff_len, the pool record) and ``rejects.jsonl`` (rows not scored, with row and reason). Everything that reads
 it (the selectors through ``select``, ``score-checkpoints``, the reports, the study) goes through
 :func:`load_scores` and :func:`load_scored_pool`; the writer (``data_selection.scoring.merge``) should take its
-column list from :data:`SCORE_COLUMNS` here.
+column lists from :data:`SCORE_COLUMNS` and :data:`STAT_COLUMNS` here.
 """
 
 from __future__ import annotations
@@ -24,9 +24,20 @@ SCORE_COLUMNS = ["id", "row", "n_prompt_tokens", "n_response_tokens", "n_tokens_
                  "loss_first_100", "loss_first_1000", "truncated"]
 """The columns every ``scores.parquet`` has, in the order the merge writes them."""
 
+STAT_COLUMNS = ["rank_mean", "rank_first_100", "rank_first_1000", "brier_topk_mean", "brier_topk_first_100",
+                "brier_topk_first_1000"]
+"""Optional columns, written after :data:`SCORE_COLUMNS` by ``data-select score`` since the rank and top-K Brier
+statistics (docs/methods.md §1): the mean target-token rank and top-K Brier score per row, and over the first 100
+and 1,000 response tokens. Tables scored before lack them; they load all the same."""
+
 SCORE_READ_COLUMNS = ("id", "row", "n_prompt_tokens", "n_response_tokens", "loss_sum", "loss_mean",
                       "loss_first_100", "loss_first_1000", "truncated", "category", "source", "response_kind")
 """The columns the selectors and reports read (``category``/``source``/``response_kind`` when the pool has them)."""
+
+SELECT_READ_COLUMNS = (*SCORE_READ_COLUMNS, *STAT_COLUMNS)
+"""What ``data-select select`` reads: also the :data:`STAT_COLUMNS` (when the table has them), for the ``rsr`` and
+``lark`` keys. Not the default of :func:`load_scores`: a reader that replaces the loss columns with another
+model's (the in-loop stages of dynamic selection) must not carry the base model's ranks beside them."""
 
 
 def load_scores(scores_dir: str | Path, columns: tuple[str, ...] = SCORE_READ_COLUMNS):

@@ -20,8 +20,9 @@ from data_selection.atomic import write_json_atomic, write_text_atomic
 from data_selection.command_line import UserError
 from data_selection.options.select import SelectOptions
 from data_selection.registry import check_subset_name, pool_file, register_entry, subset_entry
-from data_selection.scores_table import load_scored_pool, load_scores
+from data_selection.scores_table import SELECT_READ_COLUMNS, load_scored_pool, load_scores
 from data_selection.selectors import STRATEGIES
+from data_selection.selectors.common import check_key_columns
 from data_selection.selectors.pass_cv import join_scores
 from data_selection.subset import render_card, selected_examples, subset_paths, write_subset
 from data_selection.verify.output import load_verified
@@ -36,6 +37,8 @@ def strategy_named(name: str):
 def run_strategy(table, opts: SelectOptions):
     """The strategy ``opts.strategy`` on ``table`` with the options it declares."""
     strategy = strategy_named(opts.strategy)
+    if "key" in strategy.parameters and "scores" in strategy.needs:  # name the file a missing key column is from
+        check_key_columns(table.columns, opts.key, str(Path(opts.scores) / "scores.parquet"))
     if opts.temp_scores and "temp_scores" not in strategy.parameters:
         raise UserError(f"--temp-scores is for --strategy temp, not {opts.strategy}")
     if opts.match and "match" not in strategy.parameters:
@@ -56,7 +59,7 @@ def load_inputs(opts: SelectOptions):
     if missing:
         raise UserError(f"--strategy {opts.strategy} needs {' and '.join(missing)}")
     if "verified" not in strategy.needs:
-        return (*load_scores(opts.scores), {})
+        return (*load_scores(opts.scores, SELECT_READ_COLUMNS), {})
     table, meta, rejects = load_verified(opts.verified)
     extra: dict[str, Any] = {"verified": {"dir": str(opts.verified), "counts": meta.get("counts", {})},
                              "verifier": meta, "scores": {"dir": opts.scores or None}, "scorer": None}

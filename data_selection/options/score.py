@@ -8,6 +8,8 @@ from typing import Literal
 from data_selection.command_line import UserError
 from data_selection.names import check_dataset_name, check_model_path
 
+BRIER_TOP_K = 10  # --brier_top_k's default
+
 
 @dataclass
 class ScoreOptions:
@@ -61,6 +63,12 @@ class ScoreOptions:
     per_token_prefix: int = field(
         default=0, metadata={"help": "Also store the first K per-token losses of each row (column token_losses)."}
     )
+    brier_top_k: int = field(
+        default=BRIER_TOP_K,
+        metadata={"help": "K of the stored top-K Brier score (columns brier_topk_*, the lark key): per response "
+                  "token, sum over the K most probable entries and the target of (p_i - [i = target])^2. "
+                  "docs/methods.md §1."},
+    )
     max_samples: int = field(default=0, metadata={"help": "Score only the first N rows (0 = all)."})
     shard_rows: int = field(default=1024, metadata={"help": "Rows per shard (the unit of resumption)."})
     chunk_tokens: int = field(
@@ -80,7 +88,7 @@ class ScoreOptions:
 
     def validate(self) -> None:
         """Cheap checks before any heavy import: the values, the model folder, the pool's file."""
-        for name in ("batch_tokens", "shard_rows"):
+        for name in ("batch_tokens", "shard_rows", "brier_top_k"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name} must be at least 1, got {getattr(self, name)}")
         for name in ("per_token_prefix", "max_samples", "chunk_tokens", "num_proc", "cutoff_len"):

@@ -30,7 +30,18 @@ KEY_DEFINITIONS = {
     "loss_first_1000": "mean NLL over the first min(1000, T) response tokens (length-aware variant)",
     "loss_length_adjusted": "residual of loss_mean after an OLS fit on log(n_response_tokens) over the eligible "
     "pool (our extension: removes the linear length trend of the mean loss of long traces)",
+    "rsr": "RSR: rank_mean / loss_mean, mean target-token rank over mean NLL (arXiv 2601.14249; needs scores with "
+    "the rank columns)",
+    "rsr_first_100": "rank_first_100 / loss_first_100 (RSR over the first min(100, T) response tokens)",
+    "rsr_first_1000": "rank_first_1000 / loss_first_1000 (RSR over the first min(1000, T) response tokens)",
+    "lark": "LARK: brier_topk_mean / loss_mean, top-K Brier score over cross-entropy (arXiv 2605.30651; needs "
+    "scores with the Brier columns)",
+    "lark_first_100": "brier_topk_first_100 / loss_first_100 (LARK over the first min(100, T) response tokens)",
+    "lark_first_1000": "brier_topk_first_1000 / loss_first_1000 (LARK over the first min(1000, T) response tokens)",
 }
+# ratio keys: key -> (numerator, denominator) columns of the scores table (the numerators are optional columns)
+RATIO_KEYS = {f"{name}{suffix}": (f"{num}{suffix or '_mean'}", f"loss{suffix or '_mean'}")
+              for name, num in (("rsr", "rank"), ("lark", "brier_topk")) for suffix in ("", "_first_100", "_first_1000")}
 STRATIFY_COLUMNS = ("category", "source")
 COMPOSITION_COLUMNS = (*STRATIFY_COLUMNS, "response_kind")  # a manifest's composition tables, when present
 OVER_LENGTH = ("drop", "keep")

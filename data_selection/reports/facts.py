@@ -18,7 +18,7 @@ import numpy as np
 
 from data_selection.command_line import UserError
 from data_selection.jsonl import jsonl_lines
-from data_selection.scores_table import load_scores
+from data_selection.scores_table import SELECT_READ_COLUMNS, load_scores
 from data_selection.selectors import select_random
 from data_selection.selectors.common import eligible_rows, normalized
 from data_selection.selectors.pass_cv import parse_thresholds, query_table
@@ -66,7 +66,7 @@ class LossContext:
 def loss_context(opts, selections: list[Loaded], scores_dir: str) -> LossContext:
     """``opts``: a :class:`data_selection.options.report.ReportOptions` (its ``random_reference``)."""
     first = selections[0].manifest
-    table, _, _ = load_scores(scores_dir)
+    table, _, _ = load_scores(scores_dir, SELECT_READ_COLUMNS)
     params = first["parameters"]
     key, over_length = params.get("key") or "loss_mean", params.get("over_length", "drop")
     scores = normalized(table)

@@ -42,7 +42,7 @@ from data_selection.reports.html.selection import write_selection_html
 from data_selection.reports.length import length_section
 from data_selection.reports.markdown import render_markdown
 from data_selection.reports.plots import plot_funnel, plot_key_histogram, plot_loss_vs_length, plot_pass_cv
-from data_selection.scores_table import load_scores
+from data_selection.scores_table import SELECT_READ_COLUMNS, load_scores
 
 
 def _loss_plots(ctx: LossContext, out: Path, seed: int) -> list[str]:
@@ -110,7 +110,7 @@ def run_report(opts: ReportOptions) -> dict[str, Any]:
     plot_funnel(out / "funnel.png", [(s.name, s.manifest["funnel"]) for s in selections], FUNNEL_STAGES)
     images.append("funnel.png")
     write_text_atomic(out / "funnel.csv", _funnel_csv(opts.names, selections))
-    length = length_section(selections, load_scores(scores_dir)[0]) if scores_dir else []
+    length = length_section(selections, load_scores(scores_dir, SELECT_READ_COLUMNS)[0]) if scores_dir else []
     stage_files = _stages_files(folder, stages, out) if stages else []
     if stages:
         length += stages_markdown(folder, stages, "stages.png")

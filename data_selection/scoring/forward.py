@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from data_selection.scoring.batching import padding_waste, token_budget_batches
-from data_selection.scoring.logprobs import IGNORE_INDEX, packed_token_losses, response_token_losses
+from data_selection.scoring.logprobs import IGNORE_INDEX, STATS, packed_token_losses, response_token_losses
 from data_selection.scoring.packing import pack_rows, packed_batches
 from data_selection.scoring.prefetch import prefetch
 from data_selection.scoring.varlen import packed_attention, resolve_packing
@@ -31,8 +31,13 @@ def score_sequences(
     device: str,
     pad_id: int,
     packing: str = "auto",
+    top_k: int = 0,
 ) -> tuple[dict[Hashable, Any], dict[str, float]]:
     """``{key: (input_ids, labels)}`` -> ``{key: fp32 CPU tensor of the NLL of each label token}`` and stats.
+
+    ``top_k`` >= 1: each row's tensor is ``[tokens, 3]`` instead: NLL, target rank and top-``top_k`` Brier score
+    per label token (:data:`data_selection.scoring.logprobs.STATS`), from the same logits (read them with
+    :func:`token_features`).
 
     Labels follow LLaMA-Factory's convention (``IGNORE_INDEX`` where no loss is taken; a label at position i is
     predicted from position i - 1). Keys must be mutually comparable (ints, tuples): ties in length are
@@ -65,11 +70,11 @@ def score_sequences(
         for keys, host in collated:
             if mode == "off":
                 ids, mask, labels = (x.to(device, non_blocking=True) for x in host)
-                per_row = response_token_losses(model, ids, mask, labels, chunk_tokens)
+                per_row = response_token_losses(model, ids, mask, labels, chunk_tokens, top_k)
                 losses, counts = torch.cat(per_row), [len(x) for x in per_row]
             else:
                 batch = host.to(device, keep_cu_on_host=mode == "sdpa_rows")
-                losses = packed_token_losses(model, batch, chunk_tokens, varlen=mode != "sdpa_mask")
+                losses = packed_token_losses(model, batch, chunk_tokens, varlen=mode != "sdpa_mask", top_k=top_k)
                 counts = host.counts
             done, pending = pending, _copy_to_host(keys, counts, losses)
             if done:
@@ -135,4 +140,18 @@ def loss_features(token_losses) -> dict[str, float]:
     feats = {"loss_sum": float(tok.sum()), "loss_mean": float(tok.mean())}
     for k in FIRST_K:
         feats[f"loss_first_{k}"] = float(tok[:k].mean())
+    return feats
+
+
+def token_features(token_stats) -> dict[str, float]:
+    """:func:`loss_features` of a row's ``[tokens, 3]`` statistics (``score_sequences(top_k=K)``) plus, for the rank
+    and the top-K Brier score, their mean over the response tokens and over the first K of them: ``rank_mean``,
+    ``rank_first_100``, …, ``brier_topk_mean``, ``brier_topk_first_1000`` (float64 sums)."""
+    stats = token_stats.double()
+    feats = loss_features(stats[:, 0])
+    for j, name in enumerate(STATS[1:], start=1):
+        col = stats[:, j]
+        feats[f"{name}_mean"] = float(col.mean())
+        for k in FIRST_K:
+            feats[f"{name}_first_{k}"] = float(col[:k].mean())
     return feats

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 IDENTITY_KEYS = ("model", "tokenizer", "template", "cutoff_len", "dtype", "pool_fingerprint", "shard_rows",
-                 "per_token_prefix", "system_prompt", "column_mapping")
+                 "per_token_prefix", "system_prompt", "column_mapping", "brier_top_k")
 
 
 def model_identity(model: str, config) -> dict[str, Any]:
@@ -43,4 +43,8 @@ def encoding_identity(opts, pool, config) -> dict[str, Any]:
 
 
 def run_identity(opts, pool, config) -> dict[str, Any]:
-    return {**encoding_identity(opts, pool, config), "per_token_prefix": opts.per_token_prefix}
+    """``score``'s identity. ``brier_top_k`` changes the stored Brier columns, so it is part of it; a folder scored
+    before those columns existed records none, and is resumed or re-run only with ``--overwrite`` (re-scored whole):
+    its shards lack the columns."""
+    return {**encoding_identity(opts, pool, config), "per_token_prefix": opts.per_token_prefix,
+            "brier_top_k": opts.brier_top_k}

@@ -16,13 +16,11 @@ import pandas as pd
 
 from data_selection.atomic import write_json_atomic, write_jsonl_atomic, write_parquet_atomic
 from data_selection.jsonl import read_jsonl
+from data_selection.scores_table import SCORE_COLUMNS, STAT_COLUMNS
 from data_selection.scoring.layout import SCORES
 from data_selection.shards.layout import CONVERSION_REJECTS, META, REJECTS
 from data_selection.shards.merge import finished_shard_frames, merge_lock
 from data_selection.shards.progress import read_progress
-
-SCORE_COLUMNS = ["id", "row", "n_prompt_tokens", "n_response_tokens", "n_tokens_full", "loss_sum", "loss_mean",
-                 "loss_first_100", "loss_first_1000", "truncated"]
 
 
 def merge_shards(out: str | os.PathLike) -> dict[str, Any]:
@@ -41,7 +39,7 @@ def merge_shards(out: str | os.PathLike) -> dict[str, Any]:
         df.loc[bad, "reject_reason"] = "non-finite loss"
         ok = df[df["reject_reason"] == ""].sort_values("row", kind="stable")
         rej = df[df["reject_reason"] != ""]
-        cols = SCORE_COLUMNS + [c for c in meta.get("meta_columns", []) if c in ok] + (
+        cols = SCORE_COLUMNS + _stat_columns(ok) + [c for c in meta.get("meta_columns", []) if c in ok] + (
             ["token_losses"] if "token_losses" in ok else [])
         scores = ok[cols].reset_index(drop=True)
         for c in ("row", "n_prompt_tokens", "n_response_tokens", "n_tokens_full"):
@@ -73,6 +71,13 @@ def merge_shards(out: str | os.PathLike) -> dict[str, Any]:
         meta["counts"] = counts
         write_json_atomic(out / META, meta)
     return {"counts": counts}
+
+
+def _stat_columns(ok: pd.DataFrame) -> list[str]:
+    """The rank/Brier columns every scored row has. Shards written before the columns existed (``data-select merge``
+    of an old folder) give a table without them: a key missing for some rows would select from the others
+    silently; without the columns, ``--key rsr`` says to re-score."""
+    return [c for c in STAT_COLUMNS if c in ok and bool(ok[c].map(_finite).all())]
 
 
 def _finite(x) -> bool:

@@ -39,7 +39,8 @@ from data_selection.command_line import UserError, json_object_option
 from data_selection.device import use_device
 from data_selection.encoding import TemplateEncoder, check_tokenizer_matches_model, load_tokenizer
 from data_selection.options.score import ScoreOptions
-from data_selection.scoring.forward import loss_features, score_sequences
+from data_selection.scores_table import STAT_COLUMNS
+from data_selection.scoring.forward import score_sequences, token_features
 from data_selection.scoring.identity import IDENTITY_KEYS, run_identity
 from data_selection.scoring.layout import SCORES, SUMMARY
 from data_selection.scoring.logprobs import auto_chunk_tokens
@@ -125,14 +126,15 @@ def _score_shard(model, records, encoded, opts, device: str, chunk_tokens: int, 
     losses, stats = score_sequences(
         model, {r: (e.input_ids, e.labels) for r, e in encoded.items()},
         batch_tokens=opts.batch_tokens, chunk_tokens=chunk_tokens, device=device, pad_id=pad_id,
-        packing=opts.packing,
+        packing=opts.packing, top_k=opts.brier_top_k,
     )
-    for r, tok in losses.items():
+    for r, per_token in losses.items():
         rec = records[r]
+        tok = per_token[:, 0]  # the NLL; beside it each token's rank and top-K Brier score
         if not bool(torch.isfinite(tok).all()):
             rec["reject_reason"] = "non-finite loss"
             continue
-        rec.update(loss_features(tok))
+        rec.update(token_features(per_token))
         if opts.per_token_prefix:
             rec["token_losses"] = tok[: opts.per_token_prefix].float().tolist()
     return [records[r] for r in sorted(records)], stats
@@ -140,7 +142,7 @@ def _score_shard(model, records, encoded, opts, device: str, chunk_tokens: int, 
 
 def _write_shard(path: Path, records: list[dict[str, Any]], per_token_prefix: int) -> None:
     df = pd.DataFrame.from_records(records)
-    for col in ("loss_sum", "loss_mean", "loss_first_100", "loss_first_1000"):
+    for col in ("loss_sum", "loss_mean", "loss_first_100", "loss_first_1000", *STAT_COLUMNS):
         if col not in df:
             df[col] = float("nan")
     if per_token_prefix and "token_losses" not in df:

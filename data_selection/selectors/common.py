@@ -23,10 +23,11 @@ from data_selection.options.select import (  # their one home
     COMPOSITION_COLUMNS,
     KEY_DEFINITIONS,
     OVER_LENGTH,
+    RATIO_KEYS,
     STRATIFY_COLUMNS,
 )
 
-KEYS = ("loss_mean", "loss_first_100", "loss_first_1000", "loss_length_adjusted")
+KEYS = ("loss_mean", "loss_first_100", "loss_first_1000", "loss_length_adjusted", *RATIO_KEYS)
 REQUIRED_COLUMNS = ("id", "row", "n_response_tokens", "loss_mean", "truncated")
 
 
@@ -50,7 +51,18 @@ def check_parameters(n: int, key: str, stratify: str, over_length: str) -> None:
         raise UserError(f"unknown --over-length {over_length!r}; choose one of {', '.join(OVER_LENGTH)}")
 
 
+def check_key_columns(columns, key: str, source: str = "the scores table") -> None:
+    """A clear error when ``source`` lacks a column a ratio key (``rsr``, ``lark``…) needs: the rank and Brier
+    columns exist only in tables scored since ``data-select score`` stores them; such a table must be scored again."""
+    missing = [c for c in RATIO_KEYS.get(key, ()) if c not in columns]
+    if missing:
+        raise UserError(f"--key {key} needs column(s) {missing} of {source}, which lacks them (as every table scored "
+                        "before `data-select score` stored the rank and top-K Brier statistics does). Re-score the pool "
+                        "(the same `data-select score` command with --overwrite, or a new --out) to select by this key.")
+
+
 def check_table(scores: pd.DataFrame, key: str, stratify: str) -> None:
+    check_key_columns(scores.columns, key)
     needed = list(REQUIRED_COLUMNS)
     if key in ("loss_first_100", "loss_first_1000"):
         needed.append(key)
@@ -74,7 +86,12 @@ def fit_length_trend(loss_mean: np.ndarray, n_tokens: np.ndarray) -> tuple[float
 
 
 def key_values(table: pd.DataFrame, key: str, trend: tuple[float, float] | None = None) -> np.ndarray:
-    """The ranking key per row (float64). ``loss_length_adjusted`` needs the fitted ``trend``."""
+    """The ranking key per row (float64). ``loss_length_adjusted`` needs the fitted ``trend``; a ratio key
+    (``rsr``, ``lark``…) with a zero loss is infinite, so not eligible."""
+    if key in RATIO_KEYS:
+        num, den = (table[c].to_numpy(np.float64) for c in RATIO_KEYS[key])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return num / den
     if key == "loss_length_adjusted":
         assert trend is not None
         n_tok = table["n_response_tokens"].to_numpy(np.float64)

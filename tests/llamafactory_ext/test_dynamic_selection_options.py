@@ -60,6 +60,7 @@ def test_keys_are_removed_before_llamafactory_and_typed(scored, monkeypatch):
 @pytest.mark.parametrize("dyn, lf, message", [
     ({"strategy": "pass-cv"}, {}, "dynamic_selection.strategy pass-cv cannot be re-drawn inside the loop"),
     ({"strategy": "temp"}, {}, "dynamic_selection.strategy temp cannot be re-drawn inside the loop"),
+    ({"key": "rsr"}, {}, "dynamic_selection.key rsr is not re-computed inside the loop yet"),
     ({"n": 31}, {}, "dynamic_selection.n 31 is larger than the band: 30 of 60"),
     ({"n": 11, "candidates": 20}, {}, "dynamic_selection.n 11 is larger than the band: 10 of 20"),
     ({"candidates": 61}, {}, "dynamic_selection.candidates 61 is more than the 60 scored rows"),

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from data_selection.command_line import UserError
+from data_selection.options.select import RATIO_KEYS
 
 # strategies whose inputs a stage can produce in the loop (one table of losses under the current weights)
 IN_LOOP_STRATEGIES = ("zpd", "random")
@@ -181,6 +182,10 @@ def validate(dyn: DynamicSelection, lf_args: dict[str, Any], source: str) -> Non
     if dyn.strategy not in IN_LOOP_STRATEGIES:
         raise UserError(f"{source}: unknown {_name('strategy')} {dyn.strategy!r}; use one of "
                         f"{', '.join(IN_LOOP_STRATEGIES)}")
+    if dyn.key in RATIO_KEYS:
+        raise UserError(f"{source}: {_name('key')} {dyn.key} is not re-computed inside the loop yet (the stages "
+                        "re-score the loss only, and would rank by the base model's token ranks); use loss_mean, "
+                        "loss_first_100, loss_first_1000 or loss_length_adjusted")
     for key in ("packing", "neat_packing", "streaming"):
         if str(lf_args.get(key, "")).lower() in ("true", "1", "yes"):
             raise UserError(f"{source}: dynamic_selection cannot run with `{key}: true`: the stage sampler draws "
