@@ -168,11 +168,12 @@ def write_report(cfg: StudyConfig, steps: list[Step], results: pd.DataFrame, wal
         for arm, iv in st.arms.items():
             lines.append(f"| {arm} | {st.replicates[arm]} | {iv.estimate:.1f} | [{iv.low:.1f}, {iv.high:.1f}] | "
                          f"{_per_seed(results, task, arm)} |")
-        lines += ["", "| paired difference | points | 95% CI | half-width | resolved |", "|---|---:|---|---:|---|"]
+        lines += ["", f"| paired difference | points | 95% CI | half-width | interval excludes 0 | resolved (half-width "
+                  f"≤ {cfg.analysis.resolution:g}) |", "|---|---:|---|---:|---|---|"]
         for (a, b), iv in st.differences.items():
             ok = iv.half_width <= cfg.analysis.resolution
             lines.append(f"| {a} − {b} | {iv.estimate:+.1f} | [{iv.low:+.1f}, {iv.high:+.1f}] | {iv.half_width:.1f} | "
-                         f"{'yes' if ok else 'no'} |")
+                         f"{'yes' if iv.low > 0 or iv.high < 0 else 'no'} | {'yes' if ok else 'no'} |")
         lines += [""] + [f"- {verdict(iv, cfg.analysis.resolution, a, b)}" for (a, b), iv in st.differences.items()]
         split = variance_split(results[results["task"] == task], list(st.differences))
         lines += ["", "Where the width comes from (exact split of the bootstrap variance, "

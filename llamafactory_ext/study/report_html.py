@@ -84,9 +84,10 @@ def study_payload(cfg: StudyConfig, stats_by_task: dict[str, StudyStats], result
                   "text": f"{iv.estimate:+.1f} ±{iv.half_width:.1f}"} for (a, b), iv in st.differences.items()]
         blocks = [charts.intervals(f"Accuracy ({100 * st.confidence:g}% CI)", "accuracy (%)", rows),
                   charts.intervals("Paired differences (green: resolved)", "points", diffs, zero=True),
-                  charts.table("", ["paired difference", "points", "CI", "half-width", "resolved"],
+                  charts.table("", ["paired difference", "points", "CI", "half-width", "excludes 0", "resolved"],
                                [[f"{a} − {b}", round(iv.estimate, 2), f"[{iv.low:+.1f}, {iv.high:+.1f}]",
-                                 round(iv.half_width, 2), "yes" if iv.half_width <= res else "no"]
+                                 round(iv.half_width, 2), "yes" if iv.low > 0 or iv.high < 0 else "no",
+                                 "yes" if iv.half_width <= res else "no"]
                                 for (a, b), iv in st.differences.items()])]
         blocks += [charts.note(verdict(iv, res, a, b)) for (a, b), iv in st.differences.items()]
         blocks.append(_grid(results, task, arms))

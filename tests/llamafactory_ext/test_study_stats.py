@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llamafactory_ext.study.stats import bootstrap, verdict
+from llamafactory_ext.study.stats import Interval, bootstrap, verdict
 
 
 def results(arms: dict[str, list[list[float]]]) -> pd.DataFrame:
@@ -84,3 +84,10 @@ def test_inconsistent_inputs_are_refused():
         bootstrap(results({"a": [[1.0]] * 2, "b": [[1.0]] * 3}), [("a", "b")], draws=10)
     with pytest.raises(ValueError, match="no such arm"):
         bootstrap(results({"a": [[1.0]]}), [("a", "zz")], draws=10)
+
+
+def test_a_wide_interval_that_excludes_zero_still_says_which_arm_is_better():
+    wide_positive = verdict(Interval(19.3, 14.1, 24.4), 2.5, "zpd", "base")
+    assert "zpd is better than base (the interval excludes 0)" in wide_positive and "NOT resolved" in wide_positive
+    assert "base is worse than random" in verdict(Interval(-18.3, -23.5, -13.4), 2.5, "base", "random")
+    assert "the sign is open" in verdict(Interval(0.9, -4.6, 6.9), 2.5, "zpd", "random")
