@@ -103,8 +103,8 @@ def verdict(diff: Interval, resolution: float, a: str, b: str) -> str:
     """One sentence on a paired difference, by the resolution definition above."""
     level = f"[{diff.low:+.1f}, {diff.high:+.1f}]"
     if diff.half_width > resolution:
-        sign = (f"{a} is {'better' if diff.low > 0 else 'worse'} than {b} (the interval excludes 0), but the size "
-                "is" if diff.low > 0 or diff.high < 0 else "the sign is open (the interval holds 0) and the size")
+        sign = (f"{a} is {'better' if diff.low > 0 else 'worse'} than {b} (the interval excludes 0), but the size is"
+                if diff.low > 0 or diff.high < 0 else "the sign is open (the interval holds 0) and the size is")
         return (f"{a} − {b} = {diff.estimate:+.1f} points, 95% CI {level}: {sign} NOT resolved to the study's "
                 f"precision (half-width {diff.half_width:.1f} > {resolution:g} points; more problems or seeds "
                 "narrow it).")
