@@ -12,7 +12,7 @@
                                 ``scores.parquet``)
       rejects.jsonl             every rejected row with its reason
 
-``verified.parquet`` columns: ``id``, ``row``, ``query`` (group key), ``category`` (and ``source``),
+``verified.parquet`` columns: ``id``, ``row``, ``query`` (group key), ``category`` (and ``source``, ``response_kind``),
 ``n_prompt_turns``, ``method`` (reference | majority | dataset | empty | ""), ``verify_score`` (NaN = no score),
 ``reason`` (why not), ``answer`` (the final answer extracted), ``answer_found``, ``target`` (what it was
 compared with), ``has_think``, ``has_answer``, ``max_repeat`` (most occurrences of one ``repeat_tokens``-word

@@ -128,8 +128,9 @@ def verify_batch(batch: dict[str, Any], settings: Settings) -> dict[str, list]:
         cols["n_response_chars"].append(len(texts[i]))
     # a pool (or row) without a category is math (docs/methods.md §4)
     cols["category"] = [c or "math" for c in categories] if settings.has_category else ["math"] * n
-    if batch.get("source") is not None:
-        cols["source"] = list(batch["source"])
+    for meta in ("source", "response_kind"):  # carried for the reports' composition tables
+        if batch.get(meta) is not None:
+            cols[meta] = list(batch[meta])
     for name, values in (batch.get("extras") or {}).items():
         cols[name] = list(values)
     return cols

@@ -164,11 +164,13 @@ def test_select_pass_cv_end_to_end_with_scores_report_and_check(demo_pool, tmp_p
     kinds = {r["output"]: r["response_kind"] for r in pool_rows}
     assert all(kinds[r["output"]] in ("correct", "scrambled") for r in subset)  # passing, clean text
     assert len({r["instruction"] for r in subset}) == 10  # one response per query
-    assert set(subset[0]) == {"instruction", "input", "output", "system", "id", "category", "source"}
+    assert set(subset[0]) == {"instruction", "input", "output", "system", "id", "category", "source", "response_kind"}
+    assert all(r["response_kind"] == kinds[r["output"]] for r in subset)  # carried from the pool, row for row
     assert main(["check", "pc", "--dataset_info", str(info)]) == 0
     assert main(["report", "pc", "--out", str(tmp_path / "rep"), "--dataset_info", str(info)]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "## Query funnel (pass-cv)" in md and (tmp_path / "rep" / "pass_cv.png").exists()
+    assert "## Composition of pc by response_kind" in md  # what the strategy chose, by the pool's own labels
     assert (tmp_path / "rep" / "key_histogram.png").exists()  # scores given: the loss plots are drawn too
     page = _html_payload(tmp_path / "rep" / "report.html")
     plane = next(b for sec in page["sections"] for b in sec["blocks"] if b.get("title", "").startswith("pc: pass rate / CV"))
