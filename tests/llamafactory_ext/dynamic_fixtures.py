@@ -57,3 +57,19 @@ def train(root: Path, args: dict, name: str = "recipe.yaml", *overrides: str, en
                           cwd=root, env={**ENV, **(env or {})}, capture_output=True, text=True, check=False,
                           timeout=900)
     return proc
+
+
+def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """The process, after asserting it succeeded (its output's tail in the message otherwise)."""
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return proc
+
+
+def stage_of(out: Path, k: int) -> dict:
+    """Stage k's manifest merged with its subset ids, as the trainer wrote them under OUTPUT_DIR/selection."""
+    d = out / "selection" / f"stage-{k}"
+    return {**json.loads((d / "manifest.json").read_text()), **json.loads((d / "subset_ids.json").read_text())}
+
+
+def trainer_log(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "trainer_log.jsonl").read_text().splitlines()]

@@ -3,14 +3,12 @@ on the checkpoint of the stage boundary, steps and learning rates = the static r
 
 from __future__ import annotations
 
-import json
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from dynamic_fixtures import make_pool, recipe, score, train
+from dynamic_fixtures import make_pool, ok, recipe, score, stage_of, train, trainer_log
 from safetensors.torch import load_file
 
 from data_selection.options.select import SelectOptions
@@ -21,11 +19,6 @@ pytestmark = pytest.mark.slow
 STAGES = (0, 1, 2)  # 3 epochs of 2 steps, a stage per epoch
 
 
-def _ok(proc):
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return proc
-
-
 @pytest.fixture(scope="module")
 def run(tiny_qwen_dir, tmp_path_factory):
     """The pool, its base scores, and one dynamic run keeping every stage's weights and a checkpoint per step."""
@@ -33,17 +26,8 @@ def run(tiny_qwen_dir, tmp_path_factory):
     score(tiny_qwen_dir, root, root / "scores" / "base")
     args = recipe(tiny_qwen_dir, root, root / "out", save_stage_checkpoints=True)
     args.update(save_strategy="steps", save_steps=1)
-    _ok(train(root, args))
+    ok(train(root, args))
     return root, args
-
-
-def _stage(out: Path, k: int) -> dict:
-    d = out / "selection" / f"stage-{k}"
-    return {**json.loads((d / "manifest.json").read_text()), **json.loads((d / "subset_ids.json").read_text())}
-
-
-def _log(out: Path) -> list[dict]:
-    return [json.loads(x) for x in (out / "trainer_log.jsonl").read_text().splitlines()]
 
 
 def test_stage_folders(run):
@@ -51,16 +35,16 @@ def test_stage_folders(run):
     out = root / "out"
     assert sorted(p.name for p in (out / "selection").iterdir()) == ["stage-0", "stage-1", "stage-2"]
     for k in STAGES:
-        m = _stage(out, k)
+        m = stage_of(out, k)
         assert m["stage"] == k and m["seed"] == 42 + k and m["global_step"] == 2 * k
         assert len(m["ids"]) == m["num_rows"] == 4 and m["funnel"]["band"] == 12
         assert m["thresholds"]["low_value"] <= m["thresholds"]["high_value"]
         assert (m["flows"] is None) == (k == 0)
-    flow = _stage(out, 1)["flows"]
+    flow = stage_of(out, 1)["flows"]
     assert flow["learned"] + flow["rose_above"] + flow["stayed"] + flow["not_rescored"] == 4
     assert flow["kept"] + flow["entered"] == 4
     # training really learns: the in-loop band moves down from the base model's
-    assert _stage(out, 2)["thresholds"]["high_value"] < _stage(out, 0)["thresholds"]["low_value"]
+    assert stage_of(out, 2)["thresholds"]["high_value"] < stage_of(out, 0)["thresholds"]["low_value"]
 
 
 @pytest.mark.parametrize("k", [1, 2])
@@ -86,8 +70,8 @@ def test_steps_and_learning_rates_equal_the_static_recipe(run):
         root / "out" / "selection" / "stage-0" / "subset.jsonl").read_bytes()
     static = {k: v for k, v in args.items() if k != "dynamic_selection"}
     static.update(dataset="tiny_zpd", output_dir=str(root / "static"), save_strategy="no")
-    _ok(train(root, static, "static.yaml"))
-    ours, theirs = _log(root / "out"), _log(root / "static")
+    ok(train(root, static, "static.yaml"))
+    ours, theirs = trainer_log(root / "out"), trainer_log(root / "static")
     assert [r["current_steps"] for r in ours if "loss" in r] == [r["current_steps"] for r in theirs if "loss" in r]
     assert {r["total_steps"] for r in ours} == {r["total_steps"] for r in theirs} == {6}
     assert [r["lr"] for r in ours if "lr" in r] == [r["lr"] for r in theirs if "lr" in r]
@@ -107,12 +91,12 @@ def test_resume_reuses_finished_stages_and_draws_the_same_subsets(run, checkpoin
     resumed = {**args, "output_dir": str(out), "save_strategy": "no", "overwrite_output_dir": False,
                "resume_from_checkpoint": str(out / f"checkpoint-{checkpoint}")}
     resumed["dynamic_selection"] = {**args["dynamic_selection"], "save_stage_checkpoints": False}
-    _ok(train(root, resumed, f"resume-{checkpoint}.yaml"))
+    ok(train(root, resumed, f"resume-{checkpoint}.yaml"))
     for k in kept:  # reused, not re-scored
         assert (out / "selection" / f"stage-{k}" / "manifest.json").stat().st_mtime_ns == before[k]
     for k in STAGES:
-        assert _stage(out, k)["ids"] == _stage(done, k)["ids"], k
-        assert _stage(out, k)["global_step"] == _stage(done, k)["global_step"]
+        assert stage_of(out, k)["ids"] == stage_of(done, k)["ids"], k
+        assert stage_of(out, k)["global_step"] == stage_of(done, k)["global_step"]
     a, b = load_file(done / "model.safetensors"), load_file(out / "model.safetensors")
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
@@ -123,10 +107,10 @@ def test_two_ranks_score_their_shares_and_equal_data_select_score(run):
     root, args = run
     out = root / "two-ranks"
     two = {**args, "output_dir": str(out), "save_strategy": "no"}
-    _ok(train(root, two, "two.yaml", env={"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"}))
-    assert {r["total_steps"] for r in _log(out)} == {3}  # 4 rows per stage / (2 ranks x 2 per device)
+    ok(train(root, two, "two.yaml", env={"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"}))
+    assert {r["total_steps"] for r in trainer_log(out)} == {3}  # 4 rows per stage / (2 ranks x 2 per device)
     d = out / "selection" / "stage-1"
-    assert _stage(out, 1)["global_step"] == 1
+    assert stage_of(out, 1)["global_step"] == 1
     offline = score(d / "model", root, root / "scores" / "offline-two")
     ours = pd.read_parquet(d / "scores.parquet").set_index("id")
     theirs = pd.read_parquet(offline / "scores.parquet").set_index("id")
@@ -138,9 +122,9 @@ def test_every_n_steps_and_k_candidates(run):
     root, args = run
     out = root / "every4"
     dyn = {**args["dynamic_selection"], "every": 4, "candidates": 16, "save_stage_checkpoints": False}
-    _ok(train(root, {**args, "output_dir": str(out), "save_strategy": "no", "dynamic_selection": dyn}, "every4.yaml"))
+    ok(train(root, {**args, "output_dir": str(out), "save_strategy": "no", "dynamic_selection": dyn}, "every4.yaml"))
     assert sorted(p.name for p in (out / "selection").iterdir()) == ["stage-0", "stage-1"]
-    m = _stage(out, 1)
+    m = stage_of(out, 1)
     assert m["global_step"] == 4 and m["candidates"] == 16 and m["funnel"]["band"] == 8
     assert len(pd.read_parquet(out / "selection" / "stage-1" / "scores.parquet")) == 16
     assert not (out / "selection" / "stage-1" / "model").exists()

@@ -6,14 +6,12 @@ boundary and mid-stage = the uninterrupted run, 2 torchrun ranks cutting an epoc
 
 from __future__ import annotations
 
-import json
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from dynamic_fixtures import make_pool, recipe, score, train
+from dynamic_fixtures import make_pool, ok, recipe, score, stage_of, train, trainer_log
 from safetensors.torch import load_file
 
 from data_selection.options.select import SelectOptions
@@ -25,11 +23,6 @@ STAGES = {0: 0, 1: 3, 2: 6}  # stage -> the global step it starts at
 SHAPE = {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 2, "num_train_epochs": 2}
 
 
-def _ok(proc):
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return proc
-
-
 @pytest.fixture(scope="module")
 def run(tiny_qwen_dir, tmp_path_factory):
     """The pool, its base scores, and one run with a stage every 3 steps and a checkpoint per step."""
@@ -37,17 +30,8 @@ def run(tiny_qwen_dir, tmp_path_factory):
     score(tiny_qwen_dir, root, root / "scores" / "base")
     args = recipe(tiny_qwen_dir, root, root / "out", n=8, every=3)
     args.update(SHAPE, save_strategy="steps", save_steps=1)
-    _ok(train(root, args))
+    ok(train(root, args))
     return root, args
-
-
-def _stage(out: Path, k: int) -> dict:
-    d = out / "selection" / f"stage-{k}"
-    return {**json.loads((d / "manifest.json").read_text()), **json.loads((d / "subset_ids.json").read_text())}
-
-
-def _log(out: Path) -> list[dict]:
-    return [json.loads(x) for x in (out / "trainer_log.jsonl").read_text().splitlines()]
 
 
 def test_stages_start_mid_epoch_at_every_third_step(run):
@@ -55,10 +39,10 @@ def test_stages_start_mid_epoch_at_every_third_step(run):
     out = root / "out"
     assert sorted(p.name for p in (out / "selection").iterdir()) == ["stage-0", "stage-1", "stage-2"]
     for k, step in STAGES.items():
-        m = _stage(out, k)
+        m = stage_of(out, k)
         assert m["global_step"] == step and m["seed"] == 42 + k and m["every"] == 3
         assert len(m["ids"]) == m["num_rows"] == 8
-    assert [_stage(out, k)["epoch"] for k in STAGES] == [0, pytest.approx(0.75), pytest.approx(1.5)]
+    assert [stage_of(out, k)["epoch"] for k in STAGES] == [0, pytest.approx(0.75), pytest.approx(1.5)]
 
 
 def test_in_loop_scores_equal_data_select_score_on_the_mid_epoch_checkpoint(run):
@@ -82,8 +66,8 @@ def test_steps_and_learning_rates_equal_the_static_recipe(run):
         root / "out" / "selection" / "stage-0" / "subset.jsonl").read_bytes()
     static = {k: v for k, v in args.items() if k != "dynamic_selection"}
     static.update(dataset="tiny_zpd8", output_dir=str(root / "static"), save_strategy="no")
-    _ok(train(root, static, "static.yaml"))
-    ours, theirs = _log(root / "out"), _log(root / "static")
+    ok(train(root, static, "static.yaml"))
+    ours, theirs = trainer_log(root / "out"), trainer_log(root / "static")
     assert [r["current_steps"] for r in ours if "loss" in r] == [r["current_steps"] for r in theirs if "loss" in r]
     assert {r["total_steps"] for r in ours} == {r["total_steps"] for r in theirs} == {8}
     assert [r["lr"] for r in ours if "lr" in r] == [r["lr"] for r in theirs if "lr" in r]
@@ -105,12 +89,12 @@ def test_resume_inside_an_epoch_draws_the_same_subsets_and_weights(run, checkpoi
     before = {k: (out / "selection" / f"stage-{k}" / "manifest.json").stat().st_mtime_ns for k in kept}
     resumed = {**args, "output_dir": str(out), "save_strategy": "no", "overwrite_output_dir": False,
                "resume_from_checkpoint": str(out / f"checkpoint-{checkpoint}")}
-    _ok(train(root, resumed, f"resume-{checkpoint}.yaml"))
+    ok(train(root, resumed, f"resume-{checkpoint}.yaml"))
     for k in kept:  # reused, not re-scored
         assert (out / "selection" / f"stage-{k}" / "manifest.json").stat().st_mtime_ns == before[k]
     for k in STAGES:
-        assert _stage(out, k)["ids"] == _stage(done, k)["ids"], k
-        assert _stage(out, k)["global_step"] == _stage(done, k)["global_step"]
+        assert stage_of(out, k)["ids"] == stage_of(done, k)["ids"], k
+        assert stage_of(out, k)["global_step"] == stage_of(done, k)["global_step"]
     a, b = load_file(done / "model.safetensors"), load_file(out / "model.safetensors")
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
@@ -122,10 +106,10 @@ def test_two_ranks_cut_an_epoch_at_the_same_step(run):
     root, args = run
     out = root / "two-ranks"
     two = {**args, "output_dir": str(out), "save_strategy": "steps", "save_steps": 3}
-    _ok(train(root, two, "two.yaml", env={"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"}))
-    assert {r["total_steps"] for r in _log(out)} == {4}  # 8 rows / (2 ranks x 1 per device x 2 accumulated) x 2
+    ok(train(root, two, "two.yaml", env={"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"}))
+    assert {r["total_steps"] for r in trainer_log(out)} == {4}  # 8 rows / (2 ranks x 1 per device x 2 accumulated) x 2
     assert sorted(p.name for p in (out / "selection").iterdir()) == ["stage-0", "stage-1"]
-    assert _stage(out, 1)["global_step"] == 3 and _stage(out, 1)["epoch"] == pytest.approx(1.5)
+    assert stage_of(out, 1)["global_step"] == 3 and stage_of(out, 1)["epoch"] == pytest.approx(1.5)
     offline = score(out / "checkpoint-3", root, root / "scores" / "offline-two")
     ours = pd.read_parquet(out / "selection" / "stage-1" / "scores.parquet").set_index("id")
     theirs = pd.read_parquet(offline / "scores.parquet").set_index("id")
