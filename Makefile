@@ -17,7 +17,7 @@ STAMP   := $(VENV)/.installed-$(PROFILE)
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1 TOKENIZERS_PARALLELISM=false \
            LITELLM_LOCAL_MODEL_COST_MAP=True
 
-.PHONY: bench-costs bench-gpu gpu-check gpu-check-dry install install-vllm install-verify check-vllm demo study study-all study-matched study-temp test test-fast lint bench clean-demo
+.PHONY: bench-costs bench-gpu gpu-check gpu-check-dry install install-vllm install-verify check-vllm demo study study-all study-dynamic study-matched study-temp test test-fast lint bench clean-demo
 
 install: $(STAMP)
 
@@ -73,6 +73,9 @@ study: install
 
 study-all: install  # every strategy's arm (longer; its measured time is in the README)
 	$(OFFLINE) $(BIN)/llamafactory-ext study studies/demo_all.yaml
+
+study-dynamic: install  # random, zpd and zpd_dynamic (the band re-drawn each epoch), 3 epochs x 3 seeds
+	$(OFFLINE) $(BIN)/llamafactory-ext study studies/demo_dynamic.yaml
 
 study-matched: install  # random, zpd and a length-matched random arm (51 min from scratch on 2 cores, measured 2026-12-02)
 	$(OFFLINE) $(BIN)/llamafactory-ext study studies/demo_matched.yaml
