@@ -12,7 +12,10 @@ from dynamic_fixtures import make_pool, ok, recipe, score, stage_of, train, trai
 from safetensors.torch import load_file
 
 from data_selection.options.select import SelectOptions
+from data_selection.scores_table import STAT_COLUMNS
 from data_selection.select import run_select
+from llamafactory_ext.train.dynamic import stages
+from llamafactory_ext.train.dynamic.options import DynamicSelection
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +58,8 @@ def test_in_loop_scores_equal_data_select_score_on_the_boundary_weights(run, k):
     ours = pd.read_parquet(d / "scores.parquet").set_index("id")
     theirs = pd.read_parquet(offline / "scores.parquet").set_index("id")
     assert sorted(ours.index) == sorted(theirs.index) and len(ours) == 24
-    for col in ("loss_mean", "loss_sum", "loss_first_100", "loss_first_1000"):
-        assert (ours[col] - theirs.loc[ours.index, col]).abs().max() <= 1e-5, col
+    for col in ("loss_mean", "loss_sum", "loss_first_100", "loss_first_1000", *STAT_COLUMNS):
+        assert (ours[col] - theirs.loc[ours.index, col]).abs().max() <= 1e-5, col  # rank and Brier: re-computed too
     # the weights really moved between stages: not the base scores again
     base = pd.read_parquet(root / "scores" / "base" / "scores.parquet").set_index("id")
     assert (ours["loss_mean"] - base.loc[ours.index, "loss_mean"]).abs().max() > 1e-3
@@ -128,3 +131,28 @@ def test_every_n_steps_and_k_candidates(run):
     assert m["global_step"] == 4 and m["candidates"] == 16 and m["funnel"]["band"] == 8
     assert len(pd.read_parquet(out / "selection" / "stage-1" / "scores.parquet")) == 16
     assert not (out / "selection" / "stage-1" / "model").exists()
+
+
+def test_rsr_key_ranks_every_stage_by_the_current_weights_ranks(run):
+    """key: rsr in the loop: each stage's subset is `data-select select --key rsr` on that stage's own table, whose
+    rank columns come from the weights of the boundary (not the base model's)."""
+    root, args = run
+    out = root / "rsr"
+    dyn = {**args["dynamic_selection"], "key": "rsr", "save_stage_checkpoints": False}
+    ok(train(root, {**args, "num_train_epochs": 2, "output_dir": str(out), "save_strategy": "no",
+                    "dynamic_selection": dyn}, "rsr.yaml"))
+    base = pd.read_parquet(root / "scores" / "base" / "scores.parquet").set_index("id")
+    for k in (0, 1):
+        d = out / "selection" / f"stage-{k}"
+        m = stage_of(out, k)
+        assert m["key"] == "rsr"
+        opts = SelectOptions(name=f"rsr{k}", scores=str(root / "scores" / "base"), strategy="zpd", n=4, seed=42 + k,
+                             key="rsr", dataset_info=str(root / f"rsr{k}_info.json"))
+        if k == 0:  # stage 0 = data-select select on the base scores, byte for byte
+            run_select(opts)
+            assert (d / "subset.jsonl").read_bytes() == (root / "data" / "rsr0.jsonl").read_bytes()
+            continue
+        table = pd.read_parquet(d / "scores.parquet")
+        assert (table.set_index("id")["rank_mean"] - base.loc[table["id"], "rank_mean"]).abs().max() > 1e-3
+        again = stages.draw(table, DynamicSelection(**{**dyn, "n": 4}), 1)
+        assert list(again.ids) == m["ids"]

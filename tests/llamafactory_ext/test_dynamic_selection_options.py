@@ -16,11 +16,11 @@ from score_fixtures import make_scores_dir
 
 from data_selection.command_line import UserError
 from data_selection.options.select import SelectOptions
-from data_selection.scores_table import load_scored_pool, load_scores
+from data_selection.scores_table import STAT_COLUMNS, load_scored_pool, load_scores
 from data_selection.select import run_select
 from llamafactory_ext.train.args import extension_help, split_recipe_args
 from llamafactory_ext.train.dynamic import stages
-from llamafactory_ext.train.dynamic.options import DynamicSelection, steps_per_epoch
+from llamafactory_ext.train.dynamic.options import DynamicSelection, brier_top_k, steps_per_epoch
 from llamafactory_ext.train.dynamic.runtime import (
     POSITION,
     SLOT,
@@ -60,7 +60,6 @@ def test_keys_are_removed_before_llamafactory_and_typed(scored, monkeypatch):
 @pytest.mark.parametrize("dyn, lf, message", [
     ({"strategy": "pass-cv"}, {}, "dynamic_selection.strategy pass-cv cannot be re-drawn inside the loop"),
     ({"strategy": "temp"}, {}, "dynamic_selection.strategy temp cannot be re-drawn inside the loop"),
-    ({"key": "rsr"}, {}, "dynamic_selection.key rsr is not re-computed inside the loop yet"),
     ({"n": 31}, {}, "dynamic_selection.n 31 is larger than the band: 30 of 60"),
     ({"n": 11, "candidates": 20}, {}, "dynamic_selection.n 11 is larger than the band: 10 of 20"),
     ({"candidates": 61}, {}, "dynamic_selection.candidates 61 is more than the 60 scored rows"),
@@ -93,6 +92,28 @@ def test_bad_input_names_the_key_before_anything_loads(scored, monkeypatch, dyn,
     with pytest.raises(UserError) as err:
         split_recipe_args(args, source="r.yaml")
     assert str(err.value).startswith("r.yaml: ") and message in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("key, column", [("rsr", "rank_mean"), ("lark_first_100", "brier_topk_first_100")])
+def test_a_ratio_key_needs_the_statistics_in_the_base_scores(scored, monkeypatch, key, column):
+    """rsr / lark on a table scored before the rank and Brier columns: refused naming the file and the column; with
+    them (and the top-K in the scores' identity) accepted, and the stages re-compute them with that K."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    scores, pool = scored
+    with pytest.raises(UserError) as err:
+        split_recipe_args(_recipe(scores, pool, key=key), source="r.yaml")
+    msg = str(err.value)
+    assert f"dynamic_selection.key {key}" in msg and str(scores / "scores.parquet") in msg and column in msg
+    assert "Re-score" in msg
+    table = pd.read_parquet(scores / "scores.parquet")
+    for c in STAT_COLUMNS:
+        table[c] = np.linspace(1.0, 2.0, len(table))
+    table.to_parquet(scores / "scores.parquet", index=False)
+    meta = json.loads((scores / "meta.json").read_text())
+    meta["identity"] = {"brier_top_k": 7}
+    (scores / "meta.json").write_text(json.dumps(meta))
+    _, ext = split_recipe_args(_recipe(scores, pool, key=key), source="r.yaml")
+    assert ext.dynamic.key == key and brier_top_k(meta) == 7
 
 
 def test_a_missing_required_key_is_named(scored):

@@ -48,7 +48,10 @@ class DynamicSelection:
                                                                   "with (OUTPUT_DIR/selection/stage-K/model)."})
     low: float = field(default=0.25, metadata={"help": "zpd: share of the candidates dropped as too easy."})
     high: float = field(default=0.75, metadata={"help": "zpd: upper edge of the band (1 - high dropped as too hard)."})
-    key: str = field(default="loss_mean", metadata={"help": "Ranking key, as `data-select select --key`."})
+    key: str = field(default="loss_mean", metadata={"help": "Ranking key, as `data-select select --key`: "
+                                                "loss_mean, loss_first_100/1000, loss_length_adjusted, or the rank / "
+                                                "Brier ratios rsr and lark (+ _first_100/_1000; the stages "
+                                                "re-compute them in the same forward pass)."})
     stratify: str = field(default="", metadata={"help": "As `data-select select --stratify` (category, source)."})
     over_length: str = field(default="drop", metadata={"help": "As `data-select select --over-length`."})
     seed: int = field(default=42, metadata={"help": "Seed of stage 0's draw; stage K draws with seed + K."})
@@ -160,6 +163,27 @@ def check_identity(dyn: DynamicSelection, meta: dict[str, Any], lf_args: dict[st
                             "with the recipe's model, template and cutoff_len")
 
 
+def check_key_columns(dyn: DynamicSelection, source: str) -> None:
+    """An ``rsr``/``lark`` key needs the rank or Brier column in the base scores (stage 0 ranks by them; the stages
+    re-compute them with the same top-K): a table scored before those columns existed is refused by name."""
+    if dyn.key not in RATIO_KEYS:
+        return
+    parquet = scores_parquet(dyn)
+    names = set(pq.read_schema(parquet).names)
+    missing = [c for c in RATIO_KEYS[dyn.key] if c not in names]
+    if missing:
+        raise UserError(f"{source}: {_name('key')} {dyn.key} ranks by {' / '.join(RATIO_KEYS[dyn.key])}, but "
+                        f"{parquet} has no column {', '.join(missing)} (scored before the rank and Brier statistics "
+                        f"existed). Re-score the pool: `data-select score --dataset {dyn.pool} --out {dyn.scores} "
+                        "--overwrite ...`")
+
+
+def brier_top_k(meta: dict[str, Any]) -> int:
+    """The top-K of the base scores' Brier columns (their identity; the stages re-compute them with the same K)."""
+    from_identity = (meta.get("identity") or {}).get("brier_top_k")
+    return int(from_identity if from_identity is not None else (meta.get("options") or {}).get("brier_top_k") or 0)
+
+
 def world_size() -> int:
     if "WORLD_SIZE" in os.environ:  # inside torchrun
         return int(os.environ["WORLD_SIZE"])
@@ -182,10 +206,6 @@ def validate(dyn: DynamicSelection, lf_args: dict[str, Any], source: str) -> Non
     if dyn.strategy not in IN_LOOP_STRATEGIES:
         raise UserError(f"{source}: unknown {_name('strategy')} {dyn.strategy!r}; use one of "
                         f"{', '.join(IN_LOOP_STRATEGIES)}")
-    if dyn.key in RATIO_KEYS:
-        raise UserError(f"{source}: {_name('key')} {dyn.key} is not re-computed inside the loop yet (the stages "
-                        "re-score the loss only, and would rank by the base model's token ranks); use loss_mean, "
-                        "loss_first_100, loss_first_1000 or loss_length_adjusted")
     for key in ("packing", "neat_packing", "streaming"):
         if str(lf_args.get(key, "")).lower() in ("true", "1", "yes"):
             raise UserError(f"{source}: dynamic_selection cannot run with `{key}: true`: the stage sampler draws "
@@ -203,6 +223,7 @@ def validate(dyn: DynamicSelection, lf_args: dict[str, Any], source: str) -> Non
         raise UserError(f"{source}: {_name('n')} must be positive, got {dyn.n}")
     meta = read_scores_meta(dyn, source)
     check_identity(dyn, meta, lf_args, source)
+    check_key_columns(dyn, source)
     scored = int((meta.get("counts") or {}).get("scored") or _parquet_rows(dyn))
     pool_rows = dyn.candidate_rows or scored
     if dyn.candidate_rows and dyn.candidate_rows > scored:

@@ -37,11 +37,11 @@ from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
 from data_selection.command_line import UserError
 from data_selection.encoding import TemplateEncoder
-from data_selection.scores_table import load_scored_pool, load_scores
-from data_selection.scoring.forward import loss_features, score_sequences
+from data_selection.scores_table import SELECT_READ_COLUMNS, STAT_COLUMNS, load_scored_pool, load_scores
+from data_selection.scoring.forward import loss_features, score_sequences, token_features
 from data_selection.scoring.logprobs import auto_chunk_tokens
 from llamafactory_ext.train.dynamic import stages
-from llamafactory_ext.train.dynamic.options import DynamicSelection, steps_per_epoch, world_size
+from llamafactory_ext.train.dynamic.options import DynamicSelection, brier_top_k, steps_per_epoch, world_size
 
 LOSS_COLUMNS = ("loss_sum", "loss_mean", "loss_first_100", "loss_first_1000")
 SLOT, POSITION = "_dynamic_slot", "_dynamic_position"  # carried from the dataset to Stages.batches, never to the model
@@ -125,9 +125,12 @@ def _barrier() -> None:
         torch.distributed.barrier()
 
 
-def score_rows(model, encoded: dict[int, Any], rows: list[int], dyn: DynamicSelection, pad_id: int
+def score_rows(model, encoded: dict[int, Any], rows: list[int], dyn: DynamicSelection, pad_id: int, top_k: int = 0
                ) -> dict[int, dict[str, float]]:
     """In-loop scores of ``rows`` with the model's current weights: this rank's share, merged over ranks.
+
+    ``top_k`` >= 1: also each row's rank and top-K Brier statistics (the ``STAT_COLUMNS``, from the same logits), as
+    ``data-select score --brier_top_k K`` stores them.
 
     Rank r scores ``rows[r::world]``. Under DeepSpeed ZeRO-3 every rank's forward gathers each layer's parameters
     from all ranks, so every rank must run the same batches: there each rank scores every row (correct, ``world``
@@ -145,10 +148,12 @@ def score_rows(model, encoded: dict[int, Any], rows: list[int], dyn: DynamicSele
         with torch.no_grad():
             losses, _ = score_sequences(model, {r: (encoded[r].input_ids, encoded[r].labels) for r in mine},
                                         batch_tokens=dyn.batch_tokens, chunk_tokens=chunk, device=device,
-                                        pad_id=pad_id, packing=dyn.packing)
+                                        pad_id=pad_id, packing=dyn.packing, top_k=top_k)
     finally:
         model.train(was_training)
-    feats = {r: loss_features(tok) for r, tok in losses.items() if bool(torch.isfinite(tok).all())}
+    features = token_features if top_k else loss_features
+    feats = {r: features(tok) for r, tok in losses.items()
+             if bool(torch.isfinite(tok[:, 0] if top_k else tok).all())}
     if shared:
         gathered: list[Any] = [None] * world
         torch.distributed.all_gather_object(gathered, feats)
@@ -164,7 +169,14 @@ class Stages:
                  batch_size: int, accumulation: int):
         self.dyn = dyn
         self.output_dir = output_dir
-        self.base, self.meta, _ = load_scores(dyn.scores)
+        self.base, self.meta, _ = load_scores(dyn.scores, SELECT_READ_COLUMNS)
+        # with the rank/Brier columns in the base scores, every stage re-computes them (same top-K): a stage table
+        # never carries the base model's ranks beside the current weights' losses
+        found = [c for c in STAT_COLUMNS if c in self.base]
+        self.top_k = brier_top_k(self.meta) if len(found) == len(STAT_COLUMNS) else 0
+        if not self.top_k:  # a table from before the statistics: the stages carry the loss columns only
+            self.base = self.base.drop(columns=found)
+        self.stat_columns = list(STAT_COLUMNS) if self.top_k else []
         self.pool = load_scored_pool(self.meta, dyn.scores)
         encoder = TemplateEncoder(tokenizer, template, cutoff_len)
         self.encoded = encode_pool(encoder, self.pool, sorted(int(r) for r in self.base["row"]))
@@ -276,9 +288,9 @@ class Stages:
         else:
             rows = [int(r) for r in stages.candidate_rows(self.base, dyn, stage) if int(r) in self.encoded]
             model = self.trainer.accelerator.unwrap_model(self.trainer.model)
-            feats = score_rows(model, self.encoded, rows, dyn, self.pad_id)
+            feats = score_rows(model, self.encoded, rows, dyn, self.pad_id, self.top_k)
             table = self.base[self.base["row"].isin(list(feats))].copy()
-            for col in LOSS_COLUMNS:
+            for col in (*LOSS_COLUMNS, *self.stat_columns):
                 table[col] = [feats[int(r)][col] for r in table["row"]]
             table = table.reset_index(drop=True)
             scored_with = f"in-loop, global step {step}"
