@@ -1,6 +1,6 @@
 """``study STUDY.yaml --run-step ID``: run one step of the plan, as a Slurm job does (``executors/jobscript.py``).
 
-``ID`` is a step's hash (the end of its folder name) or ``report``. The step runs through the executor's own
+``ID`` is a step's folder name (what the job scripts pass), its hash when no other step shares it, or ``report``. The step runs through the executor's own
 ``run_step``: a step is done when its command exited 0 and its record is written, whoever ran it. A step
 already done is not run again (a re-queued job is harmless); one whose inputs are not done is refused. On a
 multi-node job the ranks above 0 (``NODE_RANK``) run the command too, logging to ``log.nodeR.txt``, and
@@ -25,9 +25,13 @@ REPORT_ID = "report"
 
 
 def find_step(cfg: StudyConfig, steps: list[Step], step_id: str) -> Step:
-    for step in steps:
-        if step_id in (step.hash, step.dir.name):
-            return step
+    by_folder = [s for s in steps if s.dir.name == step_id]
+    by_hash = [s for s in steps if s.hash == step_id]
+    if by_folder or len(by_hash) == 1:
+        return (by_folder or by_hash)[0]
+    if by_hash:  # e.g. a dynamic arm's stage-0 select and the static arm's: same draw, two folders
+        raise UserError(f"{cfg.source}: step hash {step_id!r} names {len(by_hash)} steps "
+                        f"({', '.join(s.dir.name for s in by_hash)}); give the folder name")
     raise UserError(f"{cfg.source}: no step {step_id!r} in this study's plan (was the study changed after the job "
                     "was submitted? submit again)")
 

@@ -38,8 +38,8 @@ def _behind(deps: list[Step], failed_behind: dict[str, list[str]]) -> list[str]:
 def step_statuses(cfg: StudyConfig, steps: list[Step]) -> list[tuple[Step | None, str, str, str, list[str]]]:
     """(step or None for the report, status, job id, elapsed, log tail) per step, in plan order."""
     state = slurm.load_state(cfg)
-    submitted = {k for k, v in state["steps"].items() if v.get("jobs")}
     unfinished = {slurm.step_id(s) for s in steps if not s.done}
+    submitted = {slurm.step_id(s) for s in [*steps, None] if slurm.jobs_of(state, s)}
     if not (cfg.report_dir / "report.md").is_file():
         unfinished.add(slurm.REPORT_ID)
     known, unreachable = {}, ""
@@ -52,7 +52,7 @@ def step_statuses(cfg: StudyConfig, steps: list[Step]) -> list[tuple[Step | None
     failed_behind: dict[str, list[str]] = {}  # step id -> the failed steps it is (or would be) blocked behind
     for step in [*steps, None]:
         key = slurm.step_id(step)
-        jobs = state["steps"].get(key, {}).get("jobs") or []
+        jobs = slurm.jobs_of(state, step)
         job_id = jobs[-1] if jobs else ""
         done = (cfg.report_dir / "report.md").is_file() if step is None else step.done
         if done:

@@ -21,7 +21,7 @@ from helpers import REPO_ROOT
 
 from llamafactory_ext.study.cluster import cluster_config, step_resources
 from llamafactory_ext.study.config import load_study
-from llamafactory_ext.study.executors.slurm import job_files, script_for
+from llamafactory_ext.study.executors.slurm import job_files, script_for, step_id
 from llamafactory_ext.study.plan import build_plan, known_strategies
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "llamafactory_ext"))  # the miniature study of test_study.py
@@ -139,7 +139,7 @@ def test_study_on_slurm_orders_resumes_and_reports_as_the_local_executor(slurm, 
     jobs = _jobs(out, "mini")
 
     def stamps(step):
-        log = Path(str(job_files(cfg, step)[2]).replace("%j", jobs["report" if step is None else step.hash]["jobs"][-1]))
+        log = Path(str(job_files(cfg, step)[2]).replace("%j", jobs[step_id(step)]["jobs"][-1]))
         return _times(log)
 
     for step in [*steps, None]:

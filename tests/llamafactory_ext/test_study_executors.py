@@ -22,6 +22,7 @@ from llamafactory_ext.study.config import load_study
 from llamafactory_ext.study.executors import jobscript
 from llamafactory_ext.study.executors.local_parallel import run_parallel
 from llamafactory_ext.study.plan import build_plan, known_strategies
+from llamafactory_ext.study.run_one import find_step
 from llamafactory_ext.study.schedule import Job, critical_path, simulate
 from llamafactory_ext.study.steps import Step
 
@@ -365,3 +366,30 @@ def test_a_first_submission_failing_cancels_nothing_and_says_so(tmp_path, fake_s
     assert lfx_main(["study", str(path), "--executor", "slurm"]) == 1
     assert "pool scores (score step): sbatch" in (err := capsys.readouterr().err)
     assert "no job of this submission had been queued" in err and _calls(fake_slurm, "scancel") == []
+
+
+def test_a_dynamic_arm_and_its_static_twin_are_two_jobs_each_behind_its_own_select(tmp_path, fake_slurm, capsys):
+    """zpd and zpd_dynamic draw stage 0 alike, so their select steps share a hash but not a folder: each is its own
+    job (keyed by folder), each training waits on its own select, and `--run-step` resolves each script's id."""
+    path, _ = _mini_run(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["arms"] = {"zpd": {"strategy": "zpd"}, "zpd_dynamic": {"strategy": "zpd", "dynamic": {"every": "epoch"}}}
+    raw["analysis"] = {"baseline": "", "reference": "zpd"}
+    path.write_text(yaml.safe_dump({**raw, "cluster": {"gpus_per_node": 0}}))
+    steps = {s.label: s for s in build_plan(load_study(path, known_strategies()))}
+    static, dynamic = steps["select zpd seed 1"], steps["select zpd_dynamic seed 1"]
+    assert static.hash == dynamic.hash and static.dir != dynamic.dir
+    assert lfx_main(["study", str(path), "--executor", "slurm"]) == 0
+    state = json.loads((tmp_path / "out" / "slurm" / "tiny" / "jobs.json").read_text())
+    job = {v["label"]: v["jobs"][-1] for v in state["steps"].values()}
+    assert len(job) == len(steps) + 1 and job["select zpd seed 1"] != job["select zpd_dynamic seed 1"]
+    assert state["after"][job["train zpd_dynamic seed 1"]] == [job["select zpd_dynamic seed 1"]]
+    assert state["after"][job["train zpd seed 1"]] == [job["select zpd seed 1"]]
+    scripts = {p.name: p.read_text() for p in (tmp_path / "out" / "slurm" / "tiny" / "jobs").iterdir()}
+    run_ids = [re.search(r"--run-step (\S+)", t).group(1) for t in scripts.values() if "select-zpd" in t]
+    assert sorted(run_ids) == sorted([static.dir.name, dynamic.dir.name])
+    cfg = load_study(path, known_strategies())
+    plan = build_plan(cfg)
+    assert find_step(cfg, plan, dynamic.dir.name).label == "select zpd_dynamic seed 1"
+    with pytest.raises(UserError, match=f"step hash '{static.hash}' names 2 steps"):
+        find_step(cfg, plan, static.hash)

@@ -124,7 +124,20 @@ def locked(cfg: StudyConfig):
 
 
 def step_id(step: Step | None) -> str:
-    return REPORT_ID if step is None else step.hash
+    """A step's id in jobs.json and on ``--run-step``: its folder's name (kind, label and hash). Not the hash alone:
+    two steps can share one (a dynamic arm's stage-0 select is the static arm's draw, into its own folder), and each
+    must be its own job."""
+    return REPORT_ID if step is None else step.dir.name
+
+
+def jobs_of(state: dict, step: Step | None) -> list[str]:
+    """The job ids submitted for ``step`` (jobs.json written before the ids were folder names keyed them by hash;
+    such an entry still counts when its label is the step's)."""
+    entry = state["steps"].get(step_id(step))
+    if entry is None and step is not None:
+        old = state["steps"].get(step.hash) or {}
+        entry = old if old.get("label") == step.label else None
+    return list((entry or {}).get("jobs") or [])
 
 
 def job_files(cfg: StudyConfig, step: Step | None) -> tuple[str, Path, Path]:
@@ -141,8 +154,8 @@ def script_for(cfg: StudyConfig, step: Step | None, res: Resources) -> tuple[str
     return name, script, jobscript.render(name, log, Path.cwd(), res, cfg.source.resolve(), step_id(step))
 
 
-def _last_job(state: dict, key: str) -> str | None:
-    jobs = state["steps"].get(key, {}).get("jobs") or []
+def _last_job(state: dict, step: Step | None) -> str | None:
+    jobs = jobs_of(state, step)
     return jobs[-1] if jobs else None
 
 
@@ -228,11 +241,11 @@ def submit(cfg: StudyConfig, steps: list[Step], cluster: ClusterConfig, report: 
             key = step_id(step)
             label = "report" if step is None else step.label
             if step is not None and step.done:
-                done_jobs.update(state["steps"].get(key, {}).get("jobs") or [])
+                done_jobs.update(jobs_of(state, step))
                 summary["done"].append(label)
                 rows.append([label, "done", ""])
                 continue
-            last = _last_job(state, key)
+            last = _last_job(state, step)
             job = known.get(last) if last else None
             waits_on = state.get("after", {}).get(last, []) if last else []
             if job is not None and job.alive and all(a in live.values() or a in done_jobs for a in waits_on):
@@ -255,7 +268,7 @@ def submit(cfg: StudyConfig, steps: list[Step], cluster: ClusterConfig, report: 
         for step, row in todo:
             key, label = step_id(step), rows[row][0]
             deps = steps if step is None else step.deps
-            after = [live[d.hash] for d in deps if d.hash in live]
+            after = [live[step_id(d)] for d in deps if step_id(d) in live]
             name, script, text = script_for(cfg, step, step_resources(step, cfg, cluster))
             write_text_atomic(script, text)
             (script.parent.parent / "logs").mkdir(parents=True, exist_ok=True)
@@ -285,11 +298,11 @@ def dry_run_scripts(cfg: StudyConfig, steps: list[Step], cluster: ClusterConfig,
                     log: Callable[[str], None] = print) -> None:
     """``--dry-run --executor slurm``: the job script each unfinished step would get, and its dependencies."""
     todo = [s for s in steps if not s.done]
-    pending = {s.hash for s in todo}
+    pending = {step_id(s) for s in todo}
     shown: set[str] = set()
     for step in [*todo, *([None] if report else [])]:
         deps = steps if step is None else step.deps
-        after = [d.label for d in deps if d.hash in pending]
+        after = [d.label for d in deps if step_id(d) in pending]
         name, script, text = script_for(cfg, step, step_resources(step, cfg, cluster))
         if step is None and after:
             after = ["every step above"]
