@@ -55,10 +55,7 @@ def score_sequences(
     mode = resolve_packing(packing, model)
     on_cuda = torch.device(device).type == "cuda"
     lengths = {k: len(ids) for k, (ids, _) in seqs.items()}
-    if mode == "off":
-        batches = token_budget_batches(lengths, batch_tokens) if lengths else []
-    else:
-        batches = packed_batches(lengths, batch_tokens) if lengths else []
+    batches = plan_batches(lengths, batch_tokens, mode)
 
     def collate(keys):
         host = _pad_rows(keys, seqs, lengths, pad_id) if mode == "off" else pack_rows(keys, seqs)
@@ -85,6 +82,14 @@ def score_sequences(
              "padding_waste": padding_waste(lengths, batches) if mode == "off" else 0.0,
              "batches": len(batches), "packing": mode}
     return out, stats
+
+
+def plan_batches(lengths: Mapping[Hashable, int], batch_tokens: int, mode: str) -> list[list[Hashable]]:
+    """The batches (lists of keys) :func:`score_sequences` runs for rows of these lengths in packing ``mode`` (a
+    resolved mode): one forward pass each. Deterministic, so a rank can count another rank's passes."""
+    if not lengths:
+        return []
+    return token_budget_batches(lengths, batch_tokens) if mode == "off" else packed_batches(lengths, batch_tokens)
 
 
 def _pad_rows(keys, seqs, lengths, pad_id: int):

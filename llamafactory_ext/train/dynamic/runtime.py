@@ -40,7 +40,8 @@ from data_selection.encoding import TemplateEncoder
 from data_selection.scores_table import SELECT_READ_COLUMNS, STAT_COLUMNS, load_scored_pool, load_scores
 from data_selection.scoring.forward import loss_features, score_sequences, token_features
 from data_selection.scoring.logprobs import auto_chunk_tokens
-from llamafactory_ext.train.dynamic import stages
+from data_selection.scoring.varlen import resolve_packing
+from llamafactory_ext.train.dynamic import stages, zero3
 from llamafactory_ext.train.dynamic.options import DynamicSelection, brier_top_k, steps_per_epoch, world_size
 
 LOSS_COLUMNS = ("loss_sum", "loss_mean", "loss_first_100", "loss_first_1000")
@@ -132,29 +133,33 @@ def score_rows(model, encoded: dict[int, Any], rows: list[int], dyn: DynamicSele
     ``top_k`` >= 1: also each row's rank and top-K Brier statistics (the ``STAT_COLUMNS``, from the same logits), as
     ``data-select score --brier_top_k K`` stores them.
 
-    Rank r scores ``rows[r::world]``. Under DeepSpeed ZeRO-3 every rank's forward gathers each layer's parameters
-    from all ranks, so every rank must run the same batches: there each rank scores every row (correct, ``world``
-    times the work; an equal-batch share is not built yet) and nothing is gathered.
+    Rank r scores ``rows[r::world]``, then the shares are gathered. Under DeepSpeed ZeRO-3 (:mod:`.zero3`) the
+    output head is gathered once into a local copy, and a rank whose share has fewer batches runs one-token passes
+    until every rank has run as many forwards (each gathers the body's layers from all ranks).
     """
     rank, world = _dist()
-    shared = world > 1 and not is_deepspeed_zero3_enabled()
-    mine = rows[rank::world] if shared else rows
+    on_zero3 = is_deepspeed_zero3_enabled()
+    mine = rows[rank::world]
     param = next(model.parameters())
     device = str(param.device)
     chunk = auto_chunk_tokens(model.config.vocab_size)  # not the head's weight: ZeRO-3 partitions it to size 0
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            losses, _ = score_sequences(model, {r: (encoded[r].input_ids, encoded[r].labels) for r in mine},
+        with torch.no_grad(), zero3.gathered_head(model, on_zero3) as scorer:
+            losses, _ = score_sequences(scorer, {r: (encoded[r].input_ids, encoded[r].labels) for r in mine},
                                         batch_tokens=dyn.batch_tokens, chunk_tokens=chunk, device=device,
                                         pad_id=pad_id, packing=dyn.packing, top_k=top_k)
+            if on_zero3 and world > 1:
+                shares = [{r: len(encoded[r].input_ids) for r in rows[k::world]} for k in range(world)]
+                behind = zero3.forwards_behind(shares, dyn.batch_tokens, resolve_packing(dyn.packing, model), rank)
+                zero3.run_idle_forwards(model, behind, device, pad_id)
     finally:
         model.train(was_training)
     features = token_features if top_k else loss_features
     feats = {r: features(tok) for r, tok in losses.items()
              if bool(torch.isfinite(tok[:, 0] if top_k else tok).all())}
-    if shared:
+    if world > 1:
         gathered: list[Any] = [None] * world
         torch.distributed.all_gather_object(gathered, feats)
         feats = {r: f for part in gathered for r, f in part.items()}
