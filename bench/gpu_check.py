@@ -11,10 +11,13 @@ per part (estimates, not yet measured on a GPU):
   scorer_fp32         45 s  bf16 vs an fp32 pass on a short mix: max |Δ loss_mean|, Spearman
   memory_16k          25 s  one 16K-token row at default options: peak GPU memory
   two_rank            45 s  only with >= 2 GPUs: torchrun 2-rank scoring == 1-rank scoring, bit for bit
+  dynamic_zero3       60 s  dynamic_selection under DeepSpeed ZeRO-3 (ds_z3.json), tiny fp32 model: stage-1
+                            in-loop scores == data-select score on the boundary's weights (max |Δ loss_mean|)
   train_advanced      85 s  yaml_recipes/advanced.yaml, 1 warm-up + 3 measured steps, 3B shape, rows of
   train_advanced_fast 85 s  1K-4K tokens: tokens/s, MFU, peak memory (bench/train_mfu.py; ratio printed)
 
-One GPU: 435 s of parts; with two, two_rank runs too and the last training part is skipped if time is short.
+One GPU: 495 s of parts, more than the 450 s: the last training part is skipped when time is short (run it alone
+with --parts model,train_advanced_fast); with two, two_rank runs too and both training parts may be skipped.
 
 Every part runs as its own subprocess with its budget as a timeout (a hung part is killed, never waited
 for), prints its elapsed time, and is skipped with a note when less time is left than it needs. Results:
@@ -49,7 +52,7 @@ TOTAL_BUDGET_S = 450.0
 # The CPU budgets are 4-10x what each part took on a quiet 2-core machine (10-46 s): a busy CI runner or a
 # loaded laptop must not turn the dry path's logic check into a timeout.
 BUDGETS = {"model": (35, 150), "doctor": (60, 150), "scorer": (100, 400), "scorer_fp32": (45, 240),
-           "memory_16k": (25, 180), "two_rank": (45, 300), "train_advanced": (85, 300),
+           "memory_16k": (25, 180), "two_rank": (45, 300), "dynamic_zero3": (60, 600), "train_advanced": (85, 300),
            "train_advanced_fast": (85, 300)}  # fmt: skip
 SIZES = {  # GPU sizes / CPU dry-run sizes
     "gpu": {"rows": 128, "max_len": 16384, "short_rows": 32, "short_max": 4096, "long": 16000, "repeats": 1,
@@ -195,8 +198,66 @@ def part_two_rank(ctx: dict) -> dict:
     return result
 
 
+def part_dynamic_zero3(ctx: dict) -> dict:
+    """A dynamic_selection run (2 epochs, a stage per epoch, its stage weights kept) under DeepSpeed ZeRO-3 on one GPU,
+    then `data-select score` on stage 1's weights: the in-loop scores must equal it. A tiny fp32 model: what is
+    checked is the partitioned head and the ranks' forwards, not speed. The CPU dry path runs it without DeepSpeed."""
+    import pandas as pd
+    import score_vs_cal_ppl as base
+    import yaml
+
+    from data_selection.tiny_model import build_tiny_qwen
+
+    work = Path(ctx["work"]) / "dynamic"
+    model = build_tiny_qwen(work / "model", hidden=64, dtype="float32", device=ctx["device"])
+    base.write_pool(base.make_rows(base.long_tail_lengths(24, 64, 256, seed=5), seed=5), work / "pool")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+
+    def score(weights: Path, out: Path) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "data_selection.cli", "score", "--model", str(weights), "--dataset", "pool",
+               "--dataset_dir", str(work / "pool"), "--template", "qwen", "--cutoff_len", "512", "--dtype", "fp32",
+               "--num_proc", "1", "--out", str(out)]  # fmt: skip
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+
+    if (p := score(model, work / "scores_base")).returncode != 0:
+        return {"error": f"base scoring exited {p.returncode}: {failure_text(p.stdout + p.stderr)}"}
+    recipe = {"model_name_or_path": str(model), "stage": "sft", "do_train": True, "finetuning_type": "full",
+              "dataset": "pool", "dataset_dir": str(work / "pool"), "template": "qwen", "cutoff_len": 512,
+              "output_dir": str(work / "out"), "overwrite_output_dir": True, "per_device_train_batch_size": 2,
+              "gradient_accumulation_steps": 1, "learning_rate": 1.0e-3, "num_train_epochs": 2,
+              "lr_scheduler_type": "cosine", "bf16": False, "report_to": "none", "save_strategy": "no",
+              "logging_steps": 1, "preprocessing_num_workers": 1, "seed": 7,
+              "dynamic_selection": {"pool": "pool", "scores": str(work / "scores_base"), "strategy": "zpd", "n": 4,
+                                    "every": "epoch", "save_stage_checkpoints": True}}  # fmt: skip
+    if not ctx["dry_run"]:
+        recipe["deepspeed"] = str(ROOT / "ds_configs" / "ds_z3.json")
+    (work / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    train_env = env if ctx["dry_run"] else dict(env, FORCE_TORCHRUN="1")
+    start = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "llamafactory_ext.cli", "train", str(work / "recipe.yaml")], cwd=ROOT,
+                       env=train_env, capture_output=True, text=True)
+    train_s = time.monotonic() - start
+    stage = work / "out" / "selection" / "stage-1"
+    if p.returncode != 0 or not (stage / "model").is_dir():
+        return {"error": f"the ZeRO-3 dynamic run exited {p.returncode}: {failure_text(p.stdout + p.stderr)}"}
+    if (p := score(stage / "model", work / "scores_stage1")).returncode != 0:
+        return {"error": f"scoring stage 1's weights exited {p.returncode}: {failure_text(p.stdout + p.stderr)}"}
+    ours = pd.read_parquet(stage / "scores.parquet").set_index("id")
+    theirs = pd.read_parquet(work / "scores_stage1" / "scores.parquet").set_index("id").loc[ours.index]
+    base_losses = pd.read_parquet(work / "scores_base" / "scores.parquet").set_index("id").loc[ours.index]
+    delta = float((ours["loss_mean"] - theirs["loss_mean"]).abs().max())
+    moved = float((ours["loss_mean"] - base_losses["loss_mean"]).abs().max())
+    manifest = json.loads((stage / "manifest.json").read_text())
+    result = {"zero3": not ctx["dry_run"], "rows": len(ours), "max_abs_delta_loss_mean": delta,
+              "moved_from_base": moved, "stage1_global_step": manifest.get("global_step"),
+              "stage1_scoring_s": manifest.get("scoring_seconds"), "train_wall_s": train_s}  # fmt: skip
+    if not delta <= 1e-4 or not moved > 1e-3:
+        result["error"] = f"in-loop vs offline max |Δ loss_mean| {delta:.2e} (bound 1e-4), moved from base {moved:.2e}"
+    return result
+
+
 PARTS = {"model": part_model, "doctor": part_doctor, "scorer": part_scorer, "scorer_fp32": part_scorer_fp32,
-         "memory_16k": part_memory_16k, "two_rank": part_two_rank,
+         "memory_16k": part_memory_16k, "two_rank": part_two_rank, "dynamic_zero3": part_dynamic_zero3,
          "train_advanced": lambda c: part_train(c, "advanced"),
          "train_advanced_fast": lambda c: part_train(c, "advanced_fast")}  # fmt: skip
 
@@ -338,6 +399,11 @@ def report(results: dict) -> None:
     if "bit_for_bit" in t:
         print(f"2-rank vs 1-rank scoring ({t['rows']} rows): {'bit for bit' if t['bit_for_bit'] else 'DIFFERENT'}"
               f" (max |diff| {t['max_abs_diff']})")
+    d = parts.get("dynamic_zero3", {})
+    if "max_abs_delta_loss_mean" in d:
+        print(f"dynamic_selection {'under ZeRO-3' if d['zero3'] else 'without DeepSpeed'} ({d['rows']} rows): in-loop vs "
+              f"offline max |Δ loss_mean| {d['max_abs_delta_loss_mean']:.2e} (target <= 1e-4), stage 1 scored in "
+              f"{_f(d.get('stage1_scoring_s'), '.1f')} s")
 
 
 if __name__ == "__main__":
