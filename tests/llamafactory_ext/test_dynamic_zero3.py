@@ -1,4 +1,5 @@
-"""The in-loop scorer under ZeRO-3's rules, on 2 CPU ranks (gloo) with a stand-in for DeepSpeed's partitioning.
+"""The in-loop scorer under ZeRO-3 on 2 CPU ranks: against a stand-in of DeepSpeed's partitioning (every rule
+checked directly), and in a real training run under DeepSpeed's own ZeRO-3 (its CPU accelerator, gloo).
 
 The stand-in does what ZeRO-3 does to a model, with real collectives: every parameter is an empty placeholder outside
 its module's forward; a module's forward first gathers its parameters (an ``all_reduce`` among the ranks, so ranks
@@ -18,12 +19,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from dynamic_fixtures import make_pool, ok, recipe, score, stage_of, train
+from helpers import REPO_ROOT
 from transformers import AutoModelForCausalLM
 
+from data_selection.scores_table import STAT_COLUMNS
 from data_selection.scoring.forward import plan_batches
 from data_selection.scoring.varlen import resolve_packing
 from llamafactory_ext.train.dynamic import runtime
@@ -103,10 +108,11 @@ def _rank_main(rank: int, model_dir: str, rendezvous: str, out_dir: str) -> None
         return real(scorer, seqs, **kw)
 
     runtime.score_sequences = recording
-    feats = score_rows(model, encoded, sorted(encoded), DYN, pad_id=0, top_k=TOP_K)
+    feats, forwards = score_rows(model, encoded, sorted(encoded), DYN, pad_id=0, top_k=TOP_K)
     head = model.get_output_embeddings().weight
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps({
         "feats": {str(k): v for k, v in feats.items()}, "scored_here": sorted(int(r) for r in scored_here),
+        "forwards": forwards,
         "body_forwards": stand_in.body_forwards, "head_numel_after": head.numel(),
         "mode": resolve_packing(DYN.packing, model)}))
     dist.destroy_process_group()
@@ -114,7 +120,7 @@ def _rank_main(rank: int, model_dir: str, rendezvous: str, out_dir: str) -> None
 
 @pytest.mark.slow
 def test_zero3_scoring_shares_rows_keeps_forwards_in_step_and_equals_one_process(tiny_qwen_dir, tmp_path):
-    reference = score_rows(AutoModelForCausalLM.from_pretrained(tiny_qwen_dir, torch_dtype=torch.float32),
+    reference, _ = score_rows(AutoModelForCausalLM.from_pretrained(tiny_qwen_dir, torch_dtype=torch.float32),
                            encoded_rows(), list(range(10)), DYN, pad_id=0, top_k=TOP_K)
     mp.spawn(_rank_main, args=(str(tiny_qwen_dir), str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD)]
@@ -125,8 +131,38 @@ def test_zero3_scoring_shares_rows_keeps_forwards_in_step_and_equals_one_process
     for r, got in enumerate(ranks):
         assert got["scored_here"] == shares[r]  # each rank scored its own share only
         assert got["body_forwards"] == max(batches)  # its real batches plus idle passes: every rank in step
+        assert got["forwards"] == {"zero3": True, "batches_per_rank": batches,
+                                   "idle_passes_per_rank": [max(batches) - b for b in batches]}
         assert got["head_numel_after"] == 0  # nothing left gathered
         assert sorted(map(int, got["feats"])) == list(range(10))  # the merged shares
         for row, want in reference.items():
             for col in ("loss_mean", "loss_sum", "loss_first_100", "rank_mean", "brier_topk_mean"):
                 assert abs(got["feats"][str(row)][col] - want[col]) <= 1e-5, (r, row, col)
+
+
+@pytest.mark.slow
+def test_a_training_run_under_deepspeed_zero3_scores_its_stages_exactly(tiny_qwen_dir, tmp_path):
+    """`llamafactory-ext train` with ds_z3.json on 2 torchrun ranks (DeepSpeed's CPU accelerator): the model is
+    partitioned by zero.init, each rank scores its share with uneven batch counts (idle passes keep them in step),
+    and stage 1's in-loop scores equal `data-select score` on the weights saved at that boundary."""
+    root = make_pool(tmp_path)
+    score(tiny_qwen_dir, root, root / "scores" / "base")
+    # 23 candidates, one row per batch (every row is longer than 64 tokens): shares of 12 and 11 batches
+    args = recipe(tiny_qwen_dir, root, root / "out", save_stage_checkpoints=True, batch_tokens=64, candidates=23)
+    args.update(num_train_epochs=2, deepspeed=str(REPO_ROOT / "ds_configs" / "ds_z3.json"))
+    proc = ok(train(root, args, env={"DS_ACCELERATOR": "cpu", "FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"}))
+    assert "Detected DeepSpeed ZeRO-3" in proc.stdout + proc.stderr
+    m = stage_of(root / "out", 1)
+    forwards = m["scoring_forwards"]
+    assert forwards["zero3"] is True and m["global_step"] == 1  # 4 rows per stage / (2 ranks x 2 per device)
+    batches, idle = forwards["batches_per_rank"], forwards["idle_passes_per_rank"]
+    assert len(set(batches)) == 2 and [b + i for b, i in zip(batches, idle)] == [max(batches)] * 2
+    stage = root / "out" / "selection" / "stage-1"
+    offline = score(stage / "model", root, root / "scores" / "offline")
+    ours = pd.read_parquet(stage / "scores.parquet").set_index("id")
+    theirs = pd.read_parquet(offline / "scores.parquet").set_index("id").loc[ours.index]
+    assert len(ours) == 23
+    for col in ("loss_mean", "loss_sum", *STAT_COLUMNS):
+        assert (ours[col] - theirs[col]).abs().max() <= 1e-5, col
+    base = pd.read_parquet(root / "scores" / "base" / "scores.parquet").set_index("id").loc[ours.index]
+    assert (ours["loss_mean"] - base["loss_mean"]).abs().max() > 1e-3  # the weights moved

@@ -127,8 +127,9 @@ def _barrier() -> None:
 
 
 def score_rows(model, encoded: dict[int, Any], rows: list[int], dyn: DynamicSelection, pad_id: int, top_k: int = 0
-               ) -> dict[int, dict[str, float]]:
-    """In-loop scores of ``rows`` with the model's current weights: this rank's share, merged over ranks.
+               ) -> tuple[dict[int, dict[str, float]], dict[str, Any]]:
+    """In-loop scores of ``rows`` with the model's current weights (this rank's share, merged over ranks), and how
+    the ranks ran: ``{"zero3", "batches_per_rank", "idle_passes_per_rank"}`` (each rank computes the same).
 
     ``top_k`` >= 1: also each row's rank and top-K Brier statistics (the ``STAT_COLUMNS``, from the same logits), as
     ``data-select score --brier_top_k K`` stores them.
@@ -139,7 +140,9 @@ def score_rows(model, encoded: dict[int, Any], rows: list[int], dyn: DynamicSele
     """
     rank, world = _dist()
     on_zero3 = is_deepspeed_zero3_enabled()
-    mine = rows[rank::world]
+    shares = [{r: len(encoded[r].input_ids) for r in rows[k::world]} for k in range(world)]
+    batches = zero3.batches_per_rank(shares, dyn.batch_tokens, resolve_packing(dyn.packing, model))
+    idle = [max(batches) - b if on_zero3 else 0 for b in batches]
     param = next(model.parameters())
     device = str(param.device)
     chunk = auto_chunk_tokens(model.config.vocab_size)  # not the head's weight: ZeRO-3 partitions it to size 0
@@ -147,13 +150,10 @@ def score_rows(model, encoded: dict[int, Any], rows: list[int], dyn: DynamicSele
     model.eval()
     try:
         with torch.no_grad(), zero3.gathered_head(model, on_zero3) as scorer:
-            losses, _ = score_sequences(scorer, {r: (encoded[r].input_ids, encoded[r].labels) for r in mine},
+            losses, _ = score_sequences(scorer, {r: (encoded[r].input_ids, encoded[r].labels) for r in shares[rank]},
                                         batch_tokens=dyn.batch_tokens, chunk_tokens=chunk, device=device,
                                         pad_id=pad_id, packing=dyn.packing, top_k=top_k)
-            if on_zero3 and world > 1:
-                shares = [{r: len(encoded[r].input_ids) for r in rows[k::world]} for k in range(world)]
-                behind = zero3.forwards_behind(shares, dyn.batch_tokens, resolve_packing(dyn.packing, model), rank)
-                zero3.run_idle_forwards(model, behind, device, pad_id)
+            zero3.run_idle_forwards(model, idle[rank], device, pad_id)
     finally:
         model.train(was_training)
     features = token_features if top_k else loss_features
@@ -163,7 +163,7 @@ def score_rows(model, encoded: dict[int, Any], rows: list[int], dyn: DynamicSele
         gathered: list[Any] = [None] * world
         torch.distributed.all_gather_object(gathered, feats)
         feats = {r: f for part in gathered for r, f in part.items()}
-    return feats
+    return feats, {"zero3": on_zero3, "batches_per_rank": batches, "idle_passes_per_rank": idle}
 
 
 class Stages:
@@ -288,12 +288,13 @@ class Stages:
                 f"Resume from checkpoint-{stage * self.every} or keep the stage folders of the run that saved this "
                 "checkpoint in OUTPUT_DIR/selection")
         t0 = time.perf_counter()
+        forwards = None
         if stage == 0:
             table, scored_with, flow = self.base, f"base scores {dyn.scores}", None
         else:
             rows = [int(r) for r in stages.candidate_rows(self.base, dyn, stage) if int(r) in self.encoded]
             model = self.trainer.accelerator.unwrap_model(self.trainer.model)
-            feats = score_rows(model, self.encoded, rows, dyn, self.pad_id, self.top_k)
+            feats, forwards = score_rows(model, self.encoded, rows, dyn, self.pad_id, self.top_k)
             table = self.base[self.base["row"].isin(list(feats))].copy()
             for col in (*LOSS_COLUMNS, *self.stat_columns):
                 table[col] = [feats[int(r)][col] for r in table["row"]]
@@ -306,7 +307,8 @@ class Stages:
             prev_table = self._stage_table(stage - 1)
             flow = stages.flows(prev, stages.band_status(prev_table, dyn), [int(r) for r in selection.rows],
                                 stages.band_status(table, dyn))
-        manifest = stages.stage_manifest(dyn, stage, selection, step, epoch, len(table), scored_with, flow, seconds)
+        manifest = stages.stage_manifest(dyn, stage, selection, step, epoch, len(table), scored_with, flow, seconds,
+                                         forwards)
         rank, _ = _dist()
         save = dyn.save_stage_checkpoints and stage > 0 and self.trainer is not None
         if save:  # every rank takes part (ZeRO-3 gathers); only the main process writes

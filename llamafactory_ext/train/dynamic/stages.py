@@ -122,11 +122,12 @@ def read_stage(output_dir: str | Path, stage: int) -> dict[str, Any] | None:
 
 
 def stage_manifest(dyn: DynamicSelection, stage: int, selection, global_step: int, epoch: float | None,
-                   candidates: int, scored_with: str, flow: dict[str, int] | None, seconds: float | None
-                   ) -> dict[str, Any]:
+                   candidates: int, scored_with: str, flow: dict[str, int] | None, seconds: float | None,
+                   forwards: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``forwards``: how the ranks ran the in-loop scoring (:func:`runtime.score_rows`'s second result)."""
     facts = selection.facts
     return {"stage": stage, "strategy": dyn.strategy, "n": dyn.n, "seed": dyn.seed + stage, "key": dyn.key,
             "low": dyn.low, "high": dyn.high, "stratify": dyn.stratify, "over_length": dyn.over_length,
             "every": dyn.every, "candidates_setting": dyn.candidates, "global_step": global_step, "epoch": epoch, "candidates": candidates,
             "scored_with": scored_with, "thresholds": facts.get("thresholds"), "funnel": facts.get("funnel"),
-            "flows": flow, "scoring_seconds": seconds}
+            "flows": flow, "scoring_seconds": seconds, "scoring_forwards": forwards}

@@ -8,7 +8,7 @@ activation) and gives each rank its own share of the candidates:
 * :func:`gathered_head`: the head's weight (and bias) is gathered once for the scoring pass and copied into a plain
   ``Linear`` this rank holds until the pass ends: one vocab x hidden matrix (0.6 GB for Qwen2.5-3B in bf16), nothing
   else of the model is gathered; the body keeps gathering layer by layer inside its own forward.
-* :func:`forwards_behind` / :func:`run_idle_forwards`: every rank must run as many body forwards as every other (each
+* :func:`batches_per_rank` / :func:`run_idle_forwards`: every rank must run as many body forwards as every other (each
   one is a sequence of collectives); a rank whose share packs into fewer batches runs one-token passes until it has
   run as many, as ``generate(synced_gpus=True)`` does. The count is computed, not exchanged: the batching is
   deterministic in the rows' lengths, which every rank holds.
@@ -63,10 +63,9 @@ def gathered_head(model, zero3: bool) -> Iterator[Any]:
         del copy, weight, bias
 
 
-def forwards_behind(lengths_by_rank: Sequence[dict[int, int]], batch_tokens: int, mode: str, rank: int) -> int:
-    """How many forward passes rank ``rank`` runs fewer than the busiest rank (its share of rows -> batches)."""
-    counts = [len(plan_batches(lengths, batch_tokens, mode)) for lengths in lengths_by_rank]
-    return max(counts) - counts[rank]
+def batches_per_rank(lengths_by_rank: Sequence[dict[int, int]], batch_tokens: int, mode: str) -> list[int]:
+    """Forward passes each rank's share of rows packs into (``score_sequences``'s own batching)."""
+    return [len(plan_batches(lengths, batch_tokens, mode)) for lengths in lengths_by_rank]
 
 
 def run_idle_forwards(model, n: int, device: str, pad_id: int) -> None:
