@@ -96,7 +96,8 @@ def run(opts: StudyOptions) -> int:
     print(f"[study] {counts['ran']} step(s) ran, {counts['skipped']} were done already")
     if opts.until:
         return 0
-    write_study_report(cfg, steps, time.time() - start)
+    # a run that found every step done only rebuilds the report: it has no wall time of its own to state
+    write_study_report(cfg, steps, time.time() - start if counts["ran"] else None)
     report = cfg.report_dir / "report.md"
     print(report.read_text(encoding="utf-8"))
     print(f"[study] report: {report}")

@@ -159,8 +159,11 @@ def test_miniature_study_survives_a_kill_and_recomputes_nothing(tmp_path, tiny_q
     page = (tmp_path / "out" / "reports" / "mini" / "report.html").read_text()
     assert "selections/zpd/report.html" in page and (tmp_path / "out" / "reports" / "mini" / "selections" / "zpd"
                                                      / "report.html").is_file()
+    assert "this run's wall time" in report
     again = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert "0 step(s) ran, 14 were done already" in again.stdout
+    rebuilt = (tmp_path / "out" / "reports" / "mini" / "report.md").read_text()
+    assert "this run's wall time" not in rebuilt and "min of compute in all." in rebuilt  # no 0.0-min wall time
 
 
 def test_pass_cv_and_pruning_arms_build_on_shared_and_sibling_steps(tmp_path, tiny_qwen_dir):
