@@ -51,16 +51,12 @@ def gathered_head(model, zero3: bool) -> Iterator[Any]:
     head = model.get_output_embeddings()
     params = [p for p in (head.weight, getattr(head, "bias", None)) if p is not None]
     with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-        weight = head.weight.detach().clone()
-        bias = head.bias.detach().clone() if getattr(head, "bias", None) is not None else None
-    copy = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
+        weight, *bias = (p.detach().clone() for p in params)
+    copy = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bool(bias), device="meta")
     copy.weight = torch.nn.Parameter(weight, requires_grad=False)
-    if bias is not None:
-        copy.bias = torch.nn.Parameter(bias, requires_grad=False)
-    try:
-        yield WithHead(model, copy)
-    finally:
-        del copy, weight, bias
+    if bias:
+        copy.bias = torch.nn.Parameter(bias[0], requires_grad=False)
+    yield WithHead(model, copy)  # the copy is freed with the last reference, when the pass ends
 
 
 def batches_per_rank(lengths_by_rank: Sequence[dict[int, int]], batch_tokens: int, mode: str) -> list[int]:
