@@ -109,6 +109,8 @@ def test_a_ratio_key_needs_the_statistics_in_the_base_scores(scored, monkeypatch
     for c in STAT_COLUMNS:
         table[c] = np.linspace(1.0, 2.0, len(table))
     table.to_parquet(scores / "scores.parquet", index=False)
+    with pytest.raises(UserError, match="names no brier_top_k"):  # the columns, but no K to re-compute them with
+        split_recipe_args(_recipe(scores, pool, key=key), source="r.yaml")
     meta = json.loads((scores / "meta.json").read_text())
     meta["identity"] = {"brier_top_k": 7}
     (scores / "meta.json").write_text(json.dumps(meta))

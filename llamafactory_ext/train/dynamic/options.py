@@ -163,9 +163,9 @@ def check_identity(dyn: DynamicSelection, meta: dict[str, Any], lf_args: dict[st
                             "with the recipe's model, template and cutoff_len")
 
 
-def check_key_columns(dyn: DynamicSelection, source: str) -> None:
+def check_key_columns(dyn: DynamicSelection, meta: dict[str, Any], source: str) -> None:
     """An ``rsr``/``lark`` key needs the rank or Brier column in the base scores (stage 0 ranks by them; the stages
-    re-compute them with the same top-K): a table scored before those columns existed is refused by name."""
+    re-compute them with the same top-K, so that K must be known): anything less is refused by name."""
     if dyn.key not in RATIO_KEYS:
         return
     parquet = scores_parquet(dyn)
@@ -176,6 +176,10 @@ def check_key_columns(dyn: DynamicSelection, source: str) -> None:
                         f"{parquet} has no column {', '.join(missing)} (scored before the rank and Brier statistics "
                         f"existed). Re-score the pool: `data-select score --dataset {dyn.pool} --out {dyn.scores} "
                         "--overwrite ...`")
+    if brier_top_k(meta) < 1:
+        raise UserError(f"{source}: {_name('key')} {dyn.key}: {Path(dyn.scores) / 'meta.json'} names no brier_top_k "
+                        "(>= 1), so the stages could not re-compute the rank and Brier columns as they were scored; "
+                        f"re-score the pool: `data-select score --dataset {dyn.pool} --out {dyn.scores} --overwrite ...`")
 
 
 def brier_top_k(meta: dict[str, Any]) -> int:
@@ -223,7 +227,7 @@ def validate(dyn: DynamicSelection, lf_args: dict[str, Any], source: str) -> Non
         raise UserError(f"{source}: {_name('n')} must be positive, got {dyn.n}")
     meta = read_scores_meta(dyn, source)
     check_identity(dyn, meta, lf_args, source)
-    check_key_columns(dyn, source)
+    check_key_columns(dyn, meta, source)
     scored = int((meta.get("counts") or {}).get("scored") or _parquet_rows(dyn))
     pool_rows = dyn.candidate_rows or scored
     if dyn.candidate_rows and dyn.candidate_rows > scored:
